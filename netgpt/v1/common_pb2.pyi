@@ -1,0 +1,134 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class NodeRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_ROLE_UNSPECIFIED: _ClassVar[NodeRole]
+    NODE_ROLE_CORE: _ClassVar[NodeRole]
+    NODE_ROLE_EDGE: _ClassVar[NodeRole]
+    NODE_ROLE_CLOUD: _ClassVar[NodeRole]
+
+class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_KIND_UNSPECIFIED: _ClassVar[ModelKind]
+    MODEL_KIND_ONNX_EDGE: _ClassVar[ModelKind]
+    MODEL_KIND_LORA_ADAPTER: _ClassVar[ModelKind]
+    MODEL_KIND_CHECKPOINT: _ClassVar[ModelKind]
+
+class NodeHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_HEALTH_UNSPECIFIED: _ClassVar[NodeHealth]
+    NODE_HEALTH_SERVING: _ClassVar[NodeHealth]
+    NODE_HEALTH_STALE: _ClassVar[NodeHealth]
+NODE_ROLE_UNSPECIFIED: NodeRole
+NODE_ROLE_CORE: NodeRole
+NODE_ROLE_EDGE: NodeRole
+NODE_ROLE_CLOUD: NodeRole
+MODEL_KIND_UNSPECIFIED: ModelKind
+MODEL_KIND_ONNX_EDGE: ModelKind
+MODEL_KIND_LORA_ADAPTER: ModelKind
+MODEL_KIND_CHECKPOINT: ModelKind
+NODE_HEALTH_UNSPECIFIED: NodeHealth
+NODE_HEALTH_SERVING: NodeHealth
+NODE_HEALTH_STALE: NodeHealth
+
+class ModelRef(_message.Message):
+    __slots__ = ("name", "version", "sha256", "kind")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    sha256: str
+    kind: ModelKind
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., kind: _Optional[_Union[ModelKind, str]] = ...) -> None: ...
+
+class Capabilities(_message.Message):
+    __slots__ = ("accelerator", "runtime", "max_concurrency", "max_context_tokens", "models")
+    ACCELERATOR_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    accelerator: str
+    runtime: str
+    max_concurrency: int
+    max_context_tokens: int
+    models: _containers.RepeatedCompositeFieldContainer[ModelRef]
+    def __init__(self, accelerator: _Optional[str] = ..., runtime: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., max_context_tokens: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "role", "address", "region", "cell_ids", "capabilities")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    CELL_IDS_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: NodeRole
+    address: str
+    region: str
+    cell_ids: _containers.RepeatedScalarFieldContainer[str]
+    capabilities: Capabilities
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[NodeRole, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., cell_ids: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ...) -> None: ...
+
+class NodeLoad(_message.Message):
+    __slots__ = ("queue_depth", "active_requests", "tokens_per_second", "models_served", "p50_first_token_ms")
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    MODELS_SERVED_FIELD_NUMBER: _ClassVar[int]
+    P50_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    queue_depth: int
+    active_requests: int
+    tokens_per_second: float
+    models_served: _containers.RepeatedCompositeFieldContainer[ModelRef]
+    p50_first_token_ms: float
+    def __init__(self, queue_depth: _Optional[int] = ..., active_requests: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., models_served: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., p50_first_token_ms: _Optional[float] = ...) -> None: ...
+
+class QoS(_message.Message):
+    __slots__ = ("priority", "latency_budget_ms")
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
+    priority: int
+    latency_budget_ms: int
+    def __init__(self, priority: _Optional[int] = ..., latency_budget_ms: _Optional[int] = ...) -> None: ...
+
+class RanContext(_message.Message):
+    __slots__ = ("cell_id", "ue_id", "slice_id", "qos", "ai_flow_id")
+    CELL_ID_FIELD_NUMBER: _ClassVar[int]
+    UE_ID_FIELD_NUMBER: _ClassVar[int]
+    SLICE_ID_FIELD_NUMBER: _ClassVar[int]
+    QOS_FIELD_NUMBER: _ClassVar[int]
+    AI_FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    cell_id: str
+    ue_id: str
+    slice_id: str
+    qos: QoS
+    ai_flow_id: str
+    def __init__(self, cell_id: _Optional[str] = ..., ue_id: _Optional[str] = ..., slice_id: _Optional[str] = ..., qos: _Optional[_Union[QoS, _Mapping]] = ..., ai_flow_id: _Optional[str] = ...) -> None: ...
+
+class NodeStatus(_message.Message):
+    __slots__ = ("info", "load", "last_heartbeat", "health", "registered_at")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    info: NodeInfo
+    load: NodeLoad
+    last_heartbeat: _timestamp_pb2.Timestamp
+    health: NodeHealth
+    registered_at: _timestamp_pb2.Timestamp
+    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., load: _Optional[_Union[NodeLoad, _Mapping]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., health: _Optional[_Union[NodeHealth, str]] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,129 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from netgpt.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RegisterNodeRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: _common_pb2.NodeInfo
+    def __init__(self, node: _Optional[_Union[_common_pb2.NodeInfo, _Mapping]] = ...) -> None: ...
+
+class RegisterNodeResponse(_message.Message):
+    __slots__ = ("node_id", "heartbeat_interval_ms")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    heartbeat_interval_ms: int
+    def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("node_id", "load", "sequence")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    load: _common_pb2.NodeLoad
+    sequence: int
+    def __init__(self, node_id: _Optional[str] = ..., load: _Optional[_Union[_common_pb2.NodeLoad, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("commands",)
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[NodeCommand]
+    def __init__(self, commands: _Optional[_Iterable[_Union[NodeCommand, _Mapping]]] = ...) -> None: ...
+
+class NodeCommand(_message.Message):
+    __slots__ = ("command_id", "peers_update")
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    PEERS_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    command_id: str
+    peers_update: PeersUpdate
+    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ...) -> None: ...
+
+class PeersUpdate(_message.Message):
+    __slots__ = ("cloud_nodes",)
+    CLOUD_NODES_FIELD_NUMBER: _ClassVar[int]
+    cloud_nodes: _containers.RepeatedCompositeFieldContainer[_common_pb2.NodeStatus]
+    def __init__(self, cloud_nodes: _Optional[_Iterable[_Union[_common_pb2.NodeStatus, _Mapping]]] = ...) -> None: ...
+
+class EstablishSessionRequest(_message.Message):
+    __slots__ = ("ue_id", "cell_id", "slice_id", "qos")
+    UE_ID_FIELD_NUMBER: _ClassVar[int]
+    CELL_ID_FIELD_NUMBER: _ClassVar[int]
+    SLICE_ID_FIELD_NUMBER: _ClassVar[int]
+    QOS_FIELD_NUMBER: _ClassVar[int]
+    ue_id: str
+    cell_id: str
+    slice_id: str
+    qos: _common_pb2.QoS
+    def __init__(self, ue_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., slice_id: _Optional[str] = ..., qos: _Optional[_Union[_common_pb2.QoS, _Mapping]] = ...) -> None: ...
+
+class EstablishSessionResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: AiSession
+    def __init__(self, session: _Optional[_Union[AiSession, _Mapping]] = ...) -> None: ...
+
+class AiSession(_message.Message):
+    __slots__ = ("session_id", "ai_flow_id", "ue_id", "cell_id", "slice_id", "qos", "serving_edge", "serving_cloud", "created_at")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    AI_FLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    UE_ID_FIELD_NUMBER: _ClassVar[int]
+    CELL_ID_FIELD_NUMBER: _ClassVar[int]
+    SLICE_ID_FIELD_NUMBER: _ClassVar[int]
+    QOS_FIELD_NUMBER: _ClassVar[int]
+    SERVING_EDGE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_CLOUD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    ai_flow_id: str
+    ue_id: str
+    cell_id: str
+    slice_id: str
+    qos: _common_pb2.QoS
+    serving_edge: _common_pb2.NodeInfo
+    serving_cloud: _common_pb2.NodeInfo
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., ai_flow_id: _Optional[str] = ..., ue_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., slice_id: _Optional[str] = ..., qos: _Optional[_Union[_common_pb2.QoS, _Mapping]] = ..., serving_edge: _Optional[_Union[_common_pb2.NodeInfo, _Mapping]] = ..., serving_cloud: _Optional[_Union[_common_pb2.NodeInfo, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class GetSessionResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: AiSession
+    def __init__(self, session: _Optional[_Union[AiSession, _Mapping]] = ...) -> None: ...
+
+class ReleaseSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseSessionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("role",)
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    role: _common_pb2.NodeRole
+    def __init__(self, role: _Optional[_Union[_common_pb2.NodeRole, str]] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[_common_pb2.NodeStatus]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_common_pb2.NodeStatus, _Mapping]]] = ...) -> None: ...
