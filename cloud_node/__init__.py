@@ -1,0 +1,1 @@
+"""Cloud node: LLaMA (+ LoRA) serving on torch."""

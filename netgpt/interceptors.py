@@ -1,0 +1,76 @@
+"""The one place where domain exceptions become gRPC statuses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import grpc
+import structlog
+
+from netgpt.errors import NetGptError
+
+log = structlog.get_logger(__name__)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    if isinstance(exc, NetGptError):
+        log.info("rpc.rejected", method=method, code=exc.code.name, reason=str(exc))
+        await context.abort(exc.code, str(exc))
+    log.exception("rpc.failed", method=method)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises a private exception type; let it and cancellation through.
+    return isinstance(exc, asyncio.CancelledError) or type(exc).__name__ == "AbortError"
+
+
+def _wrap_unary(fn: Callable, method: str) -> Callable:
+    async def wrapper(request_or_iterator, context):
+        try:
+            return await fn(request_or_iterator, context)
+        except BaseException as exc:  # noqa: BLE001 - mapped below
+            if _is_abort(exc):
+                raise
+            await _abort(context, exc, method)
+
+    return wrapper
+
+
+def _wrap_stream(fn: Callable, method: str) -> Callable:
+    async def wrapper(request_or_iterator, context):
+        try:
+            async for item in fn(request_or_iterator, context):
+                yield item
+        except BaseException as exc:  # noqa: BLE001 - mapped below
+            if _is_abort(exc) or isinstance(exc, GeneratorExit):
+                raise
+            await _abort(context, exc, method)
+
+    return wrapper
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Maps :class:`NetGptError` to its status code; anything else is INTERNAL and logged."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith("/netgpt."):
+            return handler  # health and reflection handle their own errors
+        kwargs = dict(
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **kwargs)
