@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from netgpt.errors import StartupError
 from netgpt.generation import DecodeSession, Tokenizer
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(StartupError):
     """A model folder or artifact cannot be used; the message is one line for the operator."""
 
 

@@ -33,3 +33,7 @@ class Unavailable(NetGptError):
 
 class DeadlineExceeded(NetGptError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class StartupError(Exception):
+    """A daemon cannot start (bad model folder, bad config, port taken); one line for the operator."""

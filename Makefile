@@ -1,0 +1,43 @@
+# NetGPT developer entry points. `make demo` and `make test` work on a fresh machine:
+# they create .venv (CPU torch first, so nothing pulls a multi-GB CUDA build) on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.netgpt-installed
+
+.PHONY: demo test test-fast protos lint bench clean-cache
+
+demo: $(STAMP)
+	$(VENV)/bin/netgpt demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not e2e"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+protos: $(STAMP)
+	PYTHON=$(PY) bash tools/gen_protos.sh
+
+lint: node_modules/.bin/buf
+	npx buf lint
+	npx buf format --diff --exit-code
+
+node_modules/.bin/buf: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+bench: $(STAMP)
+	$(PY) -m bench.edge_generation
+
+clean-cache:
+	rm -rf $${NETGPT_CACHE_DIR:-$$HOME/.cache/netgpt}

@@ -1,0 +1,40 @@
+"""Cloud node assembly: LLaMA (+LoRA) on torch behind the user plane, registered with the core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloud_node.llama_engine import LlamaModel
+from cloud_node.servicer import CloudUserPlane
+from cp.agent import ControlPlaneAgent
+from netgpt.config import CloudConfig
+from netgpt.node import NodeHandle, advertised_address, limits_from, load_report, model_folder, node_id_for
+from netgpt.server import Service, start_server
+from netgpt.v1 import common_pb2
+from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+from up.runner import GenerationRunner
+
+
+def load_cloud_model(config: CloudConfig) -> LlamaModel:
+    """Load the configured checkpoint (raises ModelLoadError with a one-line reason)."""
+    model_dir = model_folder(config.model, "cloud (LLaMA)", lambda tiny: tiny.llama_dir)
+    adapter = Path(config.adapter) if config.adapter else None
+    return LlamaModel.load(model_dir, adapter_dir=adapter, device=config.device, dtype=config.dtype)
+
+
+async def start_cloud(config: CloudConfig, model: LlamaModel) -> NodeHandle:
+    runner = GenerationRunner(config.max_concurrency, config.max_queue)
+    servicer = CloudUserPlane(model, runner, limits_from(config))
+    server = await start_server(config.listen, [
+        Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
+    ])
+    info = common_pb2.NodeInfo(
+        node_id=node_id_for(config, "cloud"), role=common_pb2.NODE_ROLE_CLOUD, address=advertised_address(config, server),
+        region=config.region,
+        capabilities=common_pb2.Capabilities(
+            accelerator=model.device, runtime=f"torch/{model.dtype}", max_concurrency=config.max_concurrency,
+            max_context_tokens=model.max_context, models=[servicer.model_ref]),
+    )
+    agent = ControlPlaneAgent(config.core, info, lambda: load_report(runner, [servicer.model_ref]))
+    agent.start()
+    return NodeHandle(server, agent, runner)

@@ -1,0 +1,40 @@
+"""The core controller daemon: control plane + compute plane in one server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cmp.servicer import ComputePlaneServicer
+from cp.registry import NodeRegistry
+from cp.servicer import ControlPlaneServicer
+from cp.sessions import SessionTable
+from netgpt.config import CoreConfig
+from netgpt.server import NetGptServer, Service, start_server
+from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
+from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+
+
+@dataclass
+class CoreHandle:
+    server: NetGptServer
+    registry: NodeRegistry
+    sessions: SessionTable
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await self.server.stop(grace_s)
+
+
+async def start_core(config: CoreConfig) -> CoreHandle:
+    registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s)
+    sessions = SessionTable(registry)
+    server = await start_server(config.listen, [
+        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions),
+                cp_grpc.add_ControlPlaneServiceServicer_to_server),
+        Service("netgpt.v1.ComputePlaneService", ComputePlaneServicer(registry),
+                cmp_grpc.add_ComputePlaneServiceServicer_to_server),
+    ])
+    return CoreHandle(server, registry, sessions)

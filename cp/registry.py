@@ -1,0 +1,133 @@
+"""The core's view of the topology: registered nodes, their load and liveness.
+
+In memory on purpose: nodes re-register on their own when the core restarts (see
+``cp.agent``), so the registry rebuilds itself within one heartbeat interval.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from netgpt.errors import InvalidArgument, NotFound
+from netgpt.v1 import common_pb2, control_plane_pb2
+
+SERVING_ROLES = (common_pb2.NODE_ROLE_EDGE, common_pb2.NODE_ROLE_CLOUD)
+
+
+@dataclass
+class NodeEntry:
+    info: common_pb2.NodeInfo
+    registered_at: float
+    last_heartbeat: float
+    load: common_pb2.NodeLoad = field(default_factory=common_pb2.NodeLoad)
+    pending: list[control_plane_pb2.NodeCommand] = field(default_factory=list)
+
+
+class NodeRegistry:
+    """Nodes by id; a node missing ``stale_after_s`` of heartbeats is STALE and not picked."""
+
+    def __init__(self, heartbeat_interval_s: float = 2.0, stale_after_heartbeats: int = 3,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.stale_after_s = heartbeat_interval_s * stale_after_heartbeats
+        self._clock = clock
+        self._wall = wall
+        self._nodes: dict[str, NodeEntry] = {}
+        self._wall_offset = wall() - clock()
+
+    def register(self, info: common_pb2.NodeInfo) -> str:
+        """Add or replace a node (ids are kept across re-registration); returns its id."""
+        if info.role not in SERVING_ROLES:
+            raise InvalidArgument("node.role must be NODE_ROLE_EDGE or NODE_ROLE_CLOUD")
+        if not info.address:
+            raise InvalidArgument("node.address is required (host:port where the node serves)")
+        if info.role == common_pb2.NODE_ROLE_EDGE and not info.cell_ids:
+            raise InvalidArgument("an edge node must serve at least one cell (node.cell_ids)")
+        stored = common_pb2.NodeInfo()
+        stored.CopyFrom(info)
+        if not stored.node_id:
+            stored.node_id = f"{_role_word(stored.role)}-{uuid.uuid4().hex[:8]}"
+        now = self._clock()
+        previous = self._nodes.get(stored.node_id)
+        entry = NodeEntry(info=stored, registered_at=now, last_heartbeat=now)
+        if previous is not None:
+            entry.pending = previous.pending
+        self._nodes[stored.node_id] = entry
+        self.broadcast_peers()
+        return stored.node_id
+
+    def heartbeat(self, node_id: str, load: common_pb2.NodeLoad) -> list[control_plane_pb2.NodeCommand]:
+        """Record liveness and load; hand back (and clear) the commands queued for the node."""
+        entry = self._nodes.get(node_id)
+        if entry is None:
+            raise NotFound(f"node {node_id!r} is not registered; register again")
+        was_stale = not self._is_serving(entry)
+        entry.last_heartbeat = self._clock()
+        entry.load.CopyFrom(load)
+        commands, entry.pending = entry.pending, []
+        if was_stale and entry.info.role == common_pb2.NODE_ROLE_CLOUD:
+            self.broadcast_peers()
+        return commands
+
+    def get(self, node_id: str) -> NodeEntry:
+        entry = self._nodes.get(node_id)
+        if entry is None:
+            raise NotFound(f"node {node_id!r} is not registered")
+        return entry
+
+    def queue_command(self, node_id: str, command: control_plane_pb2.NodeCommand) -> None:
+        if not command.command_id:
+            command.command_id = uuid.uuid4().hex
+        self.get(node_id).pending.append(command)
+
+    def broadcast_peers(self) -> None:
+        """Tell every edge which cloud nodes exist now (delivered with the next heartbeat)."""
+        peers = control_plane_pb2.PeersUpdate(cloud_nodes=self.statuses(common_pb2.NODE_ROLE_CLOUD))
+        for entry in list(self._nodes.values()):
+            if entry.info.role == common_pb2.NODE_ROLE_EDGE:
+                entry.pending = [c for c in entry.pending if not c.HasField("peers_update")]
+                self.queue_command(entry.info.node_id, control_plane_pb2.NodeCommand(peers_update=peers))
+
+    def statuses(self, role: int = common_pb2.NODE_ROLE_UNSPECIFIED) -> list[common_pb2.NodeStatus]:
+        return [self.status(e) for e in self._entries(role)]
+
+    def status(self, entry: NodeEntry) -> common_pb2.NodeStatus:
+        status = common_pb2.NodeStatus(info=entry.info, load=entry.load)
+        status.health = common_pb2.NODE_HEALTH_SERVING if self._is_serving(entry) else common_pb2.NODE_HEALTH_STALE
+        status.last_heartbeat.FromSeconds(int(entry.last_heartbeat + self._wall_offset))
+        status.registered_at.FromSeconds(int(entry.registered_at + self._wall_offset))
+        return status
+
+    def pick_edge(self, cell_id: str) -> NodeEntry:
+        """The least-loaded serving edge that covers ``cell_id``."""
+        candidates = [e for e in self._serving(common_pb2.NODE_ROLE_EDGE) if cell_id in e.info.cell_ids]
+        if not candidates:
+            known = sorted({c for e in self._serving(common_pb2.NODE_ROLE_EDGE) for c in e.info.cell_ids})
+            raise NotFound(f"no serving edge node covers cell {cell_id!r}; covered cells: {known}")
+        return min(candidates, key=_load_key)
+
+    def pick_cloud(self) -> NodeEntry | None:
+        """The least-loaded serving cloud node, or None (the edge then answers alone)."""
+        candidates = self._serving(common_pb2.NODE_ROLE_CLOUD)
+        return min(candidates, key=_load_key) if candidates else None
+
+    def _entries(self, role: int) -> list[NodeEntry]:
+        entries = sorted(self._nodes.values(), key=lambda e: e.info.node_id)
+        return [e for e in entries if role in (common_pb2.NODE_ROLE_UNSPECIFIED, e.info.role)]
+
+    def _serving(self, role: int) -> list[NodeEntry]:
+        return [e for e in self._entries(role) if self._is_serving(e)]
+
+    def _is_serving(self, entry: NodeEntry) -> bool:
+        return self._clock() - entry.last_heartbeat <= self.stale_after_s
+
+
+def _load_key(entry: NodeEntry) -> tuple[int, str]:
+    return entry.load.queue_depth + entry.load.active_requests, entry.info.node_id
+
+
+def _role_word(role: int) -> str:
+    return common_pb2.NodeRole.Name(role).removeprefix("NODE_ROLE_").lower()

@@ -1,0 +1,59 @@
+"""ControlPlaneService: thin gRPC layer over the node registry and the session table."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import structlog
+
+from cp.registry import NodeRegistry
+from cp.sessions import SessionTable
+from netgpt.errors import InvalidArgument
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+
+log = structlog.get_logger(__name__)
+
+
+class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
+    def __init__(self, registry: NodeRegistry, sessions: SessionTable) -> None:
+        self.registry = registry
+        self.sessions = sessions
+
+    async def RegisterNode(self, request: cp_pb2.RegisterNodeRequest, context) -> cp_pb2.RegisterNodeResponse:
+        node_id = self.registry.register(request.node)
+        log.info("node.registered", node_id=node_id, role=request.node.role, address=request.node.address,
+                 cells=list(request.node.cell_ids))
+        interval_ms = int(self.registry.heartbeat_interval_s * 1000)
+        return cp_pb2.RegisterNodeResponse(node_id=node_id, heartbeat_interval_ms=interval_ms)
+
+    async def Heartbeat(self, request_iterator: AsyncIterator[cp_pb2.HeartbeatRequest],
+                        context) -> AsyncIterator[cp_pb2.HeartbeatResponse]:
+        async for beat in request_iterator:
+            if not beat.node_id:
+                raise InvalidArgument("heartbeat.node_id is required")
+            commands = self.registry.heartbeat(beat.node_id, beat.load)
+            for command in commands:
+                log.info("node.command", node_id=beat.node_id, command_id=command.command_id,
+                         kind=command.WhichOneof("command"))
+            yield cp_pb2.HeartbeatResponse(commands=commands)
+
+    async def EstablishSession(self, request: cp_pb2.EstablishSessionRequest,
+                               context) -> cp_pb2.EstablishSessionResponse:
+        session = self.sessions.establish(request)
+        log.info("session.established", session_id=session.session_id, ai_flow_id=session.ai_flow_id,
+                 ue_id=session.ue_id, cell_id=session.cell_id, edge=session.serving_edge.node_id,
+                 cloud=session.serving_cloud.node_id)
+        return cp_pb2.EstablishSessionResponse(session=session)
+
+    async def GetSession(self, request: cp_pb2.GetSessionRequest, context) -> cp_pb2.GetSessionResponse:
+        return cp_pb2.GetSessionResponse(session=self.sessions.get(request.session_id))
+
+    async def ReleaseSession(self, request: cp_pb2.ReleaseSessionRequest, context) -> cp_pb2.ReleaseSessionResponse:
+        self.sessions.release(request.session_id)
+        log.info("session.released", session_id=request.session_id)
+        return cp_pb2.ReleaseSessionResponse()
+
+    async def ListNodes(self, request: cp_pb2.ListNodesRequest, context) -> cp_pb2.ListNodesResponse:
+        return cp_pb2.ListNodesResponse(nodes=self.registry.statuses(request.role))

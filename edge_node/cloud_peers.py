@@ -1,0 +1,96 @@
+"""The cloud nodes an edge can forward to, learnt from the core's PeersUpdate commands.
+
+Keeps one channel per cloud, a measured first-token latency per cloud, and a short
+penalty box for clouds that just failed so the next request does not hit them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import grpc
+import structlog
+
+from netgpt.channels import open_channel
+from netgpt.v1 import common_pb2
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+
+log = structlog.get_logger(__name__)
+
+FAILURE_PENALTY_S = 5.0
+
+
+@dataclass
+class CloudPeer:
+    status: common_pb2.NodeStatus
+    channel: grpc.aio.Channel
+    stub: up_grpc.UserPlaneServiceStub
+    first_token_ms: float = 0.0  # moving average measured by this edge
+    failed_at: float = float("-inf")
+
+    @property
+    def node_id(self) -> str:
+        return self.status.info.node_id
+
+    @property
+    def estimate_ms(self) -> float:
+        return self.first_token_ms or self.status.load.p50_first_token_ms
+
+
+class CloudPeers:
+    def __init__(self) -> None:
+        self._peers: dict[str, CloudPeer] = {}
+
+    def apply(self, command: cp_pb2.NodeCommand) -> None:
+        """Handle a PeersUpdate from the control plane (other commands are not ours)."""
+        if command.HasField("peers_update"):
+            self.update(list(command.peers_update.cloud_nodes))
+
+    def update(self, clouds: list[common_pb2.NodeStatus]) -> None:
+        seen = set()
+        for status in clouds:
+            node_id = status.info.node_id
+            seen.add(node_id)
+            peer = self._peers.get(node_id)
+            if peer is not None and peer.status.info.address == status.info.address:
+                peer.status = status
+                continue
+            if peer is not None:
+                _close_later(peer.channel)
+            channel = open_channel(status.info.address)
+            self._peers[node_id] = CloudPeer(status, channel, up_grpc.UserPlaneServiceStub(channel))
+        for node_id in set(self._peers) - seen:
+            _close_later(self._peers.pop(node_id).channel)
+        log.info("edge.peers", clouds=sorted(self._peers))
+
+    def pick(self) -> CloudPeer | None:
+        """A serving cloud not recently failed, least loaded first."""
+        now = time.monotonic()
+        candidates = [
+            p for p in self._peers.values()
+            if p.status.health != common_pb2.NODE_HEALTH_STALE and now - p.failed_at > FAILURE_PENALTY_S
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda p: (p.status.load.queue_depth + p.status.load.active_requests, p.node_id))
+
+    def record_first_token(self, peer: CloudPeer, ms: float) -> None:
+        peer.first_token_ms = ms if not peer.first_token_ms else 0.7 * peer.first_token_ms + 0.3 * ms
+
+    def record_failure(self, peer: CloudPeer) -> None:
+        peer.failed_at = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    async def close(self) -> None:
+        for peer in self._peers.values():
+            await peer.channel.close()
+        self._peers.clear()
+
+
+def _close_later(channel: grpc.aio.Channel) -> None:
+    asyncio.get_running_loop().create_task(channel.close(grace=5.0))

@@ -1,0 +1,77 @@
+"""Edge node assembly: GPT-2 on ONNX Runtime, the knowledge base, routing and the cloud link."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from cp.agent import ControlPlaneAgent
+from edge_node.cloud_peers import CloudPeers
+from edge_node.knowledge import KnowledgeBase
+from edge_node.ort_engine import OrtGpt2Model
+from edge_node.personalise import Personaliser
+from edge_node.pipeline import EdgePipeline, EdgeSettings
+from edge_node.routing import RoutingPolicy
+from edge_node.servicer import EdgeUserPlane
+from edge_node.sessions import SessionDirectory
+from netgpt.channels import open_channel
+from netgpt.config import EdgeConfig
+from netgpt.errors import StartupError
+from netgpt.node import NodeHandle, advertised_address, limits_from, load_report, model_folder, node_id_for
+from netgpt.server import Service, start_server
+from netgpt.v1 import common_pb2
+from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+from netgpt.v1 import user_plane_pb2 as up_pb2
+from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+from up.runner import GenerationRunner
+
+
+def load_edge_model(config: EdgeConfig) -> OrtGpt2Model:
+    """Load (and export to ONNX on first use) the configured GPT-2; ModelLoadError on a bad folder."""
+    model_dir = model_folder(config.model, "edge (GPT-2)", lambda tiny: tiny.gpt2_dir)
+    return OrtGpt2Model.load(model_dir, providers=config.providers)
+
+
+def load_knowledge(config: EdgeConfig) -> KnowledgeBase:
+    if config.knowledge:
+        return KnowledgeBase.load(Path(config.knowledge))
+    with resources.as_file(resources.files("netgpt.assets") / "knowledge.toml") as bundled:
+        return KnowledgeBase.load(bundled)
+
+
+def routing_policy(config: EdgeConfig) -> RoutingPolicy:
+    tasks = set()
+    for name in config.edge_tasks:
+        key = f"TASK_CLASS_{name.upper()}"
+        if key not in up_pb2.TaskClass.keys():
+            raise StartupError(f"edge_tasks: unknown task class {name!r}; known: chat, lookup")
+        tasks.add(up_pb2.TaskClass.Value(key))
+    return RoutingPolicy(edge_tasks=frozenset(tasks))
+
+
+async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: KnowledgeBase) -> NodeHandle:
+    if not config.cells:
+        raise StartupError("an edge node must serve at least one cell: pass --cells CELL[,CELL...]")
+    policy = routing_policy(config)
+    runner = GenerationRunner(config.max_concurrency, config.max_queue)
+    peers = CloudPeers()
+    core_channel = open_channel(config.core)
+    settings = EdgeSettings(node_id=node_id_for(config, "edge"), limits=limits_from(config),
+                            cloud_first_token_timeout_s=config.cloud_first_token_timeout_s)
+    personaliser = Personaliser(knowledge, model, runner, intent_tokens=config.intent_tokens)
+    pipeline = EdgePipeline(settings, model, runner, personaliser, policy, peers)
+    sessions = SessionDirectory(cp_grpc.ControlPlaneServiceStub(core_channel), ttl_s=config.session_cache_s)
+    server = await start_server(config.listen, [
+        Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, sessions),
+                up_grpc.add_UserPlaneServiceServicer_to_server),
+    ])
+    info = common_pb2.NodeInfo(
+        node_id=settings.node_id, role=common_pb2.NODE_ROLE_EDGE, address=advertised_address(config, server),
+        region=config.region, cell_ids=config.cells,
+        capabilities=common_pb2.Capabilities(
+            accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency,
+            max_context_tokens=model.max_context, models=[pipeline.model_ref]),
+    )
+    agent = ControlPlaneAgent(config.core, info, lambda: load_report(runner, [pipeline.model_ref]), peers.apply)
+    agent.start()
+    return NodeHandle(server, agent, runner, peers=peers, extras=[peers, core_channel])

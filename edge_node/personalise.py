@@ -1,0 +1,60 @@
+"""Concise prompt → comprehensive prompt: location facts from the knowledge base plus the
+edge GPT-2's own reading of what the user wants (the NetGPT "personalisation" step)."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from edge_node.knowledge import KnowledgeBase
+from netgpt.engine import LanguageModel
+from netgpt.generation import SamplingParams
+from up.runner import GenerationRunner
+
+
+@dataclass(frozen=True)
+class Personalised:
+    text: str
+    facts: list[str]
+    area: str
+    intent: str  # what the edge model added
+
+
+def context_block(concise: str, cell_id: str, area: str, facts: list[str]) -> str:
+    lines = [f"Location: {area or 'unknown area'} (cell {cell_id or 'unknown'})."]
+    if facts:
+        lines.append("Local information:")
+        lines.extend(f"- {fact}" for fact in facts)
+    lines.append(f"User request: {concise}")
+    return "\n".join(lines)
+
+
+class Personaliser:
+    def __init__(self, knowledge: KnowledgeBase, model: LanguageModel, runner: GenerationRunner,
+                 intent_tokens: int = 12, max_facts: int = 3) -> None:
+        self.knowledge = knowledge
+        self.model = model
+        self.runner = runner
+        self.intent_tokens = intent_tokens
+        self.max_facts = max_facts
+
+    async def build(self, concise: str, cell_id: str) -> Personalised:
+        area = self.knowledge.area(cell_id)
+        facts = self.knowledge.facts_for(cell_id, concise, self.max_facts)
+        block = context_block(concise, cell_id, area, facts)
+        intent = await self._intent(block) if self.intent_tokens else ""
+        text = f"{block}\nIntent: The user wants{intent}\nAnswer:"
+        return Personalised(text=text, facts=facts, area=area, intent=intent.strip())
+
+    async def _intent(self, block: str) -> str:
+        """A short greedy continuation of "The user wants" from the edge model."""
+        ids = self.model.tokenizer.encode(f"{block}\nIntent: The user wants", add_special_tokens=False)
+        params = SamplingParams(max_new_tokens=self.intent_tokens)
+        pieces: list[str] = []
+        async with aclosing(self.runner.stream(self.model, ids, params)) as stream:
+            async for piece in stream:
+                if "\n" in piece.text:
+                    pieces.append(piece.text.split("\n", 1)[0])
+                    break
+                pieces.append(piece.text)
+        return "".join(pieces).rstrip()

@@ -1,0 +1,182 @@
+"""The edge's personalised-generation flow, one request at a time:
+
+concise prompt → personalise → route → (cloud stream | edge answer) → summary.
+
+If the cloud fails before or during its stream, the UE gets a Fallback event and a
+complete edge answer instead; a cloud that does not start streaming within
+``cloud_first_token_timeout_s`` counts as failed, so a black-holed cloud never hangs
+the UE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import structlog
+
+from edge_node.cloud_peers import CloudPeer, CloudPeers
+from edge_node.personalise import Personalised, Personaliser
+from edge_node.routing import RoutingPolicy
+from netgpt.engine import LanguageModel
+from netgpt.errors import DeadlineExceeded
+from netgpt.generation import SamplingParams
+from netgpt.timing import Stopwatch
+from netgpt.v1 import common_pb2
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.v1 import user_plane_pb2 as up_pb2
+from up.convert import Answer, model_ref, summary_event
+from up.limits import Limits, check_prompt, sampling_params
+from up.local import encode_prompt, stream_answer
+from up.runner import GenerationRunner
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class EdgeSettings:
+    node_id: str
+    limits: Limits
+    cloud_first_token_timeout_s: float = 10.0
+
+
+class CloudFailed(Exception):
+    def __init__(self, reason: str, discarded_tokens: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.discarded_tokens = discarded_tokens
+
+
+class EdgePipeline:
+    def __init__(self, settings: EdgeSettings, model: LanguageModel, runner: GenerationRunner,
+                 personaliser: Personaliser, policy: RoutingPolicy, peers: CloudPeers) -> None:
+        self.settings = settings
+        self.model = model
+        self.runner = runner
+        self.personaliser = personaliser
+        self.policy = policy
+        self.peers = peers
+        self.model_ref = model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)
+
+    def validate(self, request: up_pb2.GenerateRequest) -> tuple[str, SamplingParams]:
+        """Everything checkable before any work starts (so bad input costs nothing)."""
+        return check_prompt(request.prompt, self.settings.limits), sampling_params(request.params, self.settings.limits)
+
+    async def run(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession,
+                  deadline_s: float | None) -> AsyncIterator[up_pb2.GenerateResponse]:
+        clock = Stopwatch()
+        concise, params = self.validate(request)
+        cell_id = request.ran.cell_id or session.cell_id
+        personalised = await self.personaliser.build(concise, cell_id)
+        prompt_ids = encode_prompt(self.model, personalised.text, params.max_new_tokens, "comprehensive")
+        summary = up_pb2.GenerationSummary(
+            session_id=session.session_id, ai_flow_id=session.ai_flow_id, edge_model=self.model_ref,
+            prompt_tokens=len(prompt_ids),
+        )
+        summary.latency.personalise_ms = clock.ms()
+        log.info("edge.personalised", cell_id=cell_id, facts=len(personalised.facts), prompt_tokens=len(prompt_ids),
+                 personalise_ms=round(summary.latency.personalise_ms, 1))
+        yield up_pb2.GenerateResponse(comprehensive_prompt=up_pb2.ComprehensivePrompt(
+            text=personalised.text, knowledge_used=personalised.facts, prompt_tokens=len(prompt_ids),
+            edge_node_id=self.settings.node_id))
+
+        peer = self.peers.pick()
+        budget_ms = session.qos.latency_budget_ms or request.ran.qos.latency_budget_ms
+        budget_left = budget_ms - summary.latency.personalise_ms if budget_ms else None
+        route = self.policy.decide(request.task, request.route, peer is not None, budget_left,
+                                   peer.estimate_ms if peer else 0.0)
+        summary.reason, summary.reason_detail = route.reason, route.detail
+        log.info("edge.routed", to_cloud=route.to_cloud, reason=up_pb2.RouteReason.Name(route.reason),
+                 detail=route.detail, cloud=peer.node_id if peer else "")
+
+        if route.to_cloud and peer is not None:
+            forward = self._forward_request(request, session, personalised, cell_id)
+            summary.bytes_edge_to_cloud = forward.ByteSize()
+            try:
+                async for event in self._via_cloud(peer, forward, summary, clock, deadline_s):
+                    yield event
+                return
+            except CloudFailed as failure:
+                self.peers.record_failure(peer)
+                log.warning("edge.cloud_failed", cloud=peer.node_id, reason=failure.reason,
+                            discarded_tokens=failure.discarded_tokens)
+                summary.fallback = True
+                summary.reason = up_pb2.ROUTE_REASON_CLOUD_FAILED
+                summary.reason_detail = f"cloud {peer.node_id} failed: {failure.reason}"
+                yield up_pb2.GenerateResponse(fallback=up_pb2.Fallback(
+                    reason=failure.reason, discarded_tokens=failure.discarded_tokens))
+
+        async for event in self._at_edge(prompt_ids, params, summary, clock):
+            yield event
+
+    def _forward_request(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession,
+                         personalised: Personalised, cell_id: str) -> up_pb2.GenerateRequest:
+        ran = up_pb2.GenerateRequest().ran
+        ran.CopyFrom(request.ran)
+        ran.cell_id, ran.ue_id, ran.ai_flow_id = cell_id, session.ue_id, session.ai_flow_id
+        ran.slice_id = ran.slice_id or session.slice_id
+        if not ran.HasField("qos"):
+            ran.qos.CopyFrom(session.qos)
+        return up_pb2.GenerateRequest(session_id=session.session_id, kind=up_pb2.PROMPT_KIND_COMPREHENSIVE,
+                                      prompt=personalised.text, ran=ran, params=request.params, task=request.task)
+
+    async def _at_edge(self, prompt_ids: list[int], params: SamplingParams, summary: up_pb2.GenerationSummary,
+                       clock: Stopwatch) -> AsyncIterator[up_pb2.GenerateResponse]:
+        started, answer = clock.ms(), Answer()
+        async for event in stream_answer(self.runner, self.model, prompt_ids, params,
+                                         common_pb2.NODE_ROLE_EDGE, answer, clock):
+            yield event
+        summary.terminated_at = common_pb2.NODE_ROLE_EDGE
+        summary.latency.edge_generate_ms = clock.ms() - started
+        self._finish(summary, answer.first_token_ms, len(answer.token_ids), answer.finish_reason, answer.text, clock)
+        yield summary_event(summary)
+
+    async def _via_cloud(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, summary: up_pb2.GenerationSummary,
+                         clock: Stopwatch, deadline_s: float | None) -> AsyncIterator[up_pb2.GenerateResponse]:
+        """Relay the cloud's token stream; raise CloudFailed (before the summary) on any cloud fault."""
+        started = clock.ms()
+        call = peer.stub.Generate(forward, timeout=deadline_s)
+        streamed, first_token_ms, cloud_summary = 0, 0.0, None
+        try:
+            while True:
+                wait = self.settings.cloud_first_token_timeout_s if not streamed else None
+                event = await asyncio.wait_for(call.read(), wait)
+                if event is grpc.aio.EOF:
+                    break
+                if event.HasField("tokens"):
+                    if not streamed:
+                        first_token_ms = clock.ms()
+                        self.peers.record_first_token(peer, first_token_ms - started)
+                    streamed += len(event.tokens.token_ids)
+                    yield event
+                elif event.HasField("summary"):
+                    cloud_summary = event.summary
+        except TimeoutError:
+            raise CloudFailed(f"no first token within {self.settings.cloud_first_token_timeout_s:g} s", streamed)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded("the request's deadline passed while the cloud was generating") from exc
+            raise CloudFailed(f"{exc.code().name}: {exc.details()}", streamed) from exc
+        finally:
+            call.cancel()
+        if cloud_summary is None:
+            raise CloudFailed("cloud stream ended without a summary", streamed)
+        summary.terminated_at = common_pb2.NODE_ROLE_CLOUD
+        summary.cloud_model.CopyFrom(cloud_summary.cloud_model)
+        summary.latency.cloud_ms = clock.ms() - started
+        self._finish(summary, first_token_ms, cloud_summary.completion_tokens, cloud_summary.finish_reason,
+                     cloud_summary.text, clock)
+        yield summary_event(summary)
+
+    def _finish(self, summary: up_pb2.GenerationSummary, first_token_ms: float, completion_tokens: int,
+                finish_reason: int, text: str, clock: Stopwatch) -> None:
+        summary.latency.time_to_first_token_ms = first_token_ms
+        summary.latency.total_ms = clock.ms()
+        summary.completion_tokens = completion_tokens
+        summary.finish_reason = finish_reason
+        summary.text = text
+        log.info("edge.done", terminated_at=common_pb2.NodeRole.Name(summary.terminated_at),
+                 reason=up_pb2.RouteReason.Name(summary.reason), completion_tokens=completion_tokens,
+                 total_ms=round(summary.latency.total_ms, 1), bytes_edge_to_cloud=summary.bytes_edge_to_cloud)

@@ -1,0 +1,144 @@
+"""Daemon configuration: defaults < TOML file section < NETGPT_<SECTION>_<KEY> env < command-line flags.
+
+Each daemon's settings are one dataclass; its command-line flags are derived from the
+fields (``max_concurrency`` → ``--max-concurrency``) so the file keys, env names and
+flags can never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from netgpt.errors import StartupError
+
+T = TypeVar("T")
+
+
+@dataclass
+class CoreConfig:
+    listen: str = "0.0.0.0:50051"
+    heartbeat_interval_s: float = 2.0
+    grace_s: float = 5.0
+    log_level: str = "info"
+
+
+@dataclass
+class NodeConfig:
+    """Settings every serving node (edge or cloud) shares."""
+
+    node_id: str = ""  # empty: the core assigns one
+    listen: str = "0.0.0.0:0"
+    advertise: str = ""  # host:port the core hands out; empty: derived from listen
+    core: str = "127.0.0.1:50051"
+    region: str = ""
+    model: str = ""  # local Hugging Face folder, or "tiny" for the built-in seeded test model
+    max_concurrency: int = 2
+    max_queue: int = 16
+    max_prompt_chars: int = 2000
+    max_new_tokens: int = 256
+    default_new_tokens: int = 48
+    grace_s: float = 5.0
+    log_level: str = "info"
+
+
+@dataclass
+class CloudConfig(NodeConfig):
+    listen: str = "0.0.0.0:50061"
+    adapter: str = ""  # optional peft LoRA adapter folder
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+
+
+@dataclass
+class EdgeConfig(NodeConfig):
+    listen: str = "0.0.0.0:50071"
+    cells: list[str] = field(default_factory=list)
+    knowledge: str = ""  # TOML knowledge base; empty: the bundled example
+    providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
+    intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
+    edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge
+    cloud_first_token_timeout_s: float = 10.0
+    session_cache_s: float = 10.0
+
+
+SECTIONS: dict[str, type] = {"core": CoreConfig, "cloud": CloudConfig, "edge": EdgeConfig}
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per dataclass field, defaulting to None so only given flags override."""
+    parser.add_argument("--config", type=Path, help="TOML file; its [section] holds these settings")
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f)
+        metavar = "A,B" if kind is list else f.name.upper()
+        parser.add_argument(flag, dest=f.name, default=None, type=_parser(kind), metavar=metavar,
+                            help=f"default: {_default(f)!r}")
+
+
+def load(cls: type[T], section: str, args: argparse.Namespace | None = None,
+         env: Mapping[str, str] | None = None) -> T:
+    """Build ``cls`` from defaults, the --config file's [section], env, then flags."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = getattr(args, "config", None) if args is not None else None
+    if path is not None:
+        values.update(_file_section(Path(path), section))
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise StartupError(f"{path}: unknown key(s) in [{section}]: {', '.join(unknown)}")
+    for name, f in names.items():
+        key = f"NETGPT_{section.upper()}_{name.upper()}"
+        if key in env:
+            values[name] = _parser(_field_type(f))(env[key])
+        if args is not None and getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    for name, value in values.items():
+        values[name] = _coerce(names[name], value, section)
+    return cls(**values)
+
+
+def _file_section(path: Path, section: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise StartupError(f"config file {path}: {exc}") from exc
+    return dict(data.get(section, {}))
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return {"int": int, "float": float, "str": str, "bool": bool}.get(text, list if text.startswith("list") else str)
+
+
+def _parser(kind: type):
+    if kind is list:
+        return lambda text: [item.strip() for item in text.split(",") if item.strip()]
+    if kind is bool:
+        return lambda text: text.lower() in ("1", "true", "yes", "on")
+    return kind
+
+
+def _coerce(f: dataclasses.Field, value: Any, section: str) -> Any:
+    kind = _field_type(f)
+    if kind is list:
+        if isinstance(value, str):
+            return _parser(list)(value)
+        if isinstance(value, list):
+            return [str(v) for v in value]
+    elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    elif isinstance(value, kind):
+        return value
+    raise StartupError(f"[{section}] {f.name} must be {kind.__name__}, got {value!r}")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

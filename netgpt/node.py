@@ -1,0 +1,80 @@
+"""What edge and cloud daemons share: limits, the serving address, load reports, a stop handle."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cp.agent import ControlPlaneAgent
+from netgpt.config import NodeConfig
+from netgpt.engine import ModelLoadError
+from netgpt.server import NetGptServer
+from netgpt.tiny_models import TinyModels, ensure_tiny_models
+from netgpt.v1 import common_pb2
+from up.limits import Limits
+from up.runner import GenerationRunner
+
+
+def model_folder(value: str, what: str, pick_tiny: Callable[[TinyModels], Path]) -> Path:
+    """``--model`` → folder: a path as given, or ``tiny`` for the seeded built-in model (built once, cached)."""
+    if not value:
+        raise ModelLoadError(f"no {what} model given: pass --model PATH (a local Hugging Face folder) or --model tiny")
+    if value == "tiny":
+        return pick_tiny(ensure_tiny_models())
+    return Path(value).expanduser()
+
+
+def node_id_for(config: NodeConfig, role: str) -> str:
+    """The configured id, or a fresh one; it is kept across re-registrations either way."""
+    return config.node_id or f"{role}-{uuid.uuid4().hex[:8]}"
+
+
+def limits_from(config: NodeConfig) -> Limits:
+    return Limits(max_prompt_chars=config.max_prompt_chars, max_new_tokens=config.max_new_tokens,
+                  default_new_tokens=config.default_new_tokens)
+
+
+def advertised_address(config: NodeConfig, server: NetGptServer) -> str:
+    """The address other nodes should dial: --advertise, else the bound host (wildcard → hostname)."""
+    if config.advertise:
+        return config.advertise
+    host = server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"{host}:{server.port}"
+
+
+def load_report(runner: GenerationRunner, models: list[common_pb2.ModelRef]) -> common_pb2.NodeLoad:
+    return common_pb2.NodeLoad(
+        queue_depth=runner.queued,
+        active_requests=runner.active,
+        tokens_per_second=runner.tokens_per_second,
+        models_served=models,
+        p50_first_token_ms=runner.p50_first_token_ms,
+    )
+
+
+@dataclass
+class NodeHandle:
+    """A running edge or cloud node: its server, its control-plane agent, its generation runner."""
+
+    server: NetGptServer
+    agent: ControlPlaneAgent
+    runner: GenerationRunner
+    peers: object | None = None  # the edge's CloudPeers
+    extras: list = field(default_factory=list)  # objects with an async close()
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """NOT_SERVING and drain first, so in-flight streams finish; then leave the core."""
+        await self.server.stop(grace_s)
+        await self.agent.stop()
+        for extra in self.extras:
+            await extra.close()
+        self.runner.shutdown()

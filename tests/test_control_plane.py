@@ -1,0 +1,147 @@
+"""Control plane through a real core server on loopback: registration, heartbeats, sessions, restarts."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cp.agent import ControlPlaneAgent
+from cp.core import start_core
+from netgpt.channels import open_channel
+from netgpt.config import CoreConfig
+from netgpt.timing import wait_until
+from netgpt.v1 import common_pb2
+from netgpt.v1 import compute_plane_pb2 as cmp_pb2
+from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+
+EDGE = common_pb2.NodeInfo(node_id="edge-a", role=common_pb2.NODE_ROLE_EDGE, address="127.0.0.1:1",
+                           cell_ids=["cell-1", "cell-2"],
+                           capabilities=common_pb2.Capabilities(models=[common_pb2.ModelRef(name="gpt2", version="v1")]))
+CLOUD = common_pb2.NodeInfo(node_id="cloud-a", role=common_pb2.NODE_ROLE_CLOUD, address="127.0.0.1:2")
+
+
+@pytest.fixture
+async def core():
+    handle = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.2))
+    yield handle
+    await handle.stop(0)
+
+
+@pytest.fixture
+async def stub(core):
+    async with open_channel(core.address) as channel:
+        yield cp_grpc.ControlPlaneServiceStub(channel)
+
+
+async def test_register_list_and_session_lifecycle(core, stub):
+    await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=EDGE), timeout=5)
+    await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=CLOUD), timeout=5)
+    nodes = (await stub.ListNodes(cp_pb2.ListNodesRequest(), timeout=5)).nodes
+    assert [n.info.node_id for n in nodes] == ["cloud-a", "edge-a"]
+    assert all(n.health == common_pb2.NODE_HEALTH_SERVING for n in nodes)
+    edges = (await stub.ListNodes(cp_pb2.ListNodesRequest(role=common_pb2.NODE_ROLE_EDGE), timeout=5)).nodes
+    assert [n.info.node_id for n in edges] == ["edge-a"]
+
+    qos = common_pb2.QoS(priority=2, latency_budget_ms=800)
+    reply = await stub.EstablishSession(cp_pb2.EstablishSessionRequest(ue_id="ue-9", cell_id="cell-2", qos=qos),
+                                        timeout=5)
+    session = reply.session
+    assert session.session_id and session.ai_flow_id and session.session_id != session.ai_flow_id
+    assert session.serving_edge.node_id == "edge-a" and session.serving_cloud.node_id == "cloud-a"
+    assert session.qos.latency_budget_ms == 800
+    fetched = await stub.GetSession(cp_pb2.GetSessionRequest(session_id=session.session_id), timeout=5)
+    assert fetched.session == session
+    await stub.ReleaseSession(cp_pb2.ReleaseSessionRequest(session_id=session.session_id), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetSession(cp_pb2.GetSessionRequest(session_id=session.session_id), timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("node, needle", [
+    (common_pb2.NodeInfo(role=common_pb2.NODE_ROLE_EDGE, address="h:1"), "cell"),
+    (common_pb2.NodeInfo(role=common_pb2.NODE_ROLE_CLOUD), "address"),
+    (common_pb2.NodeInfo(address="h:1"), "role"),
+])
+async def test_bad_registration_is_invalid_argument(stub, node, needle):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=node), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in err.value.details()
+
+
+async def test_unknown_ids_are_not_found(stub):
+    for call in (
+        stub.GetSession(cp_pb2.GetSessionRequest(session_id="sess-nope"), timeout=5),
+        stub.ReleaseSession(cp_pb2.ReleaseSessionRequest(session_id="sess-nope"), timeout=5),
+        stub.EstablishSession(cp_pb2.EstablishSessionRequest(ue_id="u", cell_id="cell-unknown"), timeout=5),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    beats = stub.Heartbeat()
+    await beats.write(cp_pb2.HeartbeatRequest(node_id="ghost"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await beats.read()
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_missing_fields_are_invalid_argument(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.EstablishSession(cp_pb2.EstablishSessionRequest(cell_id="cell-1"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "ue_id" in err.value.details()
+
+
+async def test_agent_heartbeats_load_and_receives_peer_updates(core):
+    received: list[cp_pb2.NodeCommand] = []
+    load = common_pb2.NodeLoad(queue_depth=3, models_served=[common_pb2.ModelRef(name="gpt2", version="v7")])
+    edge = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=EDGE).node, lambda: load, received.append)
+    cloud = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=CLOUD).node, common_pb2.NodeLoad)
+    edge.start()
+    try:
+        await wait_until(lambda: edge.registrations == 1, 5, "edge registration")
+        cloud.start()
+        await wait_until(lambda: any(c.peers_update.cloud_nodes for c in received), 5, "a peers update")
+        clouds = [c for c in received if c.peers_update.cloud_nodes][-1].peers_update.cloud_nodes
+        assert [n.info.address for n in clouds] == ["127.0.0.1:2"]
+        await wait_until(lambda: core.registry.get("edge-a").load.queue_depth == 3, 5, "load in a heartbeat")
+        async with open_channel(core.address) as channel:
+            models = await cmp_grpc.ComputePlaneServiceStub(channel).ListModels(
+                cmp_pb2.ListModelsRequest(role=common_pb2.NODE_ROLE_EDGE), timeout=5)
+        assert [(m.model.version, list(m.node_ids)) for m in models.models] == [("v7", ["edge-a"])]
+    finally:
+        await edge.stop()
+        await cloud.stop()
+
+
+async def test_core_restart_nodes_come_back(core):
+    agent = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=EDGE).node, common_pb2.NodeLoad)
+    agent.start()
+    try:
+        await wait_until(lambda: agent.registrations == 1, 5, "first registration")
+        address = core.address
+        await core.stop(0)
+        restarted = await start_core(CoreConfig(listen=address, heartbeat_interval_s=0.2))
+        try:
+            await wait_until(lambda: len(restarted.registry.statuses()) == 1, 5, "re-registration")
+            assert restarted.registry.statuses()[0].info.node_id == "edge-a"
+            assert agent.registrations == 2
+        finally:
+            await restarted.stop(0)
+    finally:
+        await agent.stop()
+
+
+async def test_health_and_stale_nodes(core, stub):
+    async with open_channel(core.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "netgpt.v1.ControlPlaneService", "netgpt.v1.ComputePlaneService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=EDGE), timeout=5)
+    await wait_until(lambda: core.registry.statuses()[0].health == common_pb2.NODE_HEALTH_STALE, 5, "staleness")
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # a stale edge is not handed out
+        await stub.EstablishSession(cp_pb2.EstablishSessionRequest(ue_id="u", cell_id="cell-1"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
