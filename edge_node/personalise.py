@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from edge_node.knowledge import KnowledgeBase
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
+from up.local import encode_prompt
 from up.runner import GenerationRunner
 
 
@@ -38,17 +39,19 @@ class Personaliser:
         self.intent_tokens = intent_tokens
         self.max_facts = max_facts
 
-    async def build(self, concise: str, cell_id: str) -> Personalised:
+    async def build(self, concise: str, cell_id: str, answer_tokens: int) -> Personalised:
+        """``answer_tokens``: what the answer will need, so an oversized prompt fails before any work."""
         area = self.knowledge.area(cell_id)
         facts = self.knowledge.facts_for(cell_id, concise, self.max_facts)
         block = context_block(concise, cell_id, area, facts)
-        intent = await self._intent(block) if self.intent_tokens else ""
+        ids = encode_prompt(self.model, f"{block}\nIntent: The user wants", self.intent_tokens + answer_tokens,
+                            "with local context, the")
+        intent = await self._intent(ids) if self.intent_tokens else ""
         text = f"{block}\nIntent: The user wants{intent}\nAnswer:"
         return Personalised(text=text, facts=facts, area=area, intent=intent.strip())
 
-    async def _intent(self, block: str) -> str:
+    async def _intent(self, ids: list[int]) -> str:
         """A short greedy continuation of "The user wants" from the edge model."""
-        ids = self.model.tokenizer.encode(f"{block}\nIntent: The user wants", add_special_tokens=False)
         params = SamplingParams(max_new_tokens=self.intent_tokens)
         pieces: list[str] = []
         async with aclosing(self.runner.stream(self.model, ids, params)) as stream:

@@ -69,7 +69,7 @@ class EdgePipeline:
         clock = Stopwatch()
         concise, params = self.validate(request)
         cell_id = request.ran.cell_id or session.cell_id
-        personalised = await self.personaliser.build(concise, cell_id)
+        personalised = await self.personaliser.build(concise, cell_id, params.max_new_tokens)
         prompt_ids = encode_prompt(self.model, personalised.text, params.max_new_tokens, "comprehensive")
         summary = up_pb2.GenerationSummary(
             session_id=session.session_id, ai_flow_id=session.ai_flow_id, edge_model=self.model_ref,

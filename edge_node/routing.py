@@ -33,5 +33,6 @@ class RoutingPolicy:
             return Route(True, up_pb2.ROUTE_REASON_CLIENT_PREFERENCE, "client asked for a cloud answer")
         if budget_left_ms is not None and cloud_estimate_ms > budget_left_ms:
             return Route(False, up_pb2.ROUTE_REASON_LATENCY_BUDGET,
-                         f"cloud first token ~{cloud_estimate_ms:.0f} ms > {budget_left_ms:.0f} ms left of the budget")
+                         f"cloud first token ~{cloud_estimate_ms:.0f} ms > {max(budget_left_ms, 0):.0f} ms "
+                         "left of the latency budget")
         return Route(True, up_pb2.ROUTE_REASON_CLOUD_FORWARDED, "forwarded to the cloud for a full answer")

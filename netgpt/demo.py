@@ -12,6 +12,7 @@ from cp.core import CoreHandle, start_core
 from edge_node.daemon import load_edge_model, load_knowledge, start_edge
 from netgpt.client import Printer, Question, Transcript, ask
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
+from netgpt.engine import LanguageModel
 from netgpt.node import NodeHandle
 from netgpt.timing import wait_until
 from netgpt.v1 import user_plane_pb2 as up_pb2
@@ -38,30 +39,37 @@ class Cluster:
         await self.core.stop(1.0)
 
 
-async def start_cluster(edge_model: str = "tiny", cloud_model: str = "tiny", adapter: str = "",
-                        heartbeat_interval_s: float = 0.5, **edge_overrides) -> Cluster:
-    """Everything on 127.0.0.1 with ephemeral ports; returns once the edge knows the cloud."""
+def load_models(edge_model: str = "tiny", cloud_model: str = "tiny", adapter: str = "") -> tuple[LanguageModel, LanguageModel]:
+    """(edge GPT-2 on ONNX Runtime, cloud LLaMA on torch) from folders, or the tiny built-in ones."""
+    gpt2 = load_edge_model(EdgeConfig(model=edge_model))
+    llama = load_cloud_model(CloudConfig(model=cloud_model, adapter=adapter))
+    return gpt2, llama
+
+
+async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_interval_s: float = 0.5,
+                        cloud: dict | None = None, edge: dict | None = None) -> Cluster:
+    """Core, cloud and edge on 127.0.0.1 with ephemeral ports; returns once the edge knows the cloud.
+
+    ``cloud``/``edge`` override fields of CloudConfig/EdgeConfig (e.g. max_concurrency).
+    """
     core = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=heartbeat_interval_s))
-    cloud_config = CloudConfig(node_id="cloud-1", listen="127.0.0.1:0", core=core.address, model=cloud_model,
-                               adapter=adapter)
-    edge_config = EdgeConfig(node_id="edge-1", listen="127.0.0.1:0", core=core.address, model=edge_model,
-                             **edge_overrides)
+    cloud_config = CloudConfig(node_id="cloud-1", listen="127.0.0.1:0", core=core.address, **(cloud or {}))
+    edge_config = EdgeConfig(node_id="edge-1", listen="127.0.0.1:0", core=core.address, **(edge or {}))
     knowledge = load_knowledge(edge_config)
     edge_config.cells = edge_config.cells or sorted(knowledge.cells)
-    llama, gpt2 = await asyncio.gather(asyncio.to_thread(load_cloud_model, cloud_config),
-                                       asyncio.to_thread(load_edge_model, edge_config))
-    cloud = await start_cloud(cloud_config, llama)
-    await asyncio.wait_for(cloud.agent.registered.wait(), 10)
-    edge = await start_edge(edge_config, gpt2, knowledge)
-    await wait_until(lambda: len(edge.peers) > 0, 10, "the edge to learn about the cloud")
-    return Cluster(core, cloud, edge)
+    cloud_node = await start_cloud(cloud_config, llama)
+    await asyncio.wait_for(cloud_node.agent.registered.wait(), 10)
+    edge_node = await start_edge(edge_config, gpt2, knowledge)
+    await wait_until(lambda: len(edge_node.peers) > 0, 10, "the edge to learn about the cloud")
+    return Cluster(core, cloud_node, edge_node)
 
 
 async def run_demo(edge_model: str = "tiny", cloud_model: str = "tiny", adapter: str = "",
                    out: TextIO | None = sys.stdout) -> list[Transcript]:
     printer = Printer(out)
     printer.line("[demo]  starting core, cloud and edge on loopback (tiny seeded models unless paths given)...")
-    cluster = await start_cluster(edge_model, cloud_model, adapter)
+    gpt2, llama = await asyncio.to_thread(load_models, edge_model, cloud_model, adapter)
+    cluster = await start_cluster(gpt2, llama)
     printer.line(f"[demo]  core {cluster.core.address} | cloud {cluster.cloud.address} | edge {cluster.edge.address}")
     transcripts = []
     try:

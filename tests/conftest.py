@@ -24,3 +24,20 @@ def tiny(netgpt_cache: Path):
     from netgpt.tiny_models import ensure_tiny_models
 
     return ensure_tiny_models()
+
+
+@pytest.fixture(scope="session")
+def models(tiny):
+    """(edge GPT-2 on ONNX Runtime, cloud LLaMA on torch), loaded once per run."""
+    from netgpt.demo import load_models
+
+    return load_models("tiny", "tiny")
+
+
+@pytest.fixture(scope="module")
+async def cluster(models):
+    from netgpt.demo import start_cluster
+
+    running = await start_cluster(*models, heartbeat_interval_s=0.3)
+    yield running
+    await running.stop()

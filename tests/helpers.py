@@ -1,0 +1,45 @@
+"""Client helpers for tests: sessions and Generate calls through the generated stubs."""
+
+from __future__ import annotations
+
+from netgpt.channels import open_channel
+from netgpt.client import Question, establish
+from netgpt.v1 import common_pb2
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+from netgpt.v1 import user_plane_pb2 as up_pb2
+from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+
+
+async def new_session(core_address: str, cell_id: str = "cell-harbour-1", budget_ms: int = 0) -> cp_pb2.AiSession:
+    async with open_channel(core_address) as channel:
+        question = Question(prompt="", cell_id=cell_id, latency_budget_ms=budget_ms)
+        return await establish(cp_grpc.ControlPlaneServiceStub(channel), question)
+
+
+def concise(session: cp_pb2.AiSession, prompt: str, **fields) -> up_pb2.GenerateRequest:
+    params = up_pb2.GenerationParams(max_new_tokens=fields.pop("max_new_tokens", 16))
+    return up_pb2.GenerateRequest(session_id=session.session_id, kind=up_pb2.PROMPT_KIND_CONCISE, prompt=prompt,
+                                  ran=common_pb2.RanContext(cell_id=session.cell_id, ue_id=session.ue_id),
+                                  params=params, **fields)
+
+
+async def generate(address: str, request: up_pb2.GenerateRequest, timeout: float = 60) -> list[up_pb2.GenerateResponse]:
+    async with open_channel(address) as channel:
+        return [event async for event in up_grpc.UserPlaneServiceStub(channel).Generate(request, timeout=timeout)]
+
+
+def kinds(events: list[up_pb2.GenerateResponse]) -> list[str]:
+    """Event kinds with consecutive duplicates collapsed: e.g. [comprehensive_prompt, tokens, summary]."""
+    out: list[str] = []
+    for event in events:
+        kind = event.WhichOneof("event")
+        if not out or out[-1] != kind:
+            out.append(kind)
+    return out
+
+
+def streamed_text(events: list[up_pb2.GenerateResponse], after_fallback: bool = True) -> str:
+    """Token text the UE should keep (what follows the last Fallback, if any)."""
+    start = max((i for i, e in enumerate(events) if e.HasField("fallback")), default=-1) + 1
+    return "".join(e.tokens.text for e in events[start:] if e.HasField("tokens"))
