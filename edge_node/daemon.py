@@ -57,7 +57,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     peers = CloudPeers()
     core_channel = open_channel(config.core)
     settings = EdgeSettings(node_id=node_id_for(config, "edge"), limits=limits_from(config),
-                            cloud_first_token_timeout_s=config.cloud_first_token_timeout_s)
+                            cloud_token_timeout_s=config.cloud_token_timeout_s)
     personaliser = Personaliser(knowledge, model, runner, intent_tokens=config.intent_tokens)
     pipeline = EdgePipeline(settings, model, runner, personaliser, policy, peers)
     sessions = SessionDirectory(cp_grpc.ControlPlaneServiceStub(core_channel), ttl_s=config.session_cache_s)

@@ -3,9 +3,9 @@
 concise prompt → personalise → route → (cloud stream | edge answer) → summary.
 
 If the cloud fails before or during its stream, the UE gets a Fallback event and a
-complete edge answer instead; a cloud that does not start streaming within
-``cloud_first_token_timeout_s`` counts as failed, so a black-holed cloud never hangs
-the UE.
+complete edge answer instead; a cloud that sends nothing for ``cloud_token_timeout_s``
+(before its first token or between two) counts as failed, so a black-holed or stalled
+cloud never hangs the UE.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ log = structlog.get_logger(__name__)
 class EdgeSettings:
     node_id: str
     limits: Limits
-    cloud_first_token_timeout_s: float = 10.0
+    cloud_token_timeout_s: float = 10.0
 
 
 class CloudFailed(Exception):
@@ -141,8 +141,7 @@ class EdgePipeline:
         streamed, first_token_ms, cloud_summary = 0, 0.0, None
         try:
             while True:
-                wait = self.settings.cloud_first_token_timeout_s if not streamed else None
-                event = await asyncio.wait_for(call.read(), wait)
+                event = await asyncio.wait_for(call.read(), self.settings.cloud_token_timeout_s)
                 if event is grpc.aio.EOF:
                     break
                 if event.HasField("tokens"):
@@ -154,7 +153,7 @@ class EdgePipeline:
                 elif event.HasField("summary"):
                     cloud_summary = event.summary
         except TimeoutError:
-            raise CloudFailed(f"no first token within {self.settings.cloud_first_token_timeout_s:g} s", streamed)
+            raise CloudFailed(f"no token within {self.settings.cloud_token_timeout_s:g} s", streamed)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise DeadlineExceeded("the request's deadline passed while the cloud was generating") from exc

@@ -64,7 +64,7 @@ class EdgeConfig(NodeConfig):
     providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge
-    cloud_first_token_timeout_s: float = 10.0
+    cloud_token_timeout_s: float = 10.0
     session_cache_s: float = 10.0
 
 

@@ -16,6 +16,7 @@ class SlowSession:
         self._inner, self._delay_s, self._eos = inner, delay_s, eos
 
     def prefill(self, input_ids: list[int]) -> np.ndarray:
+        time.sleep(self._delay_s)
         return self._mask(self._inner.prefill(input_ids))
 
     def advance(self, token_id: int) -> np.ndarray:
