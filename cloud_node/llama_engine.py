@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from cloud_node.lora import adapter_weights_file, attach_lora_adapter, one_line
+from cloud_node.lora import adapter_weights_file, attach_lora_adapter
 from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
+from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer
 from netgpt.hashing import sha256_of_files
 from netgpt.torch_decode import TorchDecodeSession

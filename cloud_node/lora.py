@@ -18,21 +18,12 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from netgpt.engine import ModelLoadError
+from netgpt.errors import one_line
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PICKLED_WEIGHTS = "adapter_model.bin"
 _PEFT_PREFIX = "base_model.model."
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """First non-empty line of an exception message, shortened for operator logs."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    # peft/torch put the useful detail ("size mismatch for ...") on the second line
-    if len(lines) > 1 and text.endswith(":"):
-        text = f"{text} {lines[1]}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def adapter_weights_file(adapter_dir: Path) -> Path:

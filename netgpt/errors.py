@@ -37,3 +37,14 @@ class DeadlineExceeded(NetGptError):
 
 class StartupError(Exception):
     """A daemon cannot start (bad model folder, bad config, port taken); one line for the operator."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """First non-empty line of an exception message, shortened for operator logs."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    # peft/torch put the useful detail ("size mismatch for ...") on the second line
+    if len(lines) > 1 and text.endswith(":"):
+        text = f"{text} {lines[1]}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
