@@ -33,7 +33,7 @@ lint: node_modules/.bin/buf
 	npx buf format --diff --exit-code
 
 node_modules/.bin/buf: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund  # not `npm ci`: the lock cannot list every platform binary of buf
 	touch $@
 
 bench: $(STAMP)
