@@ -6,6 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 from cp.agent import ControlPlaneAgent
+from edge_node.answer_cache import AnswerCache
+from edge_node.cloud_calls import CloudGateway
 from edge_node.cloud_peers import CloudPeers
 from edge_node.knowledge import KnowledgeBase
 from edge_node.ort_engine import OrtGpt2Model
@@ -56,10 +58,11 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
     peers = CloudPeers()
     core_channel = open_channel(config.core)
-    settings = EdgeSettings(node_id=node_id_for(config, "edge"), limits=limits_from(config),
-                            cloud_token_timeout_s=config.cloud_token_timeout_s)
+    settings = EdgeSettings(node_id=node_id_for(config, "edge"), limits=limits_from(config))
+    cache = AnswerCache(ttl_s=config.answer_cache_ttl_s, max_entries=config.answer_cache_size)
+    gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce)
     personaliser = Personaliser(knowledge, model, runner, intent_tokens=config.intent_tokens)
-    pipeline = EdgePipeline(settings, model, runner, personaliser, policy, peers)
+    pipeline = EdgePipeline(settings, model, runner, personaliser, policy, gateway)
     sessions = SessionDirectory(cp_grpc.ControlPlaneServiceStub(core_channel), ttl_s=config.session_cache_s)
     server = await start_server(config.listen, [
         Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, sessions),
@@ -72,6 +75,6 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
             accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency,
             max_context_tokens=model.max_context, models=[pipeline.model_ref]),
     )
-    agent = ControlPlaneAgent(config.core, info, lambda: load_report(runner, [pipeline.model_ref]), peers.apply)
+    agent = ControlPlaneAgent(config.core, info, lambda: load_report(runner, [pipeline.model_ref], gateway.counters()), peers.apply)
     agent.start()
-    return NodeHandle(server, agent, runner, peers=peers, extras=[peers, core_channel])
+    return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, extras=[peers, core_channel])

@@ -5,23 +5,23 @@ concise prompt → personalise → route → (cloud stream | edge answer) → su
 If the cloud fails before or during its stream, the UE gets a Fallback event and a
 complete edge answer instead; a cloud that sends nothing for ``cloud_token_timeout_s``
 (before its first token or between two) counts as failed, so a black-holed or stalled
-cloud never hangs the UE.
+cloud never hangs the UE. Cloud calls go through :class:`CloudGateway`, which shares
+identical in-flight calls and replays cached answers.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
-import grpc
 import structlog
 
-from edge_node.cloud_peers import CloudPeer, CloudPeers
+from edge_node.cloud_calls import CloudFailed, CloudGateway
+from edge_node.cloud_peers import CloudPeer
 from edge_node.personalise import Personalised, Personaliser
 from edge_node.routing import RoutingPolicy
 from netgpt.engine import LanguageModel
-from netgpt.errors import DeadlineExceeded
 from netgpt.generation import SamplingParams
 from netgpt.timing import Stopwatch
 from netgpt.v1 import common_pb2
@@ -39,25 +39,18 @@ log = structlog.get_logger(__name__)
 class EdgeSettings:
     node_id: str
     limits: Limits
-    cloud_token_timeout_s: float = 10.0
-
-
-class CloudFailed(Exception):
-    def __init__(self, reason: str, discarded_tokens: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.discarded_tokens = discarded_tokens
 
 
 class EdgePipeline:
     def __init__(self, settings: EdgeSettings, model: LanguageModel, runner: GenerationRunner,
-                 personaliser: Personaliser, policy: RoutingPolicy, peers: CloudPeers) -> None:
+                 personaliser: Personaliser, policy: RoutingPolicy, gateway: CloudGateway) -> None:
         self.settings = settings
         self.model = model
         self.runner = runner
         self.personaliser = personaliser
         self.policy = policy
-        self.peers = peers
+        self.gateway = gateway
+        self.peers = gateway.peers
         self.model_ref = model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)
 
     def validate(self, request: up_pb2.GenerateRequest) -> tuple[str, SamplingParams]:
@@ -135,33 +128,24 @@ class EdgePipeline:
 
     async def _via_cloud(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, summary: up_pb2.GenerationSummary,
                          clock: Stopwatch, deadline_s: float | None) -> AsyncIterator[up_pb2.GenerateResponse]:
-        """Relay the cloud's token stream; raise CloudFailed (before the summary) on any cloud fault."""
+        """Relay the cloud's answer (new, shared or cached); raise CloudFailed before the summary on a fault."""
         started = clock.ms()
-        call = peer.stub.Generate(forward, timeout=deadline_s)
+        served = self.gateway.open(peer, forward, deadline_s)
+        summary.answer_cached, summary.coalesced = served.mode == "cache", served.mode == "coalesced"
+        if served.mode != "cloud":
+            summary.bytes_edge_to_cloud = 0  # this request itself sent nothing upstream
         streamed, first_token_ms, cloud_summary = 0, 0.0, None
-        try:
-            while True:
-                event = await asyncio.wait_for(call.read(), self.settings.cloud_token_timeout_s)
-                if event is grpc.aio.EOF:
-                    break
+        async with aclosing(served.events) as events:
+            async for event in events:
                 if event.HasField("tokens"):
                     if not streamed:
                         first_token_ms = clock.ms()
-                        self.peers.record_first_token(peer, first_token_ms - started)
+                        if served.mode == "cloud":
+                            self.peers.record_first_token(peer, first_token_ms - started)
                     streamed += len(event.tokens.token_ids)
                     yield event
                 elif event.HasField("summary"):
                     cloud_summary = event.summary
-        except TimeoutError:
-            raise CloudFailed(f"no token within {self.settings.cloud_token_timeout_s:g} s", streamed)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise DeadlineExceeded("the request's deadline passed while the cloud was generating") from exc
-            raise CloudFailed(f"{exc.code().name}: {exc.details()}", streamed) from exc
-        finally:
-            call.cancel()
-        if cloud_summary is None:
-            raise CloudFailed("cloud stream ended without a summary", streamed)
         summary.terminated_at = common_pb2.NODE_ROLE_CLOUD
         summary.cloud_model.CopyFrom(cloud_summary.cloud_model)
         summary.latency.cloud_ms = clock.ms() - started

@@ -65,6 +65,9 @@ class EdgeConfig(NodeConfig):
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge
     cloud_token_timeout_s: float = 10.0
+    coalesce: bool = True  # identical in-flight cloud requests share one cloud call
+    answer_cache_ttl_s: float = 60.0  # finished cloud answers reused for this long (0 disables)
+    answer_cache_size: int = 1024  # most cached answers (0 disables)
     session_cache_s: float = 10.0
 
 

@@ -47,13 +47,16 @@ def advertised_address(config: NodeConfig, server: NetGptServer) -> str:
     return f"{host}:{server.port}"
 
 
-def load_report(runner: GenerationRunner, models: list[common_pb2.ModelRef]) -> common_pb2.NodeLoad:
+def load_report(runner: GenerationRunner, models: list[common_pb2.ModelRef],
+                counters: dict[str, int] | None = None) -> common_pb2.NodeLoad:
     return common_pb2.NodeLoad(
         queue_depth=runner.queued,
         active_requests=runner.active,
         tokens_per_second=runner.tokens_per_second,
         models_served=models,
         p50_first_token_ms=runner.p50_first_token_ms,
+        counters={"generations_completed": runner.completed, "generations_cancelled": runner.cancelled,
+                  **(counters or {})},
     )
 
 
@@ -65,6 +68,7 @@ class NodeHandle:
     agent: ControlPlaneAgent
     runner: GenerationRunner
     peers: object | None = None  # the edge's CloudPeers
+    gateway: object | None = None  # the edge's CloudGateway (de-duplication counters)
     extras: list = field(default_factory=list)  # objects with an async close()
 
     @property

@@ -84,18 +84,27 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[NodeRole, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., cell_ids: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ...) -> None: ...
 
 class NodeLoad(_message.Message):
-    __slots__ = ("queue_depth", "active_requests", "tokens_per_second", "models_served", "p50_first_token_ms")
+    __slots__ = ("queue_depth", "active_requests", "tokens_per_second", "models_served", "p50_first_token_ms", "counters")
+    class CountersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     MODELS_SERVED_FIELD_NUMBER: _ClassVar[int]
     P50_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
     queue_depth: int
     active_requests: int
     tokens_per_second: float
     models_served: _containers.RepeatedCompositeFieldContainer[ModelRef]
     p50_first_token_ms: float
-    def __init__(self, queue_depth: _Optional[int] = ..., active_requests: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., models_served: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., p50_first_token_ms: _Optional[float] = ...) -> None: ...
+    counters: _containers.ScalarMap[str, int]
+    def __init__(self, queue_depth: _Optional[int] = ..., active_requests: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., models_served: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., p50_first_token_ms: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class QoS(_message.Message):
     __slots__ = ("priority", "latency_budget_ms")

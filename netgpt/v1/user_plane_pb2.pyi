@@ -152,7 +152,7 @@ class LatencySplit(_message.Message):
     def __init__(self, personalise_ms: _Optional[float] = ..., edge_generate_ms: _Optional[float] = ..., cloud_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class GenerationSummary(_message.Message):
-    __slots__ = ("terminated_at", "reason", "reason_detail", "fallback", "latency", "prompt_tokens", "completion_tokens", "bytes_edge_to_cloud", "edge_model", "cloud_model", "session_id", "ai_flow_id", "finish_reason", "text")
+    __slots__ = ("terminated_at", "reason", "reason_detail", "fallback", "latency", "prompt_tokens", "completion_tokens", "bytes_edge_to_cloud", "edge_model", "cloud_model", "session_id", "ai_flow_id", "finish_reason", "text", "answer_cached", "coalesced")
     TERMINATED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REASON_DETAIL_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +167,8 @@ class GenerationSummary(_message.Message):
     AI_FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_CACHED_FIELD_NUMBER: _ClassVar[int]
+    COALESCED_FIELD_NUMBER: _ClassVar[int]
     terminated_at: _common_pb2.NodeRole
     reason: RouteReason
     reason_detail: str
@@ -181,4 +183,6 @@ class GenerationSummary(_message.Message):
     ai_flow_id: str
     finish_reason: FinishReason
     text: str
-    def __init__(self, terminated_at: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., reason: _Optional[_Union[RouteReason, str]] = ..., reason_detail: _Optional[str] = ..., fallback: _Optional[bool] = ..., latency: _Optional[_Union[LatencySplit, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., bytes_edge_to_cloud: _Optional[int] = ..., edge_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., cloud_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., session_id: _Optional[str] = ..., ai_flow_id: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., text: _Optional[str] = ...) -> None: ...
+    answer_cached: bool
+    coalesced: bool
+    def __init__(self, terminated_at: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., reason: _Optional[_Union[RouteReason, str]] = ..., reason_detail: _Optional[str] = ..., fallback: _Optional[bool] = ..., latency: _Optional[_Union[LatencySplit, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., bytes_edge_to_cloud: _Optional[int] = ..., edge_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., cloud_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., session_id: _Optional[str] = ..., ai_flow_id: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., text: _Optional[str] = ..., answer_cached: _Optional[bool] = ..., coalesced: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,152 @@
+"""Calls from the edge to a cloud node, de-duplicated.
+
+Identical comprehensive prompts in flight at the same time share one upstream call
+(coalescing): the call runs in its own task and every subscriber replays its events
+from the start, so a follower that joins late misses nothing, and the call is only
+cancelled when its last subscriber has gone. Finished answers go to the
+:class:`AnswerCache`. Both can be turned off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import structlog
+
+from edge_node.answer_cache import AnswerCache, request_key
+from edge_node.cloud_peers import CloudPeer, CloudPeers
+from netgpt.errors import DeadlineExceeded
+from netgpt.v1 import user_plane_pb2 as up_pb2
+
+log = structlog.get_logger(__name__)
+
+
+class CloudFailed(Exception):
+    """The cloud could not deliver a complete answer; ``discarded_tokens`` had already streamed."""
+
+    def __init__(self, reason: str, discarded_tokens: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.discarded_tokens = discarded_tokens
+
+
+class CloudCall:
+    """One upstream Generate call whose events any number of subscribers can replay."""
+
+    def __init__(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None,
+                 token_timeout_s: float) -> None:
+        self.events: list[up_pb2.GenerateResponse] = []
+        self.error: Exception | None = None
+        self.done = False
+        self.subscribers = 0
+        self._changed = asyncio.Condition()
+        self.task = asyncio.create_task(self._run(peer, forward, deadline_s, token_timeout_s))
+
+    async def _run(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None,
+                   token_timeout_s: float) -> None:
+        call = peer.stub.Generate(forward, timeout=deadline_s)
+        streamed = 0
+        try:
+            while (event := await asyncio.wait_for(call.read(), token_timeout_s)) is not grpc.aio.EOF:
+                streamed += len(event.tokens.token_ids)
+                await self._publish(event)
+            if not self.events or not self.events[-1].HasField("summary"):
+                raise CloudFailed("cloud stream ended without a summary", streamed)
+        except TimeoutError:
+            self.error = CloudFailed(f"no token within {token_timeout_s:g} s", streamed)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                self.error = DeadlineExceeded("the request's deadline passed while the cloud was generating")
+            else:
+                self.error = CloudFailed(f"{exc.code().name}: {exc.details()}", streamed)
+        except CloudFailed as exc:
+            self.error = exc
+        finally:
+            call.cancel()
+            self.done = True
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _publish(self, event: up_pb2.GenerateResponse) -> None:
+        self.events.append(event)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def subscribe(self) -> AsyncIterator[up_pb2.GenerateResponse]:
+        """All events from the first; raises the call's error after the events that did arrive."""
+        self.subscribers += 1
+        seen = 0
+        try:
+            while True:
+                while seen < len(self.events):
+                    seen += 1
+                    yield self.events[seen - 1]
+                if self.done:
+                    break
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self.done or len(self.events) > seen)
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.subscribers -= 1
+            if self.subscribers == 0 and not self.done:
+                self.task.cancel()  # nobody is listening any more: stop the cloud's work
+
+
+@dataclass
+class Served:
+    """How a cloud answer was obtained: ``cloud`` (a new call), ``coalesced`` or ``cache``."""
+
+    mode: str
+    events: AsyncIterator[up_pb2.GenerateResponse]
+
+
+class CloudGateway:
+    def __init__(self, peers: CloudPeers, token_timeout_s: float, cache: AnswerCache, coalesce: bool = True) -> None:
+        self.peers = peers
+        self.token_timeout_s = token_timeout_s
+        self.cache = cache
+        self.coalesce = coalesce
+        self._in_flight: dict[str, CloudCall] = {}
+        self.cloud_calls = 0
+        self.coalesced = 0
+
+    def counters(self) -> dict[str, int]:
+        return {"cloud_calls": self.cloud_calls, "coalesced_requests": self.coalesced,
+                "answer_cache_hits": self.cache.hits, "answer_cache_misses": self.cache.misses,
+                "answer_cache_entries": len(self.cache)}
+
+    def open(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None) -> Served:
+        key = request_key(forward)
+        if key is not None and self.cache.enabled:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return Served("cache", _replay(cached))
+        if key is not None and self.coalesce and key in self._in_flight:
+            self.coalesced += 1
+            return Served("coalesced", self._in_flight[key].subscribe())
+        self.cloud_calls += 1
+        call = CloudCall(peer, forward, deadline_s, self.token_timeout_s)
+        if key is not None:
+            self._track(key, call)
+        return Served("cloud", call.subscribe())
+
+    def _track(self, key: str, call: CloudCall) -> None:
+        if self.coalesce:
+            self._in_flight[key] = call
+
+        def finished(_: asyncio.Task) -> None:
+            if self._in_flight.get(key) is call:
+                del self._in_flight[key]
+            if call.error is None and call.events:
+                self.cache.put(key, call.events)
+
+        call.task.add_done_callback(finished)
+
+
+async def _replay(events: list[up_pb2.GenerateResponse]) -> AsyncIterator[up_pb2.GenerateResponse]:
+    for event in events:
+        yield event
