@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+import grpc
 
 from cloud_node.llama_engine import LlamaModel
 from cloud_node.servicer import CloudUserPlane
@@ -22,12 +25,13 @@ def load_cloud_model(config: CloudConfig) -> LlamaModel:
     return LlamaModel.load(model_dir, adapter_dir=adapter, device=config.device, dtype=config.dtype)
 
 
-async def start_cloud(config: CloudConfig, model: LlamaModel) -> NodeHandle:
+async def start_cloud(config: CloudConfig, model: LlamaModel,
+                      interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> NodeHandle:
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
     servicer = CloudUserPlane(model, runner, limits_from(config))
     server = await start_server(config.listen, [
         Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
-    ])
+    ], interceptors)
     info = common_pb2.NodeInfo(
         node_id=node_id_for(config, "cloud"), role=common_pb2.NODE_ROLE_CLOUD, address=advertised_address(config, server),
         region=config.region,

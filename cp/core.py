@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from cmp.servicer import ComputePlaneServicer
+from cmp.store import ModelStore, default_store_dir
+from cmp.store_servicer import ModelStoreServicer
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable
@@ -19,6 +21,7 @@ class CoreHandle:
     server: NetGptServer
     registry: NodeRegistry
     sessions: SessionTable
+    store: ModelStore
 
     @property
     def address(self) -> str:
@@ -31,10 +34,11 @@ class CoreHandle:
 async def start_core(config: CoreConfig) -> CoreHandle:
     registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s)
     sessions = SessionTable(registry)
+    store = ModelStore(Path(config.store_dir).expanduser() if config.store_dir else default_store_dir())
     server = await start_server(config.listen, [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
-        Service("netgpt.v1.ComputePlaneService", ComputePlaneServicer(registry),
+        Service("netgpt.v1.ComputePlaneService", ModelStoreServicer(registry, store),
                 cmp_grpc.add_ComputePlaneServiceServicer_to_server),
     ])
-    return CoreHandle(server, registry, sessions)
+    return CoreHandle(server, registry, sessions, store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from edge_node.cloud_peers import CloudPeers
 from edge_node.knowledge import KnowledgeBase
 from edge_node.ort_engine import OrtGpt2Model
 from edge_node.personalise import Personaliser
+from edge_node.profile_servicer import ProfileServicer
+from edge_node.profiles import ProfileStore
 from edge_node.pipeline import EdgePipeline, EdgeSettings
 from edge_node.routing import RoutingPolicy
 from edge_node.servicer import EdgeUserPlane
@@ -22,6 +25,7 @@ from netgpt.errors import StartupError
 from netgpt.node import NodeHandle, advertised_address, limits_from, load_report, model_folder, node_id_for
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
+from netgpt.v1 import profile_pb2_grpc as profile_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
@@ -36,9 +40,18 @@ def load_edge_model(config: EdgeConfig) -> OrtGpt2Model:
 
 def load_knowledge(config: EdgeConfig) -> KnowledgeBase:
     if config.knowledge:
-        return KnowledgeBase.load(Path(config.knowledge))
+        return KnowledgeBase.load(Path(config.knowledge), config.knowledge_db)
     with resources.as_file(resources.files("netgpt.assets") / "knowledge.toml") as bundled:
-        return KnowledgeBase.load(bundled)
+        return KnowledgeBase.load(bundled, config.knowledge_db)
+
+
+def profiles_path(config: EdgeConfig, node_id: str) -> str:
+    """``profiles_db`` as given (``:memory:`` allowed), else a file per edge node under the data dir."""
+    if config.profiles_db:
+        return config.profiles_db
+    folder = Path(os.environ.get("NETGPT_DATA_DIR") or Path.home() / ".local" / "share" / "netgpt")
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"profiles-{node_id}.sqlite")
 
 
 def routing_policy(config: EdgeConfig) -> RoutingPolicy:
@@ -61,12 +74,14 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     settings = EdgeSettings(node_id=node_id_for(config, "edge"), limits=limits_from(config))
     cache = AnswerCache(ttl_s=config.answer_cache_ttl_s, max_entries=config.answer_cache_size)
     gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce)
-    personaliser = Personaliser(knowledge, model, runner, intent_tokens=config.intent_tokens)
+    profiles = ProfileStore(profiles_path(config, settings.node_id))
+    personaliser = Personaliser(knowledge, profiles, model, runner, intent_tokens=config.intent_tokens)
     pipeline = EdgePipeline(settings, model, runner, personaliser, policy, gateway)
     sessions = SessionDirectory(cp_grpc.ControlPlaneServiceStub(core_channel), ttl_s=config.session_cache_s)
     server = await start_server(config.listen, [
         Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, sessions),
                 up_grpc.add_UserPlaneServiceServicer_to_server),
+        Service("netgpt.v1.ProfileService", ProfileServicer(profiles), profile_grpc.add_ProfileServiceServicer_to_server),
     ])
     info = common_pb2.NodeInfo(
         node_id=settings.node_id, role=common_pb2.NODE_ROLE_EDGE, address=advertised_address(config, server),

@@ -1,5 +1,7 @@
-"""Concise prompt → comprehensive prompt: location facts from the knowledge base plus the
-edge GPT-2's own reading of what the user wants (the NetGPT "personalisation" step)."""
+"""Concise prompt → comprehensive prompt: location facts from the knowledge base, the user's
+stated preferences from their edge-held profile, and the edge GPT-2's own reading of what
+the user wants (the NetGPT "personalisation" step). Nothing else of the profile (id,
+history) goes into the prompt, so nothing else can reach the cloud."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from edge_node.knowledge import KnowledgeBase
+from edge_node.profiles import ProfileStore
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
 from up.local import encode_prompt
@@ -19,10 +22,13 @@ class Personalised:
     facts: list[str]
     area: str
     intent: str  # what the edge model added
+    preferences: list[str]  # from the user's profile
 
 
-def context_block(concise: str, cell_id: str, area: str, facts: list[str]) -> str:
+def context_block(concise: str, cell_id: str, area: str, facts: list[str], preferences: list[str]) -> str:
     lines = [f"Location: {area or 'unknown area'} (cell {cell_id or 'unknown'})."]
+    if preferences:
+        lines.append(f"User preferences: {'; '.join(preferences)}.")
     if facts:
         lines.append("Local information:")
         lines.extend(f"- {fact}" for fact in facts)
@@ -31,24 +37,29 @@ def context_block(concise: str, cell_id: str, area: str, facts: list[str]) -> st
 
 
 class Personaliser:
-    def __init__(self, knowledge: KnowledgeBase, model: LanguageModel, runner: GenerationRunner,
-                 intent_tokens: int = 12, max_facts: int = 3) -> None:
+    def __init__(self, knowledge: KnowledgeBase, profiles: ProfileStore, model: LanguageModel,
+                 runner: GenerationRunner, intent_tokens: int = 12, max_facts: int = 3) -> None:
         self.knowledge = knowledge
+        self.profiles = profiles
         self.model = model
         self.runner = runner
         self.intent_tokens = intent_tokens
         self.max_facts = max_facts
 
-    async def build(self, concise: str, cell_id: str, answer_tokens: int) -> Personalised:
+    async def build(self, concise: str, cell_id: str, user_id: str, answer_tokens: int) -> Personalised:
         """``answer_tokens``: what the answer will need, so an oversized prompt fails before any work."""
         area = self.knowledge.area(cell_id)
         facts = self.knowledge.facts_for(cell_id, concise, self.max_facts)
-        block = context_block(concise, cell_id, area, facts)
+        profile = self.profiles.find(user_id) if user_id else None
+        preferences = profile.preferences if profile else []
+        block = context_block(concise, cell_id, area, facts, preferences)
         ids = encode_prompt(self.model, f"{block}\nIntent: The user wants", self.intent_tokens + answer_tokens,
                             "with local context, the")
         intent = await self._intent(ids) if self.intent_tokens else ""
         text = f"{block}\nIntent: The user wants{intent}\nAnswer:"
-        return Personalised(text=text, facts=facts, area=area, intent=intent.strip())
+        if profile is not None:
+            self.profiles.record_prompt(user_id, concise)
+        return Personalised(text=text, facts=facts, area=area, intent=intent.strip(), preferences=preferences)
 
     async def _intent(self, ids: list[int]) -> str:
         """A short greedy continuation of "The user wants" from the edge model."""

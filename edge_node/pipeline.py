@@ -62,7 +62,7 @@ class EdgePipeline:
         clock = Stopwatch()
         concise, params = self.validate(request)
         cell_id = request.ran.cell_id or session.cell_id
-        personalised = await self.personaliser.build(concise, cell_id, params.max_new_tokens)
+        personalised = await self.personaliser.build(concise, cell_id, session.ue_id, params.max_new_tokens)
         prompt_ids = encode_prompt(self.model, personalised.text, params.max_new_tokens, "comprehensive")
         summary = up_pb2.GenerationSummary(
             session_id=session.session_id, ai_flow_id=session.ai_flow_id, edge_model=self.model_ref,
@@ -108,7 +108,8 @@ class EdgePipeline:
                          personalised: Personalised, cell_id: str) -> up_pb2.GenerateRequest:
         ran = up_pb2.GenerateRequest().ran
         ran.CopyFrom(request.ran)
-        ran.cell_id, ran.ue_id, ran.ai_flow_id = cell_id, session.ue_id, session.ai_flow_id
+        ran.cell_id, ran.ai_flow_id = cell_id, session.ai_flow_id
+        ran.ue_id = ""  # the UE's identity stays at the edge; the flow id is enough to trace
         ran.slice_id = ran.slice_id or session.slice_id
         if not ran.HasField("qos"):
             ran.qos.CopyFrom(session.qos)

@@ -25,6 +25,7 @@ T = TypeVar("T")
 class CoreConfig:
     listen: str = "0.0.0.0:50051"
     heartbeat_interval_s: float = 2.0
+    store_dir: str = ""  # model store; empty: $XDG_DATA_HOME/netgpt/store (~/.local/share/netgpt/store)
     grace_s: float = 5.0
     log_level: str = "info"
 
@@ -61,6 +62,8 @@ class EdgeConfig(NodeConfig):
     listen: str = "0.0.0.0:50071"
     cells: list[str] = field(default_factory=list)
     knowledge: str = ""  # TOML knowledge base; empty: the bundled example
+    knowledge_db: str = ":memory:"  # SQLite file the knowledge base is loaded into
+    profiles_db: str = ""  # SQLite file of user profiles; empty: $NETGPT_DATA_DIR/profiles-<node_id>.sqlite
     providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge

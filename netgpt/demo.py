@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
+
+import grpc
 
 from cloud_node.daemon import load_cloud_model, start_cloud
 from cp.core import CoreHandle, start_core
@@ -47,17 +50,19 @@ def load_models(edge_model: str = "tiny", cloud_model: str = "tiny", adapter: st
 
 
 async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_interval_s: float = 0.5,
-                        cloud: dict | None = None, edge: dict | None = None) -> Cluster:
+                        cloud: dict | None = None, edge: dict | None = None,
+                        cloud_interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> Cluster:
     """Core, cloud and edge on 127.0.0.1 with ephemeral ports; returns once the edge knows the cloud.
 
     ``cloud``/``edge`` override fields of CloudConfig/EdgeConfig (e.g. max_concurrency).
     """
     core = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=heartbeat_interval_s))
     cloud_config = CloudConfig(node_id="cloud-1", listen="127.0.0.1:0", core=core.address, **(cloud or {}))
-    edge_config = EdgeConfig(node_id="edge-1", listen="127.0.0.1:0", core=core.address, **(edge or {}))
+    edge_config = EdgeConfig(node_id="edge-1", listen="127.0.0.1:0", core=core.address,
+                             **{"profiles_db": ":memory:", **(edge or {})})
     knowledge = load_knowledge(edge_config)
     edge_config.cells = edge_config.cells or sorted(knowledge.cells)
-    cloud_node = await start_cloud(cloud_config, llama)
+    cloud_node = await start_cloud(cloud_config, llama, cloud_interceptors)
     await asyncio.wait_for(cloud_node.agent.registered.wait(), 10)
     edge_node = await start_edge(edge_config, gpt2, knowledge)
     await wait_until(lambda: len(edge_node.peers) > 0, 10, "the edge to learn about the cloud")

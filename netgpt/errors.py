@@ -35,6 +35,20 @@ class DeadlineExceeded(NetGptError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class AlreadyExists(NetGptError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class OutOfRange(NetGptError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class DataLoss(NetGptError):
+    """Bytes were lost or corrupted in transit or on disk (size or sha256 mismatch)."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+
 class StartupError(Exception):
     """A daemon cannot start (bad model folder, bad config, port taken); one line for the operator."""
 

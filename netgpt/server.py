@@ -72,9 +72,13 @@ def _split_host(address: str) -> str:
     return host.strip("[]") or "0.0.0.0"
 
 
-async def start_server(address: str, services: Sequence[Service]) -> NetGptServer:
-    """Bind ``address`` (port 0 = ephemeral), register services + health + reflection, start."""
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=SERVER_OPTIONS)
+async def start_server(address: str, services: Sequence[Service],
+                       interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> NetGptServer:
+    """Bind ``address`` (port 0 = ephemeral), register services + health + reflection, start.
+
+    ``interceptors`` run outside the error mapping (e.g. auth, metrics, auditing).
+    """
+    server = grpc.aio.server(interceptors=[*interceptors, ErrorMappingInterceptor()], options=SERVER_OPTIONS)
     for service in services:
         service.add(service.servicer, server)
     health_servicer = health.aio.HealthServicer()

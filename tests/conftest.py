@@ -15,6 +15,7 @@ def netgpt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every test run builds its own tiny models and ONNX exports unless CI points at a cache."""
     path = Path(os.environ.get("NETGPT_CACHE_DIR") or tmp_path_factory.mktemp("netgpt-cache"))
     os.environ["NETGPT_CACHE_DIR"] = str(path)
+    os.environ["NETGPT_DATA_DIR"] = str(tmp_path_factory.mktemp("netgpt-data"))  # profiles of daemon tests
     configure_logging(json=True, level=os.environ.get("NETGPT_TEST_LOG", "warning"))
     return path
 

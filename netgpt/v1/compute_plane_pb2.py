@@ -22,22 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from netgpt.v1 import common_pb2 as netgpt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnetgpt/v1/compute_plane.proto\x12\tnetgpt.v1\x1a\x16netgpt/v1/common.proto\"6\n\x11ListModelsRequest\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.ServedModel\"C\n\x0bServedModel\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\x10\n\x08node_ids\x18\x02 \x03(\t2`\n\x13\x43omputePlaneService\x12I\n\nListModels\x12\x1c.netgpt.v1.ListModelsRequest\x1a\x1d.netgpt.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnetgpt/v1/compute_plane.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16netgpt/v1/common.proto\"6\n\x11ListModelsRequest\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.ServedModel\"C\n\x0bServedModel\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\x10\n\x08node_ids\x18\x02 \x03(\t\"\xa5\x02\n\rModelManifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.netgpt.v1.ModelKind\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x08metadata\x18\x08 \x03(\x0b\x32&.netgpt.v1.ModelManifest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\nModelChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"s\n\x13PublishModelRequest\x12,\n\x08manifest\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.ModelManifestH\x00\x12&\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x15.netgpt.v1.ModelChunkH\x00\x42\x06\n\x04part\"X\n\x14PublishModelResponse\x12*\n\x08manifest\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.ModelManifest\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"(\n\x18ListModelVersionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x19ListModelVersionsResponse\x12+\n\tmanifests\x18\x01 \x03(\x0b\x32\x18.netgpt.v1.ModelManifest\"<\n\x1b\x44\x65scribeModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"J\n\x1c\x44\x65scribeModelVersionResponse\x12*\n\x08manifest\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.ModelManifest\"R\n\x11\x46\x65tchModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xa3\x01\n\x12\x46\x65tchModelResponse\x12,\n\x08manifest\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.ModelManifestH\x00\x12&\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x15.netgpt.v1.ModelChunkH\x00\x12/\n\x07trailer\x18\x03 \x01(\x0b\x32\x1c.netgpt.v1.FetchModelTrailerH\x00\x42\x06\n\x04part\"7\n\x11\x46\x65tchModelTrailer\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x32\xc9\x03\n\x13\x43omputePlaneService\x12I\n\nListModels\x12\x1c.netgpt.v1.ListModelsRequest\x1a\x1d.netgpt.v1.ListModelsResponse\x12Q\n\x0cPublishModel\x12\x1e.netgpt.v1.PublishModelRequest\x1a\x1f.netgpt.v1.PublishModelResponse(\x01\x12^\n\x11ListModelVersions\x12#.netgpt.v1.ListModelVersionsRequest\x1a$.netgpt.v1.ListModelVersionsResponse\x12g\n\x14\x44\x65scribeModelVersion\x12&.netgpt.v1.DescribeModelVersionRequest\x1a\'.netgpt.v1.DescribeModelVersionResponse\x12K\n\nFetchModel\x12\x1c.netgpt.v1.FetchModelRequest\x1a\x1d.netgpt.v1.FetchModelResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'netgpt.v1.compute_plane_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTMODELSREQUEST']._serialized_start=68
-  _globals['_LISTMODELSREQUEST']._serialized_end=122
-  _globals['_LISTMODELSRESPONSE']._serialized_start=124
-  _globals['_LISTMODELSRESPONSE']._serialized_end=184
-  _globals['_SERVEDMODEL']._serialized_start=186
-  _globals['_SERVEDMODEL']._serialized_end=253
-  _globals['_COMPUTEPLANESERVICE']._serialized_start=255
-  _globals['_COMPUTEPLANESERVICE']._serialized_end=351
+  _globals['_MODELMANIFEST_METADATAENTRY']._loaded_options = None
+  _globals['_MODELMANIFEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_LISTMODELSREQUEST']._serialized_start=101
+  _globals['_LISTMODELSREQUEST']._serialized_end=155
+  _globals['_LISTMODELSRESPONSE']._serialized_start=157
+  _globals['_LISTMODELSRESPONSE']._serialized_end=217
+  _globals['_SERVEDMODEL']._serialized_start=219
+  _globals['_SERVEDMODEL']._serialized_end=286
+  _globals['_MODELMANIFEST']._serialized_start=289
+  _globals['_MODELMANIFEST']._serialized_end=582
+  _globals['_MODELMANIFEST_METADATAENTRY']._serialized_start=535
+  _globals['_MODELMANIFEST_METADATAENTRY']._serialized_end=582
+  _globals['_MODELCHUNK']._serialized_start=584
+  _globals['_MODELCHUNK']._serialized_end=626
+  _globals['_PUBLISHMODELREQUEST']._serialized_start=628
+  _globals['_PUBLISHMODELREQUEST']._serialized_end=743
+  _globals['_PUBLISHMODELRESPONSE']._serialized_start=745
+  _globals['_PUBLISHMODELRESPONSE']._serialized_end=833
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=835
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=875
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=877
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=949
+  _globals['_DESCRIBEMODELVERSIONREQUEST']._serialized_start=951
+  _globals['_DESCRIBEMODELVERSIONREQUEST']._serialized_end=1011
+  _globals['_DESCRIBEMODELVERSIONRESPONSE']._serialized_start=1013
+  _globals['_DESCRIBEMODELVERSIONRESPONSE']._serialized_end=1087
+  _globals['_FETCHMODELREQUEST']._serialized_start=1089
+  _globals['_FETCHMODELREQUEST']._serialized_end=1171
+  _globals['_FETCHMODELRESPONSE']._serialized_start=1174
+  _globals['_FETCHMODELRESPONSE']._serialized_end=1337
+  _globals['_FETCHMODELTRAILER']._serialized_start=1339
+  _globals['_FETCHMODELTRAILER']._serialized_end=1394
+  _globals['_COMPUTEPLANESERVICE']._serialized_start=1397
+  _globals['_COMPUTEPLANESERVICE']._serialized_end=1854
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,26 @@ class ComputePlaneServiceStub:
                 request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.PublishModel = channel.stream_unary(
+                '/netgpt.v1.ComputePlaneService/PublishModel',
+                request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.PublishModelRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.PublishModelResponse.FromString,
+                _registered_method=True)
+        self.ListModelVersions = channel.unary_unary(
+                '/netgpt.v1.ComputePlaneService/ListModelVersions',
+                request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.ListModelVersionsRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.ListModelVersionsResponse.FromString,
+                _registered_method=True)
+        self.DescribeModelVersion = channel.unary_unary(
+                '/netgpt.v1.ComputePlaneService/DescribeModelVersion',
+                request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.DescribeModelVersionRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.DescribeModelVersionResponse.FromString,
+                _registered_method=True)
+        self.FetchModel = channel.unary_stream(
+                '/netgpt.v1.ComputePlaneService/FetchModel',
+                request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.FetchModelRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.FetchModelResponse.FromString,
+                _registered_method=True)
 
 
 class ComputePlaneServiceServicer:
@@ -53,6 +73,40 @@ class ComputePlaneServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishModel(self, request_iterator, context):
+        """Uploads one model version to the core's model store. The first message
+        carries the manifest (claimed size and sha256), then chunks follow in
+        order. Nothing is registered unless every byte arrived and the sha256
+        matches (DATA_LOSS otherwise). Content already stored is kept once.
+        The same name and version with different content is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModelVersions(self, request, context):
+        """Model versions in the store, optionally of one name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeModelVersion(self, request, context):
+        """The manifest of one stored version; NOT_FOUND when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchModel(self, request, context):
+        """Downloads one stored version: its manifest, chunks from the requested
+        offset (so an interrupted download resumes), then a trailer with the
+        sha256 to check the whole file against.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputePlaneServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +114,26 @@ def add_ComputePlaneServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.ListModelsRequest.FromString,
                     response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'PublishModel': grpc.stream_unary_rpc_method_handler(
+                    servicer.PublishModel,
+                    request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.PublishModelRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.PublishModelResponse.SerializeToString,
+            ),
+            'ListModelVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelVersions,
+                    request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.ListModelVersionsRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.ListModelVersionsResponse.SerializeToString,
+            ),
+            'DescribeModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeModelVersion,
+                    request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.DescribeModelVersionRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.DescribeModelVersionResponse.SerializeToString,
+            ),
+            'FetchModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchModel,
+                    request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.FetchModelRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.FetchModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +164,114 @@ class ComputePlaneService:
             '/netgpt.v1.ComputePlaneService/ListModels',
             netgpt_dot_v1_dot_compute__plane__pb2.ListModelsRequest.SerializeToString,
             netgpt_dot_v1_dot_compute__plane__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishModel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/netgpt.v1.ComputePlaneService/PublishModel',
+            netgpt_dot_v1_dot_compute__plane__pb2.PublishModelRequest.SerializeToString,
+            netgpt_dot_v1_dot_compute__plane__pb2.PublishModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModelVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netgpt.v1.ComputePlaneService/ListModelVersions',
+            netgpt_dot_v1_dot_compute__plane__pb2.ListModelVersionsRequest.SerializeToString,
+            netgpt_dot_v1_dot_compute__plane__pb2.ListModelVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netgpt.v1.ComputePlaneService/DescribeModelVersion',
+            netgpt_dot_v1_dot_compute__plane__pb2.DescribeModelVersionRequest.SerializeToString,
+            netgpt_dot_v1_dot_compute__plane__pb2.DescribeModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/netgpt.v1.ComputePlaneService/FetchModel',
+            netgpt_dot_v1_dot_compute__plane__pb2.FetchModelRequest.SerializeToString,
+            netgpt_dot_v1_dot_compute__plane__pb2.FetchModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

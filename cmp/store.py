@@ -1,0 +1,193 @@
+"""The core's model store: content-addressed blobs plus one JSON manifest per version, on disk.
+
+Layout under ``root`` (created on first publish, so a core that never stores a model
+leaves no trace)::
+
+    blobs/sha256/<hex>              the artifact bytes, read-only, stored once per content
+    manifests/<name>/<version>.json one per registered version
+    staging/<random>.part           uploads in flight; promoted only once the sha256 matches
+
+Every promotion is ``os.replace`` after ``fsync`` (file, then directory), so a crash
+leaves either the old state or the new one, never a half-written blob or manifest; the
+staging directory is emptied when a store opens. One core process owns a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from cmp.blobio import MAX_CHUNK_BYTES, HashingWriter, atomic_write, fsync_dir, iter_chunks
+from cmp.manifest import Manifest, check_name, validate
+from netgpt.errors import (AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument, NotFound, OutOfRange,
+                           ResourceExhausted)
+
+log = structlog.get_logger(__name__)
+
+FREE_SPACE_MARGIN = 64 << 20  # keep some disk for manifests and logs after an upload
+
+
+def default_store_dir() -> Path:
+    """Published models are data, not cache (``make clean-cache`` must not delete them)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "netgpt" / "store"
+
+
+class ModelStore:
+    """Durable registry of immutable model versions; thread-safe (uploads finish on worker threads)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs" / "sha256"
+        self.manifests = self.root / "manifests"
+        self.staging = self.root / "staging"
+        self._lock = threading.Lock()
+        shutil.rmtree(self.staging, ignore_errors=True)  # leftovers of uploads a crash interrupted
+        self._versions = self._load()
+        log.info("store.opened", root=str(self.root), versions=len(self._versions))
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blobs / sha256
+
+    def versions(self, name: str = "") -> list[Manifest]:
+        """Registered versions (of ``name`` if given), by name then registration time."""
+        if name:
+            check_name("model name", name)
+        with self._lock:
+            found = [m for m in self._versions.values() if not name or m.name == name]
+        return sorted(found, key=lambda m: (m.name, m.created_at or datetime.min.replace(tzinfo=UTC), m.version))
+
+    def describe(self, name: str, version: str) -> Manifest:
+        key = (check_name("model name", name), check_name("model version", version))
+        with self._lock:
+            manifest = self._versions.get(key)
+        if manifest is None:
+            raise NotFound(f"model {name} version {version} is not in the store")
+        return manifest
+
+    def read(self, name: str, version: str, offset: int = 0,
+             sha256: str = "") -> tuple[Manifest, Iterator[tuple[int, bytes]]]:
+        """The manifest and ``(offset, data)`` chunks of at most 1 MiB from ``offset`` to the end."""
+        manifest = self.describe(name, version)
+        if sha256 and sha256 != manifest.sha256:
+            raise FailedPrecondition(f"model {name} version {version} has sha256 {manifest.sha256}, "
+                                     f"not the requested {sha256}")
+        if offset > manifest.size_bytes:
+            raise OutOfRange(f"offset {offset} is beyond the end of {name} {version} ({manifest.size_bytes} bytes)")
+        return manifest, iter_chunks(self.blob_path(manifest.sha256), offset, manifest.size_bytes)
+
+    def begin_upload(self, manifest: Manifest) -> Upload:
+        """Validate the claim and open a staging file; the caller writes chunks, then commits."""
+        validate(manifest)
+        with self._lock:
+            existing = self._versions.get((manifest.name, manifest.version))
+        if existing is not None and not existing.same_content(manifest):
+            raise _conflict(existing)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.staging).free
+        if manifest.size_bytes + FREE_SPACE_MARGIN > free:
+            raise ResourceExhausted(f"model store has {free >> 20} MiB free, the upload needs "
+                                    f"{manifest.size_bytes >> 20} MiB")
+        return Upload(self, manifest, self.staging / f"{uuid.uuid4().hex}.part")
+
+    def _register(self, manifest: Manifest, staged: Path) -> tuple[Manifest, bool]:
+        """Promote a verified staging file and write the manifest; returns (manifest, deduplicated)."""
+        key = (manifest.name, manifest.version)
+        with self._lock:
+            existing = self._versions.get(key)
+            if existing is not None:  # a concurrent or repeated publish got there first
+                staged.unlink(missing_ok=True)
+                if not existing.same_content(manifest):
+                    raise _conflict(existing)
+                return existing, True
+            blob = self.blob_path(manifest.sha256)
+            deduplicated = blob.exists()
+            if deduplicated:
+                staged.unlink()
+            else:
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(staged, 0o444)
+                os.replace(staged, blob)
+                fsync_dir(blob.parent)
+            registered = replace(manifest, created_at=datetime.now(UTC))
+            atomic_write(self._manifest_path(*key), json.dumps(registered.to_json(), indent=1).encode())
+            self._versions[key] = registered
+        log.info("store.registered", model=manifest.name, version=manifest.version, sha256=manifest.sha256,
+                 size_bytes=manifest.size_bytes, deduplicated=deduplicated)
+        return registered, deduplicated
+
+    def _manifest_path(self, name: str, version: str) -> Path:
+        return self.manifests / name / f"{version}.json"
+
+    def _load(self) -> dict[tuple[str, str], Manifest]:
+        found: dict[tuple[str, str], Manifest] = {}
+        for path in sorted(self.manifests.glob("*/*.json")):
+            try:
+                manifest = validate(Manifest.from_json(json.loads(path.read_text(encoding="utf-8"))))
+                blob_size = self.blob_path(manifest.sha256).stat().st_size
+            except (OSError, ValueError, KeyError, TypeError, InvalidArgument) as exc:
+                log.warning("store.manifest_skipped", path=str(path), reason=str(exc))
+                continue
+            if blob_size != manifest.size_bytes or path != self._manifest_path(manifest.name, manifest.version):
+                log.warning("store.manifest_skipped", path=str(path), reason="blob size or file name mismatch")
+                continue
+            found[(manifest.name, manifest.version)] = manifest
+        return found
+
+
+class Upload:
+    """One publish in flight: contiguous chunks into a staging file, hashed as they arrive.
+
+    Use as a context manager: leaving it without :meth:`commit` deletes the staging file.
+    """
+
+    def __init__(self, store: ModelStore, manifest: Manifest, path: Path) -> None:
+        self.manifest = manifest
+        self._store = store
+        self._writer = HashingWriter(path, limit=manifest.size_bytes)
+
+    @property
+    def received(self) -> int:
+        return self._writer.size
+
+    def write(self, offset: int, data: bytes) -> None:
+        if len(data) > MAX_CHUNK_BYTES:
+            raise InvalidArgument(f"chunk of {len(data)} bytes; chunks are at most {MAX_CHUNK_BYTES} bytes (1 MiB)")
+        self._writer.write(offset, data)
+
+    def commit(self) -> tuple[Manifest, bool]:
+        """Register the version if every byte arrived and the sha256 matches; DATA_LOSS otherwise."""
+        m = self.manifest
+        if self._writer.size != m.size_bytes:
+            raise DataLoss(f"upload of {m.name} {m.version} ended after {self._writer.size} of {m.size_bytes} "
+                           "bytes; nothing registered")
+        digest = self._writer.hexdigest()
+        if digest != m.sha256:
+            raise DataLoss(f"sha256 mismatch for {m.name} {m.version}: manifest says {m.sha256}, the bytes "
+                           f"received hash to {digest}; nothing registered")
+        self._writer.close(fsync=True)
+        return self._store._register(m, self._writer.path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._writer.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abort()  # after a commit the staging file is gone already
+
+
+def _conflict(existing: Manifest) -> AlreadyExists:
+    return AlreadyExists(f"model {existing.name} version {existing.version} already exists with sha256 "
+                         f"{existing.sha256}; versions are immutable, publish a new version")
