@@ -10,6 +10,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from netgpt.errors import DataLoss
@@ -19,7 +20,7 @@ MAX_CHUNK_BYTES = CHUNK_SIZE  # 1 MiB: the protocol's largest chunk
 
 
 class HashingWriter:
-    """Appends contiguous chunks to a file and hashes them on the way.
+    """Appends contiguous chunks to a file and hashes them on the way (on a second thread).
 
     ``resume=True`` continues an existing partial file: its bytes are hashed first so the
     final digest covers the whole file. ``limit`` is the expected total size: a chunk that
@@ -36,14 +37,18 @@ class HashingWriter:
             while block := self._file.read(CHUNK_SIZE):
                 self._digest.update(block)
         self.size = self._file.tell()
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netgpt-sha256")
 
     def write(self, offset: int, data: bytes) -> None:
         if offset != self.size:
             raise DataLoss(f"chunk at offset {offset}, expected {self.size}: a chunk was lost, repeated or reordered")
         if self.limit is not None and offset + len(data) > self.limit:
             raise DataLoss(f"received {offset + len(data)} bytes, more than the declared size of {self.limit}")
-        self._digest.update(data)
-        self._file.write(data)
+        hashed = self._hasher.submit(self._digest.update, data)  # sha256 and write release the GIL: overlap
+        try:
+            self._file.write(data)
+        finally:
+            hashed.result()
         self.size += len(data)
 
     def hexdigest(self) -> str:
@@ -52,6 +57,7 @@ class HashingWriter:
     def close(self, fsync: bool = False) -> None:
         if self._file.closed:
             return
+        self._hasher.shutdown()
         self._file.flush()
         if fsync:
             os.fsync(self._file.fileno())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cmp.store import ModelStore, default_store_dir
 from cmp.store_servicer import ModelStoreServicer
+from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable
@@ -36,7 +37,7 @@ async def start_core(config: CoreConfig) -> CoreHandle:
     sessions = SessionTable(registry)
     store = ModelStore(Path(config.store_dir).expanduser() if config.store_dir else default_store_dir())
     server = await start_server(config.listen, [
-        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions),
+        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, PolicyBook(registry)),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
         Service("netgpt.v1.ComputePlaneService", ModelStoreServicer(registry, store),
                 cmp_grpc.add_ComputePlaneServiceServicer_to_server),

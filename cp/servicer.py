@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 import structlog
 
+from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
 from cp.sessions import SessionTable
 from netgpt.errors import InvalidArgument
@@ -17,12 +18,14 @@ log = structlog.get_logger(__name__)
 
 
 class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
-    def __init__(self, registry: NodeRegistry, sessions: SessionTable) -> None:
+    def __init__(self, registry: NodeRegistry, sessions: SessionTable, policies: PolicyBook) -> None:
         self.registry = registry
         self.sessions = sessions
+        self.policies = policies
 
     async def RegisterNode(self, request: cp_pb2.RegisterNodeRequest, context) -> cp_pb2.RegisterNodeResponse:
         node_id = self.registry.register(request.node)
+        self.policies.on_register(node_id)
         log.info("node.registered", node_id=node_id, role=request.node.role, address=request.node.address,
                  cells=list(request.node.cell_ids))
         interval_ms = int(self.registry.heartbeat_interval_s * 1000)
@@ -57,3 +60,13 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
 
     async def ListNodes(self, request: cp_pb2.ListNodesRequest, context) -> cp_pb2.ListNodesResponse:
         return cp_pb2.ListNodesResponse(nodes=self.registry.statuses(request.role))
+
+    async def SetRoutingPolicy(self, request: cp_pb2.SetRoutingPolicyRequest,
+                               context) -> cp_pb2.SetRoutingPolicyResponse:
+        targets = self.policies.set(request.policy, list(request.node_ids))
+        log.info("policy.set", edges=targets, for_all=not request.node_ids)
+        return cp_pb2.SetRoutingPolicyResponse(node_ids=targets)
+
+    async def GetRoutingPolicy(self, request: cp_pb2.GetRoutingPolicyRequest,
+                               context) -> cp_pb2.GetRoutingPolicyResponse:
+        return cp_pb2.GetRoutingPolicyResponse(policy=self.policies.for_all_edges)

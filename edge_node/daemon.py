@@ -16,7 +16,7 @@ from edge_node.personalise import Personaliser
 from edge_node.profile_servicer import ProfileServicer
 from edge_node.profiles import ProfileStore
 from edge_node.pipeline import EdgePipeline, EdgeSettings
-from edge_node.routing import RoutingPolicy
+from edge_node.routing import PerformancePolicy
 from edge_node.servicer import EdgeUserPlane
 from edge_node.sessions import SessionDirectory
 from netgpt.channels import open_channel
@@ -26,6 +26,7 @@ from netgpt.node import NodeHandle, advertised_address, limits_from, load_report
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
 from netgpt.v1 import profile_pb2_grpc as profile_grpc
+from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
@@ -54,14 +55,24 @@ def profiles_path(config: EdgeConfig, node_id: str) -> str:
     return str(folder / f"profiles-{node_id}.sqlite")
 
 
-def routing_policy(config: EdgeConfig) -> RoutingPolicy:
+def routing_policy(config: EdgeConfig) -> PerformancePolicy:
     tasks = set()
     for name in config.edge_tasks:
         key = f"TASK_CLASS_{name.upper()}"
         if key not in up_pb2.TaskClass.keys():
             raise StartupError(f"edge_tasks: unknown task class {name!r}; known: chat, lookup")
         tasks.add(up_pb2.TaskClass.Value(key))
-    return RoutingPolicy(edge_tasks=frozenset(tasks))
+    return PerformancePolicy(edge_tasks=frozenset(tasks),
+                             confidence_threshold=config.confidence_threshold or None,
+                             probe_tokens=config.confidence_probe_tokens, max_cloud_queue=config.max_cloud_queue)
+
+
+def apply_command(command: cp_pb2.NodeCommand, peers: CloudPeers, pipeline: EdgePipeline) -> None:
+    kind = command.WhichOneof("command")
+    if kind == "peers_update":
+        peers.apply(command)
+    elif kind == "routing_policy":
+        pipeline.apply_policy(command.routing_policy)
 
 
 async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: KnowledgeBase) -> NodeHandle:
@@ -90,6 +101,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
             accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency,
             max_context_tokens=model.max_context, models=[pipeline.model_ref]),
     )
-    agent = ControlPlaneAgent(config.core, info, lambda: load_report(runner, [pipeline.model_ref], gateway.counters()), peers.apply)
+    agent = ControlPlaneAgent(config.core, info, lambda: load_report(runner, [pipeline.model_ref], gateway.counters()),
+                              lambda command: apply_command(command, peers, pipeline))
     agent.start()
-    return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, extras=[peers, core_channel])
+    return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline, extras=[peers, core_channel])

@@ -20,7 +20,7 @@ import structlog
 from edge_node.cloud_calls import CloudFailed, CloudGateway
 from edge_node.cloud_peers import CloudPeer
 from edge_node.personalise import Personalised, Personaliser
-from edge_node.routing import RoutingPolicy
+from edge_node.routing import PerformancePolicy, RoutingInputs, RoutingPolicy
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
 from netgpt.timing import Stopwatch
@@ -77,12 +77,17 @@ class EdgePipeline:
 
         peer = self.peers.pick()
         budget_ms = session.qos.latency_budget_ms or request.ran.qos.latency_budget_ms
-        budget_left = budget_ms - summary.latency.personalise_ms if budget_ms else None
-        route = self.policy.decide(request.task, request.route, peer is not None, budget_left,
-                                   peer.estimate_ms if peer else 0.0)
+        inputs = RoutingInputs(
+            task=request.task, preference=request.route, cloud_available=peer is not None,
+            cloud_queue=peer.status.load.queue_depth if peer else 0,
+            cloud_estimate_ms=peer.estimate_ms if peer else 0.0,
+            budget_left_ms=budget_ms - summary.latency.personalise_ms if budget_ms else None,
+        )
+        route = await self.policy.decide(inputs, lambda tokens: self._confidence(prompt_ids, tokens))
         summary.reason, summary.reason_detail = route.reason, route.detail
+        summary.routing_inputs.update(inputs.as_strings())
         log.info("edge.routed", to_cloud=route.to_cloud, reason=up_pb2.RouteReason.Name(route.reason),
-                 detail=route.detail, cloud=peer.node_id if peer else "")
+                 detail=route.detail, cloud=peer.node_id if peer else "", **inputs.as_strings())
 
         if route.to_cloud and peer is not None:
             forward = self._forward_request(request, session, personalised, cell_id)
@@ -103,6 +108,20 @@ class EdgePipeline:
 
         async for event in self._at_edge(prompt_ids, params, summary, clock):
             yield event
+
+    async def _confidence(self, prompt_ids: list[int], tokens: int) -> float:
+        """Mean token log-probability of the edge model's own first ``tokens`` answer tokens."""
+        logprobs = []
+        async with aclosing(self.runner.stream(self.model, prompt_ids, SamplingParams(max_new_tokens=tokens))) as probe:
+            async for piece in probe:
+                logprobs.append(piece.logprob)
+        return sum(logprobs) / len(logprobs) if logprobs else float("-inf")
+
+    def apply_policy(self, message: cp_pb2.RoutingPolicy) -> None:
+        """A RoutingPolicy pushed by the control plane replaces the current thresholds."""
+        if isinstance(self.policy, PerformancePolicy):
+            self.policy = self.policy.updated(message)
+            log.info("edge.policy", **{k: str(v) for k, v in vars(self.policy).items()})
 
     def _forward_request(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession,
                          personalised: Personalised, cell_id: str) -> up_pb2.GenerateRequest:

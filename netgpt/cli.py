@@ -10,6 +10,7 @@ from collections.abc import Callable
 import grpc
 
 from netgpt import config as cfg
+from netgpt.cli_policy import add_policy_commands
 from netgpt.errors import StartupError
 from netgpt.logs import configure_logging
 
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("--core", default="127.0.0.1:50051")
     nodes.add_argument("--role", choices=["all", "edge", "cloud"], default="all")
     nodes.set_defaults(run=_run_nodes)
+
+    add_policy_commands(sub)
 
     demo = sub.add_parser("demo", help="all-in-one offline demo on loopback")
     demo.add_argument("--edge-model", default="tiny", help="GPT-2 folder (default: built-in tiny model)")

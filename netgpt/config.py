@@ -67,6 +67,9 @@ class EdgeConfig(NodeConfig):
     providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge
+    confidence_threshold: float = 0.0  # answer at the edge when its mean token log-prob >= this; 0: off
+    confidence_probe_tokens: int = 8
+    max_cloud_queue: int = 0  # keep requests at the edge while the cloud queue is this long; 0: off
     cloud_token_timeout_s: float = 10.0
     coalesce: bool = True  # identical in-flight cloud requests share one cloud call
     answer_cache_ttl_s: float = 60.0  # finished cloud answers reused for this long (0 disables)

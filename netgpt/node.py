@@ -69,6 +69,7 @@ class NodeHandle:
     runner: GenerationRunner
     peers: object | None = None  # the edge's CloudPeers
     gateway: object | None = None  # the edge's CloudGateway (de-duplication counters)
+    pipeline: object | None = None  # the edge's EdgePipeline (current routing policy)
     extras: list = field(default_factory=list)  # objects with an async close()
 
     @property

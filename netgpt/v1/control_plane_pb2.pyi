@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from netgpt.v1 import common_pb2 as _common_pb2
+from netgpt.v1 import user_plane_pb2 as _user_plane_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -41,12 +42,14 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[NodeCommand, _Mapping]]] = ...) -> None: ...
 
 class NodeCommand(_message.Message):
-    __slots__ = ("command_id", "peers_update")
+    __slots__ = ("command_id", "peers_update", "routing_policy")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PEERS_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     peers_update: PeersUpdate
-    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ...) -> None: ...
+    routing_policy: RoutingPolicy
+    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ...) -> None: ...
 
 class PeersUpdate(_message.Message):
     __slots__ = ("cloud_nodes",)
@@ -127,3 +130,39 @@ class ListNodesResponse(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[_common_pb2.NodeStatus]
     def __init__(self, nodes: _Optional[_Iterable[_Union[_common_pb2.NodeStatus, _Mapping]]] = ...) -> None: ...
+
+class RoutingPolicy(_message.Message):
+    __slots__ = ("edge_tasks", "confidence_threshold", "confidence_probe_tokens", "max_cloud_queue")
+    EDGE_TASKS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_PROBE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLOUD_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    edge_tasks: _containers.RepeatedScalarFieldContainer[_user_plane_pb2.TaskClass]
+    confidence_threshold: float
+    confidence_probe_tokens: int
+    max_cloud_queue: int
+    def __init__(self, edge_tasks: _Optional[_Iterable[_Union[_user_plane_pb2.TaskClass, str]]] = ..., confidence_threshold: _Optional[float] = ..., confidence_probe_tokens: _Optional[int] = ..., max_cloud_queue: _Optional[int] = ...) -> None: ...
+
+class SetRoutingPolicyRequest(_message.Message):
+    __slots__ = ("policy", "node_ids")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    policy: RoutingPolicy
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., node_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetRoutingPolicyResponse(_message.Message):
+    __slots__ = ("node_ids",)
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetRoutingPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetRoutingPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: RoutingPolicy
+    def __init__(self, policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ...) -> None: ...

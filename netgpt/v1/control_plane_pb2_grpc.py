@@ -65,6 +65,16 @@ class ControlPlaneServiceStub:
                 request_serializer=netgpt_dot_v1_dot_control__plane__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=netgpt_dot_v1_dot_control__plane__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.SetRoutingPolicy = channel.unary_unary(
+                '/netgpt.v1.ControlPlaneService/SetRoutingPolicy',
+                request_serializer=netgpt_dot_v1_dot_control__plane__pb2.SetRoutingPolicyRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_control__plane__pb2.SetRoutingPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetRoutingPolicy = channel.unary_unary(
+                '/netgpt.v1.ControlPlaneService/GetRoutingPolicy',
+                request_serializer=netgpt_dot_v1_dot_control__plane__pb2.GetRoutingPolicyRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_control__plane__pb2.GetRoutingPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class ControlPlaneServiceServicer:
@@ -112,6 +122,19 @@ class ControlPlaneServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRoutingPolicy(self, request, context):
+        """Change the edges' routing policy at run time; pushed with the next heartbeat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoutingPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +167,16 @@ def add_ControlPlaneServiceServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=netgpt_dot_v1_dot_control__plane__pb2.ListNodesRequest.FromString,
                     response_serializer=netgpt_dot_v1_dot_control__plane__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'SetRoutingPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRoutingPolicy,
+                    request_deserializer=netgpt_dot_v1_dot_control__plane__pb2.SetRoutingPolicyRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_control__plane__pb2.SetRoutingPolicyResponse.SerializeToString,
+            ),
+            'GetRoutingPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoutingPolicy,
+                    request_deserializer=netgpt_dot_v1_dot_control__plane__pb2.GetRoutingPolicyRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_control__plane__pb2.GetRoutingPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +342,60 @@ class ControlPlaneService:
             '/netgpt.v1.ControlPlaneService/ListNodes',
             netgpt_dot_v1_dot_control__plane__pb2.ListNodesRequest.SerializeToString,
             netgpt_dot_v1_dot_control__plane__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRoutingPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netgpt.v1.ControlPlaneService/SetRoutingPolicy',
+            netgpt_dot_v1_dot_control__plane__pb2.SetRoutingPolicyRequest.SerializeToString,
+            netgpt_dot_v1_dot_control__plane__pb2.SetRoutingPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoutingPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netgpt.v1.ControlPlaneService/GetRoutingPolicy',
+            netgpt_dot_v1_dot_control__plane__pb2.GetRoutingPolicyRequest.SerializeToString,
+            netgpt_dot_v1_dot_control__plane__pb2.GetRoutingPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

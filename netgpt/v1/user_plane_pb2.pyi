@@ -36,6 +36,8 @@ class RouteReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_REASON_LATENCY_BUDGET: _ClassVar[RouteReason]
     ROUTE_REASON_CLOUD_FAILED: _ClassVar[RouteReason]
     ROUTE_REASON_DIRECT: _ClassVar[RouteReason]
+    ROUTE_REASON_EDGE_CONFIDENT: _ClassVar[RouteReason]
+    ROUTE_REASON_CLOUD_BUSY: _ClassVar[RouteReason]
 
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -59,6 +61,8 @@ ROUTE_REASON_CLOUD_UNAVAILABLE: RouteReason
 ROUTE_REASON_LATENCY_BUDGET: RouteReason
 ROUTE_REASON_CLOUD_FAILED: RouteReason
 ROUTE_REASON_DIRECT: RouteReason
+ROUTE_REASON_EDGE_CONFIDENT: RouteReason
+ROUTE_REASON_CLOUD_BUSY: RouteReason
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_EOS: FinishReason
 FINISH_REASON_MAX_TOKENS: FinishReason
@@ -152,7 +156,14 @@ class LatencySplit(_message.Message):
     def __init__(self, personalise_ms: _Optional[float] = ..., edge_generate_ms: _Optional[float] = ..., cloud_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class GenerationSummary(_message.Message):
-    __slots__ = ("terminated_at", "reason", "reason_detail", "fallback", "latency", "prompt_tokens", "completion_tokens", "bytes_edge_to_cloud", "edge_model", "cloud_model", "session_id", "ai_flow_id", "finish_reason", "text", "answer_cached", "coalesced")
+    __slots__ = ("terminated_at", "reason", "reason_detail", "fallback", "latency", "prompt_tokens", "completion_tokens", "bytes_edge_to_cloud", "edge_model", "cloud_model", "session_id", "ai_flow_id", "finish_reason", "text", "answer_cached", "coalesced", "routing_inputs")
+    class RoutingInputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TERMINATED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REASON_DETAIL_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +180,7 @@ class GenerationSummary(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     ANSWER_CACHED_FIELD_NUMBER: _ClassVar[int]
     COALESCED_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_INPUTS_FIELD_NUMBER: _ClassVar[int]
     terminated_at: _common_pb2.NodeRole
     reason: RouteReason
     reason_detail: str
@@ -185,4 +197,5 @@ class GenerationSummary(_message.Message):
     text: str
     answer_cached: bool
     coalesced: bool
-    def __init__(self, terminated_at: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., reason: _Optional[_Union[RouteReason, str]] = ..., reason_detail: _Optional[str] = ..., fallback: _Optional[bool] = ..., latency: _Optional[_Union[LatencySplit, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., bytes_edge_to_cloud: _Optional[int] = ..., edge_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., cloud_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., session_id: _Optional[str] = ..., ai_flow_id: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., text: _Optional[str] = ..., answer_cached: _Optional[bool] = ..., coalesced: _Optional[bool] = ...) -> None: ...
+    routing_inputs: _containers.ScalarMap[str, str]
+    def __init__(self, terminated_at: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., reason: _Optional[_Union[RouteReason, str]] = ..., reason_detail: _Optional[str] = ..., fallback: _Optional[bool] = ..., latency: _Optional[_Union[LatencySplit, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., bytes_edge_to_cloud: _Optional[int] = ..., edge_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., cloud_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., session_id: _Optional[str] = ..., ai_flow_id: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., text: _Optional[str] = ..., answer_cached: _Optional[bool] = ..., coalesced: _Optional[bool] = ..., routing_inputs: _Optional[_Mapping[str, str]] = ...) -> None: ...
