@@ -38,6 +38,8 @@ node_modules/.bin/buf: package.json package-lock.json
 
 bench: $(STAMP)
 	$(PY) -m bench.edge_generation
+	$(PY) -m bench.netgpt_vs_cloud
+	$(PY) -m bench.distribution
 
 clean-cache:
 	rm -rf $${NETGPT_CACHE_DIR:-$$HOME/.cache/netgpt}

@@ -1,0 +1,77 @@
+"""An emulated WAN link for benchmarks: a loopback TCP proxy adding one-way delay and a bandwidth cap.
+
+Each direction is serialised at ``mbit_s`` and delivered ``rtt_ms / 2`` later, in order,
+which is what a shaped link (tc netem + tbf) does to a TCP stream, without needing
+root or network namespaces. Bytes are counted per direction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class LinkStats:
+    bytes_up: int = 0  # client → server (e.g. edge → cloud)
+    bytes_down: int = 0
+
+
+class EmulatedLink:
+    def __init__(self, upstream: str, rtt_ms: float = 40.0, mbit_s: float = 50.0) -> None:
+        self.upstream = upstream
+        self.one_way_s = rtt_ms / 2000.0
+        self.bytes_per_s = mbit_s * 1e6 / 8
+        self.stats = LinkStats()
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = self.upstream.rsplit(":", 1)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pump(reader, up_writer, up=True), self._pump(up_reader, writer, up=False),
+                             return_exceptions=True)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool) -> None:
+        queue: asyncio.Queue = asyncio.Queue()
+        deliver = asyncio.create_task(self._deliver(queue, writer))
+        line_free_at = 0.0
+        try:
+            while data := await reader.read(65536):
+                if up:
+                    self.stats.bytes_up += len(data)
+                else:
+                    self.stats.bytes_down += len(data)
+                now = time.monotonic()
+                line_free_at = max(now, line_free_at) + len(data) / self.bytes_per_s
+                await queue.put((line_free_at + self.one_way_s, data))
+        finally:
+            await queue.put(None)
+            await deliver
+
+    async def _deliver(self, queue: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass  # the peer went away or the benchmark is shutting the link down
+        finally:
+            writer.close()
