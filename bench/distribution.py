@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -36,6 +36,7 @@ import grpc
 from cmp.transfer import fetch_to_file, publish_file
 from netgpt.channels import open_channel
 from netgpt.hashing import CHUNK_SIZE, sha256_file
+from netgpt.logs import configure_logging
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -96,7 +97,6 @@ def _raw_peer(listener: socket.socket, workdir: Path) -> None:
 async def _serve(workdir: Path) -> None:
     from cp.core import start_core
     from netgpt.config import CoreConfig
-    from netgpt.logs import configure_logging
 
     configure_logging(json=True, level="warning")
     core = await start_core(CoreConfig(listen="127.0.0.1:0", store_dir=str(workdir / "store")))
@@ -124,12 +124,20 @@ def raw_get(port: int, dest: Path) -> None:
         receive_to_file(conn, dest)
 
 
-async def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    result = fn()
-    if asyncio.iscoroutine(result):
-        await result
-    return time.perf_counter() - start
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def timed(fn: Callable[[], Awaitable[object]], server_pid: int) -> tuple[float, float, float]:
+    """(wall s, client CPU s, server CPU s) of one transfer: CPU is what a 2-core box runs out of."""
+    wall, client, server = time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
+    await fn()
+    return (time.perf_counter() - wall, time.process_time() - client, cpu_seconds(server_pid) - server)
 
 
 async def measure(args: argparse.Namespace, workdir: Path, artifact: Path, peer: dict) -> dict:
@@ -137,7 +145,7 @@ async def measure(args: argparse.Namespace, workdir: Path, artifact: Path, peer:
     start = time.perf_counter()
     digest = sha256_file(artifact)
     sha_s = time.perf_counter() - start
-    times: dict[str, list[float]] = {"publish": [], "fetch": [], "raw_put": [], "raw_get": []}
+    times: dict[str, list[tuple[float, float, float]]] = {"publish": [], "fetch": [], "raw_put": [], "raw_get": []}
     fetched = workdir / "fetched.bin"
     async with open_channel(peer["core"]) as channel:
         stub = cmp_grpc.ComputePlaneServiceStub(channel)
@@ -151,17 +159,23 @@ async def measure(args: argparse.Namespace, workdir: Path, artifact: Path, peer:
             if run % 2:  # raw first on odd runs; a fetch always follows its publish
                 steps = [steps[1], steps[0], steps[3], steps[2]]
             for name, step in steps:
-                times[name].append(await timed(step))
-                print(f"run {run} {name:8s} {size / (1 << 20) / times[name][-1]:8.1f} MiB/s", file=sys.stderr)
+                wall, client_cpu, server_cpu = await timed(step, peer["pid"])
+                times[name].append((wall, client_cpu, server_cpu))
+                print(f"run {run} {name:8s} {size / (1 << 20) / wall:8.1f} MiB/s  CPU s: client {client_cpu:.2f} "
+                      f"server {server_cpu:.2f}", file=sys.stderr)
     if sha256_file(fetched) != digest or (workdir / "raw-fetched.bin").stat().st_size != size:
         raise RuntimeError("a transfer delivered different bytes")
     mib = size / (1 << 20)
-    speed = {name: mib / statistics.median(values) for name, values in times.items()}
+    speed = {name: mib / statistics.median(v[0] for v in values) for name, values in times.items()}
+    gib = size / (1 << 30)
     return {
         "mib_per_s": {name: round(value, 1) for name, value in speed.items()},
         "ratio_publish_vs_raw": round(speed["publish"] / speed["raw_put"], 3),
         "ratio_fetch_vs_raw": round(speed["fetch"] / speed["raw_get"], 3),
-        "seconds": {name: [round(v, 4) for v in values] for name, values in times.items()},
+        "seconds": {name: [round(v[0], 4) for v in values] for name, values in times.items()},
+        "cpu_s_per_gib": {name: {"client": round(statistics.median(v[1] for v in values) / gib, 2),
+                                 "server": round(statistics.median(v[2] for v in values) / gib, 2)}
+                          for name, values in times.items()},
         "client_sha256_mib_per_s": round(mib / sha_s, 1),
     }
 
@@ -182,6 +196,7 @@ def machine(workdir: Path) -> dict:
 
 
 async def run(args: argparse.Namespace) -> dict:
+    configure_logging(json=True, level="warning")
     workdir = Path(tempfile.mkdtemp(prefix="netgpt-bench-", dir=args.dir))
     artifact = workdir / "artifact.bin"
     with open(artifact, "wb") as handle:
@@ -190,7 +205,10 @@ async def run(args: argparse.Namespace) -> dict:
     child = subprocess.Popen([sys.executable, "-m", "bench.distribution", "--serve", str(workdir)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        peer = json.loads(child.stdout.readline())
+        line = child.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the server process exited with status {child.wait()} before serving")
+        peer = {**json.loads(line), "pid": child.pid}
         results = await measure(args, workdir, artifact, peer)
     finally:
         child.stdin.close()

@@ -155,10 +155,6 @@ class Upload:
         self._store = store
         self._writer = HashingWriter(path, limit=manifest.size_bytes)
 
-    @property
-    def received(self) -> int:
-        return self._writer.size
-
     def write(self, offset: int, data: bytes) -> None:
         if len(data) > MAX_CHUNK_BYTES:
             raise InvalidArgument(f"chunk of {len(data)} bytes; chunks are at most {MAX_CHUNK_BYTES} bytes (1 MiB)")

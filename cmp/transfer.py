@@ -2,8 +2,9 @@
 and the client helpers (``publish_file``, ``fetch_to_file``) that nodes use to deploy.
 
 Speed comes from overlap, not from bigger messages: sha256 and file I/O run on a worker
-thread (both release the GIL) a few chunks behind or ahead of the network, so the event
-loop only moves 1 MiB protobuf messages.
+thread (both release the GIL) a few chunks behind or ahead of the network, disk writeback
+starts during the transfer (``HashingWriter``), and each 1 MiB chunk is copied into its
+message once (``chunk_message``). The event loop stays free for the core's other RPCs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+M = TypeVar("M", cmp_pb2.PublishModelRequest, cmp_pb2.FetchModelResponse)
 Progress = Callable[[int, int], None]  # (bytes done, total bytes)
 DEFAULT_TRANSFER_TIMEOUT_S = 3600.0  # a whole multi-GB checkpoint must fit in one call's deadline
 _END = object()
@@ -66,6 +68,15 @@ class BackgroundWriter:
             for future in self._pending:  # their errors were superseded by the one leaving the block
                 future.add_done_callback(_retrieve)
             self._executor.shutdown(wait=True)  # at most `depth` chunk writes
+
+
+def chunk_message(cls: type[M], offset: int, data: bytes) -> M:
+    """``cls(chunk=ModelChunk(...))`` without building the chunk twice: passing a message to a
+    constructor copies it, 30x slower than the 1 MiB assignment here (measured, upb protobuf)."""
+    message = cls()
+    message.chunk.offset = offset
+    message.chunk.data = data
+    return message
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
@@ -123,7 +134,7 @@ async def fetch_responses(store: ModelStore,
     bound.info("cmp.fetch.started", offset=request.offset, size_bytes=manifest.size_bytes)
     yield cmp_pb2.FetchModelResponse(manifest=manifest_to_proto(manifest))
     async for offset, data in read_ahead(chunks):
-        yield cmp_pb2.FetchModelResponse(chunk=cmp_pb2.ModelChunk(offset=offset, data=data))
+        yield chunk_message(cmp_pb2.FetchModelResponse, offset, data)
     yield cmp_pb2.FetchModelResponse(trailer=cmp_pb2.FetchModelTrailer(sha256=manifest.sha256,
                                                                        size_bytes=manifest.size_bytes))
     bound.info("cmp.fetch.done")
@@ -145,7 +156,7 @@ async def publish_file(stub: cmp_grpc.ComputePlaneServiceStub, manifest: cmp_pb2
     try:
         await call.write(cmp_pb2.PublishModelRequest(manifest=claim))
         async for offset, data in read_ahead(iter_chunks(path)):
-            await call.write(cmp_pb2.PublishModelRequest(chunk=cmp_pb2.ModelChunk(offset=offset, data=data)))
+            await call.write(chunk_message(cmp_pb2.PublishModelRequest, offset, data))
             if progress is not None:
                 progress(offset + len(data), claim.size_bytes)
         await call.done_writing()

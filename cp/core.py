@@ -7,14 +7,17 @@ from pathlib import Path
 
 from cmp.store import ModelStore, default_store_dir
 from cmp.store_servicer import ModelStoreServicer
+from cp.placement import WorkflowTable
 from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable
+from cp.workflow_servicer import WorkflowServicer
 from netgpt.config import CoreConfig
 from netgpt.server import NetGptServer, Service, start_server
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+from netgpt.v1 import workflow_pb2_grpc as wf_grpc
 
 
 @dataclass
@@ -23,6 +26,7 @@ class CoreHandle:
     registry: NodeRegistry
     sessions: SessionTable
     store: ModelStore
+    workflows: WorkflowTable
 
     @property
     def address(self) -> str:
@@ -35,11 +39,14 @@ class CoreHandle:
 async def start_core(config: CoreConfig) -> CoreHandle:
     registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s)
     sessions = SessionTable(registry)
+    workflows = WorkflowTable(registry)
     store = ModelStore(Path(config.store_dir).expanduser() if config.store_dir else default_store_dir())
     server = await start_server(config.listen, [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, PolicyBook(registry)),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
         Service("netgpt.v1.ComputePlaneService", ModelStoreServicer(registry, store),
                 cmp_grpc.add_ComputePlaneServiceServicer_to_server),
+        Service("netgpt.v1.WorkflowService", WorkflowServicer(workflows),
+                wf_grpc.add_WorkflowServiceServicer_to_server),
     ])
-    return CoreHandle(server, registry, sessions, store)
+    return CoreHandle(server, registry, sessions, store, workflows)

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from cmp.blobio import HashingWriter
 from cmp.manifest import Manifest
 from cmp.store import ModelStore
 from cmp.transfer import fetch_to_file, publish_file
@@ -361,3 +362,23 @@ def test_store_skips_damaged_entries_on_open(tmp_path: Path):
     assert [m.version for m in ModelStore(tmp_path).versions()] == ["v1"]
     with pytest.raises(InvalidArgument):
         store.versions("a/b")
+
+
+@pytest.mark.parametrize("flush_every", [1, 5000, 1 << 40])
+def test_hashing_writer_resumes_and_flushes_while_writing(tmp_path: Path, flush_every: int):
+    data = random_bytes(50_000)
+    path = tmp_path / "blob.part"
+    writer = HashingWriter(path, limit=len(data), flush_every=flush_every)
+    for offset in range(0, 20_000, 4096):
+        writer.write(offset, data[offset:min(offset + 4096, 20_000)])
+    writer.close()
+    resumed = HashingWriter(path, limit=len(data), resume=True, flush_every=flush_every)
+    assert resumed.size == 20_000
+    with pytest.raises(DataLoss, match="expected 20000"):
+        resumed.write(20_001, data[20_001:20_002])
+    for offset in range(20_000, len(data), 7000):
+        resumed.write(offset, data[offset:offset + 7000])
+    with pytest.raises(DataLoss, match="more than the declared size"):
+        resumed.write(len(data), b"x")
+    resumed.close(fsync=True)
+    assert path.read_bytes() == data and resumed.hexdigest() == sha(data)

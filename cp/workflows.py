@@ -1,0 +1,170 @@
+"""Workflow specs: a DAG of known AI functions with QoS, parsed from TOML and validated.
+
+Pure domain (no gRPC): every mistake in a spec is an :class:`InvalidArgument` whose
+message names what is wrong, because the author of a TOML file reads it verbatim.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from netgpt.errors import InvalidArgument
+from netgpt.v1 import common_pb2
+
+EDGE = common_pb2.NODE_ROLE_EDGE
+CLOUD = common_pb2.NODE_ROLE_CLOUD
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_STEPS = 64
+MAX_PRIORITY = 15
+MAX_BUDGET_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class Function:
+    """An AI function the core knows how to place.
+
+    ``roles`` are in order of preference; ``cost_ms`` is the placement estimate of one
+    run, to which a generation step adds the chosen node's measured p50 first-token time.
+    """
+
+    name: str
+    roles: tuple[int, ...]
+    cost_ms: float
+    generates: bool = False
+
+
+FUNCTIONS: dict[str, Function] = {f.name: f for f in (
+    Function("desensitise", (EDGE,), 5.0),
+    Function("personalise", (EDGE,), 40.0),
+    Function("route", (EDGE,), 2.0),
+    Function("generate_edge", (EDGE,), 150.0, generates=True),
+    Function("generate_cloud", (CLOUD,), 600.0, generates=True),
+    # the answer goes back to the UE through the edge, so post-process there when possible
+    Function("post_process", (EDGE, CLOUD), 5.0),
+)}
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    function: str
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A validated workflow: ``steps`` are in topological order (declaration order among ready steps)."""
+
+    name: str
+    latency_budget_ms: int
+    priority: int
+    steps: tuple[Step, ...]
+    cell_id: str = ""
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.steps if s.id == step_id)
+
+
+def parse_toml(text: str) -> Workflow:
+    """A workflow from TOML text: a ``[workflow]`` table with ``[[workflow.steps]]``."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"workflow spec is not valid TOML: {exc}") from exc
+    if set(document) != {"workflow"} or not isinstance(document["workflow"], dict):
+        raise InvalidArgument(f"workflow spec must hold exactly one [workflow] table; found {sorted(document)}")
+    return from_mapping(document["workflow"])
+
+
+def from_mapping(spec: Mapping[str, Any]) -> Workflow:
+    """Validate a workflow given as plain data (from TOML, or converted from protobuf)."""
+    _no_unknown_keys(spec, {"name", "latency_budget_ms", "priority", "cell_id", "steps"}, "workflow")
+    name = _name(spec.get("name"), "workflow.name")
+    budget = _int(spec, "latency_budget_ms", 1, MAX_BUDGET_MS)
+    priority = _int(spec, "priority", 1, MAX_PRIORITY)
+    cell_id = spec.get("cell_id", "")
+    if not isinstance(cell_id, str):
+        raise InvalidArgument("workflow.cell_id must be a string")
+    raw_steps = spec.get("steps", [])
+    if not isinstance(raw_steps, list) or not all(isinstance(s, Mapping) for s in raw_steps):
+        raise InvalidArgument("workflow.steps must be a list of tables ([[workflow.steps]])")
+    if not raw_steps:
+        raise InvalidArgument(f"workflow {name!r} is empty: it needs at least one [[workflow.steps]]")
+    if len(raw_steps) > MAX_STEPS:
+        raise InvalidArgument(f"workflow {name!r} has {len(raw_steps)} steps; at most {MAX_STEPS}")
+    steps = [_step(raw, i) for i, raw in enumerate(raw_steps)]
+    return Workflow(name=name, latency_budget_ms=budget, priority=priority, steps=_ordered(steps), cell_id=cell_id)
+
+
+def _step(raw: Mapping[str, Any], index: int) -> Step:
+    where = f"workflow.steps[{index}]"
+    _no_unknown_keys(raw, {"id", "function", "after"}, where)
+    step_id = _name(raw.get("id"), f"{where}.id")
+    function = raw.get("function")
+    if not isinstance(function, str) or not function:
+        raise InvalidArgument(f"step {step_id!r} needs a function; known functions: {sorted(FUNCTIONS)}")
+    if function not in FUNCTIONS:
+        raise InvalidArgument(f"step {step_id!r} uses unknown function {function!r}; "
+                              f"known functions: {sorted(FUNCTIONS)}")
+    after = raw.get("after", [])
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise InvalidArgument(f"step {step_id!r}: after must be a list of step ids")
+    return Step(id=step_id, function=function, after=tuple(dict.fromkeys(after)))
+
+
+def _ordered(steps: list[Step]) -> tuple[Step, ...]:
+    """Topological order, stable by declaration; names the steps of a cycle if there is one."""
+    by_id: dict[str, Step] = {}
+    for step in steps:
+        if step.id in by_id:
+            raise InvalidArgument(f"duplicate step id {step.id!r}")
+        by_id[step.id] = step
+    for step in steps:
+        missing = [a for a in step.after if a not in by_id]
+        if missing:
+            raise InvalidArgument(f"step {step.id!r} runs after unknown step(s) {missing}; steps: {list(by_id)}")
+    sorter = graphlib.TopologicalSorter({s.id: s.after for s in steps})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1]
+        raise InvalidArgument(f"workflow has a cycle: {' -> '.join(cycle)} "
+                              "(each step runs after the one before it)") from exc
+    position = {s.id: i for i, s in enumerate(steps)}
+    ordered: list[Step] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        ordered.extend(by_id[r] for r in ready)
+        sorter.done(*ready)
+    return tuple(ordered)
+
+
+def _no_unknown_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise InvalidArgument(f"{where} has unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _name(value: object, where: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{where} is required")
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise InvalidArgument(f"{where} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}; got {value!r}")
+    return value
+
+
+def _int(spec: Mapping[str, Any], key: str, low: int, high: int) -> int:
+    if key not in spec:
+        raise InvalidArgument(f"workflow.{key} is required ({low}..{high})")
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"workflow.{key} must be an integer; got {value!r}")
+    if not low <= value <= high:
+        raise InvalidArgument(f"workflow.{key} must be within {low}..{high}; got {value}")
+    return value

@@ -1,0 +1,76 @@
+"""``netgpt workflow apply|show``: declarative workflows of AI functions, placed by the core."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.v1 import common_pb2
+from netgpt.v1 import workflow_pb2 as wf_pb2
+from netgpt.v1 import workflow_pb2_grpc as wf_grpc
+
+
+def add_workflow_commands(sub: argparse._SubParsersAction) -> None:
+    workflow = sub.add_parser("workflow", help="apply a workflow of AI functions, or show where the core placed it")
+    actions = workflow.add_subparsers(dest="action", required=True)
+    apply = actions.add_parser("apply", help="validate and place a workflow TOML file (see examples/workflow.toml)")
+    apply.add_argument("file", help="TOML file with a [workflow] table and [[workflow.steps]]")
+    apply.add_argument("--core", default="127.0.0.1:50051", help="core controller address")
+    apply.set_defaults(run=run_apply)
+    show = actions.add_parser("show", help="the placement of one workflow, or of all")
+    show.add_argument("name", nargs="?", default="", help="workflow name; default: every applied workflow")
+    show.add_argument("--core", default="127.0.0.1:50051", help="core controller address")
+    show.set_defaults(run=run_show)
+
+
+def format_workflow(workflow: wf_pb2.Workflow) -> str:
+    """A header line (budget, estimate, critical path or error) and one row per step."""
+    spec = workflow.spec
+    head = f"workflow {spec.name}: budget {spec.latency_budget_ms} ms, priority {spec.priority}"
+    if spec.cell_id:
+        head += f", cell {spec.cell_id}"
+    if workflow.placement_error:
+        return f"{head}\n  not placed: {workflow.placement_error}"
+    head += (f", estimated {workflow.estimated_latency_ms:.0f} ms along "
+             f"{' -> '.join(workflow.critical_path)}")
+    rows = [head, f"  {'STEP':<16} {'FUNCTION':<16} {'ROLE':<6} {'NODE':<16} ADDRESS"]
+    for p in workflow.placement:
+        role = common_pb2.NodeRole.Name(p.role).removeprefix("NODE_ROLE_").lower()
+        rows.append(f"  {p.step_id:<16} {p.function:<16} {role:<6} {p.node_id:<16} {p.node_address}")
+    return "\n".join(rows)
+
+
+async def apply_file(core: str, path: Path) -> wf_pb2.Workflow:
+    request = wf_pb2.ApplyWorkflowRequest(spec_toml=path.read_text(encoding="utf-8"))
+    async with open_channel(core) as channel:
+        reply = await wf_grpc.WorkflowServiceStub(channel).ApplyWorkflow(request, timeout=DEFAULT_TIMEOUT_S)
+    return reply.workflow
+
+
+async def fetch(core: str, name: str = "") -> list[wf_pb2.Workflow]:
+    """One workflow by name (NOT_FOUND if unknown), or every applied workflow."""
+    async with open_channel(core) as channel:
+        stub = wf_grpc.WorkflowServiceStub(channel)
+        if name:
+            reply = await stub.GetWorkflow(wf_pb2.GetWorkflowRequest(name=name), timeout=DEFAULT_TIMEOUT_S)
+            return [reply.workflow]
+        listed = await stub.ListWorkflows(wf_pb2.ListWorkflowsRequest(), timeout=DEFAULT_TIMEOUT_S)
+        return list(listed.workflows)
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"netgpt workflow apply: error: no such file {str(path)!r}", file=sys.stderr)
+        return 2
+    print(format_workflow(asyncio.run(apply_file(args.core, path))))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    workflows = asyncio.run(fetch(args.core, args.name))
+    print("\n\n".join(format_workflow(w) for w in workflows) if workflows else "no workflows applied")
+    return 0
