@@ -66,8 +66,8 @@ class CloudPeers:
             _close_later(self._peers.pop(node_id).channel)
         log.info("edge.peers", clouds=sorted(self._peers))
 
-    def pick(self) -> CloudPeer | None:
-        """A serving cloud not recently failed, least loaded first."""
+    def pick(self, prefer: str = "") -> CloudPeer | None:
+        """A serving cloud not recently failed: ``prefer`` if it qualifies, else the least loaded."""
         now = time.monotonic()
         candidates = [
             p for p in self._peers.values()
@@ -75,6 +75,9 @@ class CloudPeers:
         ]
         if not candidates:
             return None
+        preferred = [p for p in candidates if p.node_id == prefer]
+        if preferred:
+            return preferred[0]
         return min(candidates, key=lambda p: (p.status.load.queue_depth + p.status.load.active_requests, p.node_id))
 
     def record_first_token(self, peer: CloudPeer, ms: float) -> None:

@@ -18,7 +18,7 @@ from edge_node.profiles import ProfileStore
 from edge_node.pipeline import EdgePipeline, EdgeSettings
 from edge_node.routing import PerformancePolicy
 from edge_node.servicer import EdgeUserPlane
-from edge_node.sessions import SessionDirectory
+from edge_node.sessions import session_directory, workflow_directory
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
@@ -30,6 +30,7 @@ from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+from netgpt.v1 import workflow_pb2_grpc
 from up.runner import GenerationRunner
 
 
@@ -88,9 +89,10 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     profiles = ProfileStore(profiles_path(config, settings.node_id))
     personaliser = Personaliser(knowledge, profiles, model, runner, intent_tokens=config.intent_tokens)
     pipeline = EdgePipeline(settings, model, runner, personaliser, policy, gateway)
-    sessions = SessionDirectory(cp_grpc.ControlPlaneServiceStub(core_channel), ttl_s=config.session_cache_s)
+    sessions = session_directory(cp_grpc.ControlPlaneServiceStub(core_channel), config.session_cache_s)
+    workflows = workflow_directory(workflow_pb2_grpc.WorkflowServiceStub(core_channel), config.session_cache_s)
     server = await start_server(config.listen, [
-        Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, sessions),
+        Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, sessions, workflows),
                 up_grpc.add_UserPlaneServiceServicer_to_server),
         Service("netgpt.v1.ProfileService", ProfileServicer(profiles), profile_grpc.add_ProfileServiceServicer_to_server),
     ])

@@ -19,8 +19,10 @@ import structlog
 
 from edge_node.cloud_calls import CloudFailed, CloudGateway
 from edge_node.cloud_peers import CloudPeer
+from edge_node.desensitise import desensitise
 from edge_node.personalise import Personalised, Personaliser
-from edge_node.routing import PerformancePolicy, RoutingInputs, RoutingPolicy
+from edge_node.routing import PerformancePolicy, Route, RoutingInputs, RoutingPolicy
+from edge_node.workflow_plan import DEFAULT_PLAN, WorkflowPlan, post_process
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
 from netgpt.timing import Stopwatch
@@ -57,12 +59,27 @@ class EdgePipeline:
         """Everything checkable before any work starts (so bad input costs nothing)."""
         return check_prompt(request.prompt, self.settings.limits), sampling_params(request.params, self.settings.limits)
 
-    async def run(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession,
-                  deadline_s: float | None) -> AsyncIterator[up_pb2.GenerateResponse]:
+    async def run(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession, deadline_s: float | None,
+                  plan: WorkflowPlan = DEFAULT_PLAN) -> AsyncIterator[up_pb2.GenerateResponse]:
+        """The request's events; ``plan`` (from a named workflow) says which steps run."""
+        async with aclosing(self._steps(request, session, deadline_s, plan)) as events:
+            async for event in events:
+                if event.HasField("summary") and plan.has("post_process"):
+                    event.summary.text = post_process(event.summary.text)
+                yield event
+
+    async def _steps(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession, deadline_s: float | None,
+                     plan: WorkflowPlan) -> AsyncIterator[up_pb2.GenerateResponse]:
         clock = Stopwatch()
         concise, params = self.validate(request)
+        masked = 0
+        if plan.has("desensitise"):
+            concise, masked = desensitise(concise)
         cell_id = request.ran.cell_id or session.cell_id
-        personalised = await self.personaliser.build(concise, cell_id, session.ue_id, params.max_new_tokens)
+        if plan.has("personalise"):
+            personalised = await self.personaliser.build(concise, cell_id, session.ue_id, params.max_new_tokens)
+        else:
+            personalised = Personalised(text=concise, facts=[], area="", intent="", preferences=[])
         prompt_ids = encode_prompt(self.model, personalised.text, params.max_new_tokens, "comprehensive")
         summary = up_pb2.GenerationSummary(
             session_id=session.session_id, ai_flow_id=session.ai_flow_id, edge_model=self.model_ref,
@@ -75,7 +92,7 @@ class EdgePipeline:
             text=personalised.text, knowledge_used=personalised.facts, prompt_tokens=len(prompt_ids),
             edge_node_id=self.settings.node_id))
 
-        peer = self.peers.pick()
+        peer = self.peers.pick(prefer=plan.cloud_node_id)
         budget_ms = session.qos.latency_budget_ms or request.ran.qos.latency_budget_ms
         inputs = RoutingInputs(
             task=request.task, preference=request.route, cloud_available=peer is not None,
@@ -83,9 +100,9 @@ class EdgePipeline:
             cloud_estimate_ms=peer.estimate_ms if peer else 0.0,
             budget_left_ms=budget_ms - summary.latency.personalise_ms if budget_ms else None,
         )
-        route = await self.policy.decide(inputs, lambda tokens: self._confidence(prompt_ids, tokens))
+        route = await self._route(plan, inputs, prompt_ids)
         summary.reason, summary.reason_detail = route.reason, route.detail
-        summary.routing_inputs.update(inputs.as_strings())
+        summary.routing_inputs.update(inputs.as_strings() | {"workflow": plan.name, "desensitised": str(masked)})
         log.info("edge.routed", to_cloud=route.to_cloud, reason=up_pb2.RouteReason.Name(route.reason),
                  detail=route.detail, cloud=peer.node_id if peer else "", **inputs.as_strings())
 
@@ -108,6 +125,16 @@ class EdgePipeline:
 
         async for event in self._at_edge(prompt_ids, params, summary, clock):
             yield event
+
+    async def _route(self, plan: WorkflowPlan, inputs: RoutingInputs, prompt_ids: list[int]) -> Route:
+        """The policy decides when the workflow has a route step; otherwise its generation step does."""
+        if not plan.has("generate_cloud"):
+            return Route(False, up_pb2.ROUTE_REASON_WORKFLOW, f"workflow {plan.name!r} generates at the edge")
+        if plan.has("route"):
+            return await self.policy.decide(inputs, lambda tokens: self._confidence(prompt_ids, tokens))
+        if not inputs.cloud_available:
+            return Route(False, up_pb2.ROUTE_REASON_CLOUD_UNAVAILABLE, "no healthy cloud node is known")
+        return Route(True, up_pb2.ROUTE_REASON_WORKFLOW, f"workflow {plan.name!r} generates in the cloud")
 
     async def _confidence(self, prompt_ids: list[int], tokens: int) -> float:
         """Mean token log-probability of the edge model's own first ``tokens`` answer tokens."""

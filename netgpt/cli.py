@@ -11,6 +11,7 @@ import grpc
 
 from netgpt import config as cfg
 from netgpt.cli_policy import add_policy_commands
+from netgpt.cli_workflow import add_workflow_commands
 from netgpt.errors import StartupError
 from netgpt.logs import configure_logging
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.set_defaults(run=_run_nodes)
 
     add_policy_commands(sub)
+    add_workflow_commands(sub)
 
     demo = sub.add_parser("demo", help="all-in-one offline demo on loopback")
     demo.add_argument("--edge-model", default="tiny", help="GPT-2 folder (default: built-in tiny model)")

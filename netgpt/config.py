@@ -74,7 +74,7 @@ class EdgeConfig(NodeConfig):
     coalesce: bool = True  # identical in-flight cloud requests share one cloud call
     answer_cache_ttl_s: float = 60.0  # finished cloud answers reused for this long (0 disables)
     answer_cache_size: int = 1024  # most cached answers (0 disables)
-    session_cache_s: float = 10.0
+    session_cache_s: float = 10.0  # sessions and workflows looked up at the core are reused this long
 
 
 SECTIONS: dict[str, type] = {"core": CoreConfig, "cloud": CloudConfig, "edge": EdgeConfig}

@@ -127,7 +127,7 @@ async def test_core_restart_nodes_come_back(core):
         try:
             await wait_until(lambda: len(restarted.registry.statuses()) == 1, 5, "re-registration")
             assert restarted.registry.statuses()[0].info.node_id == "edge-a"
-            assert agent.registrations == 2
+            assert agent.registrations >= 2
         finally:
             await restarted.stop(0)
     finally:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from netgpt.v1 import common_pb2 as netgpt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anetgpt/v1/user_plane.proto\x12\tnetgpt.v1\x1a\x16netgpt/v1/common.proto\"y\n\x10GenerationParams\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\r\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\r\n\x05top_p\x18\x04 \x01(\x02\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xfa\x01\n\x0fGenerateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.netgpt.v1.PromptKind\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\"\n\x03ran\x18\x04 \x01(\x0b\x32\x15.netgpt.v1.RanContext\x12+\n\x06params\x18\x05 \x01(\x0b\x32\x1b.netgpt.v1.GenerationParams\x12\"\n\x04task\x18\x06 \x01(\x0e\x32\x14.netgpt.v1.TaskClass\x12)\n\x05route\x18\x07 \x01(\x0e\x32\x1a.netgpt.v1.RoutePreference\"\xde\x01\n\x10GenerateResponse\x12>\n\x14\x63omprehensive_prompt\x18\x01 \x01(\x0b\x32\x1e.netgpt.v1.ComprehensivePromptH\x00\x12\'\n\x06tokens\x18\x02 \x01(\x0b\x32\x15.netgpt.v1.TokenChunkH\x00\x12\'\n\x08\x66\x61llback\x18\x03 \x01(\x0b\x32\x13.netgpt.v1.FallbackH\x00\x12/\n\x07summary\x18\x04 \x01(\x0b\x32\x1c.netgpt.v1.GenerationSummaryH\x00\x42\x07\n\x05\x65vent\"h\n\x13\x43omprehensivePrompt\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x16\n\x0eknowledge_used\x18\x02 \x03(\t\x12\x15\n\rprompt_tokens\x18\x03 \x01(\r\x12\x14\n\x0c\x65\x64ge_node_id\x18\x04 \x01(\t\"R\n\nTokenChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\r\x12#\n\x06source\x18\x03 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"4\n\x08\x46\x61llback\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x18\n\x10\x64iscarded_tokens\x18\x02 \x01(\r\"\x84\x01\n\x0cLatencySplit\x12\x16\n\x0epersonalise_ms\x18\x01 \x01(\x01\x12\x18\n\x10\x65\x64ge_generate_ms\x18\x02 \x01(\x01\x12\x10\n\x08\x63loud_ms\x18\x03 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"\xeb\x04\n\x11GenerationSummary\x12*\n\rterminated_at\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\x12&\n\x06reason\x18\x02 \x01(\x0e\x32\x16.netgpt.v1.RouteReason\x12\x15\n\rreason_detail\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\x12(\n\x07latency\x18\x05 \x01(\x0b\x32\x17.netgpt.v1.LatencySplit\x12\x15\n\rprompt_tokens\x18\x06 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\r\x12\x1b\n\x13\x62ytes_edge_to_cloud\x18\x08 \x01(\x04\x12\'\n\nedge_model\x18\t \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12(\n\x0b\x63loud_model\x18\n \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\x12\n\nsession_id\x18\x0b \x01(\t\x12\x12\n\nai_flow_id\x18\x0c \x01(\t\x12.\n\rfinish_reason\x18\r \x01(\x0e\x32\x17.netgpt.v1.FinishReason\x12\x0c\n\x04text\x18\x0e \x01(\t\x12\x15\n\ranswer_cached\x18\x0f \x01(\x08\x12\x11\n\tcoalesced\x18\x10 \x01(\x08\x12G\n\x0erouting_inputs\x18\x11 \x03(\x0b\x32/.netgpt.v1.GenerationSummary.RoutingInputsEntry\x1a\x34\n\x12RoutingInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*a\n\nPromptKind\x12\x1b\n\x17PROMPT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PROMPT_KIND_CONCISE\x10\x01\x12\x1d\n\x19PROMPT_KIND_COMPREHENSIVE\x10\x02*S\n\tTaskClass\x12\x1a\n\x16TASK_CLASS_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_CLASS_CHAT\x10\x01\x12\x15\n\x11TASK_CLASS_LOOKUP\x10\x02*j\n\x0fRoutePreference\x12 \n\x1cROUTE_PREFERENCE_UNSPECIFIED\x10\x00\x12\x19\n\x15ROUTE_PREFERENCE_EDGE\x10\x01\x12\x1a\n\x16ROUTE_PREFERENCE_CLOUD\x10\x02*\xcb\x02\n\x0bRouteReason\x12\x1c\n\x18ROUTE_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19ROUTE_REASON_EDGE_CAPABLE\x10\x01\x12\"\n\x1eROUTE_REASON_CLIENT_PREFERENCE\x10\x02\x12 \n\x1cROUTE_REASON_CLOUD_FORWARDED\x10\x03\x12\"\n\x1eROUTE_REASON_CLOUD_UNAVAILABLE\x10\x04\x12\x1f\n\x1bROUTE_REASON_LATENCY_BUDGET\x10\x05\x12\x1d\n\x19ROUTE_REASON_CLOUD_FAILED\x10\x06\x12\x17\n\x13ROUTE_REASON_DIRECT\x10\x07\x12\x1f\n\x1bROUTE_REASON_EDGE_CONFIDENT\x10\x08\x12\x1b\n\x17ROUTE_REASON_CLOUD_BUSY\x10\t*b\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46INISH_REASON_EOS\x10\x01\x12\x1c\n\x18\x46INISH_REASON_MAX_TOKENS\x10\x02\x32Y\n\x10UserPlaneService\x12\x45\n\x08Generate\x12\x1a.netgpt.v1.GenerateRequest\x1a\x1b.netgpt.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anetgpt/v1/user_plane.proto\x12\tnetgpt.v1\x1a\x16netgpt/v1/common.proto\"y\n\x10GenerationParams\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\r\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\r\n\x05top_p\x18\x04 \x01(\x02\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\x8c\x02\n\x0fGenerateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.netgpt.v1.PromptKind\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\"\n\x03ran\x18\x04 \x01(\x0b\x32\x15.netgpt.v1.RanContext\x12+\n\x06params\x18\x05 \x01(\x0b\x32\x1b.netgpt.v1.GenerationParams\x12\"\n\x04task\x18\x06 \x01(\x0e\x32\x14.netgpt.v1.TaskClass\x12)\n\x05route\x18\x07 \x01(\x0e\x32\x1a.netgpt.v1.RoutePreference\x12\x10\n\x08workflow\x18\x08 \x01(\t\"\xde\x01\n\x10GenerateResponse\x12>\n\x14\x63omprehensive_prompt\x18\x01 \x01(\x0b\x32\x1e.netgpt.v1.ComprehensivePromptH\x00\x12\'\n\x06tokens\x18\x02 \x01(\x0b\x32\x15.netgpt.v1.TokenChunkH\x00\x12\'\n\x08\x66\x61llback\x18\x03 \x01(\x0b\x32\x13.netgpt.v1.FallbackH\x00\x12/\n\x07summary\x18\x04 \x01(\x0b\x32\x1c.netgpt.v1.GenerationSummaryH\x00\x42\x07\n\x05\x65vent\"h\n\x13\x43omprehensivePrompt\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x16\n\x0eknowledge_used\x18\x02 \x03(\t\x12\x15\n\rprompt_tokens\x18\x03 \x01(\r\x12\x14\n\x0c\x65\x64ge_node_id\x18\x04 \x01(\t\"R\n\nTokenChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\r\x12#\n\x06source\x18\x03 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"4\n\x08\x46\x61llback\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x18\n\x10\x64iscarded_tokens\x18\x02 \x01(\r\"\x84\x01\n\x0cLatencySplit\x12\x16\n\x0epersonalise_ms\x18\x01 \x01(\x01\x12\x18\n\x10\x65\x64ge_generate_ms\x18\x02 \x01(\x01\x12\x10\n\x08\x63loud_ms\x18\x03 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"\xeb\x04\n\x11GenerationSummary\x12*\n\rterminated_at\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\x12&\n\x06reason\x18\x02 \x01(\x0e\x32\x16.netgpt.v1.RouteReason\x12\x15\n\rreason_detail\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\x12(\n\x07latency\x18\x05 \x01(\x0b\x32\x17.netgpt.v1.LatencySplit\x12\x15\n\rprompt_tokens\x18\x06 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\r\x12\x1b\n\x13\x62ytes_edge_to_cloud\x18\x08 \x01(\x04\x12\'\n\nedge_model\x18\t \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12(\n\x0b\x63loud_model\x18\n \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\x12\n\nsession_id\x18\x0b \x01(\t\x12\x12\n\nai_flow_id\x18\x0c \x01(\t\x12.\n\rfinish_reason\x18\r \x01(\x0e\x32\x17.netgpt.v1.FinishReason\x12\x0c\n\x04text\x18\x0e \x01(\t\x12\x15\n\ranswer_cached\x18\x0f \x01(\x08\x12\x11\n\tcoalesced\x18\x10 \x01(\x08\x12G\n\x0erouting_inputs\x18\x11 \x03(\x0b\x32/.netgpt.v1.GenerationSummary.RoutingInputsEntry\x1a\x34\n\x12RoutingInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*a\n\nPromptKind\x12\x1b\n\x17PROMPT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PROMPT_KIND_CONCISE\x10\x01\x12\x1d\n\x19PROMPT_KIND_COMPREHENSIVE\x10\x02*S\n\tTaskClass\x12\x1a\n\x16TASK_CLASS_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_CLASS_CHAT\x10\x01\x12\x15\n\x11TASK_CLASS_LOOKUP\x10\x02*j\n\x0fRoutePreference\x12 \n\x1cROUTE_PREFERENCE_UNSPECIFIED\x10\x00\x12\x19\n\x15ROUTE_PREFERENCE_EDGE\x10\x01\x12\x1a\n\x16ROUTE_PREFERENCE_CLOUD\x10\x02*\xe6\x02\n\x0bRouteReason\x12\x1c\n\x18ROUTE_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19ROUTE_REASON_EDGE_CAPABLE\x10\x01\x12\"\n\x1eROUTE_REASON_CLIENT_PREFERENCE\x10\x02\x12 \n\x1cROUTE_REASON_CLOUD_FORWARDED\x10\x03\x12\"\n\x1eROUTE_REASON_CLOUD_UNAVAILABLE\x10\x04\x12\x1f\n\x1bROUTE_REASON_LATENCY_BUDGET\x10\x05\x12\x1d\n\x19ROUTE_REASON_CLOUD_FAILED\x10\x06\x12\x17\n\x13ROUTE_REASON_DIRECT\x10\x07\x12\x1f\n\x1bROUTE_REASON_EDGE_CONFIDENT\x10\x08\x12\x1b\n\x17ROUTE_REASON_CLOUD_BUSY\x10\t\x12\x19\n\x15ROUTE_REASON_WORKFLOW\x10\n*b\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46INISH_REASON_EOS\x10\x01\x12\x1c\n\x18\x46INISH_REASON_MAX_TOKENS\x10\x02\x32Y\n\x10UserPlaneService\x12\x45\n\x08Generate\x12\x1a.netgpt.v1.GenerateRequest\x1a\x1b.netgpt.v1.GenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,34 +34,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATIONSUMMARY_ROUTINGINPUTSENTRY']._loaded_options = None
   _globals['_GENERATIONSUMMARY_ROUTINGINPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_PROMPTKIND']._serialized_start=1667
-  _globals['_PROMPTKIND']._serialized_end=1764
-  _globals['_TASKCLASS']._serialized_start=1766
-  _globals['_TASKCLASS']._serialized_end=1849
-  _globals['_ROUTEPREFERENCE']._serialized_start=1851
-  _globals['_ROUTEPREFERENCE']._serialized_end=1957
-  _globals['_ROUTEREASON']._serialized_start=1960
-  _globals['_ROUTEREASON']._serialized_end=2291
-  _globals['_FINISHREASON']._serialized_start=2293
-  _globals['_FINISHREASON']._serialized_end=2391
+  _globals['_PROMPTKIND']._serialized_start=1685
+  _globals['_PROMPTKIND']._serialized_end=1782
+  _globals['_TASKCLASS']._serialized_start=1784
+  _globals['_TASKCLASS']._serialized_end=1867
+  _globals['_ROUTEPREFERENCE']._serialized_start=1869
+  _globals['_ROUTEPREFERENCE']._serialized_end=1975
+  _globals['_ROUTEREASON']._serialized_start=1978
+  _globals['_ROUTEREASON']._serialized_end=2336
+  _globals['_FINISHREASON']._serialized_start=2338
+  _globals['_FINISHREASON']._serialized_end=2436
   _globals['_GENERATIONPARAMS']._serialized_start=65
   _globals['_GENERATIONPARAMS']._serialized_end=186
   _globals['_GENERATEREQUEST']._serialized_start=189
-  _globals['_GENERATEREQUEST']._serialized_end=439
-  _globals['_GENERATERESPONSE']._serialized_start=442
-  _globals['_GENERATERESPONSE']._serialized_end=664
-  _globals['_COMPREHENSIVEPROMPT']._serialized_start=666
-  _globals['_COMPREHENSIVEPROMPT']._serialized_end=770
-  _globals['_TOKENCHUNK']._serialized_start=772
-  _globals['_TOKENCHUNK']._serialized_end=854
-  _globals['_FALLBACK']._serialized_start=856
-  _globals['_FALLBACK']._serialized_end=908
-  _globals['_LATENCYSPLIT']._serialized_start=911
-  _globals['_LATENCYSPLIT']._serialized_end=1043
-  _globals['_GENERATIONSUMMARY']._serialized_start=1046
-  _globals['_GENERATIONSUMMARY']._serialized_end=1665
-  _globals['_GENERATIONSUMMARY_ROUTINGINPUTSENTRY']._serialized_start=1613
-  _globals['_GENERATIONSUMMARY_ROUTINGINPUTSENTRY']._serialized_end=1665
-  _globals['_USERPLANESERVICE']._serialized_start=2393
-  _globals['_USERPLANESERVICE']._serialized_end=2482
+  _globals['_GENERATEREQUEST']._serialized_end=457
+  _globals['_GENERATERESPONSE']._serialized_start=460
+  _globals['_GENERATERESPONSE']._serialized_end=682
+  _globals['_COMPREHENSIVEPROMPT']._serialized_start=684
+  _globals['_COMPREHENSIVEPROMPT']._serialized_end=788
+  _globals['_TOKENCHUNK']._serialized_start=790
+  _globals['_TOKENCHUNK']._serialized_end=872
+  _globals['_FALLBACK']._serialized_start=874
+  _globals['_FALLBACK']._serialized_end=926
+  _globals['_LATENCYSPLIT']._serialized_start=929
+  _globals['_LATENCYSPLIT']._serialized_end=1061
+  _globals['_GENERATIONSUMMARY']._serialized_start=1064
+  _globals['_GENERATIONSUMMARY']._serialized_end=1683
+  _globals['_GENERATIONSUMMARY_ROUTINGINPUTSENTRY']._serialized_start=1631
+  _globals['_GENERATIONSUMMARY_ROUTINGINPUTSENTRY']._serialized_end=1683
+  _globals['_USERPLANESERVICE']._serialized_start=2438
+  _globals['_USERPLANESERVICE']._serialized_end=2527
 # @@protoc_insertion_point(module_scope)

@@ -38,6 +38,7 @@ class RouteReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_REASON_DIRECT: _ClassVar[RouteReason]
     ROUTE_REASON_EDGE_CONFIDENT: _ClassVar[RouteReason]
     ROUTE_REASON_CLOUD_BUSY: _ClassVar[RouteReason]
+    ROUTE_REASON_WORKFLOW: _ClassVar[RouteReason]
 
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -63,6 +64,7 @@ ROUTE_REASON_CLOUD_FAILED: RouteReason
 ROUTE_REASON_DIRECT: RouteReason
 ROUTE_REASON_EDGE_CONFIDENT: RouteReason
 ROUTE_REASON_CLOUD_BUSY: RouteReason
+ROUTE_REASON_WORKFLOW: RouteReason
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_EOS: FinishReason
 FINISH_REASON_MAX_TOKENS: FinishReason
@@ -82,7 +84,7 @@ class GenerationParams(_message.Message):
     def __init__(self, max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("session_id", "kind", "prompt", "ran", "params", "task", "route")
+    __slots__ = ("session_id", "kind", "prompt", "ran", "params", "task", "route", "workflow")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +92,7 @@ class GenerateRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     kind: PromptKind
     prompt: str
@@ -97,7 +100,8 @@ class GenerateRequest(_message.Message):
     params: GenerationParams
     task: TaskClass
     route: RoutePreference
-    def __init__(self, session_id: _Optional[str] = ..., kind: _Optional[_Union[PromptKind, str]] = ..., prompt: _Optional[str] = ..., ran: _Optional[_Union[_common_pb2.RanContext, _Mapping]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., task: _Optional[_Union[TaskClass, str]] = ..., route: _Optional[_Union[RoutePreference, str]] = ...) -> None: ...
+    workflow: str
+    def __init__(self, session_id: _Optional[str] = ..., kind: _Optional[_Union[PromptKind, str]] = ..., prompt: _Optional[str] = ..., ran: _Optional[_Union[_common_pb2.RanContext, _Mapping]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., task: _Optional[_Union[TaskClass, str]] = ..., route: _Optional[_Union[RoutePreference, str]] = ..., workflow: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("comprehensive_prompt", "tokens", "fallback", "summary")
