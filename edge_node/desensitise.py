@@ -6,7 +6,7 @@ import re
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("[email]", re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")),
-    ("[card]", re.compile(r"\b(?:\d[ -]?){13,19}\b")),
+    ("[card]", re.compile(r"\b\d(?:[ -]?\d){12,18}\b")),
     ("[phone]", re.compile(r"(?<!\w)\+?\d[\d ()-]{6,}\d\b")),
 ]
 
