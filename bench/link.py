@@ -42,8 +42,12 @@ class EmulatedLink:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(self._pump(reader, up_writer, up=True), self._pump(up_reader, writer, up=False),
-                             return_exceptions=True)
+        try:
+            await asyncio.gather(self._pump(reader, up_writer, up=True), self._pump(up_reader, writer, up=False),
+                                 return_exceptions=True)
+        except asyncio.CancelledError:  # the benchmark is closing the link
+            writer.close()
+            up_writer.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool) -> None:
         queue: asyncio.Queue = asyncio.Queue()
