@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import platform
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -14,7 +14,6 @@ trace with sizes ≥ 2 on every dynamic axis (torch.export specialises 0/1). The
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time

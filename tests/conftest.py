@@ -42,3 +42,23 @@ async def cluster(models):
     running = await start_cluster(*models, heartbeat_interval_s=0.3)
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def core(tmp_path: Path):
+    """A core controller on an ephemeral loopback port with a fast heartbeat and its own model store."""
+    from cp.core import start_core
+    from netgpt.config import CoreConfig
+
+    handle = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.2,
+                                         store_dir=str(tmp_path / "store")))
+    yield handle
+    await handle.stop(0)
+
+
+@pytest.fixture
+async def core_channel(core):
+    from netgpt.channels import open_channel
+
+    async with open_channel(core.address) as channel:
+        yield channel

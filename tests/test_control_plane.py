@@ -24,16 +24,8 @@ CLOUD = common_pb2.NodeInfo(node_id="cloud-a", role=common_pb2.NODE_ROLE_CLOUD, 
 
 
 @pytest.fixture
-async def core():
-    handle = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.2))
-    yield handle
-    await handle.stop(0)
-
-
-@pytest.fixture
-async def stub(core):
-    async with open_channel(core.address) as channel:
-        yield cp_grpc.ControlPlaneServiceStub(channel)
+def stub(core_channel):
+    return cp_grpc.ControlPlaneServiceStub(core_channel)
 
 
 async def test_register_list_and_session_lifecycle(core, stub):

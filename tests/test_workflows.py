@@ -10,12 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from cp.core import start_core
 from cp.placement import place
 from cp.workflows import parse_toml
 from netgpt import cli_workflow
-from netgpt.channels import open_channel
-from netgpt.config import CoreConfig
 from netgpt.errors import FailedPrecondition
 from netgpt.timing import wait_until
 from netgpt.v1 import common_pb2
@@ -89,16 +86,8 @@ class Nodes:
 
 
 @pytest.fixture
-async def core():
-    handle = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.2))
-    yield handle
-    await handle.stop(0)
-
-
-@pytest.fixture
-async def channel(core):
-    async with open_channel(core.address) as ch:
-        yield ch
+def channel(core_channel):
+    return core_channel
 
 
 @pytest.fixture
