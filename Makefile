@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) -m bench.edge_generation
 	$(PY) -m bench.netgpt_vs_cloud
 	$(PY) -m bench.distribution
+	$(PY) -m bench.deploy
 
 clean-cache:
 	rm -rf $${NETGPT_CACHE_DIR:-$$HOME/.cache/netgpt}

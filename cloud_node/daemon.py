@@ -7,14 +7,18 @@ from pathlib import Path
 
 import grpc
 
+from cloud_node.deployer import cloud_deployer
 from cloud_node.llama_engine import LlamaModel
 from cloud_node.servicer import CloudUserPlane
 from cp.agent import ControlPlaneAgent
 from netgpt.config import CloudConfig
-from netgpt.node import NodeHandle, advertised_address, limits_from, load_report, model_folder, node_id_for
+from netgpt.model_slot import ModelSlot, Served
+from netgpt.node import (NodeHandle, advertise_model, advertised_address, limits_from, load_report, model_folder,
+                         node_id_for)
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+from up.convert import model_ref
 from up.runner import GenerationRunner
 
 
@@ -28,7 +32,8 @@ def load_cloud_model(config: CloudConfig) -> LlamaModel:
 async def start_cloud(config: CloudConfig, model: LlamaModel,
                       interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> NodeHandle:
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
-    servicer = CloudUserPlane(model, runner, limits_from(config))
+    slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_CHECKPOINT)))
+    servicer = CloudUserPlane(slot, runner, limits_from(config))
     server = await start_server(config.listen, [
         Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
     ], interceptors)
@@ -37,8 +42,11 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
         region=config.region,
         capabilities=common_pb2.Capabilities(
             accelerator=model.device, runtime=f"torch/{model.dtype}", max_concurrency=config.max_concurrency,
-            max_context_tokens=model.max_context, models=[servicer.model_ref]),
+            max_context_tokens=model.max_context, models=[slot.current.ref]),
     )
-    agent = ControlPlaneAgent(config.core, info, lambda: load_report(runner, [servicer.model_ref]))
+    deployer = cloud_deployer(config, info.node_id, slot, lambda served: advertise_model(info, served))
+    agent = ControlPlaneAgent(config.core, info,
+                              lambda: load_report(runner, [slot.current.ref], deployments=deployer.states()),
+                              deployer.handle)
     agent.start()
-    return NodeHandle(server, agent, runner)
+    return NodeHandle(server, agent, runner, slot=slot, deployer=deployer)

@@ -78,6 +78,7 @@ class LlamaModel:
         max_context: int,
         device: torch.device,
         adapter_dir: Path | None = None,
+        base_dir: Path | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -87,6 +88,7 @@ class LlamaModel:
         self.device = str(device)
         self.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         self.adapter_dir = adapter_dir
+        self.base_dir = base_dir  # where the base checkpoint came from: deployed adapters load onto it
         self.lock = threading.Lock()  # held for every forward pass (see module docstring)
 
     @classmethod
@@ -135,7 +137,7 @@ class LlamaModel:
         sha = sha256_of_files(weight_files)
         identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or sha[:12], sha256=sha)
         max_context = int(config.get("max_position_embeddings") or 2048)
-        return cls(model, tokenizer, identity, max_context, torch_device, adapter_dir)
+        return cls(model, tokenizer, identity, max_context, torch_device, adapter_dir, model_dir)
 
     def new_session(self) -> DecodeSession:
         """A fresh decoder with its own KV cache; safe to drive from any worker thread."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cmp.store import ModelStore, default_store_dir
-from cmp.store_servicer import ModelStoreServicer
+from cmp.deploy_servicer import ModelLifecycleServicer
 from cp.placement import WorkflowTable
 from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
@@ -44,7 +44,7 @@ async def start_core(config: CoreConfig) -> CoreHandle:
     server = await start_server(config.listen, [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, PolicyBook(registry)),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
-        Service("netgpt.v1.ComputePlaneService", ModelStoreServicer(registry, store),
+        Service("netgpt.v1.ComputePlaneService", ModelLifecycleServicer(registry, store),
                 cmp_grpc.add_ComputePlaneServiceServicer_to_server),
         Service("netgpt.v1.WorkflowService", WorkflowServicer(workflows),
                 wf_grpc.add_WorkflowServiceServicer_to_server),

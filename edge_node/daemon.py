@@ -10,6 +10,7 @@ from cp.agent import ControlPlaneAgent
 from edge_node.answer_cache import AnswerCache
 from edge_node.cloud_calls import CloudGateway
 from edge_node.cloud_peers import CloudPeers
+from edge_node.deployer import edge_deployer
 from edge_node.knowledge import KnowledgeBase
 from edge_node.ort_engine import OrtGpt2Model
 from edge_node.personalise import Personaliser
@@ -22,7 +23,10 @@ from edge_node.sessions import session_directory, workflow_directory
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
-from netgpt.node import NodeHandle, advertised_address, limits_from, load_report, model_folder, node_id_for
+from netgpt.deployer import Deployer
+from netgpt.model_slot import ModelSlot, Served
+from netgpt.node import (NodeHandle, advertise_model, advertised_address, limits_from, load_report, model_folder,
+                         node_id_for)
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
 from netgpt.v1 import profile_pb2_grpc as profile_grpc
@@ -31,6 +35,7 @@ from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
 from netgpt.v1 import workflow_pb2_grpc
+from up.convert import model_ref
 from up.runner import GenerationRunner
 
 
@@ -68,12 +73,15 @@ def routing_policy(config: EdgeConfig) -> PerformancePolicy:
                              probe_tokens=config.confidence_probe_tokens, max_cloud_queue=config.max_cloud_queue)
 
 
-def apply_command(command: cp_pb2.NodeCommand, peers: CloudPeers, pipeline: EdgePipeline) -> None:
+def apply_command(command: cp_pb2.NodeCommand, peers: CloudPeers, pipeline: EdgePipeline,
+                  deployer: Deployer | None = None) -> None:
     kind = command.WhichOneof("command")
     if kind == "peers_update":
         peers.apply(command)
     elif kind == "routing_policy":
         pipeline.apply_policy(command.routing_policy)
+    elif deployer is not None:
+        deployer.handle(command)
 
 
 async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: KnowledgeBase) -> NodeHandle:
@@ -87,8 +95,9 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     cache = AnswerCache(ttl_s=config.answer_cache_ttl_s, max_entries=config.answer_cache_size)
     gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce)
     profiles = ProfileStore(profiles_path(config, settings.node_id))
-    personaliser = Personaliser(knowledge, profiles, model, runner, intent_tokens=config.intent_tokens)
-    pipeline = EdgePipeline(settings, model, runner, personaliser, policy, gateway)
+    slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)))
+    personaliser = Personaliser(knowledge, profiles, slot, runner, intent_tokens=config.intent_tokens)
+    pipeline = EdgePipeline(settings, slot, runner, personaliser, policy, gateway)
     sessions = session_directory(cp_grpc.ControlPlaneServiceStub(core_channel), config.session_cache_s)
     workflows = workflow_directory(workflow_pb2_grpc.WorkflowServiceStub(core_channel), config.session_cache_s)
     server = await start_server(config.listen, [
@@ -101,9 +110,12 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         region=config.region, cell_ids=config.cells,
         capabilities=common_pb2.Capabilities(
             accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency,
-            max_context_tokens=model.max_context, models=[pipeline.model_ref]),
+            max_context_tokens=model.max_context, models=[slot.current.ref]),
     )
-    agent = ControlPlaneAgent(config.core, info, lambda: load_report(runner, [pipeline.model_ref], gateway.counters()),
-                              lambda command: apply_command(command, peers, pipeline))
+    deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served))
+    agent = ControlPlaneAgent(
+        config.core, info, lambda: load_report(runner, [slot.current.ref], gateway.counters(), deployer.states()),
+        lambda command: apply_command(command, peers, pipeline, deployer))
     agent.start()
-    return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline, extras=[peers, core_channel])
+    return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline, extras=[peers, core_channel],
+                      slot=slot, deployer=deployer)

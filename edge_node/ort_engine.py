@@ -24,6 +24,7 @@ from edge_node.onnx_export import (
     ATTENTION_MASK,
     INPUT_IDS,
     LOGITS,
+    MODEL_FILE,
     POSITION_IDS,
     ensure_onnx_export,
     past_names,
@@ -32,7 +33,7 @@ from edge_node.onnx_export import (
 from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
 from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer
-from netgpt.hashing import sha256_of_files
+from netgpt.hashing import sha256_file, sha256_of_files
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +127,13 @@ class OrtDecodeSession:
         return np.array(outputs[0].numpy()[0, -1], dtype=np.float32)  # own copy: the buffer is ORT's
 
 
+def _load_tokenizer(folder: Path) -> Tokenizer:
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:  # tokenizers/transformers raise many types; report one line
+        raise ModelLoadError(f"cannot load tokenizer from {folder}: {one_line(exc)}") from exc
+
+
 class OrtGpt2Model:
     """A GPT-2 served by ONNX Runtime, implementing ``LanguageModel``."""
 
@@ -159,14 +167,35 @@ class OrtGpt2Model:
         """
         model_dir = Path(model_dir)
         config = read_hf_config(model_dir, ("gpt2",))
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        except Exception as exc:  # tokenizers/transformers raise many types; report one line
-            raise ModelLoadError(f"cannot load tokenizer from {model_dir}: {one_line(exc)}") from exc
+        tokenizer = _load_tokenizer(model_dir)
         onnx_path = ensure_onnx_export(model_dir, cache_root)
-        session = create_session(onnx_path, providers, intra_op_threads)
         sha = sha256_of_files(sorted(model_dir.glob("*.safetensors")))
         identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or sha[:12], sha256=sha)
+        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads)
+
+    @classmethod
+    def load_exported(cls, folder: Path, providers: str = "auto", name: str | None = None,
+                      version: str | None = None, sha256: str | None = None,
+                      intra_op_threads: int = 0) -> OrtGpt2Model:
+        """Open an already-exported folder (what an edge artifact unpacks to) without torch.
+
+        The folder holds ``model.onnx`` (+ ``export.json``), the GPT-2 ``config.json`` and
+        the tokenizer files; ``sha256`` is the artifact's (default: that of model.onnx).
+        """
+        folder = Path(folder)
+        config = read_hf_config(folder, ("gpt2",), weights=False)
+        onnx_path = folder / MODEL_FILE
+        if not onnx_path.is_file():
+            raise ModelLoadError(f"exported model folder {folder} has no {MODEL_FILE}")
+        tokenizer = _load_tokenizer(folder)
+        sha = sha256 or sha256_file(onnx_path)
+        identity = ModelIdentity(name=name or folder.name, version=version or sha[:12], sha256=sha)
+        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads)
+
+    @classmethod
+    def _open(cls, onnx_path: Path, tokenizer: Tokenizer, identity: ModelIdentity, config: dict, providers: str,
+              intra_op_threads: int) -> OrtGpt2Model:
+        session = create_session(onnx_path, providers, intra_op_threads)
         model = cls(session, tokenizer, identity, config, onnx_path)
         log.info("ort.model.loaded", model=identity.name, version=identity.version, provider=model.provider,
                  onnx=str(onnx_path))

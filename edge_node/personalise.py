@@ -12,6 +12,7 @@ from edge_node.knowledge import KnowledgeBase
 from edge_node.profiles import ProfileStore
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
+from netgpt.model_slot import ModelSlot
 from up.local import encode_prompt
 from up.runner import GenerationRunner
 
@@ -37,14 +38,19 @@ def context_block(concise: str, cell_id: str, area: str, facts: list[str], prefe
 
 
 class Personaliser:
-    def __init__(self, knowledge: KnowledgeBase, profiles: ProfileStore, model: LanguageModel,
+    def __init__(self, knowledge: KnowledgeBase, profiles: ProfileStore, slot: ModelSlot,
                  runner: GenerationRunner, intent_tokens: int = 12, max_facts: int = 3) -> None:
         self.knowledge = knowledge
         self.profiles = profiles
-        self.model = model
+        self.slot = slot
         self.runner = runner
         self.intent_tokens = intent_tokens
         self.max_facts = max_facts
+
+    @property
+    def model(self) -> LanguageModel:
+        """The edge model the current request pinned (see ModelSlot)."""
+        return self.slot.active().model
 
     async def build(self, concise: str, cell_id: str, user_id: str, answer_tokens: int) -> Personalised:
         """``answer_tokens``: what the answer will need, so an oversized prompt fails before any work."""

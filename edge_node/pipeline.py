@@ -25,11 +25,12 @@ from edge_node.routing import PerformancePolicy, Route, RoutingInputs, RoutingPo
 from edge_node.workflow_plan import DEFAULT_PLAN, WorkflowPlan, post_process
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
+from netgpt.model_slot import ModelSlot
 from netgpt.timing import Stopwatch
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
-from up.convert import Answer, model_ref, summary_event
+from up.convert import Answer, summary_event
 from up.limits import Limits, check_prompt, sampling_params
 from up.local import encode_prompt, stream_answer
 from up.runner import GenerationRunner
@@ -44,16 +45,24 @@ class EdgeSettings:
 
 
 class EdgePipeline:
-    def __init__(self, settings: EdgeSettings, model: LanguageModel, runner: GenerationRunner,
+    def __init__(self, settings: EdgeSettings, slot: ModelSlot, runner: GenerationRunner,
                  personaliser: Personaliser, policy: RoutingPolicy, gateway: CloudGateway) -> None:
         self.settings = settings
-        self.model = model
+        self.slot = slot
         self.runner = runner
         self.personaliser = personaliser
         self.policy = policy
         self.gateway = gateway
         self.peers = gateway.peers
-        self.model_ref = model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)
+
+    @property
+    def model(self) -> LanguageModel:
+        """The model this request pinned when it started (``run``): a hot swap never splits a request."""
+        return self.slot.active().model
+
+    @property
+    def model_ref(self) -> common_pb2.ModelRef:
+        return self.slot.active().ref
 
     def validate(self, request: up_pb2.GenerateRequest) -> tuple[str, SamplingParams]:
         """Everything checkable before any work starts (so bad input costs nothing)."""
@@ -62,6 +71,7 @@ class EdgePipeline:
     async def run(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession, deadline_s: float | None,
                   plan: WorkflowPlan = DEFAULT_PLAN) -> AsyncIterator[up_pb2.GenerateResponse]:
         """The request's events; ``plan`` (from a named workflow) says which steps run."""
+        self.slot.pin()  # this request uses the model serving now to its end, whatever deploys meanwhile
         async with aclosing(self._steps(request, session, deadline_s, plan)) as events:
             async for event in events:
                 if event.HasField("summary") and plan.has("post_process"):

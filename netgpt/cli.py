@@ -10,6 +10,7 @@ from collections.abc import Callable
 import grpc
 
 from netgpt import config as cfg
+from netgpt.cli_model import add_model_commands
 from netgpt.cli_policy import add_policy_commands
 from netgpt.cli_workflow import add_workflow_commands
 from netgpt.errors import StartupError
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.set_defaults(run=_run_nodes)
 
     add_policy_commands(sub)
+    add_model_commands(sub)
     add_workflow_commands(sub)
 
     demo = sub.add_parser("demo", help="all-in-one offline demo on loopback")

@@ -45,6 +45,7 @@ class NodeConfig:
     max_prompt_chars: int = 2000
     max_new_tokens: int = 256
     default_new_tokens: int = 48
+    deploy_dir: str = ""  # deployed model versions; empty: $NETGPT_DATA_DIR/deployments/<node_id>
     grace_s: float = 5.0
     log_level: str = "info"
 

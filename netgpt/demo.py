@@ -51,14 +51,17 @@ def load_models(edge_model: str = "tiny", cloud_model: str = "tiny", adapter: st
 
 async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_interval_s: float = 0.5,
                         cloud: dict | None = None, edge: dict | None = None,
-                        cloud_interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> Cluster:
+                        cloud_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+                        core: dict | None = None) -> Cluster:
     """Core, cloud and edge on 127.0.0.1 with ephemeral ports; returns once the edge knows the cloud.
 
-    ``cloud``/``edge`` override fields of CloudConfig/EdgeConfig (e.g. max_concurrency).
+    ``core``/``cloud``/``edge`` override fields of CoreConfig/CloudConfig/EdgeConfig (e.g.
+    store_dir, max_concurrency).
     """
-    core = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=heartbeat_interval_s))
-    cloud_config = CloudConfig(node_id="cloud-1", listen="127.0.0.1:0", core=core.address, **(cloud or {}))
-    edge_config = EdgeConfig(node_id="edge-1", listen="127.0.0.1:0", core=core.address,
+    core_config = {"listen": "127.0.0.1:0", "heartbeat_interval_s": heartbeat_interval_s, **(core or {})}
+    core_node = await start_core(CoreConfig(**core_config))
+    cloud_config = CloudConfig(node_id="cloud-1", listen="127.0.0.1:0", core=core_node.address, **(cloud or {}))
+    edge_config = EdgeConfig(node_id="edge-1", listen="127.0.0.1:0", core=core_node.address,
                              **{"profiles_db": ":memory:", **(edge or {})})
     knowledge = load_knowledge(edge_config)
     edge_config.cells = edge_config.cells or sorted(knowledge.cells)
@@ -66,7 +69,7 @@ async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_int
     await asyncio.wait_for(cloud_node.agent.registered.wait(), 10)
     edge_node = await start_edge(edge_config, gpt2, knowledge)
     await wait_until(lambda: len(edge_node.peers) > 0, 10, "the edge to learn about the cloud")
-    return Cluster(core, cloud_node, edge_node)
+    return Cluster(core_node, cloud_node, edge_node)
 
 
 async def run_demo(edge_model: str = "tiny", cloud_model: str = "tiny", adapter: str = "",

@@ -31,8 +31,11 @@ class LanguageModel(Protocol):
         """A fresh single-sequence decoder; safe to use from a worker thread."""
 
 
-def read_hf_config(model_dir: Path, expected_model_types: tuple[str, ...]) -> dict:
-    """Validate a local Hugging Face folder and return its config.json, or raise ModelLoadError."""
+def read_hf_config(model_dir: Path, expected_model_types: tuple[str, ...], weights: bool = True) -> dict:
+    """Validate a local Hugging Face folder and return its config.json, or raise ModelLoadError.
+
+    ``weights=False`` for folders that carry the weights in another form (an ONNX export).
+    """
     if not model_dir.is_dir():
         raise ModelLoadError(f"model folder {model_dir} does not exist or is not a directory")
     config_path = model_dir / "config.json"
@@ -47,7 +50,7 @@ def read_hf_config(model_dir: Path, expected_model_types: tuple[str, ...]) -> di
         raise ModelLoadError(
             f"model folder {model_dir} holds a {model_type!r} model; expected {' or '.join(expected_model_types)}"
         )
-    if not any(model_dir.glob("*.safetensors")):
+    if weights and not any(model_dir.glob("*.safetensors")):
         raise ModelLoadError(f"model folder {model_dir} has no *.safetensors weights (pickled weights are refused)")
     if not (model_dir / "tokenizer.json").is_file():
         raise ModelLoadError(f"model folder {model_dir} has no tokenizer.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Callable
@@ -10,7 +11,9 @@ from pathlib import Path
 
 from cp.agent import ControlPlaneAgent
 from netgpt.config import NodeConfig
+from netgpt.deployer import Deployer
 from netgpt.engine import ModelLoadError
+from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import NetGptServer
 from netgpt.tiny_models import TinyModels, ensure_tiny_models
 from netgpt.v1 import common_pb2
@@ -32,6 +35,23 @@ def node_id_for(config: NodeConfig, role: str) -> str:
     return config.node_id or f"{role}-{uuid.uuid4().hex[:8]}"
 
 
+def data_dir() -> Path:
+    """Where nodes keep data that is not cache: ``$NETGPT_DATA_DIR``, else ``~/.local/share/netgpt``."""
+    return Path(os.environ.get("NETGPT_DATA_DIR") or Path.home() / ".local" / "share" / "netgpt")
+
+
+def deploy_dir(config: NodeConfig, node_id: str) -> Path:
+    """``deploy_dir`` as given, else one folder per node under the data dir (two nodes never share one)."""
+    return Path(config.deploy_dir).expanduser() if config.deploy_dir else data_dir() / "deployments" / node_id
+
+
+def advertise_model(info: common_pb2.NodeInfo, served: Served) -> None:
+    """After a swap: what the node tells the core when it (re-)registers."""
+    del info.capabilities.models[:]
+    info.capabilities.models.append(served.ref)
+    info.capabilities.max_context_tokens = served.model.max_context
+
+
 def limits_from(config: NodeConfig) -> Limits:
     return Limits(max_prompt_chars=config.max_prompt_chars, max_new_tokens=config.max_new_tokens,
                   default_new_tokens=config.default_new_tokens)
@@ -48,8 +68,10 @@ def advertised_address(config: NodeConfig, server: NetGptServer) -> str:
 
 
 def load_report(runner: GenerationRunner, models: list[common_pb2.ModelRef],
-                counters: dict[str, int] | None = None) -> common_pb2.NodeLoad:
+                counters: dict[str, int] | None = None,
+                deployments: list[common_pb2.DeploymentState] | None = None) -> common_pb2.NodeLoad:
     return common_pb2.NodeLoad(
+        deployments=deployments or [],
         queue_depth=runner.queued,
         active_requests=runner.active,
         tokens_per_second=runner.tokens_per_second,
@@ -71,6 +93,8 @@ class NodeHandle:
     gateway: object | None = None  # the edge's CloudGateway (de-duplication counters)
     pipeline: object | None = None  # the edge's EdgePipeline (current routing policy)
     extras: list = field(default_factory=list)  # objects with an async close()
+    slot: ModelSlot | None = None  # the model served now (and the previous one, for rollback)
+    deployer: Deployer | None = None  # deploy/rollback commands from the core
 
     @property
     def address(self) -> str:
@@ -80,6 +104,8 @@ class NodeHandle:
         """NOT_SERVING and drain first, so in-flight streams finish; then leave the core."""
         await self.server.stop(grace_s)
         await self.agent.stop()
+        if self.deployer is not None:
+            await self.deployer.close()
         for extra in self.extras:
             await extra.close()
         self.runner.shutdown()

@@ -24,6 +24,18 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_LORA_ADAPTER: _ClassVar[ModelKind]
     MODEL_KIND_CHECKPOINT: _ClassVar[ModelKind]
 
+class DeploymentPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEPLOYMENT_PHASE_UNSPECIFIED: _ClassVar[DeploymentPhase]
+    DEPLOYMENT_PHASE_PENDING: _ClassVar[DeploymentPhase]
+    DEPLOYMENT_PHASE_FETCHING: _ClassVar[DeploymentPhase]
+    DEPLOYMENT_PHASE_VERIFYING: _ClassVar[DeploymentPhase]
+    DEPLOYMENT_PHASE_LOADING: _ClassVar[DeploymentPhase]
+    DEPLOYMENT_PHASE_SERVING: _ClassVar[DeploymentPhase]
+    DEPLOYMENT_PHASE_FAILED: _ClassVar[DeploymentPhase]
+    DEPLOYMENT_PHASE_ROLLED_BACK: _ClassVar[DeploymentPhase]
+    DEPLOYMENT_PHASE_SUPERSEDED: _ClassVar[DeploymentPhase]
+
 class NodeHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NODE_HEALTH_UNSPECIFIED: _ClassVar[NodeHealth]
@@ -37,21 +49,32 @@ MODEL_KIND_UNSPECIFIED: ModelKind
 MODEL_KIND_ONNX_EDGE: ModelKind
 MODEL_KIND_LORA_ADAPTER: ModelKind
 MODEL_KIND_CHECKPOINT: ModelKind
+DEPLOYMENT_PHASE_UNSPECIFIED: DeploymentPhase
+DEPLOYMENT_PHASE_PENDING: DeploymentPhase
+DEPLOYMENT_PHASE_FETCHING: DeploymentPhase
+DEPLOYMENT_PHASE_VERIFYING: DeploymentPhase
+DEPLOYMENT_PHASE_LOADING: DeploymentPhase
+DEPLOYMENT_PHASE_SERVING: DeploymentPhase
+DEPLOYMENT_PHASE_FAILED: DeploymentPhase
+DEPLOYMENT_PHASE_ROLLED_BACK: DeploymentPhase
+DEPLOYMENT_PHASE_SUPERSEDED: DeploymentPhase
 NODE_HEALTH_UNSPECIFIED: NodeHealth
 NODE_HEALTH_SERVING: NodeHealth
 NODE_HEALTH_STALE: NodeHealth
 
 class ModelRef(_message.Message):
-    __slots__ = ("name", "version", "sha256", "kind")
+    __slots__ = ("name", "version", "sha256", "kind", "base_model")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     sha256: str
     kind: ModelKind
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., kind: _Optional[_Union[ModelKind, str]] = ...) -> None: ...
+    base_model: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., base_model: _Optional[str] = ...) -> None: ...
 
 class Capabilities(_message.Message):
     __slots__ = ("accelerator", "runtime", "max_concurrency", "max_context_tokens", "models")
@@ -84,7 +107,7 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[NodeRole, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., cell_ids: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ...) -> None: ...
 
 class NodeLoad(_message.Message):
-    __slots__ = ("queue_depth", "active_requests", "tokens_per_second", "models_served", "p50_first_token_ms", "counters")
+    __slots__ = ("queue_depth", "active_requests", "tokens_per_second", "models_served", "p50_first_token_ms", "counters", "deployments")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,13 +121,39 @@ class NodeLoad(_message.Message):
     MODELS_SERVED_FIELD_NUMBER: _ClassVar[int]
     P50_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
     queue_depth: int
     active_requests: int
     tokens_per_second: float
     models_served: _containers.RepeatedCompositeFieldContainer[ModelRef]
     p50_first_token_ms: float
     counters: _containers.ScalarMap[str, int]
-    def __init__(self, queue_depth: _Optional[int] = ..., active_requests: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., models_served: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., p50_first_token_ms: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    deployments: _containers.RepeatedCompositeFieldContainer[DeploymentState]
+    def __init__(self, queue_depth: _Optional[int] = ..., active_requests: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., models_served: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., p50_first_token_ms: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentState, _Mapping]]] = ...) -> None: ...
+
+class DeploymentState(_message.Message):
+    __slots__ = ("command_id", "model", "phase", "error", "error_code", "bytes_done", "bytes_total", "rollback", "started_at", "updated_at")
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    command_id: str
+    model: ModelRef
+    phase: DeploymentPhase
+    error: str
+    error_code: int
+    bytes_done: int
+    bytes_total: int
+    rollback: bool
+    started_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, command_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., phase: _Optional[_Union[DeploymentPhase, str]] = ..., error: _Optional[str] = ..., error_code: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., rollback: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class QoS(_message.Message):
     __slots__ = ("priority", "latency_budget_ms")

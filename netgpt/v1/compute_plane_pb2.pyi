@@ -136,3 +136,59 @@ class FetchModelTrailer(_message.Message):
     sha256: str
     size_bytes: int
     def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class DeployModelRequest(_message.Message):
+    __slots__ = ("name", "version", "node_ids", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    role: _common_pb2.NodeRole
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., node_ids: _Optional[_Iterable[str]] = ..., role: _Optional[_Union[_common_pb2.NodeRole, str]] = ...) -> None: ...
+
+class DeployModelResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeDeployments]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeDeployments, _Mapping]]] = ...) -> None: ...
+
+class RollbackModelRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class RollbackModelResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: NodeDeployments
+    def __init__(self, node: _Optional[_Union[NodeDeployments, _Mapping]] = ...) -> None: ...
+
+class GetDeploymentStatusRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class GetDeploymentStatusResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeDeployments]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeDeployments, _Mapping]]] = ...) -> None: ...
+
+class NodeDeployments(_message.Message):
+    __slots__ = ("node_id", "role", "health", "serving", "deployments")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: _common_pb2.NodeRole
+    health: _common_pb2.NodeHealth
+    serving: _common_pb2.ModelRef
+    deployments: _containers.RepeatedCompositeFieldContainer[_common_pb2.DeploymentState]
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., health: _Optional[_Union[_common_pb2.NodeHealth, str]] = ..., serving: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., deployments: _Optional[_Iterable[_Union[_common_pb2.DeploymentState, _Mapping]]] = ...) -> None: ...

@@ -60,6 +60,21 @@ class ComputePlaneServiceStub:
                 request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.FetchModelRequest.SerializeToString,
                 response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.FetchModelResponse.FromString,
                 _registered_method=True)
+        self.DeployModel = channel.unary_unary(
+                '/netgpt.v1.ComputePlaneService/DeployModel',
+                request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.DeployModelRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.DeployModelResponse.FromString,
+                _registered_method=True)
+        self.RollbackModel = channel.unary_unary(
+                '/netgpt.v1.ComputePlaneService/RollbackModel',
+                request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.RollbackModelRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.RollbackModelResponse.FromString,
+                _registered_method=True)
+        self.GetDeploymentStatus = channel.unary_unary(
+                '/netgpt.v1.ComputePlaneService/GetDeploymentStatus',
+                request_serializer=netgpt_dot_v1_dot_compute__plane__pb2.GetDeploymentStatusRequest.SerializeToString,
+                response_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.GetDeploymentStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ComputePlaneServiceServicer:
@@ -107,6 +122,33 @@ class ComputePlaneServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeployModel(self, request, context):
+        """Deploys a stored version to the named nodes, or to every registered node of
+        a role (by default the role its kind runs on: ONNX_EDGE on edges,
+        LORA_ADAPTER on clouds). Each node gets a DeployCommand with its next
+        heartbeat, then fetches, verifies, loads and switches to the version on its
+        own; follow it with GetDeploymentStatus. NOT_FOUND for an unknown version
+        or node; FAILED_PRECONDITION when a target cannot run it (wrong role, an
+        adapter for another base model), and then no node is sent anything.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackModel(self, request, context):
+        """Switches a node back to the version it served before its last deploy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeploymentStatus(self, request, context):
+        """What nodes serve now and how their recent deployments went.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputePlaneServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +176,21 @@ def add_ComputePlaneServiceServicer_to_server(servicer, server):
                     servicer.FetchModel,
                     request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.FetchModelRequest.FromString,
                     response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.FetchModelResponse.SerializeToString,
+            ),
+            'DeployModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeployModel,
+                    request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.DeployModelRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.DeployModelResponse.SerializeToString,
+            ),
+            'RollbackModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackModel,
+                    request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.RollbackModelRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.RollbackModelResponse.SerializeToString,
+            ),
+            'GetDeploymentStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeploymentStatus,
+                    request_deserializer=netgpt_dot_v1_dot_compute__plane__pb2.GetDeploymentStatusRequest.FromString,
+                    response_serializer=netgpt_dot_v1_dot_compute__plane__pb2.GetDeploymentStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +329,87 @@ class ComputePlaneService:
             '/netgpt.v1.ComputePlaneService/FetchModel',
             netgpt_dot_v1_dot_compute__plane__pb2.FetchModelRequest.SerializeToString,
             netgpt_dot_v1_dot_compute__plane__pb2.FetchModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeployModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netgpt.v1.ComputePlaneService/DeployModel',
+            netgpt_dot_v1_dot_compute__plane__pb2.DeployModelRequest.SerializeToString,
+            netgpt_dot_v1_dot_compute__plane__pb2.DeployModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netgpt.v1.ComputePlaneService/RollbackModel',
+            netgpt_dot_v1_dot_compute__plane__pb2.RollbackModelRequest.SerializeToString,
+            netgpt_dot_v1_dot_compute__plane__pb2.RollbackModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeploymentStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netgpt.v1.ComputePlaneService/GetDeploymentStatus',
+            netgpt_dot_v1_dot_compute__plane__pb2.GetDeploymentStatusRequest.SerializeToString,
+            netgpt_dot_v1_dot_compute__plane__pb2.GetDeploymentStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,14 +42,28 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[NodeCommand, _Mapping]]] = ...) -> None: ...
 
 class NodeCommand(_message.Message):
-    __slots__ = ("command_id", "peers_update", "routing_policy")
+    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PEERS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
+    DEPLOY_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     peers_update: PeersUpdate
     routing_policy: RoutingPolicy
-    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ...) -> None: ...
+    deploy: DeployCommand
+    rollback: RollbackCommand
+    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ...) -> None: ...
+
+class DeployCommand(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _common_pb2.ModelRef
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class RollbackCommand(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class PeersUpdate(_message.Message):
     __slots__ = ("cloud_nodes",)

@@ -1,0 +1,52 @@
+"""Cloud deployments: a LoRA adapter artifact applied to this node's base checkpoint, hot-swapped in.
+
+Each deployed adapter gets its own model object (base weights loaded again + the adapter,
+unmerged). peft can hold several adapters on one base, but ``set_adapter`` switches them
+for every request at once, so requests still running would change adapter mid-answer;
+separate objects keep the swap per request. The cost is one extra base in memory per
+version kept (current and previous), and the load time of the base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from cloud_node.llama_engine import LlamaModel
+from netgpt.config import CloudConfig
+from netgpt.deployer import Deployer, Loader
+from netgpt.engine import LanguageModel, ModelLoadError
+from netgpt.model_slot import ModelSlot, Served
+from netgpt.node import deploy_dir
+from netgpt.v1 import common_pb2
+
+
+def base_name(ref: common_pb2.ModelRef) -> str:
+    """The base checkpoint a cloud serving ``ref`` runs: the adapter's base, or the checkpoint itself."""
+    return ref.base_model or ref.name
+
+
+def cloud_loader(base: LanguageModel, base_ref: common_pb2.ModelRef) -> Loader:
+    """Loads adapters onto the checkpoint ``base`` was loaded from, on the same device and dtype."""
+    base_dir: Path | None = getattr(base, "base_dir", None)
+    device, dtype = getattr(base, "device", "auto"), getattr(base, "dtype", "auto")
+    name = base_name(base_ref)
+
+    def load(folder: Path, ref: common_pb2.ModelRef) -> LlamaModel:
+        if ref.base_model != name:
+            raise ModelLoadError(f"adapter {ref.name} {ref.version} is for base model {ref.base_model!r}; "
+                                 f"this node serves {name!r}")
+        if base_dir is None:
+            raise ModelLoadError("this cloud node was not started from a base checkpoint folder; "
+                                 "adapters cannot be deployed to it")
+        return LlamaModel.load(base_dir, adapter_dir=folder, device=device, dtype=dtype, name=ref.name,
+                               version=ref.version)
+
+    return load
+
+
+def cloud_deployer(config: CloudConfig, node_id: str, slot: ModelSlot,
+                   on_swap: Callable[[Served], None]) -> Deployer:
+    loader = cloud_loader(slot.current.model, slot.current.ref)
+    return Deployer(slot, common_pb2.MODEL_KIND_LORA_ADAPTER, loader, config.core, deploy_dir(config, node_id),
+                    on_swap)

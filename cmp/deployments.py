@@ -1,0 +1,118 @@
+"""The core's side of deployments: check a deploy against the store and the target nodes, queue
+commands on the nodes' heartbeat streams, and merge what the nodes report into one status.
+
+The nodes do the work and own the truth (they report every command's phase in their
+heartbeats, see ``netgpt.deployer``); the core only remembers the commands it queued
+that no node has reported yet, so status shows them as PENDING. Like the registry this
+is memory only: after a core restart the nodes' own reports rebuild it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from cmp.convert import manifest_to_proto, model_ref
+from cmp.manifest import Manifest
+from cmp.store import ModelStore
+from cp.registry import NodeRegistry
+from netgpt.errors import FailedPrecondition, InvalidArgument
+from netgpt.v1 import common_pb2
+from netgpt.v1 import compute_plane_pb2 as cmp_pb2
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+
+KIND_ROLE = {"onnx_edge": common_pb2.NODE_ROLE_EDGE, "lora_adapter": common_pb2.NODE_ROLE_CLOUD}
+MAX_PENDING = 16  # per node: commands a node never picks up must not pile up forever
+
+
+def role_word(role: int) -> str:
+    return common_pb2.NodeRole.Name(role).removeprefix("NODE_ROLE_").lower()
+
+
+def a_role(role: int) -> str:
+    word = role_word(role)
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def serving_ref(status: common_pb2.NodeStatus) -> common_pb2.ModelRef:
+    """What a node serves: from its last heartbeat, else from its registration."""
+    models = status.load.models_served or status.info.capabilities.models
+    return models[0] if models else common_pb2.ModelRef()
+
+
+def check_fits(status: common_pb2.NodeStatus, manifest: Manifest) -> None:
+    """FAILED_PRECONDITION unless the node can run this version (right role; an adapter for its base)."""
+    node, role = status.info.node_id, status.info.role
+    if role != KIND_ROLE[manifest.kind]:
+        raise FailedPrecondition(f"node {node} is {a_role(role)} node; {manifest.kind} versions run on "
+                                 f"{role_word(KIND_ROLE[manifest.kind])} nodes")
+    if manifest.kind == "lora_adapter":
+        serving = serving_ref(status)
+        base = serving.base_model or serving.name
+        if manifest.base_model != base:
+            raise FailedPrecondition(f"adapter {manifest.name} {manifest.version} applies to base model "
+                                     f"{manifest.base_model!r}; node {node} serves base model {base!r}")
+
+
+class DeploymentBook:
+    def __init__(self, registry: NodeRegistry, store: ModelStore, clock: Callable[[], float] = time.time) -> None:
+        self._registry = registry
+        self._store = store
+        self._clock = clock
+        self._pending: dict[str, list[common_pb2.DeploymentState]] = {}  # node id -> oldest first
+
+    def deploy(self, name: str, version: str, node_ids: list[str], role: int) -> list[cmp_pb2.NodeDeployments]:
+        """Queue the version for every target, or for none if any target cannot run it."""
+        manifest = self._store.describe(name, version)
+        if manifest.kind not in KIND_ROLE:
+            raise FailedPrecondition(f"{manifest.name} {manifest.version} is a {manifest.kind}; only onnx_edge and "
+                                     "lora_adapter versions deploy at run time (nodes load checkpoints at start)")
+        targets = self._targets(node_ids, role or KIND_ROLE[manifest.kind])
+        for status in targets:
+            check_fits(status, manifest)
+        ref = model_ref(manifest_to_proto(manifest))
+        ref.base_model = manifest.base_model if manifest.kind == "lora_adapter" else ""
+        for status in targets:
+            self._queue(status.info.node_id, cp_pb2.NodeCommand(deploy=cp_pb2.DeployCommand(model=ref)), ref)
+        return [self._node(s) for s in targets]
+
+    def rollback(self, node_id: str) -> cmp_pb2.NodeDeployments:
+        status = self._registry.status(self._registry.get(node_id))
+        self._queue(node_id, cp_pb2.NodeCommand(rollback=cp_pb2.RollbackCommand()), common_pb2.ModelRef())
+        return self._node(status)
+
+    def status(self, node_id: str = "") -> list[cmp_pb2.NodeDeployments]:
+        statuses = [self._registry.status(self._registry.get(node_id))] if node_id else self._registry.statuses()
+        return [self._node(s) for s in statuses]
+
+    def _targets(self, node_ids: list[str], role: int) -> list[common_pb2.NodeStatus]:
+        if role not in (common_pb2.NODE_ROLE_EDGE, common_pb2.NODE_ROLE_CLOUD):
+            raise InvalidArgument("role must be NODE_ROLE_EDGE or NODE_ROLE_CLOUD (or unset)")
+        if node_ids:
+            return [self._registry.status(self._registry.get(n)) for n in dict.fromkeys(node_ids)]
+        targets = self._registry.statuses(role)
+        if not targets:
+            raise FailedPrecondition(f"no {role_word(role)} nodes are registered to deploy to")
+        return targets
+
+    def _queue(self, node_id: str, command: cp_pb2.NodeCommand, ref: common_pb2.ModelRef) -> None:
+        command.command_id = uuid.uuid4().hex
+        self._registry.queue_command(node_id, command)
+        state = common_pb2.DeploymentState(command_id=command.command_id, model=ref,
+                                           phase=common_pb2.DEPLOYMENT_PHASE_PENDING,
+                                           rollback=command.HasField("rollback"))
+        state.started_at.FromNanoseconds(int(self._clock() * 1e9))
+        state.updated_at.CopyFrom(state.started_at)
+        self._pending.setdefault(node_id, []).append(state)
+        del self._pending[node_id][:-MAX_PENDING]
+
+    def _node(self, status: common_pb2.NodeStatus) -> cmp_pb2.NodeDeployments:
+        """Pending commands (newest first) the node has not reported yet, then the node's own reports."""
+        node_id = status.info.node_id
+        reported = list(status.load.deployments)
+        known = {d.command_id for d in reported}
+        pending = [d for d in self._pending.get(node_id, []) if d.command_id not in known]
+        self._pending[node_id] = pending
+        return cmp_pb2.NodeDeployments(node_id=node_id, role=status.info.role, health=status.health,
+                                       serving=serving_ref(status), deployments=[*reversed(pending), *reported])

@@ -1,0 +1,26 @@
+"""Edge deployments: an ONNX export artifact becomes a new ONNX Runtime session, hot-swapped in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_node.ort_engine import OrtGpt2Model
+from netgpt.config import EdgeConfig
+from netgpt.deployer import Deployer, Loader
+from netgpt.model_slot import ModelSlot, Served
+from netgpt.node import deploy_dir
+from netgpt.v1 import common_pb2
+
+
+def edge_loader(providers: str) -> Loader:
+    def load(folder: Path, ref: common_pb2.ModelRef) -> OrtGpt2Model:
+        return OrtGpt2Model.load_exported(folder, providers=providers, name=ref.name, version=ref.version,
+                                          sha256=ref.sha256)
+
+    return load
+
+
+def edge_deployer(config: EdgeConfig, node_id: str, slot: ModelSlot, on_swap: Callable[[Served], None]) -> Deployer:
+    return Deployer(slot, common_pb2.MODEL_KIND_ONNX_EDGE, edge_loader(config.providers), config.core,
+                    deploy_dir(config, node_id), on_swap)

@@ -1,0 +1,335 @@
+"""``netgpt model ...``: the model lifecycle from the command line, through the compute plane.
+
+export-edge (GPT-2 folder → parity-checked ONNX artifact, optionally published), publish,
+list, show, fetch, deploy, rollback, status. Transfers show a progress bar (tqdm, on
+stderr); sizes are printed human-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+from tqdm import tqdm
+
+from cmp.archive import pack_folder, refuse_pickles
+from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.engine import ModelLoadError
+from netgpt.logs import configure_logging
+from netgpt.v1 import common_pb2
+from netgpt.v1 import compute_plane_pb2 as cmp_pb2
+from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
+
+KINDS = {"onnx-edge": common_pb2.MODEL_KIND_ONNX_EDGE, "lora-adapter": common_pb2.MODEL_KIND_LORA_ADAPTER,
+         "checkpoint": common_pb2.MODEL_KIND_CHECKPOINT}
+ROLES = {"auto": common_pb2.NODE_ROLE_UNSPECIFIED, "edge": common_pb2.NODE_ROLE_EDGE,
+         "cloud": common_pb2.NODE_ROLE_CLOUD}
+FINAL_PHASES = {common_pb2.DEPLOYMENT_PHASE_SERVING, common_pb2.DEPLOYMENT_PHASE_FAILED,
+                common_pb2.DEPLOYMENT_PHASE_ROLLED_BACK, common_pb2.DEPLOYMENT_PHASE_SUPERSEDED}
+DEFAULT_CORE = "127.0.0.1:50051"
+
+
+def human_size(size: int) -> str:
+    """``1536`` → ``1.5 KiB``: binary units, three significant digits."""
+    if size < 1024:
+        return f"{size} B"
+    value, unit = float(size), "B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
+
+
+def kind_word(kind: int) -> str:
+    return common_pb2.ModelKind.Name(kind).removeprefix("MODEL_KIND_").lower().replace("_", "-")
+
+
+def phase_word(phase: int) -> str:
+    return common_pb2.DeploymentPhase.Name(phase).removeprefix("DEPLOYMENT_PHASE_").lower().replace("_", "-")
+
+
+@contextmanager
+def progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a byte progress bar on stderr."""
+    bar = tqdm(desc=what, unit="B", unit_scale=True, unit_divisor=1024, leave=True)
+    try:
+        def update(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.reset(total=total)
+            bar.update(done - bar.n)
+
+        yield update
+    finally:
+        bar.close()
+
+
+def add_model_commands(sub: argparse._SubParsersAction) -> None:
+    model = sub.add_parser("model", help="publish, deploy and roll back model versions")
+    actions = model.add_subparsers(dest="action", required=True)
+
+    def action(name: str, run: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=text, description=text)
+        parser.add_argument("--core", default=DEFAULT_CORE, help="core controller address")
+        parser.set_defaults(run=_quiet(run))
+        return parser
+
+    export = action("export-edge", _run_export_edge,
+                    "export a GPT-2 folder to the edge's ONNX artifact (parity-checked), optionally publish it")
+    export.add_argument("gpt2_dir", type=Path, help="Hugging Face GPT-2 folder (safetensors)")
+    export.add_argument("--out", type=Path, required=True, help="artifact file to write (a tar)")
+    export.add_argument("--publish", action="store_true", help="also publish it to the core's model store")
+    export.add_argument("--name", help="model name in the store (with --publish)")
+    export.add_argument("--version", help="version in the store (with --publish)")
+    export.add_argument("--base-model", default="", help="what it was made from (default: the folder's name)")
+
+    publish = action("publish", _run_publish, "publish a file or folder (packed as a tar) to the model store")
+    publish.add_argument("path", type=Path)
+    publish.add_argument("--name", required=True)
+    publish.add_argument("--version", required=True)
+    publish.add_argument("--kind", choices=KINDS, required=True)
+    publish.add_argument("--base-model", default="", help="the checkpoint an adapter applies to (required for "
+                                                          "lora-adapter: the cloud's base model name)")
+    publish.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="manifest metadata")
+
+    listing = action("list", _run_list, "model versions in the store")
+    listing.add_argument("--name", default="", help="only this model")
+
+    show = action("show", _run_show, "one version's manifest")
+    show.add_argument("name")
+    show.add_argument("version")
+
+    fetch = action("fetch", _run_fetch, "download a version (resumes a partial download)")
+    fetch.add_argument("name")
+    fetch.add_argument("version")
+    fetch.add_argument("--out", type=Path, required=True)
+
+    deploy = action("deploy", _run_deploy, "deploy a version to nodes (default: every node of its role)")
+    deploy.add_argument("name")
+    deploy.add_argument("version")
+    deploy.add_argument("--node", action="append", default=[], help="node id (repeatable)")
+    deploy.add_argument("--role", choices=ROLES, default="auto", help="with no --node: every node of this role")
+    _wait_flags(deploy)
+
+    rollback = action("rollback", _run_rollback, "switch a node back to the version it served before")
+    rollback.add_argument("node")
+    _wait_flags(rollback)
+
+    status = action("status", _run_status, "what nodes serve and how their recent deployments went")
+    status.add_argument("--node", default="", help="only this node")
+
+
+def _quiet(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Warnings only on stderr: the command's own output is what the operator reads."""
+
+    def quiet(args: argparse.Namespace) -> int:
+        configure_logging(json=False, level="warning")
+        return run(args)
+
+    return quiet
+
+
+def _wait_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true", help="follow until every node serves it or fails")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait")
+
+
+def _stub_call(core: str, call: Callable[[cmp_grpc.ComputePlaneServiceStub], object]):
+    async def run():
+        async with open_channel(core) as channel:
+            return await call(cmp_grpc.ComputePlaneServiceStub(channel))
+
+    return asyncio.run(run())
+
+
+# --- export and publish ---------------------------------------------------------------
+
+
+def _run_export_edge(args: argparse.Namespace) -> int:
+    from edge_node.artifact import build_edge_artifact  # torch + onnx: only for this command
+
+    if args.publish and not (args.name and args.version):
+        raise ModelLoadError("--publish needs --name and --version")
+    print(f"exporting {args.gpt2_dir} to ONNX and checking it against torch ...")
+    artifact = build_edge_artifact(args.gpt2_dir, args.out)
+    print(f"{artifact.path}: {human_size(artifact.size_bytes)}, sha256 {artifact.sha256}, "
+          f"parity max |diff| {artifact.metadata['parity_max_abs_diff']}, greedy tokens identical")
+    if args.publish:
+        base = args.base_model or args.gpt2_dir.resolve().name
+        manifest = cmp_pb2.ModelManifest(name=args.name, version=args.version, kind=common_pb2.MODEL_KIND_ONNX_EDGE,
+                                         base_model=base, size_bytes=artifact.size_bytes, sha256=artifact.sha256,
+                                         metadata=artifact.metadata)
+        _publish(args.core, manifest, artifact.path)
+    return 0
+
+
+def _run_publish(args: argparse.Namespace) -> int:
+    metadata = dict(item.split("=", 1) for item in args.meta if "=" in item)
+    manifest = cmp_pb2.ModelManifest(name=args.name, version=args.version, kind=KINDS[args.kind],
+                                     base_model=args.base_model, metadata=metadata)
+    path: Path = args.path
+    if path.is_dir():
+        with tempfile.TemporaryDirectory(prefix="netgpt-publish-") as tmp:
+            manifest.metadata.update(_folder_metadata(path, args.kind))
+            _publish(args.core, manifest, pack_folder(path, Path(tmp) / f"{args.name}-{args.version}.tar"))
+        return 0
+    if not path.is_file():
+        raise ModelLoadError(f"{path} does not exist")
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path) as tar:
+            refuse_pickles(tar.getnames(), str(path))
+    else:
+        refuse_pickles([path.name], str(path))
+    _publish(args.core, manifest, path)
+    return 0
+
+
+def _folder_metadata(folder: Path, kind: str) -> dict[str, str]:
+    """Checks a folder before packing it, and returns facts worth recording in the manifest."""
+    metadata = {"format": "tar"}
+    if kind == "lora-adapter":
+        from cloud_node.lora import ADAPTER_CONFIG, adapter_weights_file  # refuses pickled adapters
+
+        adapter_weights_file(folder)
+        config = json.loads((folder / ADAPTER_CONFIG).read_text())
+        metadata.update({"peft_type": str(config.get("peft_type")), "r": str(config.get("r")),
+                         "target_modules": ",".join(sorted(config.get("target_modules") or []))})
+    return metadata
+
+
+def _publish(core: str, manifest: cmp_pb2.ModelManifest, path: Path) -> None:
+    from cmp.transfer import publish_file
+
+    async def upload(stub: cmp_grpc.ComputePlaneServiceStub) -> cmp_pb2.PublishModelResponse:
+        with progress_bar(f"publish {manifest.name} {manifest.version}") as progress:
+            return await publish_file(stub, manifest, path, progress=progress)
+
+    reply = _stub_call(core, upload)
+    m = reply.manifest
+    print(f"published {m.name} {m.version} ({kind_word(m.kind)}, {human_size(m.size_bytes)}, sha256 {m.sha256})"
+          + (" - content already stored, kept once" if reply.deduplicated else ""))
+
+
+# --- store queries ----------------------------------------------------------------------
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    reply = _stub_call(args.core, lambda stub: stub.ListModelVersions(
+        cmp_pb2.ListModelVersionsRequest(name=args.name), timeout=DEFAULT_TIMEOUT_S))
+    print(f"{'NAME':<24} {'VERSION':<16} {'KIND':<13} {'SIZE':>10}  {'SHA256':<12}  {'BASE':<16} CREATED")
+    for m in reply.manifests:
+        created = m.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if m.created_at.seconds else "-"
+        print(f"{m.name:<24} {m.version:<16} {kind_word(m.kind):<13} {human_size(m.size_bytes):>10}  "
+              f"{m.sha256[:12]:<12}  {m.base_model or '-':<16} {created}")
+    return 0
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    reply = _stub_call(args.core, lambda stub: stub.DescribeModelVersion(
+        cmp_pb2.DescribeModelVersionRequest(name=args.name, version=args.version), timeout=DEFAULT_TIMEOUT_S))
+    m = reply.manifest
+    print(f"name:       {m.name}\nversion:    {m.version}\nkind:       {kind_word(m.kind)}\n"
+          f"base model: {m.base_model or '-'}\nsize:       {human_size(m.size_bytes)} ({m.size_bytes} bytes)\n"
+          f"sha256:     {m.sha256}\ncreated:    {m.created_at.ToDatetime().isoformat()}Z")
+    for key, value in sorted(m.metadata.items()):
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    from cmp.transfer import fetch_to_file
+
+    async def download(stub: cmp_grpc.ComputePlaneServiceStub) -> cmp_pb2.ModelManifest:
+        with progress_bar(f"fetch {args.name} {args.version}") as progress:
+            return await fetch_to_file(stub, args.name, args.version, args.out, progress=progress)
+
+    manifest = _stub_call(args.core, download)
+    print(f"{args.out}: {human_size(manifest.size_bytes)}, sha256 {manifest.sha256} verified")
+    return 0
+
+
+# --- deployments ------------------------------------------------------------------------
+
+
+def describe_state(state: common_pb2.DeploymentState) -> str:
+    what = "rollback" if state.rollback else "deploy"
+    model = f"{state.model.name} {state.model.version}" if state.model.name else "(previous version)"
+    text = f"{what} {model}: {phase_word(state.phase)}"
+    if state.phase == common_pb2.DEPLOYMENT_PHASE_FETCHING and state.bytes_total:
+        text += f" {human_size(state.bytes_done)} of {human_size(state.bytes_total)}"
+    if state.error:
+        code = state.error_code
+        text += f" - {_code_name(code)}: {state.error}"
+    return text
+
+
+def _code_name(code: int) -> str:
+    return next((c.name for c in grpc.StatusCode if c.value[0] == code), str(code))
+
+
+def format_status(nodes: list[cmp_pb2.NodeDeployments], recent: int = 3) -> str:
+    lines = []
+    for node in nodes:
+        role = common_pb2.NodeRole.Name(node.role).removeprefix("NODE_ROLE_").lower()
+        serving = f"{node.serving.name} {node.serving.version}" if node.serving.name else "-"
+        lines.append(f"{node.node_id} ({role}) serves {serving}")
+        lines.extend(f"  {describe_state(s)}" for s in node.deployments[:recent])
+    return "\n".join(lines)
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
+    request = cmp_pb2.DeployModelRequest(name=args.name, version=args.version, node_ids=args.node,
+                                         role=ROLES[args.role])
+    reply = _stub_call(args.core, lambda stub: stub.DeployModel(request, timeout=DEFAULT_TIMEOUT_S))
+    commands = {n.node_id: n.deployments[0].command_id for n in reply.nodes}
+    print(f"deploy {args.name} {args.version} queued for {', '.join(commands)}")
+    return _follow(args, commands) if args.wait else 0
+
+
+def _run_rollback(args: argparse.Namespace) -> int:
+    reply = _stub_call(args.core, lambda stub: stub.RollbackModel(
+        cmp_pb2.RollbackModelRequest(node_id=args.node), timeout=DEFAULT_TIMEOUT_S))
+    print(f"rollback queued for {args.node}")
+    return _follow(args, {args.node: reply.node.deployments[0].command_id}) if args.wait else 0
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    reply = _stub_call(args.core, lambda stub: stub.GetDeploymentStatus(
+        cmp_pb2.GetDeploymentStatusRequest(node_id=args.node), timeout=DEFAULT_TIMEOUT_S))
+    print(format_status(list(reply.nodes)) or "no nodes registered")
+    return 0
+
+
+def _follow(args: argparse.Namespace, commands: dict[str, str]) -> int:
+    """Print each node's phase changes until every command is final; 1 if any failed."""
+
+    async def follow(stub: cmp_grpc.ComputePlaneServiceStub) -> int:
+        seen: dict[str, int] = {}
+        final: dict[str, common_pb2.DeploymentState] = {}
+        deadline = time.monotonic() + args.timeout
+        while len(final) < len(commands):
+            if time.monotonic() > deadline:
+                print(f"gave up waiting after {args.timeout:g} s; see `netgpt model status`")
+                return 1
+            reply = await stub.GetDeploymentStatus(cmp_pb2.GetDeploymentStatusRequest(), timeout=DEFAULT_TIMEOUT_S)
+            for node in reply.nodes:
+                state = next((s for s in node.deployments if s.command_id == commands.get(node.node_id)), None)
+                if state is None or node.node_id in final:
+                    continue
+                if seen.get(node.node_id) != state.phase:
+                    seen[node.node_id] = state.phase
+                    print(f"{node.node_id}: {describe_state(state)}")
+                if state.phase in FINAL_PHASES:
+                    final[node.node_id] = state
+            await asyncio.sleep(0.3)
+        return int(any(s.phase == common_pb2.DEPLOYMENT_PHASE_FAILED for s in final.values()))
+
+    return _stub_call(args.core, follow)

@@ -1,0 +1,67 @@
+"""The model a node serves, swappable while requests run: the heart of an atomic hot swap.
+
+A request reads the slot once when it starts and keeps that :class:`Served` to its end,
+so a swap (one attribute assignment on the event loop) sends only *new* requests to the
+new model while requests already running finish on the old object, which is freed once
+the last of them lets go. The slot also keeps the version served before the last swap,
+loaded and ready, so a rollback is as instant as a deploy.
+
+Code that reads the model in several places during one request (the edge pipeline, its
+personaliser) calls :meth:`ModelSlot.pin` at the start and :meth:`ModelSlot.active`
+afterwards: the pin lives in a context variable, i.e. in the request's own asyncio task,
+so concurrent requests each see the model they started with.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+from dataclasses import dataclass
+
+from netgpt.engine import LanguageModel
+from netgpt.errors import FailedPrecondition
+from netgpt.v1 import common_pb2
+
+_ids = itertools.count()
+
+
+@dataclass(frozen=True, eq=False)
+class Served:
+    """A loaded model and the reference nodes report for it (name, version, sha256, kind).
+
+    Compared and hashed by identity: two loads of the same version are two objects.
+    """
+
+    model: LanguageModel
+    ref: common_pb2.ModelRef
+
+
+class ModelSlot:
+    def __init__(self, served: Served) -> None:
+        self.current = served
+        self.previous: Served | None = None
+        self._pinned: contextvars.ContextVar[Served | None] = contextvars.ContextVar(
+            f"netgpt-model-slot-{next(_ids)}", default=None)
+
+    def pin(self) -> Served:
+        """Fix the model for the rest of the calling task (one request) and return it."""
+        served = self.current
+        self._pinned.set(served)
+        return served
+
+    def active(self) -> Served:
+        """The model this task pinned, else the current one."""
+        return self._pinned.get() or self.current
+
+    def swap(self, served: Served) -> Served:
+        """Serve ``served`` to new requests; the old one becomes the rollback target. Returns the old one."""
+        old, self.previous, self.current = self.current, self.current, served
+        return old
+
+    def rollback(self) -> Served:
+        """Serve the previous version again; the one rolled back is dropped. Returns the one restored."""
+        if self.previous is None:
+            raise FailedPrecondition("no previous version to roll back to: the node serves the version it "
+                                     "started with, or a rollback already happened")
+        self.current, self.previous = self.previous, None
+        return self.current
