@@ -65,11 +65,12 @@ class NodeRegistry:
         if entry is None:
             raise NotFound(f"node {node_id!r} is not registered; register again")
         was_stale = not self._is_serving(entry)
+        models_changed = list(entry.load.models_served) != list(load.models_served)
         entry.last_heartbeat = self._clock()
         entry.load.CopyFrom(load)
         commands, entry.pending = entry.pending, []
-        if was_stale and entry.info.role == common_pb2.NODE_ROLE_CLOUD:
-            self.broadcast_peers()
+        if (was_stale or models_changed) and entry.info.role == common_pb2.NODE_ROLE_CLOUD:
+            self.broadcast_peers()  # edges must know when a cloud comes back or serves another model
         return commands
 
     def get(self, node_id: str) -> NodeEntry:

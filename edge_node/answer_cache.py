@@ -10,13 +10,17 @@ from collections.abc import Callable
 from netgpt.v1 import user_plane_pb2 as up_pb2
 
 
-def request_key(forward: up_pb2.GenerateRequest) -> str | None:
-    """Identity of a cloud request's answer; None when the answer is not reproducible (unseeded sampling)."""
+def request_key(forward: up_pb2.GenerateRequest, model_tag: str = "") -> str | None:
+    """Identity of a cloud request's answer; None when the answer is not reproducible (unseeded sampling).
+
+    ``model_tag`` names the model version that would answer, so a cloud deploy never
+    replays answers of the previous version.
+    """
     params = forward.params
     if params.temperature > 0 and params.top_k != 1 and not params.HasField("seed"):
         return None
     canonical = up_pb2.GenerateRequest(prompt=forward.prompt, params=params, task=forward.task)
-    return hashlib.sha256(canonical.SerializeToString(deterministic=True)).hexdigest()
+    return hashlib.sha256(canonical.SerializeToString(deterministic=True) + model_tag.encode()).hexdigest()
 
 
 class AnswerCache:

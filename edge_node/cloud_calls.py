@@ -120,7 +120,7 @@ class CloudGateway:
                 "answer_cache_entries": len(self.cache)}
 
     def open(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None) -> Served:
-        key = request_key(forward)
+        key = request_key(forward, peer.model_tag)
         if key is not None and self.cache.enabled:
             cached = self.cache.get(key)
             if cached is not None:

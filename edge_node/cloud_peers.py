@@ -36,6 +36,12 @@ class CloudPeer:
         return self.status.info.node_id
 
     @property
+    def model_tag(self) -> str:
+        """The model versions this cloud serves, as it last reported them."""
+        models = self.status.load.models_served or self.status.info.capabilities.models
+        return ",".join(f"{m.name}@{m.version}:{m.sha256}" for m in models)
+
+    @property
     def estimate_ms(self) -> float:
         return self.first_token_ms or self.status.load.p50_first_token_ms
 

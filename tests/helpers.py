@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+from structlog.testing import capture_logs
+
 from netgpt.channels import open_channel
 from netgpt.client import Question, establish
 from netgpt.v1 import common_pb2
@@ -43,3 +50,15 @@ def streamed_text(events: list[up_pb2.GenerateResponse], after_fallback: bool = 
     """Token text the UE should keep (what follows the last Fallback, if any)."""
     start = max((i for i, e in enumerate(events) if e.HasField("fallback")), default=-1) + 1
     return "".join(e.tokens.text for e in events[start:] if e.HasField("tokens"))
+
+
+@contextmanager
+def captured_events() -> Iterator[list[dict]]:
+    """structlog events, whatever level the suite's logging was configured at (capture_logs keeps the filter)."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(**saved)

@@ -137,3 +137,8 @@ def test_only_reproducible_answers_have_a_key(params, cacheable):
     assert (request_key(request) is not None) == cacheable
     other_session = up_pb2.GenerateRequest(prompt="p", params=params, session_id="s2")
     assert request_key(request) == request_key(other_session)  # sessions do not split identical prompts
+
+
+def test_a_different_cloud_model_is_a_different_answer():
+    request = up_pb2.GenerateRequest(prompt="p")
+    assert request_key(request, "lora@v1:aa") != request_key(request, "lora@v2:bb")

@@ -4,18 +4,16 @@ core restart, resumed fetches, and the ``netgpt model`` commands. Real core stor
 from __future__ import annotations
 
 import asyncio
-import logging
 import tarfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 import structlog
-from structlog.testing import capture_logs
 
 from cmp.archive import unpack
 from cp.core import start_core
@@ -23,6 +21,7 @@ from deploy_helpers import (EDGE, LORA, CuttingProxy, broken_edge_artifact, depl
                             padded_edge_artifact, pickled_adapter_tar, pickled_bytes, publish, rollback, settled,
                             tar_with, wider_llama)
 from edge_node.artifact import build_edge_artifact
+from helpers import captured_events
 from edge_node.deployer import edge_loader
 from helpers import concise, generate, new_session
 from netgpt.channels import open_channel
@@ -336,17 +335,6 @@ async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(mode
             assert restored.phase == SERVING and restored.model == original
     finally:
         await cluster.stop()
-
-
-@contextmanager
-def captured_events() -> Iterator[list[dict]]:
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with capture_logs() as logs:
-            yield logs
-    finally:
-        structlog.configure(**saved)
 
 
 async def test_connection_dropped_mid_fetch_resumes_from_the_partial_file(models, artifacts, tmp_path):

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-import structlog
 import torch
-from structlog.testing import capture_logs
 from transformers import DynamicCache, GPT2LMHeadModel
 
 from edge_node.onnx_export import (
@@ -25,6 +20,7 @@ from edge_node.onnx_export import (
     past_names,
 )
 from edge_node.ort_engine import CUDA_EP, OrtGpt2Model
+from helpers import captured_events
 from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.hashing import sha256_of_files
@@ -33,18 +29,6 @@ from netgpt.torch_decode import TorchDecodeSession
 
 TOL = 1e-4
 PROMPTS = ["the quick brown fox", "radio access network", "hello"]
-
-
-@contextmanager
-def captured_events() -> Iterator[list[dict]]:
-    """structlog events, whatever level the suite's logging was configured at (capture_logs keeps the filter)."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with capture_logs() as logs:
-            yield logs
-    finally:
-        structlog.configure(**saved)
 
 
 def _export_events(logs: list[dict]) -> list[str]:
