@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from cmp.manifest import Manifest
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 
@@ -23,7 +24,7 @@ def kind_from_proto(kind: int) -> str:
     """``MODEL_KIND_ONNX_EDGE`` -> ``"onnx_edge"``; UNSPECIFIED and unknown numbers give ``""`` (rejected later)."""
     if kind == common_pb2.MODEL_KIND_UNSPECIFIED or kind not in common_pb2.ModelKind.values():
         return ""
-    return common_pb2.ModelKind.Name(kind).removeprefix(_PREFIX).lower()
+    return enum_word(common_pb2.ModelKind, kind)
 
 
 def manifest_from_proto(message: cmp_pb2.ModelManifest) -> Manifest:

@@ -18,6 +18,7 @@ from cmp.manifest import Manifest
 from cmp.store import ModelStore
 from cp.registry import NodeRegistry
 from netgpt.errors import FailedPrecondition, InvalidArgument
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -27,7 +28,7 @@ MAX_PENDING = 16  # per node: commands a node never picks up must not pile up fo
 
 
 def role_word(role: int) -> str:
-    return common_pb2.NodeRole.Name(role).removeprefix("NODE_ROLE_").lower()
+    return enum_word(common_pb2.NodeRole, role)
 
 
 def a_role(role: int) -> str:

@@ -19,6 +19,7 @@ import structlog
 from cp.registry import NodeRegistry
 from cp.workflows import FUNCTIONS, Workflow
 from netgpt.errors import FailedPrecondition, NotFound
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 
 log = structlog.get_logger(__name__)
@@ -100,7 +101,7 @@ def _role_for(workflow: Workflow, step_id: str, candidates: dict[int, list[commo
     for role in function.roles:
         if candidates.get(role):
             return role
-    wanted = " or ".join(_role_word(r) for r in function.roles)
+    wanted = " or ".join(enum_word(common_pb2.NodeRole, r) for r in function.roles)
     covering = workflow.cell_id and common_pb2.NODE_ROLE_EDGE in function.roles
     where = f" covering cell {workflow.cell_id!r}" if covering else ""
     raise FailedPrecondition(f"step {step_id!r} ({function.name}) needs a serving {wanted} node{where}; "
@@ -133,9 +134,6 @@ def _estimate(workflow: Workflow, nodes: dict[str, common_pb2.NodeStatus]) -> Pl
                   for s in workflow.steps)
     return Placement(steps=steps, estimated_latency_ms=total, critical_path=tuple(reversed(path)))
 
-
-def _role_word(role: int) -> str:
-    return common_pb2.NodeRole.Name(role).removeprefix("NODE_ROLE_").lower()
 
 
 def topology_fingerprint(nodes: Sequence[common_pb2.NodeStatus]) -> tuple:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netgpt.errors import InvalidArgument, NotFound
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2, control_plane_pb2
 
 SERVING_ROLES = (common_pb2.NODE_ROLE_EDGE, common_pb2.NODE_ROLE_CLOUD)
@@ -49,7 +50,7 @@ class NodeRegistry:
         stored = common_pb2.NodeInfo()
         stored.CopyFrom(info)
         if not stored.node_id:
-            stored.node_id = f"{_role_word(stored.role)}-{uuid.uuid4().hex[:8]}"
+            stored.node_id = f"{enum_word(common_pb2.NodeRole, stored.role)}-{uuid.uuid4().hex[:8]}"
         now = self._clock()
         previous = self._nodes.get(stored.node_id)
         entry = NodeEntry(info=stored, registered_at=now, last_heartbeat=now)
@@ -129,6 +130,3 @@ class NodeRegistry:
 def _load_key(entry: NodeEntry) -> tuple[int, str]:
     return entry.load.queue_depth + entry.load.active_requests, entry.info.node_id
 
-
-def _role_word(role: int) -> str:
-    return common_pb2.NodeRole.Name(role).removeprefix("NODE_ROLE_").lower()

@@ -24,6 +24,7 @@ from cmp.archive import pack_folder, refuse_pickles
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
 from netgpt.engine import ModelLoadError
 from netgpt.logs import configure_logging
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -50,11 +51,11 @@ def human_size(size: int) -> str:
 
 
 def kind_word(kind: int) -> str:
-    return common_pb2.ModelKind.Name(kind).removeprefix("MODEL_KIND_").lower().replace("_", "-")
+    return enum_word(common_pb2.ModelKind, kind, sep="-")
 
 
 def phase_word(phase: int) -> str:
-    return common_pb2.DeploymentPhase.Name(phase).removeprefix("DEPLOYMENT_PHASE_").lower().replace("_", "-")
+    return enum_word(common_pb2.DeploymentPhase, phase, sep="-")
 
 
 @contextmanager
@@ -278,7 +279,7 @@ def _code_name(code: int) -> str:
 def format_status(nodes: list[cmp_pb2.NodeDeployments], recent: int = 3) -> str:
     lines = []
     for node in nodes:
-        role = common_pb2.NodeRole.Name(node.role).removeprefix("NODE_ROLE_").lower()
+        role = enum_word(common_pb2.NodeRole, node.role)
         serving = f"{node.serving.name} {node.serving.version}" if node.serving.name else "-"
         lines.append(f"{node.node_id} ({role}) serves {serving}")
         lines.extend(f"  {describe_state(s)}" for s in node.deployments[:recent])

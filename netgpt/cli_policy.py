@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.words import enum_word
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
@@ -29,7 +30,7 @@ def add_policy_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def describe(policy: cp_pb2.RoutingPolicy) -> str:
-    tasks = ",".join(up_pb2.TaskClass.Name(t).removeprefix("TASK_CLASS_").lower() for t in policy.edge_tasks) or "-"
+    tasks = ",".join(enum_word(up_pb2.TaskClass, t) for t in policy.edge_tasks) or "-"
     threshold = f"{policy.confidence_threshold:g}" if policy.HasField("confidence_threshold") else "off"
     return (f"edge_tasks={tasks} confidence_threshold={threshold} "
             f"probe_tokens={policy.confidence_probe_tokens or 'default'} max_cloud_queue={policy.max_cloud_queue or 'off'}")

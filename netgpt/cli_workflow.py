@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import workflow_pb2 as wf_pb2
 from netgpt.v1 import workflow_pb2_grpc as wf_grpc
@@ -38,7 +39,7 @@ def format_workflow(workflow: wf_pb2.Workflow) -> str:
              f"{' -> '.join(workflow.critical_path)}")
     rows = [head, f"  {'STEP':<16} {'FUNCTION':<16} {'ROLE':<6} {'NODE':<16} ADDRESS"]
     for p in workflow.placement:
-        role = common_pb2.NodeRole.Name(p.role).removeprefix("NODE_ROLE_").lower()
+        role = enum_word(common_pb2.NodeRole, p.role)
         rows.append(f"  {p.step_id:<16} {p.function:<16} {role:<6} {p.node_id:<16} {p.node_address}")
     return "\n".join(rows)
 

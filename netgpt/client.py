@@ -9,6 +9,7 @@ from typing import TextIO
 import grpc
 
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -61,7 +62,7 @@ class Printer:
             for text_line in cp.text.splitlines():
                 self.line(f"          {text_line}")
         elif kind == "tokens":
-            source = common_pb2.NodeRole.Name(event.tokens.source).removeprefix("NODE_ROLE_").lower()
+            source = enum_word(common_pb2.NodeRole, event.tokens.source)
             if state.get("source") != source:
                 state["source"] = source
                 if self.out is not None:
@@ -77,7 +78,7 @@ class Printer:
             self.summary(event.summary)
 
     def summary(self, s: up_pb2.GenerationSummary) -> None:
-        where = common_pb2.NodeRole.Name(s.terminated_at).removeprefix("NODE_ROLE_").lower()
+        where = enum_word(common_pb2.NodeRole, s.terminated_at)
         lat = s.latency
         self.line("")
         self.line(f"[done]  terminated at {where}: {up_pb2.RouteReason.Name(s.reason)} ({s.reason_detail})"

@@ -33,6 +33,7 @@ from netgpt.channels import open_channel
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import DataLoss, FailedPrecondition, NetGptError, one_line
 from netgpt.model_slot import ModelSlot, Served
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -75,7 +76,7 @@ class Deployment:
 
     def set(self, phase: int, **fields: object) -> None:
         now = time.perf_counter()
-        left = P.DeploymentPhase.Name(self.phase).removeprefix("DEPLOYMENT_PHASE_").lower()
+        left = enum_word(P.DeploymentPhase, self.phase)
         self.seconds[left] = self.seconds.get(left, 0.0) + now - self._entered
         self.phase, self.updated_at, self._entered = phase, time.time(), now
         for name, value in fields.items():

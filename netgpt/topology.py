@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -15,8 +16,8 @@ def format_nodes(nodes: list[common_pb2.NodeStatus]) -> str:
     header = f"{'NODE':<16} {'ROLE':<6} {'HEALTH':<8} {'ADDRESS':<22} {'CELLS':<40} {'LOAD':<10} MODELS"
     rows = [header]
     for n in nodes:
-        role = common_pb2.NodeRole.Name(n.info.role).removeprefix("NODE_ROLE_").lower()
-        health = common_pb2.NodeHealth.Name(n.health).removeprefix("NODE_HEALTH_").lower()
+        role = enum_word(common_pb2.NodeRole, n.info.role)
+        health = enum_word(common_pb2.NodeHealth, n.health)
         load = f"{n.load.active_requests}+{n.load.queue_depth}q"
         models = ", ".join(f"{m.name}@{m.version}" for m in (n.load.models_served or n.info.capabilities.models))
         rows.append(f"{n.info.node_id:<16} {role:<6} {health:<8} {n.info.address:<22} "
