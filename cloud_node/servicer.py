@@ -13,7 +13,7 @@ from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
 from up.convert import Answer, summary_event
-from up.limits import Limits, check_prompt, sampling_params
+from up.limits import Limits, check_request
 from up.local import encode_prompt, stream_answer
 from up.runner import GenerationRunner
 
@@ -29,8 +29,7 @@ class CloudUserPlane(up_grpc.UserPlaneServiceServicer):
     async def Generate(self, request: up_pb2.GenerateRequest, context) -> AsyncIterator[up_pb2.GenerateResponse]:
         if request.kind == up_pb2.PROMPT_KIND_CONCISE:
             raise InvalidArgument("cloud nodes serve comprehensive prompts; send concise prompts to an edge node")
-        prompt = check_prompt(request.prompt, self.limits)
-        params = sampling_params(request.params, self.limits)
+        prompt, params = check_request(request, self.limits)
         served = self.slot.current  # read once: this request finishes on it even if a deploy swaps the slot
         prompt_ids = encode_prompt(served.model, prompt, params.max_new_tokens, "comprehensive")
         with structlog.contextvars.bound_contextvars(session_id=request.session_id, ai_flow_id=request.ran.ai_flow_id):

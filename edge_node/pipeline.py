@@ -31,7 +31,7 @@ from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from up.convert import Answer, summary_event
-from up.limits import Limits, check_prompt, sampling_params
+from up.limits import Limits, check_request
 from up.local import encode_prompt, stream_answer
 from up.runner import GenerationRunner
 
@@ -66,22 +66,24 @@ class EdgePipeline:
 
     def validate(self, request: up_pb2.GenerateRequest) -> tuple[str, SamplingParams]:
         """Everything checkable before any work starts (so bad input costs nothing)."""
-        return check_prompt(request.prompt, self.settings.limits), sampling_params(request.params, self.settings.limits)
+        return check_request(request, self.settings.limits)
 
-    async def run(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession, deadline_s: float | None,
+    async def run(self, request: up_pb2.GenerateRequest, checked: tuple[str, SamplingParams],
+                  session: cp_pb2.AiSession, deadline_s: float | None,
                   plan: WorkflowPlan = DEFAULT_PLAN) -> AsyncIterator[up_pb2.GenerateResponse]:
-        """The request's events; ``plan`` (from a named workflow) says which steps run."""
+        """The request's events; ``checked`` is :meth:`validate`'s result, ``plan`` says which steps run."""
         self.slot.pin()  # this request uses the model serving now to its end, whatever deploys meanwhile
-        async with aclosing(self._steps(request, session, deadline_s, plan)) as events:
+        async with aclosing(self._steps(request, checked, session, deadline_s, plan)) as events:
             async for event in events:
                 if event.HasField("summary") and plan.has("post_process"):
                     event.summary.text = post_process(event.summary.text)
                 yield event
 
-    async def _steps(self, request: up_pb2.GenerateRequest, session: cp_pb2.AiSession, deadline_s: float | None,
+    async def _steps(self, request: up_pb2.GenerateRequest, checked: tuple[str, SamplingParams],
+                     session: cp_pb2.AiSession, deadline_s: float | None,
                      plan: WorkflowPlan) -> AsyncIterator[up_pb2.GenerateResponse]:
         clock = Stopwatch()
-        concise, params = self.validate(request)
+        concise, params = checked
         masked = 0
         if plan.has("desensitise"):
             concise, masked = desensitise(concise)

@@ -26,9 +26,9 @@ class EdgeUserPlane(up_grpc.UserPlaneServiceServicer):
     async def Generate(self, request: up_pb2.GenerateRequest, context) -> AsyncIterator[up_pb2.GenerateResponse]:
         if request.kind == up_pb2.PROMPT_KIND_COMPREHENSIVE:
             raise InvalidArgument("edge nodes take concise prompts from UEs (PROMPT_KIND_CONCISE)")
-        self.pipeline.validate(request)
+        checked = self.pipeline.validate(request)  # bad input fails before the core is asked anything
         session = await self.sessions.get(request.session_id)
         plan = plan_from_workflow(await self.workflows.get(request.workflow)) if request.workflow else DEFAULT_PLAN
         with structlog.contextvars.bound_contextvars(session_id=session.session_id, ai_flow_id=session.ai_flow_id):
-            async for event in self.pipeline.run(request, session, context.time_remaining(), plan):
+            async for event in self.pipeline.run(request, checked, session, context.time_remaining(), plan):
                 yield event
