@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,11 @@ class Daemon:
             except json.JSONDecodeError:
                 self.events.append({"event": "raw", "line": line})
 
-    def wait_for(self, event: str, timeout_s: float = 120) -> dict:
+    def wait_for(self, event: str, timeout_s: float = 120, where: Callable[[dict], bool] = lambda item: True) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for item in list(self.events):
-                if item.get("event") == event:
+                if item.get("event") == event and where(item):
                     return item
             assert self.proc.poll() is None, f"daemon exited {self.proc.returncode}: {self.events[-5:]}"
             time.sleep(0.05)
@@ -81,7 +82,7 @@ def test_daemons_end_to_end_with_core_restart(tiny):
         nodes = wait_for_output(["nodes", "--core", core_address], ["cloud-p", "edge-p"])
         assert "cloud-p" in nodes and "edge-p" in nodes and "cell-harbour-1" in nodes
 
-        edge.wait_for("edge.peers")
+        edge.wait_for("edge.peers", where=lambda item: "cloud-p" in item["clouds"])  # not an earlier empty list
         answer = cli("ask", "--core", core_address, "--cell", "cell-harbour-1", "--max-new-tokens", "8",
                      "Where can I eat seafood?")
         assert answer.returncode == 0, answer.stderr
