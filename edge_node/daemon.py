@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
 from netgpt.deployer import Deployer
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.node import (NodeHandle, advertise_model, advertised_address, limits_from, load_report, model_folder,
-                         node_id_for)
+from netgpt.node import (NodeHandle, advertise_model, advertised_address, data_dir, limits_from, load_report,
+                         model_folder, node_id_for)
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
 from netgpt.v1 import profile_pb2_grpc as profile_grpc
@@ -56,7 +55,7 @@ def profiles_path(config: EdgeConfig, node_id: str) -> str:
     """``profiles_db`` as given (``:memory:`` allowed), else a file per edge node under the data dir."""
     if config.profiles_db:
         return config.profiles_db
-    folder = Path(os.environ.get("NETGPT_DATA_DIR") or Path.home() / ".local" / "share" / "netgpt")
+    folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder / f"profiles-{node_id}.sqlite")
 

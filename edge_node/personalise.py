@@ -20,10 +20,7 @@ from up.runner import GenerationRunner
 @dataclass(frozen=True)
 class Personalised:
     text: str
-    facts: list[str]
-    area: str
-    intent: str  # what the edge model added
-    preferences: list[str]  # from the user's profile
+    facts: list[str]  # the knowledge-base facts the text includes
 
 
 def context_block(concise: str, cell_id: str, area: str, facts: list[str], preferences: list[str]) -> str:
@@ -65,7 +62,7 @@ class Personaliser:
         text = f"{block}\nIntent: The user wants{intent}\nAnswer:"
         if profile is not None:
             self.profiles.record_prompt(user_id, concise)
-        return Personalised(text=text, facts=facts, area=area, intent=intent.strip(), preferences=preferences)
+        return Personalised(text=text, facts=facts)
 
     async def _intent(self, ids: list[int]) -> str:
         """A short greedy continuation of "The user wants" from the edge model."""

@@ -91,7 +91,7 @@ class EdgePipeline:
         if plan.has("personalise"):
             personalised = await self.personaliser.build(concise, cell_id, session.ue_id, params.max_new_tokens)
         else:
-            personalised = Personalised(text=concise, facts=[], area="", intent="", preferences=[])
+            personalised = Personalised(text=concise, facts=[])
         prompt_ids = encode_prompt(self.model, personalised.text, params.max_new_tokens, "comprehensive")
         summary = up_pb2.GenerationSummary(
             session_id=session.session_id, ai_flow_id=session.ai_flow_id, edge_model=self.model_ref,
@@ -114,9 +114,10 @@ class EdgePipeline:
         )
         route = await self._route(plan, inputs, prompt_ids)
         summary.reason, summary.reason_detail = route.reason, route.detail
-        summary.routing_inputs.update(inputs.as_strings() | {"workflow": plan.name, "desensitised": str(masked)})
+        recorded = inputs.as_strings() | {"workflow": plan.name, "desensitised": str(masked)}
+        summary.routing_inputs.update(recorded)
         log.info("edge.routed", to_cloud=route.to_cloud, reason=up_pb2.RouteReason.Name(route.reason),
-                 detail=route.detail, cloud=peer.node_id if peer else "", **inputs.as_strings())
+                 detail=route.detail, cloud=peer.node_id if peer else "", **recorded)
 
         if route.to_cloud and peer is not None:
             forward = self._forward_request(request, session, personalised, cell_id)
