@@ -18,11 +18,12 @@ import onnx
 import torch
 
 from cmp.archive import is_pickle, pack, unpack
-from edge_node.onnx_export import EXPORT_FORMAT_VERSION, check_parity, ensure_onnx_export, load_torch_gpt2
+from edge_node.onnx_export import (EXPORT_FORMAT_VERSION, check_parity, ensure_onnx_export, load_torch_gpt2,
+                                   weights_sha256)
 from edge_node.ort_engine import OrtGpt2Model
 from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens
-from netgpt.hashing import sha256_file, sha256_of_files
+from netgpt.hashing import sha256_file
 from netgpt.torch_decode import TorchDecodeSession
 
 PARITY_TOLERANCE = 1e-4
@@ -63,7 +64,8 @@ def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOL
                         cache_root: Path | None = None) -> EdgeArtifact:
     """Export (cached), check parity, pack into ``out``, unpack and check greedy tokens; return what to publish."""
     gpt2_dir, out = Path(gpt2_dir), Path(out)
-    onnx_path = ensure_onnx_export(gpt2_dir, cache_root)
+    weights = weights_sha256(gpt2_dir)
+    onnx_path = ensure_onnx_export(gpt2_dir, cache_root, weights=weights)
     worst = check_parity(gpt2_dir, onnx_path)
     if worst > tolerance:
         raise ModelLoadError(f"ONNX export of {gpt2_dir} differs from torch by {worst:.2e} (> {tolerance:g}); "
@@ -83,6 +85,6 @@ def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOL
         "export_format_version": str(EXPORT_FORMAT_VERSION),
         "parity_max_abs_diff": f"{worst:.3e}",
         "greedy_tokens_checked": str(GREEDY_TOKENS * len(GREEDY_PROMPTS)),
-        "weights_sha256": sha256_of_files(sorted(gpt2_dir.glob("*.safetensors"))),
+        "weights_sha256": weights,
     }
     return EdgeArtifact(out, sha256_file(out), out.stat().st_size, metadata)

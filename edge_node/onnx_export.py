@@ -13,6 +13,7 @@ trace with sizes ≥ 2 on every dynamic axis (torch.export specialises 0/1). The
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ from transformers import DynamicCache, GPT2LMHeadModel
 
 from netgpt.engine import ModelLoadError, read_hf_config
 from netgpt.errors import one_line
-from netgpt.hashing import sha256_of_files
+from netgpt.hashing import sha256_file, sha256_of_files
 from netgpt.tiny_models import default_cache_root
 
 log = structlog.get_logger(__name__)
@@ -135,22 +136,31 @@ def export_gpt2_onnx(model_dir: Path, out_dir: Path) -> Path:
     return out_dir / MODEL_FILE
 
 
-def export_key(model_dir: Path) -> str:
-    """Content hash of config.json + weights + export format: same key ⇒ same graph."""
+def weights_sha256(model_dir: Path) -> str:
+    """The identity of a GPT-2 folder's weights (also what ``ModelIdentity.sha256`` reports)."""
+    return sha256_of_files(sorted(Path(model_dir).glob("*.safetensors")))
+
+
+def export_key(model_dir: Path, weights: str | None = None) -> str:
+    """Content hash of config.json + weights + export format: same key ⇒ same graph.
+
+    ``weights``: :func:`weights_sha256` when the caller already has it (hashing a real
+    checkpoint's weights costs a noticeable part of start-up).
+    """
     model_dir = Path(model_dir)
     read_hf_config(model_dir, ("gpt2",))
-    files = [model_dir / "config.json", *sorted(model_dir.glob("*.safetensors"))]
-    return f"v{EXPORT_FORMAT_VERSION}-{sha256_of_files(files)[:32]}"
+    parts = f"{sha256_file(model_dir / 'config.json')}\n{weights or weights_sha256(model_dir)}"
+    return f"v{EXPORT_FORMAT_VERSION}-{hashlib.sha256(parts.encode('ascii')).hexdigest()[:32]}"
 
 
-def ensure_onnx_export(model_dir: Path, cache_root: Path | None = None) -> Path:
+def ensure_onnx_export(model_dir: Path, cache_root: Path | None = None, weights: str | None = None) -> Path:
     """Return the cached ONNX export of ``model_dir``, exporting once if absent.
 
     Cached under ``<cache_root or $NETGPT_CACHE_DIR or ~/.cache/netgpt>/onnx/<key>/`` so
     a restarted edge node skips the (tens of seconds) export of a real checkpoint.
     """
     started = time.perf_counter()
-    key = export_key(model_dir)
+    key = export_key(model_dir, weights)
     final = (Path(cache_root) if cache_root is not None else default_cache_root()) / "onnx" / key
     path = final / MODEL_FILE
     if path.is_file():

@@ -29,11 +29,12 @@ from edge_node.onnx_export import (
     ensure_onnx_export,
     past_names,
     present_names,
+    weights_sha256,
 )
 from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
 from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer
-from netgpt.hashing import sha256_file, sha256_of_files
+from netgpt.hashing import sha256_file
 
 log = structlog.get_logger(__name__)
 
@@ -168,8 +169,8 @@ class OrtGpt2Model:
         model_dir = Path(model_dir)
         config = read_hf_config(model_dir, ("gpt2",))
         tokenizer = _load_tokenizer(model_dir)
-        onnx_path = ensure_onnx_export(model_dir, cache_root)
-        sha = sha256_of_files(sorted(model_dir.glob("*.safetensors")))
+        sha = weights_sha256(model_dir)
+        onnx_path = ensure_onnx_export(model_dir, cache_root, weights=sha)
         identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or sha[:12], sha256=sha)
         return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads)
 
