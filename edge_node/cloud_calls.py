@@ -97,7 +97,7 @@ class CloudCall:
 
 
 @dataclass
-class Served:
+class CloudAnswer:
     """How a cloud answer was obtained: ``cloud`` (a new call), ``coalesced`` or ``cache``."""
 
     mode: str
@@ -119,20 +119,20 @@ class CloudGateway:
                 "answer_cache_hits": self.cache.hits, "answer_cache_misses": self.cache.misses,
                 "answer_cache_entries": len(self.cache)}
 
-    def open(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None) -> Served:
+    def open(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None) -> CloudAnswer:
         key = request_key(forward, peer.model_tag)
         if key is not None and self.cache.enabled:
             cached = self.cache.get(key)
             if cached is not None:
-                return Served("cache", _replay(cached))
+                return CloudAnswer("cache", _replay(cached))
         if key is not None and self.coalesce and key in self._in_flight:
             self.coalesced += 1
-            return Served("coalesced", self._in_flight[key].subscribe())
+            return CloudAnswer("coalesced", self._in_flight[key].subscribe())
         self.cloud_calls += 1
         call = CloudCall(peer, forward, deadline_s, self.token_timeout_s)
         if key is not None:
             self._track(key, call)
-        return Served("cloud", call.subscribe())
+        return CloudAnswer("cloud", call.subscribe())
 
     def _track(self, key: str, call: CloudCall) -> None:
         if self.coalesce:
