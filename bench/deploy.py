@@ -48,7 +48,7 @@ from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 
 async def _serve(workdir: Path, heartbeat_s: float) -> None:
     """The child process: a core with its store under ``workdir``, until stdin closes."""
-    from cp.core import start_core
+    from core.daemon import start_core
     from netgpt.config import CoreConfig
 
     configure_logging(json=True, level="warning")

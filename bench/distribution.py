@@ -95,7 +95,7 @@ def _raw_peer(listener: socket.socket, workdir: Path) -> None:
 
 
 async def _serve(workdir: Path) -> None:
-    from cp.core import start_core
+    from core.daemon import start_core
     from netgpt.config import CoreConfig
 
     configure_logging(json=True, level="warning")

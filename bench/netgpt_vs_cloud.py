@@ -26,8 +26,8 @@ import numpy as np
 
 from bench.link import EmulatedLink
 from netgpt.channels import open_channel
-from netgpt.client import Question, establish
-from netgpt.demo import load_models, start_cluster
+from cli.client import Question, establish
+from cli.demo import load_models, start_cluster
 from netgpt.logs import configure_logging
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc

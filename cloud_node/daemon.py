@@ -13,7 +13,7 @@ from cloud_node.servicer import CloudUserPlane
 from cp.agent import ControlPlaneAgent
 from netgpt.config import CloudConfig
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.node import (NodeHandle, advertise_model, advertised_address, limits_from, load_report, model_folder,
+from node.runtime import (NodeHandle, advertise_model, advertised_address, limits_from, load_report, model_folder,
                          node_id_for)
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2

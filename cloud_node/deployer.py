@@ -14,10 +14,10 @@ from pathlib import Path
 
 from cloud_node.llama_engine import LlamaModel
 from netgpt.config import CloudConfig
-from netgpt.deployer import Deployer, Loader
+from cmp.agent import Deployer, Loader
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.node import deploy_dir
+from node.runtime import deploy_dir
 from netgpt.v1 import common_pb2
 
 

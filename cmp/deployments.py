@@ -2,7 +2,7 @@
 commands on the nodes' heartbeat streams, and merge what the nodes report into one status.
 
 The nodes do the work and own the truth (they report every command's phase in their
-heartbeats, see ``netgpt.deployer``); the core only remembers the commands it queued
+heartbeats, see ``cmp.agent``); the core only remembers the commands it queued
 that no node has reported yet, so status shows them as PENDING. Like the registry this
 is memory only: after a core restart the nodes' own reports rebuild it.
 """

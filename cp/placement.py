@@ -19,6 +19,7 @@ import structlog
 from cp.registry import NodeRegistry
 from cp.workflows import FUNCTIONS, Workflow
 from netgpt.errors import FailedPrecondition, NotFound
+from netgpt.node_status import least_loaded_key, load_ratio
 from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 
@@ -45,12 +46,6 @@ class Placement:
 
     def node_of(self, step_id: str) -> str:
         return next(s.node_id for s in self.steps if s.step_id == step_id)
-
-
-def load_ratio(node: common_pb2.NodeStatus) -> float:
-    """Queued + running requests per generation slot (a node reporting no slots counts as one)."""
-    slots = max(1, node.info.capabilities.max_concurrency)
-    return (node.load.queue_depth + node.load.active_requests) / slots
 
 
 def place(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus]) -> Placement:
@@ -92,7 +87,7 @@ def _candidates(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus]) -> d
         of_role = [n for n in serving if n.info.role == role]
         if role == common_pb2.NODE_ROLE_EDGE and workflow.cell_id:
             of_role = [n for n in of_role if workflow.cell_id in n.info.cell_ids]
-        by_role[role] = sorted(of_role, key=lambda n: (load_ratio(n), n.info.node_id))[:MAX_CANDIDATES]
+        by_role[role] = sorted(of_role, key=least_loaded_key)[:MAX_CANDIDATES]
     return by_role
 
 

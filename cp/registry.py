@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netgpt.errors import InvalidArgument, NotFound
+from netgpt.node_status import least_loaded_key
 from netgpt.words import enum_word
 from netgpt.v1 import common_pb2, control_plane_pb2
 
@@ -80,6 +81,10 @@ class NodeRegistry:
             raise NotFound(f"node {node_id!r} is not registered")
         return entry
 
+    def node_status(self, node_id: str) -> common_pb2.NodeStatus:
+        """The status of one node; NotFound when it is not registered."""
+        return self.status(self.get(node_id))
+
     def queue_command(self, node_id: str, command: control_plane_pb2.NodeCommand) -> None:
         if not command.command_id:
             command.command_id = uuid.uuid4().hex
@@ -109,12 +114,12 @@ class NodeRegistry:
         if not candidates:
             known = sorted({c for e in self._serving(common_pb2.NODE_ROLE_EDGE) for c in e.info.cell_ids})
             raise NotFound(f"no serving edge node covers cell {cell_id!r}; covered cells: {known}")
-        return min(candidates, key=_load_key)
+        return min(candidates, key=self._rank)
 
     def pick_cloud(self) -> NodeEntry | None:
         """The least-loaded serving cloud node, or None (the edge then answers alone)."""
         candidates = self._serving(common_pb2.NODE_ROLE_CLOUD)
-        return min(candidates, key=_load_key) if candidates else None
+        return min(candidates, key=self._rank) if candidates else None
 
     def _entries(self, role: int) -> list[NodeEntry]:
         entries = sorted(self._nodes.values(), key=lambda e: e.info.node_id)
@@ -126,7 +131,6 @@ class NodeRegistry:
     def _is_serving(self, entry: NodeEntry) -> bool:
         return self._clock() - entry.last_heartbeat <= self.stale_after_s
 
-
-def _load_key(entry: NodeEntry) -> tuple[int, str]:
-    return entry.load.queue_depth + entry.load.active_requests, entry.info.node_id
+    def _rank(self, entry: NodeEntry) -> tuple[float, str]:
+        return least_loaded_key(self.status(entry))
 

@@ -14,6 +14,7 @@ import grpc
 import structlog
 
 from netgpt.channels import open_channel
+from netgpt.node_status import least_loaded_key, models_served
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
@@ -38,8 +39,7 @@ class CloudPeer:
     @property
     def model_tag(self) -> str:
         """The model versions this cloud serves, as it last reported them."""
-        models = self.status.load.models_served or self.status.info.capabilities.models
-        return ",".join(f"{m.name}@{m.version}:{m.sha256}" for m in models)
+        return ",".join(f"{m.name}@{m.version}:{m.sha256}" for m in models_served(self.status))
 
     @property
     def estimate_ms(self) -> float:
@@ -84,7 +84,7 @@ class CloudPeers:
         preferred = [p for p in candidates if p.node_id == prefer]
         if preferred:
             return preferred[0]
-        return min(candidates, key=lambda p: (p.status.load.queue_depth + p.status.load.active_requests, p.node_id))
+        return min(candidates, key=lambda p: least_loaded_key(p.status))
 
     def record_first_token(self, peer: CloudPeer, ms: float) -> None:
         peer.first_token_ms = ms if not peer.first_token_ms else 0.7 * peer.first_token_ms + 0.3 * ms

@@ -22,9 +22,9 @@ from edge_node.sessions import session_directory, workflow_directory
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
-from netgpt.deployer import Deployer
+from cmp.agent import Deployer
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.node import (NodeHandle, advertise_model, advertised_address, data_dir, limits_from, load_report,
+from node.runtime import (NodeHandle, advertise_model, advertised_address, data_dir, limits_from, load_report,
                          model_folder, node_id_for)
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2

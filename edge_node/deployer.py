@@ -7,9 +7,9 @@ from pathlib import Path
 
 from edge_node.ort_engine import OrtGpt2Model
 from netgpt.config import EdgeConfig
-from netgpt.deployer import Deployer, Loader
+from cmp.agent import Deployer, Loader
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.node import deploy_dir
+from node.runtime import deploy_dir
 from netgpt.v1 import common_pb2
 
 

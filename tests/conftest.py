@@ -30,14 +30,14 @@ def tiny(netgpt_cache: Path):
 @pytest.fixture(scope="session")
 def models(tiny):
     """(edge GPT-2 on ONNX Runtime, cloud LLaMA on torch), loaded once per run."""
-    from netgpt.demo import load_models
+    from cli.demo import load_models
 
     return load_models("tiny", "tiny")
 
 
 @pytest.fixture(scope="module")
 async def cluster(models):
-    from netgpt.demo import start_cluster
+    from cli.demo import start_cluster
 
     running = await start_cluster(*models, heartbeat_interval_s=0.3)
     yield running
@@ -47,7 +47,7 @@ async def cluster(models):
 @pytest.fixture
 async def core(tmp_path: Path):
     """A core controller on an ephemeral loopback port with a fast heartbeat and its own model store."""
-    from cp.core import start_core
+    from core.daemon import start_core
     from netgpt.config import CoreConfig
 
     handle = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.2,

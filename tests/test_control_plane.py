@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cp.agent import ControlPlaneAgent
-from cp.core import start_core
+from core.daemon import start_core
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
 from netgpt.timing import wait_until

@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-NETGPT = [sys.executable, "-m", "netgpt.cli"]
+NETGPT = [sys.executable, "-m", "cli"]
 
 
 class Daemon:

@@ -9,7 +9,7 @@ import pytest
 from edge_node.answer_cache import AnswerCache, request_key
 from helpers import concise, generate, new_session, streamed_text
 from netgpt.channels import open_channel
-from netgpt.demo import start_cluster
+from cli.demo import start_cluster
 from netgpt.timing import wait_until
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2

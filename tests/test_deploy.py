@@ -16,7 +16,7 @@ import pytest
 import structlog
 
 from cmp.archive import unpack
-from cp.core import start_core
+from core.daemon import start_core
 from deploy_helpers import (EDGE, LORA, CuttingProxy, broken_edge_artifact, deploy, lora_artifact, node_status,
                             padded_edge_artifact, pickled_adapter_tar, pickled_bytes, publish, rollback, settled,
                             tar_with, wider_llama)
@@ -25,10 +25,10 @@ from helpers import captured_events
 from edge_node.deployer import edge_loader
 from helpers import concise, generate, new_session
 from netgpt.channels import open_channel
-from netgpt.cli import main
+from cli.main import main
 from netgpt.config import CoreConfig
-from netgpt.demo import Cluster, start_cluster
-from netgpt.deployer import Deployer, RetryPolicy
+from cli.demo import Cluster, start_cluster
+from cmp.agent import Deployer, RetryPolicy
 from netgpt.engine import ModelLoadError
 from netgpt.errors import NetGptError
 from netgpt.model_slot import ModelSlot, Served

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import concise, generate, kinds, new_session, streamed_text
 from netgpt.channels import open_channel
-from netgpt.demo import start_cluster
+from cli.demo import start_cluster
 from netgpt.timing import wait_until
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2

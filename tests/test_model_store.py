@@ -14,7 +14,7 @@ from cmp.blobio import HashingWriter
 from cmp.manifest import Manifest
 from cmp.store import ModelStore
 from cmp.transfer import fetch_to_file, publish_file
-from cp.core import CoreHandle, start_core
+from core.daemon import CoreHandle, start_core
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
 from netgpt.errors import DataLoss, InvalidArgument

@@ -12,7 +12,7 @@ import pytest
 
 from cp.placement import place
 from cp.workflows import parse_toml
-from netgpt import cli_workflow
+from cli import workflow as cli_workflow
 from netgpt.errors import FailedPrecondition
 from netgpt.timing import wait_until
 from netgpt.v1 import common_pb2

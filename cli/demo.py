@@ -11,12 +11,12 @@ from typing import TextIO
 import grpc
 
 from cloud_node.daemon import load_cloud_model, start_cloud
-from cp.core import CoreHandle, start_core
+from core.daemon import CoreHandle, start_core
 from edge_node.daemon import load_edge_model, load_knowledge, start_edge
-from netgpt.client import Printer, Question, Transcript, ask
+from cli.client import Printer, Question, Transcript, ask
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.engine import LanguageModel
-from netgpt.node import NodeHandle
+from node.runtime import NodeHandle
 from netgpt.timing import wait_until
 from netgpt.v1 import user_plane_pb2 as up_pb2
 

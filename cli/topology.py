@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.node_status import models_served
 from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -19,7 +20,7 @@ def format_nodes(nodes: list[common_pb2.NodeStatus]) -> str:
         role = enum_word(common_pb2.NodeRole, n.info.role)
         health = enum_word(common_pb2.NodeHealth, n.health)
         load = f"{n.load.active_requests}+{n.load.queue_depth}q"
-        models = ", ".join(f"{m.name}@{m.version}" for m in (n.load.models_served or n.info.capabilities.models))
+        models = ", ".join(f"{m.name}@{m.version}" for m in models_served(n))
         rows.append(f"{n.info.node_id:<16} {role:<6} {health:<8} {n.info.address:<22} "
                     f"{','.join(n.info.cell_ids) or '-':<40} {load:<10} {models}")
     return "\n".join(rows)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cp.agent import ControlPlaneAgent
 from netgpt.config import NodeConfig
-from netgpt.deployer import Deployer
+from cmp.agent import Deployer
 from netgpt.engine import ModelLoadError
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import NetGptServer

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import grpc
 
 from netgpt import config as cfg
-from netgpt.cli_model import add_model_commands
-from netgpt.cli_policy import add_policy_commands
-from netgpt.cli_workflow import add_workflow_commands
+from cli.model import add_model_commands
+from cli.policy import add_policy_commands
+from cli.workflow import add_workflow_commands
 from netgpt.errors import StartupError
 from netgpt.logs import configure_logging
 
@@ -89,7 +89,7 @@ def _daemon(section: str, cls: type, serve: Callable) -> Callable[[argparse.Name
 
 
 async def _serve_core(config: cfg.CoreConfig) -> None:
-    from cp.core import start_core
+    from core.daemon import start_core
     from netgpt.server import serve_until_signalled
 
     handle = await start_core(config)
@@ -119,7 +119,7 @@ _run_edge = _daemon("edge", cfg.EdgeConfig, _serve_edge)
 
 
 def _run_ask(args: argparse.Namespace) -> int:
-    from netgpt.client import Printer, Question, ask
+    from cli.client import Printer, Question, ask
 
     configure_logging(json=False, level="warning")
     question = Question(prompt=args.prompt, ue_id=args.ue, cell_id=args.cell, task=TASKS[args.task],
@@ -130,7 +130,7 @@ def _run_ask(args: argparse.Namespace) -> int:
 
 
 def _run_nodes(args: argparse.Namespace) -> int:
-    from netgpt.topology import print_nodes
+    from cli.topology import print_nodes
 
     configure_logging(json=False, level="warning")
     asyncio.run(print_nodes(args.core, args.role))
@@ -138,7 +138,7 @@ def _run_nodes(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from netgpt.demo import run_demo
+    from cli.demo import run_demo
 
     configure_logging(json=False, level=args.log_level)
     asyncio.run(run_demo(args.edge_model, args.cloud_model, args.adapter))
