@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.netgpt-installed
 
-.PHONY: demo test test-fast protos lint bench clean-cache
+.PHONY: demo test test-fast protos lint lint-python bench clean-cache
 
 demo: $(STAMP)
 	$(VENV)/bin/netgpt demo
@@ -27,6 +27,11 @@ $(STAMP): pyproject.toml
 
 protos: $(STAMP)
 	PYTHON=$(PY) bash tools/gen_protos.sh
+
+lint-python: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 lint: node_modules/.bin/buf
 	npx buf lint

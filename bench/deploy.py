@@ -33,7 +33,7 @@ from pathlib import Path
 from bench.distribution import machine
 from bench.edge_generation import ensure_bench_model
 from cmp.archive import unpack
-from cmp.transfer import fetch_to_file, publish_file
+from cmp.transfer_client import fetch_to_file, publish_file
 from edge_node.artifact import build_edge_artifact
 from edge_node.daemon import load_knowledge, start_edge
 from edge_node.ort_engine import OrtGpt2Model

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import grpc
 
-from cmp.transfer import fetch_to_file, publish_file
+from cmp.transfer_client import fetch_to_file, publish_file
 from netgpt.channels import open_channel
 from netgpt.hashing import CHUNK_SIZE, sha256_file
 from netgpt.logs import configure_logging

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import json
 import platform
 import time
@@ -27,7 +28,8 @@ import numpy as np
 from bench.link import EmulatedLink
 from netgpt.channels import open_channel
 from cli.client import Question, establish
-from cli.demo import load_models, start_cluster
+from cli.all_in_one import load_models, start_all_in_one
+from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.logs import configure_logging
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -113,9 +115,11 @@ async def bench(args: argparse.Namespace) -> dict:
     params = up_pb2.GenerationParams(max_new_tokens=args.max_new_tokens)
     edge_link, ue_link = EmulatedLink("", args.rtt_ms, args.mbit_s), EmulatedLink("", args.rtt_ms, args.mbit_s)
     edge_side = await edge_link.start()
-    cluster = await start_cluster(gpt2, llama, heartbeat_interval_s=0.5,
-                                  cloud={"advertise": edge_side, "max_concurrency": 2, "max_queue": 256},
-                                  edge={"max_queue": 256})
+    store = tempfile.mkdtemp(prefix="netgpt-bench-")
+    cluster = await start_all_in_one(
+        gpt2, llama, CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.5, store_dir=store),
+        CloudConfig(listen="127.0.0.1:0", advertise=edge_side, max_concurrency=2, max_queue=256),
+        EdgeConfig(listen="127.0.0.1:0", max_queue=256, profiles_db=":memory:"))
     edge_link.upstream = ue_link.upstream = cluster.cloud.address
     ue_side = await ue_link.start()
     items = zipf_workload(args.requests, args.zipf, args.seed)

@@ -9,12 +9,12 @@ from typing import TextIO
 import grpc
 
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
-from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+from netgpt.words import enum_word
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Question:
     cell_id: str = "cell-harbour-1"
     task: int = up_pb2.TASK_CLASS_CHAT
     route: int = up_pb2.ROUTE_PREFERENCE_UNSPECIFIED
+    workflow: str = ""  # a workflow applied at the core whose steps the edge runs; empty: the default steps
     max_new_tokens: int = 0
     latency_budget_ms: int = 0
     timeout_s: float = 60.0
@@ -58,7 +59,8 @@ class Printer:
         kind = event.WhichOneof("event")
         if kind == "comprehensive_prompt":
             cp = event.comprehensive_prompt
-            self.line(f"[edge]  comprehensive prompt ({cp.prompt_tokens} tokens, {len(cp.knowledge_used)} local facts):")
+            self.line(f"[edge]  comprehensive prompt ({cp.prompt_tokens} tokens, "
+                      f"{len(cp.knowledge_used)} local facts):")
             for text_line in cp.text.splitlines():
                 self.line(f"          {text_line}")
         elif kind == "tokens":
@@ -96,7 +98,7 @@ class Printer:
 async def establish(core: cp_grpc.ControlPlaneServiceStub, q: Question) -> cp_pb2.AiSession:
     request = cp_pb2.EstablishSessionRequest(ue_id=q.ue_id, cell_id=q.cell_id,
                                              qos=common_pb2.QoS(latency_budget_ms=q.latency_budget_ms))
-    reply = await core.EstablishSession(request, timeout=DEFAULT_TIMEOUT_S)
+    reply = await core.EstablishSession(request, timeout=min(DEFAULT_TIMEOUT_S, q.timeout_s))
     return reply.session
 
 
@@ -115,7 +117,7 @@ async def ask(core_address: str, question: Question, printer: Printer | None = N
                     session_id=session.session_id, kind=up_pb2.PROMPT_KIND_CONCISE, prompt=question.prompt,
                     ran=common_pb2.RanContext(cell_id=question.cell_id, ue_id=question.ue_id),
                     params=up_pb2.GenerationParams(max_new_tokens=question.max_new_tokens),
-                    task=question.task, route=question.route)
+                    task=question.task, route=question.route, workflow=question.workflow)
                 state: dict = {}
                 async for event in edge.Generate(request, timeout=question.timeout_s):
                     transcript.events.append(event)

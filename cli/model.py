@@ -13,40 +13,39 @@ import json
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from tqdm import tqdm
 
-from cmp.archive import pack_folder, refuse_pickles
-from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
-from netgpt.engine import ModelLoadError
-from netgpt.logs import configure_logging
-from netgpt.words import enum_word
+from cli.common import DEFAULT_TIMEOUT_S, Run, Subparsers, add_core_flag, enum_choices, on_core, quiet
+from netgpt.errors import StartupError
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
+from netgpt.words import enum_word
 
-KINDS = {"onnx-edge": common_pb2.MODEL_KIND_ONNX_EDGE, "lora-adapter": common_pb2.MODEL_KIND_LORA_ADAPTER,
-         "checkpoint": common_pb2.MODEL_KIND_CHECKPOINT}
-ROLES = {"auto": common_pb2.NODE_ROLE_UNSPECIFIED, "edge": common_pb2.NODE_ROLE_EDGE,
-         "cloud": common_pb2.NODE_ROLE_CLOUD}
+KINDS = enum_choices(common_pb2.ModelKind)
+# "auto": every node of the version's role; the core is not a node models deploy to.
+ROLES = enum_choices(common_pb2.NodeRole, unspecified="auto", exclude={"core"})
 FINAL_PHASES = {common_pb2.DEPLOYMENT_PHASE_SERVING, common_pb2.DEPLOYMENT_PHASE_FAILED,
                 common_pb2.DEPLOYMENT_PHASE_ROLLED_BACK, common_pb2.DEPLOYMENT_PHASE_SUPERSEDED}
-DEFAULT_CORE = "127.0.0.1:50051"
+
+T = TypeVar("T")
 
 
 def human_size(size: int) -> str:
     """``1536`` → ``1.5 KiB``: binary units, three significant digits."""
     if size < 1024:
         return f"{size} B"
-    value, unit = float(size), "B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024:
-            break
+    units = ("KiB", "MiB", "GiB", "TiB")
+    value, index = size / 1024, 0
+    while value >= 1024 and index < len(units) - 1:
+        value, index = value / 1024, index + 1
+    unit = units[index]
     return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
 
 
@@ -73,14 +72,14 @@ def progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
         bar.close()
 
 
-def add_model_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: Subparsers) -> None:
     model = sub.add_parser("model", help="publish, deploy and roll back model versions")
     actions = model.add_subparsers(dest="action", required=True)
 
-    def action(name: str, run: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+    def action(name: str, run: Run, text: str) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=text, description=text)
-        parser.add_argument("--core", default=DEFAULT_CORE, help="core controller address")
-        parser.set_defaults(run=_quiet(run))
+        add_core_flag(parser)
+        parser.set_defaults(run=quiet(run))
         return parser
 
     export = action("export-edge", _run_export_edge,
@@ -128,37 +127,24 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--node", default="", help="only this node")
 
 
-def _quiet(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Warnings only on stderr: the command's own output is what the operator reads."""
-
-    def quiet(args: argparse.Namespace) -> int:
-        configure_logging(json=False, level="warning")
-        return run(args)
-
-    return quiet
-
-
 def _wait_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="follow until every node serves it or fails")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait")
 
 
-def _stub_call(core: str, call: Callable[[cmp_grpc.ComputePlaneServiceStub], object]):
-    async def run():
-        async with open_channel(core) as channel:
-            return await call(cmp_grpc.ComputePlaneServiceStub(channel))
-
-    return asyncio.run(run())
+def _stub_call(core: str, call: Callable[[cmp_grpc.ComputePlaneServiceStub], Awaitable[T]]) -> T:
+    """``call`` on the core's compute plane, on an event loop of its own."""
+    return asyncio.run(on_core(core, cmp_grpc.ComputePlaneServiceStub, call))
 
 
 # --- export and publish ---------------------------------------------------------------
 
 
 def _run_export_edge(args: argparse.Namespace) -> int:
+    if args.publish and not (args.name and args.version):
+        raise StartupError("--publish needs --name and --version")
     from edge_node.artifact import build_edge_artifact  # torch + onnx: only for this command
 
-    if args.publish and not (args.name and args.version):
-        raise ModelLoadError("--publish needs --name and --version")
     print(f"exporting {args.gpt2_dir} to ONNX and checking it against torch ...")
     artifact = build_edge_artifact(args.gpt2_dir, args.out)
     print(f"{artifact.path}: {human_size(artifact.size_bytes)}, sha256 {artifact.sha256}, "
@@ -173,6 +159,8 @@ def _run_export_edge(args: argparse.Namespace) -> int:
 
 
 def _run_publish(args: argparse.Namespace) -> int:
+    from cmp.archive import pack_folder, refuse_pickles  # numpy via the model loader: only here
+
     metadata = dict(item.split("=", 1) for item in args.meta if "=" in item)
     manifest = cmp_pb2.ModelManifest(name=args.name, version=args.version, kind=KINDS[args.kind],
                                      base_model=args.base_model, metadata=metadata)
@@ -183,7 +171,7 @@ def _run_publish(args: argparse.Namespace) -> int:
             _publish(args.core, manifest, pack_folder(path, Path(tmp) / f"{args.name}-{args.version}.tar"))
         return 0
     if not path.is_file():
-        raise ModelLoadError(f"{path} does not exist")
+        raise StartupError(f"{path} does not exist")
     if tarfile.is_tarfile(path):
         with tarfile.open(path) as tar:
             refuse_pickles(tar.getnames(), str(path))
@@ -207,7 +195,7 @@ def _folder_metadata(folder: Path, kind: str) -> dict[str, str]:
 
 
 def _publish(core: str, manifest: cmp_pb2.ModelManifest, path: Path) -> None:
-    from cmp.transfer import publish_file
+    from cmp.transfer_client import publish_file
 
     async def upload(stub: cmp_grpc.ComputePlaneServiceStub) -> cmp_pb2.PublishModelResponse:
         with progress_bar(f"publish {manifest.name} {manifest.version}") as progress:
@@ -246,7 +234,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from cmp.transfer import fetch_to_file
+    from cmp.transfer_client import fetch_to_file
 
     async def download(stub: cmp_grpc.ComputePlaneServiceStub) -> cmp_pb2.ModelManifest:
         with progress_bar(f"fetch {args.name} {args.version}") as progress:

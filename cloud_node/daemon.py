@@ -8,11 +8,13 @@ from pathlib import Path
 import grpc
 
 from cloud_node.deployer import cloud_deployer
+from cloud_node.generator import CloudGenerator
 from cloud_node.llama_engine import LlamaModel
 from cloud_node.servicer import CloudUserPlane
 from cp.agent import ControlPlaneAgent
 from netgpt.config import CloudConfig
 from netgpt.model_slot import ModelSlot, Served
+from node.commands import CommandDispatcher
 from node.runtime import (NodeHandle, advertise_model, advertised_address, limits_from, load_report, model_folder,
                          node_id_for)
 from netgpt.server import Service, start_server
@@ -33,7 +35,7 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
                       interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> NodeHandle:
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
     slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_CHECKPOINT)))
-    servicer = CloudUserPlane(slot, runner, limits_from(config))
+    servicer = CloudUserPlane(slot, CloudGenerator(runner), limits_from(config))
     server = await start_server(config.listen, [
         Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
     ], interceptors)
@@ -47,6 +49,6 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
     deployer = cloud_deployer(config, info.node_id, slot, lambda served: advertise_model(info, served))
     agent = ControlPlaneAgent(config.core, info,
                               lambda: load_report(runner, [slot.current.ref], deployments=deployer.states()),
-                              deployer.handle)
+                              CommandDispatcher().on("deploy", deployer.handle).on("rollback", deployer.handle))
     agent.start()
     return NodeHandle(server, agent, runner, slot=slot, deployer=deployer)

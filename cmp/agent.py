@@ -28,7 +28,7 @@ import grpc
 import structlog
 
 from cmp.archive import unpack
-from cmp.transfer import fetch_to_file
+from cmp.transfer_client import fetch_to_file
 from netgpt.channels import open_channel
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import DataLoss, FailedPrecondition, NetGptError, one_line

@@ -12,19 +12,29 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from cmp.convert import manifest_to_proto, model_ref
+from cmp.convert import deploy_command, manifest_ref, pending_state, rollback_command
 from cmp.manifest import Manifest
+from cmp.nodes import NodeDirectory
 from cmp.store import ModelStore
-from cp.registry import NodeRegistry
 from netgpt.errors import FailedPrecondition, InvalidArgument
-from netgpt.words import enum_word
+from netgpt.node_status import serving_ref
 from netgpt.v1 import common_pb2
-from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.words import enum_word
 
 KIND_ROLE = {"onnx_edge": common_pb2.NODE_ROLE_EDGE, "lora_adapter": common_pb2.NODE_ROLE_CLOUD}
 MAX_PENDING = 16  # per node: commands a node never picks up must not pile up forever
+
+
+@dataclass(frozen=True)
+class NodeDeployments:
+    """One node as deployments see it: its status, the commands it has not reported on yet (newest
+    first), then the deployments it reports."""
+
+    status: common_pb2.NodeStatus
+    deployments: list[common_pb2.DeploymentState]
 
 
 def role_word(role: int) -> str:
@@ -34,12 +44,6 @@ def role_word(role: int) -> str:
 def a_role(role: int) -> str:
     word = role_word(role)
     return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
-
-
-def serving_ref(status: common_pb2.NodeStatus) -> common_pb2.ModelRef:
-    """What a node serves: from its last heartbeat, else from its registration."""
-    models = status.load.models_served or status.info.capabilities.models
-    return models[0] if models else common_pb2.ModelRef()
 
 
 def check_fits(status: common_pb2.NodeStatus, manifest: Manifest) -> None:
@@ -57,13 +61,13 @@ def check_fits(status: common_pb2.NodeStatus, manifest: Manifest) -> None:
 
 
 class DeploymentBook:
-    def __init__(self, registry: NodeRegistry, store: ModelStore, clock: Callable[[], float] = time.time) -> None:
-        self._registry = registry
+    def __init__(self, nodes: NodeDirectory, store: ModelStore, clock: Callable[[], float] = time.time) -> None:
+        self._nodes = nodes
         self._store = store
         self._clock = clock
         self._pending: dict[str, list[common_pb2.DeploymentState]] = {}  # node id -> oldest first
 
-    def deploy(self, name: str, version: str, node_ids: list[str], role: int) -> list[cmp_pb2.NodeDeployments]:
+    def deploy(self, name: str, version: str, node_ids: list[str], role: int) -> list[NodeDeployments]:
         """Queue the version for every target, or for none if any target cannot run it."""
         manifest = self._store.describe(name, version)
         if manifest.kind not in KIND_ROLE:
@@ -72,48 +76,40 @@ class DeploymentBook:
         targets = self._targets(node_ids, role or KIND_ROLE[manifest.kind])
         for status in targets:
             check_fits(status, manifest)
-        ref = model_ref(manifest_to_proto(manifest))
-        ref.base_model = manifest.base_model if manifest.kind == "lora_adapter" else ""
+        ref = manifest_ref(manifest)
         for status in targets:
-            self._queue(status.info.node_id, cp_pb2.NodeCommand(deploy=cp_pb2.DeployCommand(model=ref)), ref)
+            self._queue(status.info.node_id, deploy_command(uuid.uuid4().hex, ref))
         return [self._node(s) for s in targets]
 
-    def rollback(self, node_id: str) -> cmp_pb2.NodeDeployments:
-        status = self._registry.status(self._registry.get(node_id))
-        self._queue(node_id, cp_pb2.NodeCommand(rollback=cp_pb2.RollbackCommand()), common_pb2.ModelRef())
+    def rollback(self, node_id: str) -> NodeDeployments:
+        status = self._nodes.node_status(node_id)
+        self._queue(node_id, rollback_command(uuid.uuid4().hex))
         return self._node(status)
 
-    def status(self, node_id: str = "") -> list[cmp_pb2.NodeDeployments]:
-        statuses = [self._registry.status(self._registry.get(node_id))] if node_id else self._registry.statuses()
+    def status(self, node_id: str = "") -> list[NodeDeployments]:
+        statuses = [self._nodes.node_status(node_id)] if node_id else self._nodes.statuses()
         return [self._node(s) for s in statuses]
 
     def _targets(self, node_ids: list[str], role: int) -> list[common_pb2.NodeStatus]:
         if role not in (common_pb2.NODE_ROLE_EDGE, common_pb2.NODE_ROLE_CLOUD):
             raise InvalidArgument("role must be NODE_ROLE_EDGE or NODE_ROLE_CLOUD (or unset)")
         if node_ids:
-            return [self._registry.status(self._registry.get(n)) for n in dict.fromkeys(node_ids)]
-        targets = self._registry.statuses(role)
+            return [self._nodes.node_status(n) for n in dict.fromkeys(node_ids)]
+        targets = self._nodes.statuses(role)
         if not targets:
             raise FailedPrecondition(f"no {role_word(role)} nodes are registered to deploy to")
         return targets
 
-    def _queue(self, node_id: str, command: cp_pb2.NodeCommand, ref: common_pb2.ModelRef) -> None:
-        command.command_id = uuid.uuid4().hex
-        self._registry.queue_command(node_id, command)
-        state = common_pb2.DeploymentState(command_id=command.command_id, model=ref,
-                                           phase=common_pb2.DEPLOYMENT_PHASE_PENDING,
-                                           rollback=command.HasField("rollback"))
-        state.started_at.FromNanoseconds(int(self._clock() * 1e9))
-        state.updated_at.CopyFrom(state.started_at)
-        self._pending.setdefault(node_id, []).append(state)
+    def _queue(self, node_id: str, command: cp_pb2.NodeCommand) -> None:
+        self._nodes.queue_command(node_id, command)
+        self._pending.setdefault(node_id, []).append(pending_state(command, self._clock()))
         del self._pending[node_id][:-MAX_PENDING]
 
-    def _node(self, status: common_pb2.NodeStatus) -> cmp_pb2.NodeDeployments:
+    def _node(self, status: common_pb2.NodeStatus) -> NodeDeployments:
         """Pending commands (newest first) the node has not reported yet, then the node's own reports."""
         node_id = status.info.node_id
         reported = list(status.load.deployments)
         known = {d.command_id for d in reported}
         pending = [d for d in self._pending.get(node_id, []) if d.command_id not in known]
         self._pending[node_id] = pending
-        return cmp_pb2.NodeDeployments(node_id=node_id, role=status.info.role, health=status.health,
-                                       serving=serving_ref(status), deployments=[*reversed(pending), *reported])
+        return NodeDeployments(status, [*reversed(pending), *reported])

@@ -1,30 +1,78 @@
-"""ComputePlaneService: which model versions are served where (from heartbeats and registration)."""
+"""ComputePlaneService: one servicer composing the model store, the deployment book and the node
+directory. Thin: decode the request, call the domain, encode the reply (``cmp.convert``);
+errors are domain exceptions that the server's interceptor maps to status codes."""
 
 from __future__ import annotations
 
-from cp.registry import NodeRegistry
-from netgpt.v1 import common_pb2
+from collections.abc import AsyncIterator
+
+import grpc
+import structlog
+
+from cmp.convert import (
+    manifest_to_proto,
+    node_deployments_to_proto,
+    served_models_to_proto,
+)
+from cmp.deployments import DeploymentBook
+from cmp.nodes import NodeDirectory, nodes_by_model
+from cmp.store import ModelStore
+from cmp.transfer_server import fetch_responses, receive_publish
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 
-
-def served_models(registry: NodeRegistry, role: int) -> list[cmp_pb2.ServedModel]:
-    """Group nodes by the exact model (name, version, sha256) they serve."""
-    by_model: dict[tuple[str, str, str, int], list[str]] = {}
-    for status in registry.statuses(role):
-        models = status.load.models_served or status.info.capabilities.models
-        for model in models:
-            key = (model.name, model.version, model.sha256, model.kind)
-            by_model.setdefault(key, []).append(status.info.node_id)
-    return [
-        cmp_pb2.ServedModel(model=common_pb2.ModelRef(name=n, version=v, sha256=s, kind=k), node_ids=ids)
-        for (n, v, s, k), ids in sorted(by_model.items())
-    ]
+log = structlog.get_logger(__name__)
 
 
 class ComputePlaneServicer(cmp_grpc.ComputePlaneServiceServicer):
-    def __init__(self, registry: NodeRegistry) -> None:
-        self.registry = registry
+    def __init__(self, nodes: NodeDirectory, store: ModelStore, deployments: DeploymentBook | None = None) -> None:
+        self.nodes = nodes
+        self.store = store
+        self.deployments = deployments if deployments is not None else DeploymentBook(nodes, store)
 
-    async def ListModels(self, request: cmp_pb2.ListModelsRequest, context) -> cmp_pb2.ListModelsResponse:
-        return cmp_pb2.ListModelsResponse(models=served_models(self.registry, request.role))
+    # --- which models are served where (from registration and heartbeats) ---------------
+
+    async def ListModels(self, request: cmp_pb2.ListModelsRequest,
+                         context: grpc.aio.ServicerContext) -> cmp_pb2.ListModelsResponse:
+        return cmp_pb2.ListModelsResponse(models=served_models_to_proto(nodes_by_model(self.nodes, request.role)))
+
+    # --- the model store ------------------------------------------------------------------
+
+    async def PublishModel(self, request_iterator: AsyncIterator[cmp_pb2.PublishModelRequest],
+                           context: grpc.aio.ServicerContext) -> cmp_pb2.PublishModelResponse:
+        return await receive_publish(self.store, request_iterator)
+
+    async def ListModelVersions(self, request: cmp_pb2.ListModelVersionsRequest,
+                                context: grpc.aio.ServicerContext) -> cmp_pb2.ListModelVersionsResponse:
+        manifests = [manifest_to_proto(m) for m in self.store.versions(request.name)]
+        return cmp_pb2.ListModelVersionsResponse(manifests=manifests)
+
+    async def DescribeModelVersion(self, request: cmp_pb2.DescribeModelVersionRequest,
+                                   context: grpc.aio.ServicerContext) -> cmp_pb2.DescribeModelVersionResponse:
+        manifest = self.store.describe(request.name, request.version)
+        return cmp_pb2.DescribeModelVersionResponse(manifest=manifest_to_proto(manifest))
+
+    async def FetchModel(self, request: cmp_pb2.FetchModelRequest,
+                         context: grpc.aio.ServicerContext) -> AsyncIterator[cmp_pb2.FetchModelResponse]:
+        async for response in fetch_responses(self.store, request):
+            yield response
+
+    # --- deployments ----------------------------------------------------------------------
+
+    async def DeployModel(self, request: cmp_pb2.DeployModelRequest,
+                          context: grpc.aio.ServicerContext) -> cmp_pb2.DeployModelResponse:
+        nodes = self.deployments.deploy(request.name, request.version, list(request.node_ids), request.role)
+        log.info("cmp.deploy.queued", model=request.name, version=request.version,
+                 nodes=[n.status.info.node_id for n in nodes])
+        return cmp_pb2.DeployModelResponse(nodes=[node_deployments_to_proto(n) for n in nodes])
+
+    async def RollbackModel(self, request: cmp_pb2.RollbackModelRequest,
+                            context: grpc.aio.ServicerContext) -> cmp_pb2.RollbackModelResponse:
+        node = self.deployments.rollback(request.node_id)
+        log.info("cmp.rollback.queued", node_id=request.node_id)
+        return cmp_pb2.RollbackModelResponse(node=node_deployments_to_proto(node))
+
+    async def GetDeploymentStatus(self, request: cmp_pb2.GetDeploymentStatusRequest,
+                                  context: grpc.aio.ServicerContext) -> cmp_pb2.GetDeploymentStatusResponse:
+        nodes = self.deployments.status(request.node_id)
+        return cmp_pb2.GetDeploymentStatusResponse(nodes=[node_deployments_to_proto(n) for n in nodes])

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
+
+from cmp.servicer import ComputePlaneServicer
 from cmp.store import ModelStore, default_store_dir
-from cmp.deploy_servicer import ModelLifecycleServicer
 from cp.placement import WorkflowTable
 from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
-from cp.sessions import SessionTable
+from cp.sessions import SessionTable, sweep_periodically
+from cp.state_db import CoreState, open_state
 from cp.workflow_servicer import WorkflowServicer
 from netgpt.config import CoreConfig
+from netgpt.errors import StartupError
 from netgpt.server import NetGptServer, Service, start_server
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import workflow_pb2_grpc as wf_grpc
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -27,26 +34,53 @@ class CoreHandle:
     sessions: SessionTable
     store: ModelStore
     workflows: WorkflowTable
+    policies: PolicyBook
+    state: CoreState
+    sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
         return self.server.address
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        await self.server.stop(grace_s)
+        try:
+            await self.server.stop(grace_s)
+        finally:
+            if self.sweeper is not None:
+                self.sweeper.cancel()
+                await asyncio.gather(self.sweeper, return_exceptions=True)
+            self.state.close()
 
 
 async def start_core(config: CoreConfig) -> CoreHandle:
-    registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s)
-    sessions = SessionTable(registry)
-    workflows = WorkflowTable(registry)
-    store = ModelStore(Path(config.store_dir).expanduser() if config.store_dir else default_store_dir())
-    server = await start_server(config.listen, [
-        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, PolicyBook(registry)),
+    if config.session_ttl_s < 0:
+        raise StartupError(f"session_ttl_s must be >= 0 (0: sessions never expire); got {config.session_ttl_s:g}")
+    store_dir = Path(config.store_dir).expanduser() if config.store_dir else default_store_dir()
+    state = open_state(config.state_db, store_dir)  # workflows, routing policy, sessions: restored here
+    try:
+        registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s)
+        sessions = SessionTable(registry, state, ttl_s=config.session_ttl_s)
+        workflows = WorkflowTable(registry, state=state)
+        policies = PolicyBook(registry, state)
+        store = ModelStore(store_dir)
+        server = await _serve(config, registry, sessions, workflows, policies, store)
+    except BaseException:
+        state.close()
+        raise
+    log.info("core.state", state_db=str(getattr(state, "path", ":memory:")), workflows=len(workflows),
+             routing_policy=policies.for_all_edges is not None, sessions=len(sessions),
+             session_ttl_s=config.session_ttl_s)
+    sweeper = asyncio.create_task(sweep_periodically(sessions), name="core-session-sweeper")
+    return CoreHandle(server, registry, sessions, store, workflows, policies, state, sweeper)
+
+
+async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTable, workflows: WorkflowTable,
+                 policies: PolicyBook, store: ModelStore) -> NetGptServer:
+    return await start_server(config.listen, [
+        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
-        Service("netgpt.v1.ComputePlaneService", ModelLifecycleServicer(registry, store),
+        Service("netgpt.v1.ComputePlaneService", ComputePlaneServicer(registry, store),
                 cmp_grpc.add_ComputePlaneServiceServicer_to_server),
         Service("netgpt.v1.WorkflowService", WorkflowServicer(workflows),
                 wf_grpc.add_WorkflowServiceServicer_to_server),
     ])
-    return CoreHandle(server, registry, sessions, store, workflows)

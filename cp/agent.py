@@ -1,15 +1,22 @@
 """Node-side control-plane agent: register with the core, heartbeat load, take commands.
 
 The agent never gives up: if the core is down or restarts, the heartbeat stream
-breaks (or the core answers NOT_FOUND for a node it forgot) and the agent registers
-again with a short backoff, keeping its node id. That is what lets the core keep
-its registry in memory.
+breaks (or the core answers NOT_FOUND for a node it forgot, or a heartbeat reply does
+not come back within one interval) and the agent registers again, keeping its node id.
+That is what lets the core keep its registry in memory.
+
+Once the core has given a heartbeat interval, the agent never waits longer than that
+interval between two tries at the core, so a restarted core sees every node again
+within one interval of coming back (README). Its own backoff is capped by the interval,
+and a channel that could not reach the core for a whole interval is replaced by a fresh
+one: a gRPC channel's reconnect backoff grows past the interval on its own and cannot
+be reset, while a new channel dials at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 import structlog
@@ -22,7 +29,17 @@ from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 log = structlog.get_logger(__name__)
 
 RPC_TIMEOUT_S = 5.0
-MAX_BACKOFF_S = 2.0
+FIRST_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 2.0  # the cap before the core has given an interval (and for intervals longer than this)
+MIN_REPLY_WAIT_S = 0.5  # a heartbeat reply later than max(interval, this) means the core is gone
+
+
+def retry_delays(cap_s: float) -> Iterator[float]:
+    """Pauses between tries after fast failures: 0.1 s doubling, never above ``cap_s``."""
+    delay = min(FIRST_BACKOFF_S, cap_s)
+    while True:
+        yield delay
+        delay = min(delay * 2, cap_s)
 
 
 class ControlPlaneAgent:
@@ -39,6 +56,7 @@ class ControlPlaneAgent:
         self._on_command = on_command
         self.registered = asyncio.Event()
         self.registrations = 0  # how many times the core accepted us (tests watch re-registration)
+        self.interval_s: float | None = None  # the heartbeat interval the core last gave
         self._task: asyncio.Task | None = None
         self._channel = open_channel(core_address)
         self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
@@ -56,33 +74,67 @@ class ControlPlaneAgent:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._channel.close()
 
+    def retry_cap_s(self) -> float:
+        """The longest the agent waits before trying the core again: one heartbeat interval once known."""
+        return MAX_BACKOFF_S if self.interval_s is None else min(self.interval_s, MAX_BACKOFF_S)
+
     async def _run(self) -> None:
-        backoff = 0.1
+        delays = retry_delays(self.retry_cap_s())
+        windows = 0  # consecutive windows in which the core could not be reached
         while True:
             try:
+                window_s = self.retry_cap_s()
+                if not await self._core_reachable(window_s):
+                    self.registered.clear()
+                    windows += 1
+                    (log.warning if windows == 1 else log.debug)(
+                        "cp.core_unreachable", core=self.core_address, code="UNAVAILABLE", waited_s=window_s,
+                        retry_in_s=0.0, windows=windows)
+                    await self._reopen_channel()  # dials at once; the window itself paced this try
+                    continue
+                windows = 0
                 interval_s = await self._register()
-                backoff = 0.1
+                delays = retry_delays(self.retry_cap_s())
                 await self._heartbeat(interval_s)
+                delay = next(delays)  # the core ended the stream cleanly: register again
             except grpc.aio.AioRpcError as exc:
                 self.registered.clear()
+                delay = next(delays)
                 log.warning("cp.core_unreachable", core=self.core_address, code=exc.code().name,
-                            detail=exc.details(), retry_in_s=backoff)
+                            detail=exc.details(), retry_in_s=delay)
             except Exception as exc:  # timeouts, writes on a dead stream: never let the agent die
                 self.registered.clear()
-                log.warning("cp.heartbeat_broken", core=self.core_address, error=repr(exc), retry_in_s=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
+                delay = next(delays)
+                log.warning("cp.heartbeat_broken", core=self.core_address, error=repr(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+
+    async def _core_reachable(self, window_s: float) -> bool:
+        """Whether the channel to the core connects within ``window_s`` (it dials now if idle)."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout=window_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _reopen_channel(self) -> None:
+        old = self._channel
+        self._channel = open_channel(self.core_address)
+        self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
+        await old.close()
 
     async def _register(self) -> float:
         request = cp_pb2.RegisterNodeRequest(node=self.info)
-        reply = await self._stub.RegisterNode(request, timeout=RPC_TIMEOUT_S, wait_for_ready=True)
+        # The channel was just seen READY: if it dropped since, fail fast and retry on the short schedule
+        # rather than wait (wait_for_ready) on the channel's own, longer, reconnect backoff.
+        reply = await self._stub.RegisterNode(request, timeout=RPC_TIMEOUT_S)
         self.info.node_id = reply.node_id
         self.registrations += 1
         self.registered.set()
         structlog.contextvars.bind_contextvars(node_id=reply.node_id)
         log.info("cp.registered", core=self.core_address, node_id=reply.node_id,
                  heartbeat_interval_ms=reply.heartbeat_interval_ms, registrations=self.registrations)
-        return max(reply.heartbeat_interval_ms, 50) / 1000
+        self.interval_s = max(reply.heartbeat_interval_ms, 50) / 1000
+        return self.interval_s
 
     async def _heartbeat(self, interval_s: float) -> None:
         """Send a beat every interval and apply the commands that come back; return when the stream ends."""
@@ -92,7 +144,8 @@ class ControlPlaneAgent:
             while True:
                 sequence += 1
                 await call.write(cp_pb2.HeartbeatRequest(node_id=self.node_id, load=self._load(), sequence=sequence))
-                reply = await asyncio.wait_for(call.read(), timeout=interval_s * 3 + RPC_TIMEOUT_S)
+                # The core answers each beat at once; no answer within about an interval means it is gone.
+                reply = await asyncio.wait_for(call.read(), timeout=max(interval_s, MIN_REPLY_WAIT_S))
                 if reply is grpc.aio.EOF:
                     await call  # raises the status the core ended the stream with
                     return

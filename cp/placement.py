@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from cp.registry import NodeRegistry
+from cp.state_db import CoreState, MemoryState
 from cp.workflows import FUNCTIONS, Workflow
 from netgpt.errors import FailedPrecondition, NotFound
 from netgpt.node_status import least_loaded_key, load_ratio
@@ -144,16 +145,25 @@ class AppliedWorkflow:
     placed_at: float
     placement: Placement | None = None
     error: str = ""  # why it cannot be placed on the current topology
-    fingerprint: tuple = ()
+    fingerprint: tuple | None = None  # the topology the placement was made for; None: never placed
 
 
 class WorkflowTable:
-    """Applied workflows by name, each re-placed on read when the topology has changed."""
+    """Applied workflows by name, each re-placed on read when the topology has changed.
 
-    def __init__(self, registry: NodeRegistry, wall: Callable[[], float] = time.time) -> None:
+    The specs are kept in the core's state; after a restart they are placed on first read,
+    on whatever nodes have registered again by then.
+    """
+
+    def __init__(self, registry: NodeRegistry, wall: Callable[[], float] = time.time,
+                 state: CoreState | None = None) -> None:
         self._registry = registry
         self._wall = wall
-        self._workflows: dict[str, AppliedWorkflow] = {}
+        self._state: CoreState = state if state is not None else MemoryState()
+        now = wall()
+        self._workflows: dict[str, AppliedWorkflow] = {
+            s.workflow.name: AppliedWorkflow(workflow=s.workflow, applied_at=s.applied_at, placed_at=now)
+            for s in self._state.workflows()}
 
     def apply(self, workflow: Workflow) -> AppliedWorkflow:
         """Place and store (replacing one of the same name); a workflow that cannot be placed is not stored."""
@@ -161,6 +171,7 @@ class WorkflowTable:
         placement = place(workflow, nodes)
         now = self._wall()
         replaced = workflow.name in self._workflows
+        self._state.put_workflow(workflow, now)
         applied = AppliedWorkflow(workflow=workflow, applied_at=now, placed_at=now, placement=placement,
                                   fingerprint=topology_fingerprint(nodes))
         self._workflows[workflow.name] = applied
@@ -179,12 +190,17 @@ class WorkflowTable:
         """The current placement, recomputed if the topology changed; None when it cannot be placed."""
         return self.get(name).placement
 
+    def __len__(self) -> int:
+        return len(self._workflows)
+
     def list(self) -> list[AppliedWorkflow]:
         return [self._refresh(self._workflows[n]) for n in sorted(self._workflows)]
 
     def delete(self, name: str) -> None:
-        if self._workflows.pop(name, None) is None:
+        if name not in self._workflows:
             raise NotFound(f"workflow {name!r} is not applied")
+        self._state.delete_workflow(name)
+        del self._workflows[name]
         log.info("workflow.deleted", workflow=name)
 
     def _refresh(self, applied: AppliedWorkflow) -> AppliedWorkflow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cp.registry import NodeRegistry
+from cp.state_db import CoreState, MemoryState
 from netgpt.errors import InvalidArgument
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -21,30 +22,53 @@ def check_policy(policy: cp_pb2.RoutingPolicy) -> None:
         raise InvalidArgument(f"edge_tasks holds unknown task classes {unknown}")
 
 
+ALL_EDGES = ""  # the key of the policy set for every edge, now and later
+
+
 class PolicyBook:
-    def __init__(self, registry: NodeRegistry) -> None:
+    """The routing policy set for all edges, and per-edge ones set since, kept in the core's state
+    so a restarted core reports them and hands them to every edge that registers again."""
+
+    def __init__(self, registry: NodeRegistry, state: CoreState | None = None) -> None:
         self._registry = registry
-        self.for_all_edges: cp_pb2.RoutingPolicy | None = None
+        self._state: CoreState = state if state is not None else MemoryState()
+        self._policies = self._state.policies()  # edge node id (or ALL_EDGES) -> policy
+
+    @property
+    def for_all_edges(self) -> cp_pb2.RoutingPolicy | None:
+        return self._policies.get(ALL_EDGES)
+
+    def for_edge(self, node_id: str) -> cp_pb2.RoutingPolicy | None:
+        """What the edge should apply: the policy set for it since the last one for all edges, else that one."""
+        return self._policies.get(node_id, self._policies.get(ALL_EDGES))
 
     def set(self, policy: cp_pb2.RoutingPolicy, node_ids: list[str]) -> list[str]:
         """Queue ``policy`` for the given edges (or all, now and later); returns the edges reached now."""
         check_policy(policy)
+        stored = cp_pb2.RoutingPolicy()
+        stored.CopyFrom(policy)
         if node_ids:
             for node_id in node_ids:
                 if self._registry.get(node_id).info.role != common_pb2.NODE_ROLE_EDGE:
                     raise InvalidArgument(f"node {node_id!r} is not an edge node")
-            targets = list(node_ids)
+            targets = list(dict.fromkeys(node_ids))
+            policies = {**self._policies, **{node_id: stored for node_id in targets}}
         else:
-            self.for_all_edges = policy
             targets = [s.info.node_id for s in self._registry.statuses(common_pb2.NODE_ROLE_EDGE)]
+            policies = {ALL_EDGES: stored}  # reaches every edge, so it replaces the per-edge ones
+        self._state.replace_policies(policies)  # kept before any edge hears of it
+        self._policies = policies
         for node_id in targets:
-            self._push(node_id, policy)
+            self._push(node_id, stored)
         return targets
 
     def on_register(self, node_id: str) -> None:
-        """A (re-)registered edge gets the policy set for all edges."""
-        if self.for_all_edges is not None and self._registry.get(node_id).info.role == common_pb2.NODE_ROLE_EDGE:
-            self._push(node_id, self.for_all_edges)
+        """A (re-)registered edge, also after a core restart, gets the policy it should apply."""
+        policy = self.for_edge(node_id)
+        if policy is not None and self._registry.get(node_id).info.role == common_pb2.NODE_ROLE_EDGE:
+            self._push(node_id, policy)
 
     def _push(self, node_id: str, policy: cp_pb2.RoutingPolicy) -> None:
-        self._registry.queue_command(node_id, cp_pb2.NodeCommand(routing_policy=policy))
+        command = cp_pb2.NodeCommand()
+        command.routing_policy.CopyFrom(policy)
+        self._registry.queue_command(node_id, command)

@@ -66,13 +66,11 @@ class NodeRegistry:
         entry = self._nodes.get(node_id)
         if entry is None:
             raise NotFound(f"node {node_id!r} is not registered; register again")
-        was_stale = not self._is_serving(entry)
-        models_changed = list(entry.load.models_served) != list(load.models_served)
         entry.last_heartbeat = self._clock()
         entry.load.CopyFrom(load)
+        if entry.info.role == common_pb2.NODE_ROLE_EDGE:
+            self._refresh_peers(entry)  # the clouds' load as of their last beat, never older
         commands, entry.pending = entry.pending, []
-        if (was_stale or models_changed) and entry.info.role == common_pb2.NODE_ROLE_CLOUD:
-            self.broadcast_peers()  # edges must know when a cloud comes back or serves another model
         return commands
 
     def get(self, node_id: str) -> NodeEntry:
@@ -91,12 +89,20 @@ class NodeRegistry:
         self.get(node_id).pending.append(command)
 
     def broadcast_peers(self) -> None:
-        """Tell every edge which cloud nodes exist now (delivered with the next heartbeat)."""
-        peers = control_plane_pb2.PeersUpdate(cloud_nodes=self.statuses(common_pb2.NODE_ROLE_CLOUD))
+        """Tell every edge which cloud nodes exist now (delivered with its next heartbeat)."""
         for entry in list(self._nodes.values()):
             if entry.info.role == common_pb2.NODE_ROLE_EDGE:
-                entry.pending = [c for c in entry.pending if not c.HasField("peers_update")]
-                self.queue_command(entry.info.node_id, control_plane_pb2.NodeCommand(peers_update=peers))
+                self._refresh_peers(entry)
+
+    def _refresh_peers(self, edge: NodeEntry) -> None:
+        """Queue the clouds' current statuses (health, load, models) for ``edge``, replacing an undelivered update.
+
+        Sent with every edge heartbeat, so the load an edge routes on is at most one of its
+        heartbeat intervals older than the cloud's own last report.
+        """
+        peers = control_plane_pb2.PeersUpdate(cloud_nodes=self.statuses(common_pb2.NODE_ROLE_CLOUD))
+        edge.pending = [c for c in edge.pending if not c.HasField("peers_update")]
+        self.queue_command(edge.info.node_id, control_plane_pb2.NodeCommand(peers_update=peers))
 
     def statuses(self, role: int = common_pb2.NODE_ROLE_UNSPECIFIED) -> list[common_pb2.NodeStatus]:
         return [self.status(e) for e in self._entries(role)]

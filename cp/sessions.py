@@ -1,21 +1,49 @@
-"""AI sessions: one per UE attachment, binding a serving edge, a cloud and an AI flow id."""
+"""AI sessions: one per UE attachment, binding a serving edge, a cloud and an AI flow id.
+
+Sessions live in the core's state (:mod:`cp.state_db`), so they survive a core restart. A
+session not looked up for ``ttl_s`` seconds expires (``0``: never): a lookup after that is
+NOT_FOUND, and expired sessions are deleted in bounded batches, a few on every
+establishment and the rest by :func:`sweep_periodically`, so sessions nobody releases do not
+grow the core for ever.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Callable
+
+import structlog
 
 from cp.registry import NodeRegistry
+from cp.state_db import CoreState, MemoryState
 from netgpt.errors import InvalidArgument, NotFound
 from netgpt.v1 import common_pb2, control_plane_pb2
 
+log = structlog.get_logger(__name__)
+
 MAX_LATENCY_BUDGET_MS = 600_000
+DEFAULT_TTL_S = 3600.0
+ESTABLISH_SWEEP = 8  # expired sessions deleted along with each establishment: more than one, so they cannot pile up
+SWEEP_BATCH = 1000  # per transaction of the periodic sweep, which yields to the event loop between batches
+REFRESH_FRACTION = 0.1  # extend a session's expiry on lookup once this fraction of the TTL has passed
 
 
 class SessionTable:
-    def __init__(self, registry: NodeRegistry) -> None:
+    def __init__(self, registry: NodeRegistry, state: CoreState | None = None, ttl_s: float = DEFAULT_TTL_S,
+                 wall: Callable[[], float] = time.time) -> None:
+        if ttl_s < 0:
+            raise ValueError("ttl_s must be >= 0 (0: sessions never expire)")
         self._registry = registry
-        self._sessions: dict[str, control_plane_pb2.AiSession] = {}
+        self._state: CoreState = state if state is not None else MemoryState()
+        self.ttl_s = ttl_s
+        self._wall = wall
+
+    @property
+    def sweep_interval_s(self) -> float:
+        """How often :func:`sweep_periodically` runs: a quarter of the TTL, within 1..60 s."""
+        return min(max(self.ttl_s / 4, 1.0), 60.0)
 
     def establish(self, request: control_plane_pb2.EstablishSessionRequest) -> control_plane_pb2.AiSession:
         if not request.ue_id:
@@ -36,21 +64,70 @@ class SessionTable:
             serving_edge=edge.info,
             serving_cloud=cloud.info if cloud else common_pb2.NodeInfo(),
         )
-        session.created_at.FromNanoseconds(time.time_ns())
-        self._sessions[session.session_id] = session
+        now = self._wall()
+        session.created_at.FromNanoseconds(int(now * 1e9))
+        self.sweep(ESTABLISH_SWEEP)
+        self._state.put_session(session, self._expiry(now))
         return session
 
     def get(self, session_id: str) -> control_plane_pb2.AiSession:
+        """The session; NotFound when it is unknown or expired (an expired one is deleted). A lookup
+        keeps the session alive for another ``ttl_s``."""
         if not session_id:
             raise InvalidArgument("session_id is required")
-        session = self._sessions.get(session_id)
-        if session is None:
-            raise NotFound(f"session {session_id!r} does not exist (released, expired or never established)")
-        return session
+        stored = self._state.get_session(session_id)
+        if stored is None:
+            raise NotFound(f"session {session_id!r} is unknown (released, expired or never established); "
+                           "establish a new one")
+        now = self._wall()
+        if stored.expires_at is not None and stored.expires_at <= now:
+            self._state.delete_session(session_id)
+            raise NotFound(f"session {session_id!r} expired (not used for {self.ttl_s:g} s); establish a new one")
+        wanted = self._expiry(now)
+        if wanted is None:
+            if stored.expires_at is not None:  # the TTL was turned off since it was established
+                self._state.set_session_expiry(session_id, None)
+        elif stored.expires_at is None or wanted - stored.expires_at >= self.ttl_s * REFRESH_FRACTION:
+            self._state.set_session_expiry(session_id, wanted)
+        return stored.session
 
     def release(self, session_id: str) -> None:
         self.get(session_id)
-        del self._sessions[session_id]
+        self._state.delete_session(session_id)
+
+    def sweep(self, limit: int = SWEEP_BATCH) -> int:
+        """Delete at most ``limit`` expired sessions; returns how many were deleted."""
+        return self._state.sweep_sessions(self._wall(), limit)
+
+    def _expiry(self, now: float) -> float | None:
+        return now + self.ttl_s if self.ttl_s > 0 else None
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return self._state.session_count()
+
+
+async def sweep_expired(table: SessionTable) -> int:
+    """Delete every session expired by now, one batch per transaction, yielding to the event loop
+    between batches; returns how many were deleted."""
+    removed = 0
+    while True:
+        batch = table.sweep(SWEEP_BATCH)
+        removed += batch
+        if batch < SWEEP_BATCH:
+            return removed
+        await asyncio.sleep(0)
+
+
+async def sweep_periodically(table: SessionTable) -> None:
+    """:func:`sweep_expired` every ``table.sweep_interval_s`` until cancelled (never when ``ttl_s`` is 0)."""
+    if table.ttl_s <= 0:
+        return
+    while True:
+        await asyncio.sleep(table.sweep_interval_s)
+        try:
+            removed = await sweep_expired(table)
+        except Exception:  # a locked or full disk must not end the sweeper; the next round retries
+            log.exception("sessions.sweep_failed")
+            continue
+        if removed:
+            log.info("sessions.expired", removed=removed, ttl_s=table.ttl_s)

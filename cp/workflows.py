@@ -102,6 +102,13 @@ def from_mapping(spec: Mapping[str, Any]) -> Workflow:
     return Workflow(name=name, latency_budget_ms=budget, priority=priority, steps=_ordered(steps), cell_id=cell_id)
 
 
+def to_mapping(workflow: Workflow) -> dict[str, Any]:
+    """The plain data :func:`from_mapping` reads back into the same workflow (steps in topological order)."""
+    return {"name": workflow.name, "latency_budget_ms": workflow.latency_budget_ms, "priority": workflow.priority,
+            "cell_id": workflow.cell_id,
+            "steps": [{"id": s.id, "function": s.function, "after": list(s.after)} for s in workflow.steps]}
+
+
 def _step(raw: Mapping[str, Any], index: int) -> Step:
     where = f"workflow.steps[{index}]"
     _no_unknown_keys(raw, {"id", "function", "after"}, where)

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from netgpt.v1 import user_plane_pb2 as up_pb2
+from up.events import Event
 
 
 def request_key(forward: up_pb2.GenerateRequest, model_tag: str = "") -> str | None:
@@ -29,7 +30,7 @@ class AnswerCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, list[up_pb2.GenerateResponse]]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, list[Event]]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -37,7 +38,7 @@ class AnswerCache:
     def enabled(self) -> bool:
         return self.max_entries > 0 and self.ttl_s > 0
 
-    def get(self, key: str) -> list[up_pb2.GenerateResponse] | None:
+    def get(self, key: str) -> list[Event] | None:
         entry = self._entries.get(key)
         if entry is not None and self._clock() - entry[0] > self.ttl_s:
             del self._entries[key]
@@ -49,7 +50,7 @@ class AnswerCache:
         self.hits += 1
         return entry[1]
 
-    def put(self, key: str, events: list[up_pb2.GenerateResponse]) -> None:
+    def put(self, key: str, events: list[Event]) -> None:
         if not self.enabled:
             return
         self._entries[key] = (self._clock(), events)

@@ -20,17 +20,24 @@ from edge_node.answer_cache import AnswerCache, request_key
 from edge_node.cloud_peers import CloudPeer, CloudPeers
 from netgpt.errors import DeadlineExceeded
 from netgpt.v1 import user_plane_pb2 as up_pb2
+from up.convert import decode_event
+from up.events import Event, Summary, Tokens
 
 log = structlog.get_logger(__name__)
 
 
 class CloudFailed(Exception):
-    """The cloud could not deliver a complete answer; ``discarded_tokens`` had already streamed."""
+    """The cloud could not deliver a complete answer; ``discarded_tokens`` had already streamed.
 
-    def __init__(self, reason: str, discarded_tokens: int = 0) -> None:
+    ``busy``: the cloud refused for lack of capacity (RESOURCE_EXHAUSTED) — a healthy node
+    under load, not a failed one.
+    """
+
+    def __init__(self, reason: str, discarded_tokens: int = 0, busy: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.discarded_tokens = discarded_tokens
+        self.busy = busy
 
 
 class CloudCall:
@@ -38,7 +45,7 @@ class CloudCall:
 
     def __init__(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None,
                  token_timeout_s: float) -> None:
-        self.events: list[up_pb2.GenerateResponse] = []
+        self.events: list[Event] = []
         self.error: Exception | None = None
         self.done = False
         self.subscribers = 0
@@ -50,10 +57,13 @@ class CloudCall:
         call = peer.stub.Generate(forward, timeout=deadline_s)
         streamed = 0
         try:
-            while (event := await asyncio.wait_for(call.read(), token_timeout_s)) is not grpc.aio.EOF:
-                streamed += len(event.tokens.token_ids)
-                await self._publish(event)
-            if not self.events or not self.events[-1].HasField("summary"):
+            while (message := await asyncio.wait_for(call.read(), token_timeout_s)) is not grpc.aio.EOF:
+                event = decode_event(message)
+                if isinstance(event, Tokens):
+                    streamed += len(event.token_ids)
+                if event is not None:
+                    await self._publish(event)
+            if not self.events or not isinstance(self.events[-1], Summary):
                 raise CloudFailed("cloud stream ended without a summary", streamed)
         except TimeoutError:
             self.error = CloudFailed(f"no token within {token_timeout_s:g} s", streamed)
@@ -61,7 +71,8 @@ class CloudCall:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 self.error = DeadlineExceeded("the request's deadline passed while the cloud was generating")
             else:
-                self.error = CloudFailed(f"{exc.code().name}: {exc.details()}", streamed)
+                self.error = CloudFailed(f"{exc.code().name}: {exc.details()}", streamed,
+                                         busy=exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
         except CloudFailed as exc:
             self.error = exc
         finally:
@@ -70,12 +81,12 @@ class CloudCall:
             async with self._changed:
                 self._changed.notify_all()
 
-    async def _publish(self, event: up_pb2.GenerateResponse) -> None:
+    async def _publish(self, event: Event) -> None:
         self.events.append(event)
         async with self._changed:
             self._changed.notify_all()
 
-    async def subscribe(self) -> AsyncIterator[up_pb2.GenerateResponse]:
+    async def subscribe(self) -> AsyncIterator[Event]:
         """All events from the first; raises the call's error after the events that did arrive."""
         self.subscribers += 1
         seen = 0
@@ -101,7 +112,7 @@ class CloudAnswer:
     """How a cloud answer was obtained: ``cloud`` (a new call), ``coalesced`` or ``cache``."""
 
     mode: str
-    events: AsyncIterator[up_pb2.GenerateResponse]
+    events: AsyncIterator[Event]
 
 
 class CloudGateway:
@@ -147,6 +158,6 @@ class CloudGateway:
         call.task.add_done_callback(finished)
 
 
-async def _replay(events: list[up_pb2.GenerateResponse]) -> AsyncIterator[up_pb2.GenerateResponse]:
+async def _replay(events: list[Event]) -> AsyncIterator[Event]:
     for event in events:
         yield event

@@ -31,6 +31,7 @@ class CloudPeer:
     stub: up_grpc.UserPlaneServiceStub
     first_token_ms: float = 0.0  # moving average measured by this edge
     failed_at: float = float("-inf")
+    failure: str = ""  # why it last failed
 
     @property
     def node_id(self) -> str:
@@ -49,6 +50,11 @@ class CloudPeer:
 class CloudPeers:
     def __init__(self) -> None:
         self._peers: dict[str, CloudPeer] = {}
+        self._known = asyncio.Event()  # set while at least one cloud is known
+
+    async def wait_known(self) -> None:
+        """Return once the core has told this edge about at least one cloud."""
+        await self._known.wait()
 
     def apply(self, command: cp_pb2.NodeCommand) -> None:
         """Handle a PeersUpdate from the control plane (other commands are not ours)."""
@@ -56,7 +62,8 @@ class CloudPeers:
             self.update(list(command.peers_update.cloud_nodes))
 
     def update(self, clouds: list[common_pb2.NodeStatus]) -> None:
-        seen = set()
+        """The clouds' latest statuses (sent with every heartbeat); channels change only with addresses."""
+        before, seen = set(self._peers), set()
         for status in clouds:
             node_id = status.info.node_id
             seen.add(node_id)
@@ -70,15 +77,16 @@ class CloudPeers:
             self._peers[node_id] = CloudPeer(status, channel, up_grpc.UserPlaneServiceStub(channel))
         for node_id in set(self._peers) - seen:
             _close_later(self._peers.pop(node_id).channel)
-        log.info("edge.peers", clouds=sorted(self._peers))
+        if set(self._peers) != before:
+            log.info("edge.peers", clouds=sorted(self._peers))
+        if self._peers:
+            self._known.set()
+        else:
+            self._known.clear()
 
     def pick(self, prefer: str = "") -> CloudPeer | None:
         """A serving cloud not recently failed: ``prefer`` if it qualifies, else the least loaded."""
-        now = time.monotonic()
-        candidates = [
-            p for p in self._peers.values()
-            if p.status.health != common_pb2.NODE_HEALTH_STALE and now - p.failed_at > FAILURE_PENALTY_S
-        ]
+        candidates = [p for p in self._peers.values() if not self._unusable(p)]
         if not candidates:
             return None
         preferred = [p for p in candidates if p.node_id == prefer]
@@ -86,11 +94,26 @@ class CloudPeers:
             return preferred[0]
         return min(candidates, key=lambda p: least_loaded_key(p.status))
 
+    def why_none(self) -> str:
+        """Why :meth:`pick` found no cloud, in words for the routing detail."""
+        reasons = [f"{p.node_id} {self._unusable(p)}" for p in sorted(self._peers.values(), key=lambda p: p.node_id)]
+        return "; ".join(reasons) if reasons else "no cloud node is known to this edge"
+
+    def _unusable(self, peer: CloudPeer) -> str:
+        """Why ``peer`` cannot take a request now, or "" when it can."""
+        if peer.status.health == common_pb2.NODE_HEALTH_STALE:
+            return "is stale (missed heartbeats at the core)"
+        since = time.monotonic() - peer.failed_at
+        if since <= FAILURE_PENALTY_S:
+            return f"failed {since:.1f} s ago ({peer.failure}); retried after {FAILURE_PENALTY_S:g} s"
+        return ""
+
     def record_first_token(self, peer: CloudPeer, ms: float) -> None:
         peer.first_token_ms = ms if not peer.first_token_ms else 0.7 * peer.first_token_ms + 0.3 * ms
 
-    def record_failure(self, peer: CloudPeer) -> None:
-        peer.failed_at = time.monotonic()
+    def record_failure(self, peer: CloudPeer, reason: str) -> None:
+        """Keep ``peer`` out of rotation for a short while (not for being busy: that is load, not failure)."""
+        peer.failed_at, peer.failure = time.monotonic(), reason
 
     def __len__(self) -> int:
         return len(self._peers)

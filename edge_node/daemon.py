@@ -22,14 +22,13 @@ from edge_node.sessions import session_directory, workflow_directory
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
-from cmp.agent import Deployer
 from netgpt.model_slot import ModelSlot, Served
+from node.commands import CommandDispatcher
 from node.runtime import (NodeHandle, advertise_model, advertised_address, data_dir, limits_from, load_report,
                          model_folder, node_id_for)
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
 from netgpt.v1 import profile_pb2_grpc as profile_grpc
-from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
@@ -72,17 +71,6 @@ def routing_policy(config: EdgeConfig) -> PerformancePolicy:
                              probe_tokens=config.confidence_probe_tokens, max_cloud_queue=config.max_cloud_queue)
 
 
-def apply_command(command: cp_pb2.NodeCommand, peers: CloudPeers, pipeline: EdgePipeline,
-                  deployer: Deployer | None = None) -> None:
-    kind = command.WhichOneof("command")
-    if kind == "peers_update":
-        peers.apply(command)
-    elif kind == "routing_policy":
-        pipeline.apply_policy(command.routing_policy)
-    elif deployer is not None:
-        deployer.handle(command)
-
-
 async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: KnowledgeBase) -> NodeHandle:
     if not config.cells:
         raise StartupError("an edge node must serve at least one cell: pass --cells CELL[,CELL...]")
@@ -90,17 +78,17 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
     peers = CloudPeers()
     core_channel = open_channel(config.core)
-    settings = EdgeSettings(node_id=node_id_for(config, "edge"), limits=limits_from(config))
+    settings = EdgeSettings(node_id=node_id_for(config, "edge"), cells=frozenset(config.cells))
     cache = AnswerCache(ttl_s=config.answer_cache_ttl_s, max_entries=config.answer_cache_size)
     gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce)
     profiles = ProfileStore(profiles_path(config, settings.node_id))
     slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)))
-    personaliser = Personaliser(knowledge, profiles, slot, runner, intent_tokens=config.intent_tokens)
-    pipeline = EdgePipeline(settings, slot, runner, personaliser, policy, gateway)
+    personaliser = Personaliser(knowledge, profiles, runner, intent_tokens=config.intent_tokens)
+    pipeline = EdgePipeline(settings, runner, personaliser, policy, gateway)
     sessions = session_directory(cp_grpc.ControlPlaneServiceStub(core_channel), config.session_cache_s)
     workflows = workflow_directory(workflow_pb2_grpc.WorkflowServiceStub(core_channel), config.session_cache_s)
     server = await start_server(config.listen, [
-        Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, sessions, workflows),
+        Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, slot, limits_from(config), sessions, workflows),
                 up_grpc.add_UserPlaneServiceServicer_to_server),
         Service("netgpt.v1.ProfileService", ProfileServicer(profiles), profile_grpc.add_ProfileServiceServicer_to_server),
     ])
@@ -114,7 +102,9 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served))
     agent = ControlPlaneAgent(
         config.core, info, lambda: load_report(runner, [slot.current.ref], gateway.counters(), deployer.states()),
-        lambda command: apply_command(command, peers, pipeline, deployer))
+        CommandDispatcher().on("peers_update", peers.apply)
+        .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
+        .on("deploy", deployer.handle).on("rollback", deployer.handle))
     agent.start()
     return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline, extras=[peers, core_channel],
                       slot=slot, deployer=deployer)

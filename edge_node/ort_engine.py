@@ -13,6 +13,10 @@ on CUDA it keeps the cache on the GPU instead of round-tripping it through host 
 
 from __future__ import annotations
 
+import ctypes
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -57,26 +61,83 @@ def session_options(intra_op_threads: int = 0) -> ort.SessionOptions:
     return options
 
 
+# ORT's logger severities: 0 verbose, 1 info, 2 warning (its default), 3 error, 4 fatal.
+_ORT_DEFAULT_SEVERITY, _ORT_FATAL_ONLY = 2, 4
+
+
+@contextmanager
+def _ort_quiet() -> Iterator[None]:
+    """Silence ONNX Runtime's process-wide logger while it tries a provider that may not load.
+
+    A CUDA provider that cannot load is logged by ORT's *default* logger (a red error plus
+    a warning on stderr, for every session), which session options cannot silence. ORT has
+    no getter for that severity; this project never changes it, so it goes back to ORT's default.
+    """
+    ort.set_default_logger_severity(_ORT_FATAL_ONLY)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
+
+
+def _no_cuda_driver() -> str | None:
+    """Why this machine cannot run CUDA at all (no NVIDIA driver), or None; asks the OS, not ORT, so it is quiet."""
+    if sys.platform == "darwin":
+        return "no CUDA on macOS"
+    driver = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        ctypes.CDLL(driver)
+    except OSError:
+        return f"no NVIDIA driver ({driver} not found)"
+    return None
+
+
+def _cuda_provider_failure() -> str:
+    """One line saying why ORT's CUDA provider library did not load (usually a missing CUDA/cuDNN library)."""
+    capi = Path(ort.__file__).parent / "capi"
+    shared, cuda = (("onnxruntime_providers_shared.dll", "onnxruntime_providers_cuda.dll") if sys.platform == "win32"
+                    else ("libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so"))
+    try:
+        ctypes.CDLL(str(capi / shared), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+        ctypes.CDLL(str(capi / cuda))
+    except OSError as exc:
+        return f"ONNX Runtime's CUDA provider cannot load: {one_line(exc)}"
+    return "ONNX Runtime's CUDA provider loads but no CUDA device could be used"
+
+
+def _cuda_unavailable() -> str | None:
+    """Why CUDA is out of the question before asking ORT (which would print its failure), or None."""
+    if CUDA_EP not in ort.get_available_providers():
+        return "this onnxruntime build has no CUDA execution provider"
+    return _no_cuda_driver()
+
+
 def create_session(onnx_path: Path, providers: str = "auto", intra_op_threads: int = 0) -> ort.InferenceSession:
     """An InferenceSession on the provider asked for; ModelLoadError if it cannot be honoured.
 
-    ORT silently falls back to CPU when the CUDA provider cannot load (no GPU, missing
-    CUDA libraries), so what counts is ``get_providers()`` after creation, not what the
-    wheel advertises.
+    ``auto`` probes quietly: CUDA is tried only where the wheel has the CUDA provider and an
+    NVIDIA driver is present, and then with ORT's logger silenced, because ORT falls back to
+    CPU on its own (after printing a red error) when the provider cannot load. What counts is
+    ``get_providers()`` after creation. One ``ort.provider`` event says what was chosen and why.
     """
     if providers not in PROVIDER_CHOICES:
         raise ModelLoadError(f"unknown providers {providers!r}; expected one of {', '.join(PROVIDER_CHOICES)}")
-    wants_cuda = providers == "cuda" or (providers == "auto" and CUDA_EP in ort.get_available_providers())
+    reason = "requested" if providers == "cpu" else _cuda_unavailable()
+    wants_cuda = reason is None
+    if providers == "cuda" and not wants_cuda:
+        raise ModelLoadError(f"providers 'cuda' requested but CUDA is not usable here: {reason}")
     requested = [CUDA_EP, CPU_EP] if wants_cuda else [CPU_EP]
     try:
-        session = ort.InferenceSession(str(onnx_path), session_options(intra_op_threads), providers=requested)
+        with _ort_quiet() if wants_cuda else nullcontext():
+            session = ort.InferenceSession(str(onnx_path), session_options(intra_op_threads), providers=requested)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise ModelLoadError(f"cannot open {onnx_path} with ONNX Runtime: {one_line(exc)}") from exc
     active = session.get_providers()
+    if wants_cuda:
+        reason = "CUDA device available" if CUDA_EP in active else _cuda_provider_failure()
     if providers == "cuda" and CUDA_EP not in active:
-        raise ModelLoadError("providers 'cuda' requested but ONNX Runtime's CUDA execution provider is not usable here")
-    if wants_cuda and CUDA_EP not in active:
-        log.info("ort.provider.fallback", requested=CUDA_EP, using=active[0])
+        raise ModelLoadError(f"providers 'cuda' requested but CUDA is not usable here: {reason}")
+    log.info("ort.provider", provider=active[0], requested=providers, reason=reason)
     return session
 
 

@@ -12,7 +12,6 @@ from edge_node.knowledge import KnowledgeBase
 from edge_node.profiles import ProfileStore
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
-from netgpt.model_slot import ModelSlot
 from up.local import encode_prompt
 from up.runner import GenerationRunner
 
@@ -35,40 +34,36 @@ def context_block(concise: str, cell_id: str, area: str, facts: list[str], prefe
 
 
 class Personaliser:
-    def __init__(self, knowledge: KnowledgeBase, profiles: ProfileStore, slot: ModelSlot,
-                 runner: GenerationRunner, intent_tokens: int = 12, max_facts: int = 3) -> None:
+    def __init__(self, knowledge: KnowledgeBase, profiles: ProfileStore, runner: GenerationRunner,
+                 intent_tokens: int = 12, max_facts: int = 3) -> None:
         self.knowledge = knowledge
         self.profiles = profiles
-        self.slot = slot
         self.runner = runner
         self.intent_tokens = intent_tokens
         self.max_facts = max_facts
 
-    @property
-    def model(self) -> LanguageModel:
-        """The edge model the current request pinned (see ModelSlot)."""
-        return self.slot.active().model
-
-    async def build(self, concise: str, cell_id: str, user_id: str, answer_tokens: int) -> Personalised:
-        """``answer_tokens``: what the answer will need, so an oversized prompt fails before any work."""
+    async def build(self, concise: str, cell_id: str, user_id: str, answer_tokens: int,
+                    model: LanguageModel) -> Personalised:
+        """``answer_tokens``: what the answer will need, so an oversized prompt fails before any work;
+        ``model``: the edge model the request pinned."""
         area = self.knowledge.area(cell_id)
         facts = self.knowledge.facts_for(cell_id, concise, self.max_facts)
         profile = self.profiles.find(user_id) if user_id else None
         preferences = profile.preferences if profile else []
         block = context_block(concise, cell_id, area, facts, preferences)
-        ids = encode_prompt(self.model, f"{block}\nIntent: The user wants", self.intent_tokens + answer_tokens,
+        ids = encode_prompt(model, f"{block}\nIntent: The user wants", self.intent_tokens + answer_tokens,
                             "with local context, the")
-        intent = await self._intent(ids) if self.intent_tokens else ""
+        intent = await self._intent(model, ids) if self.intent_tokens else ""
         text = f"{block}\nIntent: The user wants{intent}\nAnswer:"
         if profile is not None:
             self.profiles.record_prompt(user_id, concise)
         return Personalised(text=text, facts=facts)
 
-    async def _intent(self, ids: list[int]) -> str:
+    async def _intent(self, model: LanguageModel, ids: list[int]) -> str:
         """A short greedy continuation of "The user wants" from the edge model."""
         params = SamplingParams(max_new_tokens=self.intent_tokens)
         pieces: list[str] = []
-        async with aclosing(self.runner.stream(self.model, ids, params)) as stream:
+        async with aclosing(self.runner.stream(model, ids, params)) as stream:
             async for piece in stream:
                 if "\n" in piece.text:
                     pieces.append(piece.text.split("\n", 1)[0])

@@ -35,6 +35,7 @@ class RoutingInputs:
     cloud_estimate_ms: float = 0.0
     budget_left_ms: float | None = None
     edge_confidence: float | None = None  # filled in by the policy when it probes
+    cloud_unavailable: str = "no cloud node is known to this edge"  # why, when cloud_available is false
 
     def as_strings(self) -> dict[str, str]:
         out = {
@@ -69,7 +70,7 @@ class PerformancePolicy:
             name = up_pb2.TaskClass.Name(inputs.task)
             return Route(False, up_pb2.ROUTE_REASON_EDGE_CAPABLE, f"{name} is answered at the edge")
         if not inputs.cloud_available:
-            return Route(False, up_pb2.ROUTE_REASON_CLOUD_UNAVAILABLE, "no healthy cloud node is known")
+            return Route(False, up_pb2.ROUTE_REASON_CLOUD_UNAVAILABLE, f"no cloud can take it: {inputs.cloud_unavailable}")
         if inputs.preference == up_pb2.ROUTE_PREFERENCE_CLOUD:
             return Route(True, up_pb2.ROUTE_REASON_CLIENT_PREFERENCE, "client asked for a cloud answer")
         if self.max_cloud_queue and inputs.cloud_queue >= self.max_cloud_queue:

@@ -33,11 +33,3 @@ def plan_from_workflow(workflow: workflow_pb2.Workflow) -> WorkflowPlan:
     return WorkflowPlan(workflow.spec.name, frozenset(step.function for step in workflow.spec.steps),
                         cloud[0] if cloud else "")
 
-
-def post_process(text: str) -> str:
-    """Tidy a generated answer: trim, and cut a trailing unfinished sentence when a full one exists."""
-    text = " ".join(text.split())
-    cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "))
-    if text and text[-1] not in ".!?" and cut > 0:
-        return text[: cut + 1]
-    return text

@@ -26,6 +26,8 @@ class CoreConfig:
     listen: str = "0.0.0.0:50051"
     heartbeat_interval_s: float = 2.0
     store_dir: str = ""  # model store; empty: $XDG_DATA_HOME/netgpt/store (~/.local/share/netgpt/store)
+    state_db: str = ""  # workflows, routing policy, sessions; empty: core.sqlite in store_dir; ":memory:": not kept
+    session_ttl_s: float = 3600.0  # a session not looked up for this long expires; 0: never
     grace_s: float = 5.0
     log_level: str = "info"
 

@@ -6,23 +6,17 @@ new model while requests already running finish on the old object, which is free
 the last of them lets go. The slot also keeps the version served before the last swap,
 loaded and ready, so a rollback is as instant as a deploy.
 
-Code that reads the model in several places during one request (the edge pipeline, its
-personaliser) calls :meth:`ModelSlot.pin` at the start and :meth:`ModelSlot.active`
-afterwards: the pin lives in a context variable, i.e. in the request's own asyncio task,
-so concurrent requests each see the model they started with.
+Requests pin the model explicitly: the servicer reads ``slot.current`` once and passes
+that :class:`Served` down (the edge's ``EdgeRequest.served``).
 """
 
 from __future__ import annotations
 
-import contextvars
-import itertools
 from dataclasses import dataclass
 
 from netgpt.engine import LanguageModel
 from netgpt.errors import FailedPrecondition
 from netgpt.v1 import common_pb2
-
-_ids = itertools.count()
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,18 +34,6 @@ class ModelSlot:
     def __init__(self, served: Served) -> None:
         self.current = served
         self.previous: Served | None = None
-        self._pinned: contextvars.ContextVar[Served | None] = contextvars.ContextVar(
-            f"netgpt-model-slot-{next(_ids)}", default=None)
-
-    def pin(self) -> Served:
-        """Fix the model for the rest of the calling task (one request) and return it."""
-        served = self.current
-        self._pinned.set(served)
-        return served
-
-    def active(self) -> Served:
-        """The model this task pinned, else the current one."""
-        return self._pinned.get() or self.current
 
     def swap(self, served: Served) -> Served:
         """Serve ``served`` to new requests; the old one becomes the rollback target. Returns the old one."""

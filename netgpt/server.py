@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import structlog
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from netgpt.interceptors import ErrorMappingInterceptor
 
@@ -29,6 +32,62 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+_REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
+
+
+def _register_reflection_v1_descriptor() -> None:
+    """Put ``grpc/reflection/v1/reflection.proto`` in the default pool (once).
+
+    grpcio-reflection ships only ``v1alpha``, but ``v1`` is the same protocol, message for
+    message and field for field, under another package; current clients (grpcurl, Postman,
+    grpc-java, grpc-go) ask ``v1`` first. The v1 file is derived from the v1alpha one, so
+    ``describe grpc.reflection.v1.ServerReflection`` works like any other service.
+    """
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(_REFLECTION_V1_FILE)
+        return  # a newer grpcio-reflection (or another library) already registered it
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    old, new = f".{proto.package}.", ".grpc.reflection.v1."
+    proto.name, proto.package = _REFLECTION_V1_FILE, "grpc.reflection.v1"
+    proto.options.Clear()
+    proto.options.java_package = "io.grpc.reflection.v1"
+    proto.options.java_outer_classname = "ServerReflectionProto"
+    proto.options.java_multiple_files = True
+    proto.options.go_package = "google.golang.org/grpc/reflection/grpc_reflection_v1"
+    for message in proto.message_type:
+        for fld in message.field:
+            if fld.type_name.startswith(old):
+                fld.type_name = new + fld.type_name[len(old):]
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(old, new, 1)
+            method.output_type = method.output_type.replace(old, new, 1)
+    pool.AddSerializedFile(proto.SerializeToString())
+
+
+def _add_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
+    """Server reflection under both ``grpc.reflection.v1`` and the older ``v1alpha``.
+
+    One servicer answers both: the messages are wire-identical, so the v1 method is the
+    v1alpha implementation registered under the v1 service name.
+    """
+    _register_reflection_v1_descriptor()
+    servicer = reflection.aio.ReflectionServicer([*service_names, REFLECTION_V1, reflection.SERVICE_NAME])
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1_method = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1_method}),))
+
+
 class BindError(RuntimeError):
     """The listen address could not be bound (in use, bad host)."""
 
@@ -42,6 +101,83 @@ class Service:
     add: Callable[[object, grpc.aio.Server], None]
 
 
+# Always answered, even while draining: probes must see NOT_SERVING, not a refused connection.
+_UNGATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+class DrainGate(grpc.aio.ServerInterceptor):
+    """Counts in-flight application calls; once draining, refuses new ones with UNAVAILABLE.
+
+    ``grpc.aio.Server.stop`` closes the listener at once, so a load balancer calling
+    ``Health/Check`` during the grace period would get "connection refused" instead of
+    NOT_SERVING. Draining here first keeps the port open (health and reflection keep
+    answering) until the calls already in flight finish; only then is the server stopped.
+    """
+
+    def __init__(self) -> None:
+        self.draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def _admit(self, context: Any) -> None:
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another node")
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(fn):
+            async def stream(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
+                await self._admit(context)
+                try:
+                    async for item in fn(request_or_iterator, context):
+                        yield item
+                finally:
+                    self._leave()
+
+            return stream
+
+        async def unary(request_or_iterator: Any, context: Any) -> Any:
+            await self._admit(context)
+            try:
+                return await fn(request_or_iterator, context)
+            finally:
+                self._leave()
+
+        return unary
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(_UNGATED_PREFIXES):
+            return handler
+        kwargs = dict(request_deserializer=handler.request_deserializer,
+                      response_serializer=handler.response_serializer)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(self._wrap(handler.unary_unary), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._wrap(handler.stream_unary), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(self._wrap(handler.unary_stream), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(self._wrap(handler.stream_stream), **kwargs)
+
+
 @dataclass
 class NetGptServer:
     server: grpc.aio.Server
@@ -49,6 +185,7 @@ class NetGptServer:
     port: int
     host: str
     services: list[str] = field(default_factory=list)
+    gate: DrainGate = field(default_factory=DrainGate)
 
     @property
     def address(self) -> str:
@@ -60,10 +197,23 @@ class NetGptServer:
             await self.health.set(name, status)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """NOT_SERVING first (load balancers stop sending), then drain in-flight calls."""
-        await self.set_serving(False)
-        log.info("server.draining", address=self.address, grace_s=grace_s)
-        await self.server.stop(grace_s)
+        """NOT_SERVING first (load balancers stop sending), then drain in-flight calls.
+
+        During the drain the port stays open: ``Health/Check`` and ``Watch`` answer
+        NOT_SERVING, new application calls get UNAVAILABLE, calls in flight run on. Once
+        they are done, or ``grace_s`` is spent, the server stops and cancels what is left
+        (by then only health watches and reflection streams, or calls that overran the grace).
+        """
+        await self.health.enter_graceful_shutdown()  # NOT_SERVING for every service, and it stays so
+        self.gate.draining = True
+        log.info("server.draining", address=self.address, grace_s=grace_s, in_flight=self.gate.in_flight)
+        if grace_s > 0:
+            try:
+                await asyncio.wait_for(self.gate.wait_idle(), timeout=grace_s)
+            except TimeoutError:
+                log.warning("server.drain_timeout", address=self.address, grace_s=grace_s,
+                            in_flight=self.gate.in_flight)
+        await self.server.stop(0)
         log.info("server.stopped", address=self.address)
 
 
@@ -78,13 +228,14 @@ async def start_server(address: str, services: Sequence[Service],
 
     ``interceptors`` run outside the error mapping (e.g. auth, metrics, auditing).
     """
-    server = grpc.aio.server(interceptors=[*interceptors, ErrorMappingInterceptor()], options=SERVER_OPTIONS)
+    gate = DrainGate()  # outermost: a draining server refuses new work before auth or anything else runs
+    server = grpc.aio.server(interceptors=[gate, *interceptors, ErrorMappingInterceptor()], options=SERVER_OPTIONS)
     for service in services:
         service.add(service.servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in services]
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    _add_reflection(server, [*names, health.SERVICE_NAME])
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises on some bind failures instead of returning 0
@@ -92,13 +243,15 @@ async def start_server(address: str, services: Sequence[Service],
     if port == 0:
         raise BindError(f"cannot listen on {address}: address in use or invalid")
     await server.start()
-    handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names)
+    handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names,
+                          gate=gate)
     await handle.set_serving(True)
     log.info("server.started", address=handle.address, services=names)
     return handle
 
 
-async def serve_until_signalled(handle: NetGptServer, grace_s: float, on_stop: Callable[[], object] | None = None) -> None:
+async def serve_until_signalled(handle: NetGptServer, grace_s: float,
+                                on_stop: Callable[[], object] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then NOT_SERVING → drain → return (the process exits 0)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -30,14 +30,14 @@ def tiny(netgpt_cache: Path):
 @pytest.fixture(scope="session")
 def models(tiny):
     """(edge GPT-2 on ONNX Runtime, cloud LLaMA on torch), loaded once per run."""
-    from cli.demo import load_models
+    from cli.all_in_one import load_models
 
     return load_models("tiny", "tiny")
 
 
 @pytest.fixture(scope="module")
 async def cluster(models):
-    from cli.demo import start_cluster
+    from harness import start_cluster
 
     running = await start_cluster(*models, heartbeat_interval_s=0.3)
     yield running

@@ -15,7 +15,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from cloud_node.lora import make_lora_adapter
 from cmp.archive import pack, pack_folder
-from cmp.transfer import publish_file
+from cmp.transfer_client import publish_file
 from netgpt.hashing import sha256_file
 from netgpt.tiny_models import TinyModels
 from netgpt.v1 import common_pb2

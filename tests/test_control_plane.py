@@ -10,7 +10,7 @@ from cp.agent import ControlPlaneAgent
 from core.daemon import start_core
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
-from netgpt.timing import wait_until
+from harness import eventually
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -93,12 +93,12 @@ async def test_agent_heartbeats_load_and_receives_peer_updates(core):
     cloud = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=CLOUD).node, common_pb2.NodeLoad)
     edge.start()
     try:
-        await wait_until(lambda: edge.registrations == 1, 5, "edge registration")
+        await eventually(lambda: edge.registrations == 1, "edge registration", timeout_s=5)
         cloud.start()
-        await wait_until(lambda: any(c.peers_update.cloud_nodes for c in received), 5, "a peers update")
+        await eventually(lambda: any(c.peers_update.cloud_nodes for c in received), "a peers update", timeout_s=5)
         clouds = [c for c in received if c.peers_update.cloud_nodes][-1].peers_update.cloud_nodes
         assert [n.info.address for n in clouds] == ["127.0.0.1:2"]
-        await wait_until(lambda: core.registry.get("edge-a").load.queue_depth == 3, 5, "load in a heartbeat")
+        await eventually(lambda: core.registry.get("edge-a").load.queue_depth == 3, "load in a heartbeat", timeout_s=5)
         async with open_channel(core.address) as channel:
             models = await cmp_grpc.ComputePlaneServiceStub(channel).ListModels(
                 cmp_pb2.ListModelsRequest(role=common_pb2.NODE_ROLE_EDGE), timeout=5)
@@ -112,12 +112,12 @@ async def test_core_restart_nodes_come_back(core):
     agent = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=EDGE).node, common_pb2.NodeLoad)
     agent.start()
     try:
-        await wait_until(lambda: agent.registrations == 1, 5, "first registration")
+        await eventually(lambda: agent.registrations == 1, "first registration", timeout_s=5)
         address = core.address
         await core.stop(0)
         restarted = await start_core(CoreConfig(listen=address, heartbeat_interval_s=0.2))
         try:
-            await wait_until(lambda: len(restarted.registry.statuses()) == 1, 5, "re-registration")
+            await eventually(lambda: len(restarted.registry.statuses()) == 1, "re-registration", timeout_s=5)
             assert restarted.registry.statuses()[0].info.node_id == "edge-a"
             assert agent.registrations >= 2
         finally:
@@ -133,7 +133,7 @@ async def test_health_and_stale_nodes(core, stub):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=EDGE), timeout=5)
-    await wait_until(lambda: core.registry.statuses()[0].health == common_pb2.NODE_HEALTH_STALE, 5, "staleness")
+    await eventually(lambda: core.registry.statuses()[0].health == common_pb2.NODE_HEALTH_STALE, "staleness", timeout_s=5)
     with pytest.raises(grpc.aio.AioRpcError) as err:  # a stale edge is not handed out
         await stub.EstablishSession(cp_pb2.EstablishSessionRequest(ue_id="u", cell_id="cell-1"), timeout=5)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

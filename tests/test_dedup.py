@@ -9,8 +9,7 @@ import pytest
 from edge_node.answer_cache import AnswerCache, request_key
 from helpers import concise, generate, new_session, streamed_text
 from netgpt.channels import open_channel
-from cli.demo import start_cluster
-from netgpt.timing import wait_until
+from harness import eventually, start_cluster
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -101,7 +100,7 @@ async def test_a_leaving_leader_does_not_cancel_its_followers(models):
                 pass  # the cloud call is streaming now
             follower = asyncio.create_task(generate(cluster.edge.address,
                                                     concise(follower_session, PROMPT, max_new_tokens=30)))
-            await wait_until(lambda: cluster.edge.gateway.coalesced == 1, 10, "the follower to join")
+            await eventually(lambda: cluster.edge.gateway.coalesced == 1, "the follower to join", timeout_s=10)
             leader.cancel()
             events = await follower
         summary = events[-1].summary

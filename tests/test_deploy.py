@@ -27,18 +27,17 @@ from helpers import concise, generate, new_session
 from netgpt.channels import open_channel
 from cli.main import main
 from netgpt.config import CoreConfig
-from cli.demo import Cluster, start_cluster
+from harness import Cluster, eventually, start_cluster
 from cmp.agent import Deployer, RetryPolicy
 from netgpt.engine import ModelLoadError
 from netgpt.errors import NetGptError
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.timing import wait_until
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
-from slow_model import SlowModel
+from slow_model import Gate, SlowModel
 from up.convert import model_ref
 
 MiB = 1 << 20
@@ -75,7 +74,7 @@ def artifacts(tiny, models, tmp_path_factory) -> Artifacts:
     )
 
 
-async def deploy_cluster(models, tmp_path: Path, delay_s: float = 0.0) -> Cluster:
+async def deploy_cluster(models, tmp_path: Path, delay_s: float = 0.0, concurrency: int = 4) -> Cluster:
     """A cluster with its own store and deploy folders; ``delay_s`` slows both initial models
     (per token) so requests are still running when a deploy swaps the model."""
     gpt2, llama = models
@@ -83,11 +82,12 @@ async def deploy_cluster(models, tmp_path: Path, delay_s: float = 0.0) -> Cluste
         gpt2, base_dir = SlowModel(gpt2, delay_s), llama.base_dir
         llama = SlowModel(llama, delay_s)
         llama.base_dir = base_dir  # where deployed adapters load their base from
-    node = {"max_concurrency": 4, "max_queue": 64}
+    node = {"max_concurrency": concurrency, "max_queue": 64}
     return await start_cluster(
         gpt2, llama, heartbeat_interval_s=0.2, core={"store_dir": str(tmp_path / "store")},
         cloud={**node, "deploy_dir": str(tmp_path / "cloud-deploy")},
-        edge={**node, "deploy_dir": str(tmp_path / "edge-deploy"), "answer_cache_ttl_s": 0.0, "intent_tokens": 4})
+        edge={**node, "deploy_dir": str(tmp_path / "edge-deploy"), "answer_cache_ttl_s": 0.0, "intent_tokens": 4,
+              "cloud_token_timeout_s": 120.0})  # a request held at a gate must not time out to the edge
 
 
 @asynccontextmanager
@@ -121,7 +121,11 @@ class Outcome:
 
 
 async def test_hot_swap_under_load_no_failures_and_new_requests_use_the_new_versions(models, artifacts, tmp_path):
-    cluster = await deploy_cluster(models, tmp_path, delay_s=0.01)
+    """Users keep asking while both nodes swap models. Two requests are held mid-generation on the
+    old models by closed gates across the swap, so "in-flight requests finish on the old model"
+    is checked without timing windows; requests started after a swap was seen use the new one."""
+    cluster = await deploy_cluster(models, tmp_path, delay_s=0.01, concurrency=12)  # held + users + one more
+    edge_model, cloud_model = cluster.edge.slot.current.model, cluster.cloud.slot.current.model
     outcomes: list[Outcome] = []
     stop = asyncio.Event()
 
@@ -140,42 +144,55 @@ async def test_hot_swap_under_load_no_failures_and_new_requests_use_the_new_vers
             outcome.ended = time.monotonic()
             outcomes.append(outcome)
 
+    async def held(task: int, gate: Gate) -> asyncio.Task[up_pb2.GenerationSummary]:
+        """A request generating on the old model (the only one at ``gate``), stopped there until it opens."""
+        running = asyncio.create_task(ask(cluster, task))
+        await eventually(lambda: gate.waiting == 1, "a request to wait at the gate")
+        return running
+
     try:
         old_edge, old_cloud = cluster.edge.slot.current.ref, cluster.cloud.slot.current.ref
         async with compute_plane(cluster) as stub:
             await publish(stub, artifacts.edge, "gpt2-edge", "v2", EDGE, base_model="gpt2")
             await publish(stub, artifacts.lora, "lora-city", "v1", LORA, base_model=old_cloud.name)
-            users = [asyncio.create_task(user(i)) for i in range(6)]
-            await asyncio.sleep(0.6)
+            cloud_model.gate.close()
+            on_old_cloud = await held(up_pb2.TASK_CLASS_CHAT, cloud_model.gate)
+            edge_model.gate.close()
+            on_old_edge = await held(up_pb2.TASK_CLASS_LOOKUP, edge_model.gate)
+            users = [asyncio.create_task(user(i)) for i in range(6)]  # they queue at the edge gate too
             commands = {**await deploy(stub, "gpt2-edge", "v2"), **await deploy(stub, "lora-city", "v1")}
             swapped: dict[str, float] = {}
             for node, name in ((cluster.edge, "gpt2-edge"), (cluster.cloud, "lora-city")):
-                await wait_until(lambda: node.slot.current.ref.name == name, 60, f"{name} to serve", poll_s=0.005)
+                await eventually(lambda: node.slot.current.ref.name == name, f"{name} to serve", timeout_s=60)
                 swapped[name] = time.monotonic()
-            await asyncio.sleep(1.0)
+            # new models, while the held ones still wait (another prompt: an identical one would share the held call)
+            after_swap = await ask(cluster, up_pb2.TASK_CLASS_CHAT, "Where is the station?")
+            edge_model.gate.open()
+            cloud_model.gate.open()
+            held_edge, held_cloud = await on_old_edge, await on_old_cloud
+            await eventually(lambda: sum(o.started > swapped["lora-city"] for o in outcomes) >= 6,
+                             "users to be answered after the swap", timeout_s=60)
             stop.set()
             await asyncio.gather(*users)
             states = {node: await settled(stub, node, command) for node, command in commands.items()}
     finally:
         stop.set()
+        edge_model.gate.open()
+        cloud_model.gate.open()
         await cluster.stop()
 
     assert {node: s.phase for node, s in states.items()} == {"edge-1": SERVING, "cloud-1": SERVING}
     assert [o.error for o in outcomes if o.error] == []
-    assert len(outcomes) > 12
+    assert held_edge.edge_model == old_edge, "a request generating at the edge swap finishes on the old model"
+    assert held_cloud.terminated_at == common_pb2.NODE_ROLE_CLOUD and held_cloud.cloud_model == old_cloud
+    assert after_swap.edge_model.version == "v2" and after_swap.cloud_model.name == "lora-city"
 
-    edge_swap, cloud_swap = swapped["gpt2-edge"], swapped["lora-city"]
-    new_edge = [o.summary.edge_model for o in outcomes if o.started > edge_swap]
+    new_edge = [o.summary.edge_model for o in outcomes if o.started > swapped["gpt2-edge"]]
     assert new_edge and all((m.name, m.version, m.kind) == ("gpt2-edge", "v2", EDGE) for m in new_edge)
-    assert all(o.summary.edge_model == old_edge for o in outcomes if o.ended < edge_swap)
-    in_flight = [o for o in outcomes if o.started < edge_swap < o.ended]
-    assert any(o.summary.edge_model == old_edge for o in in_flight), "requests running at the swap finish on the old"
-
     cloud_answers = [o for o in outcomes if o.summary.terminated_at == common_pb2.NODE_ROLE_CLOUD]
-    new_cloud = [o.summary.cloud_model for o in cloud_answers if o.started > cloud_swap]
+    new_cloud = [o.summary.cloud_model for o in cloud_answers if o.started > swapped["lora-city"]]
     assert new_cloud and all((m.name, m.version, m.kind, m.base_model) == ("lora-city", "v1", LORA, old_cloud.name)
                              for m in new_cloud)
-    assert all(o.summary.cloud_model == old_cloud for o in cloud_answers if o.ended < cloud_swap)
 
 
 async def test_broken_model_keeps_the_old_one_serving_and_rollback_restores(models, artifacts, tmp_path):
@@ -270,24 +287,13 @@ async def test_pickled_weights_are_refused(models, artifacts, tmp_path, capsys):
     assert code == 2 and "safetensors" in capsys.readouterr().err
 
 
-async def test_model_slot_pins_per_request_and_rolls_back_one_level(models):
+def test_model_slot_swaps_for_new_readers_and_rolls_back_one_level(models):
     gpt2, llama = models
     first, second = Served(gpt2, model_ref(gpt2.identity, EDGE)), Served(llama, model_ref(llama.identity, LORA))
     slot = ModelSlot(first)
-    pinned, swapped = asyncio.Event(), asyncio.Event()
-
-    async def request() -> tuple[Served, Served]:
-        slot.pin()
-        pinned.set()
-        await swapped.wait()
-        return slot.active(), slot.current
-
-    running = asyncio.create_task(request())
-    await pinned.wait()
+    pinned = slot.current  # what a running request holds
     assert slot.swap(second) is first and slot.previous is first
-    swapped.set()
-    assert await running == (first, second)  # the running request kept its model; new ones get the new one
-    assert slot.active() is second  # a task that never pinned sees the current model
+    assert pinned is first and slot.current is second  # the running request kept its model; new ones get the new one
     assert slot.rollback() is first and slot.current is first and slot.previous is None
     with pytest.raises(NetGptError, match="no previous version"):
         slot.rollback()
@@ -321,8 +327,7 @@ async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(mode
         await cluster.core.stop(0)
         cluster.core = await start_core(CoreConfig(listen=address, heartbeat_interval_s=0.2,
                                                    store_dir=str(tmp_path / "store")))
-        await wait_until(lambda: any(s.load.models_served for s in cluster.core.registry.statuses()), 10,
-                         "the nodes to re-register and heartbeat")
+        await eventually(lambda: any(s.load.models_served for s in cluster.core.registry.statuses()), "the nodes to re-register and heartbeat", timeout_s=10)
         async with compute_plane(cluster) as stub:
             listed = await stub.ListModelVersions(cmp_pb2.ListModelVersionsRequest(), timeout=5)
             assert [(m.name, m.version, m.sha256) for m in listed.manifests] == [("gpt2-edge", "v2", v2.sha256)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from edge_node.desensitise import desensitise
-from edge_node.workflow_plan import post_process
+from edge_node.post_process import post_process
 
 
 @pytest.mark.parametrize("text, expected, count", [

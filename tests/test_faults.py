@@ -8,8 +8,7 @@ import pytest
 
 from helpers import concise, generate, kinds, new_session, streamed_text
 from netgpt.channels import open_channel
-from cli.demo import start_cluster
-from netgpt.timing import wait_until
+from harness import eventually, start_cluster
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
@@ -71,7 +70,7 @@ async def test_short_deadline_is_deadline_exceeded_and_servers_stop(slow_cloud_c
                        timeout=1.0)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     cloud_runner, edge_runner = cluster.cloud.runner, cluster.edge.runner
-    await wait_until(lambda: cloud_runner.active == 0 and edge_runner.active == 0, 5, "workers to stop")
+    await eventually(lambda: cloud_runner.active == 0 and edge_runner.active == 0, "workers to stop", timeout_s=5)
     assert cloud_runner.cancelled == 1  # the cloud's decode loop was stopped, not run to the end
     assert cloud_runner.completed == 0
 

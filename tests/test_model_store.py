@@ -13,12 +13,12 @@ import pytest
 from cmp.blobio import HashingWriter
 from cmp.manifest import Manifest
 from cmp.store import ModelStore
-from cmp.transfer import fetch_to_file, publish_file
+from cmp.transfer_client import fetch_to_file, publish_file
 from core.daemon import CoreHandle, start_core
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
 from netgpt.errors import DataLoss, InvalidArgument
-from netgpt.timing import wait_until
+from harness import eventually
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -314,10 +314,9 @@ async def test_cancelled_upload_leaves_nothing(core, stub, store_dir: Path):
     call = stub.PublishModel(timeout=30)
     for message in upload_messages(claim(data), data)[:3]:
         await call.write(message)
-    await wait_until(lambda: core.store.staging.exists() and files_under(core.store.staging) != [], 10,
-                     "the upload to be staged")
+    await eventually(lambda: core.store.staging.exists() and files_under(core.store.staging) != [], "the upload to be staged", timeout_s=10)
     call.cancel()
-    await wait_until(lambda: files_under(core.store.staging) == [], 10, "the staging file to be removed")
+    await eventually(lambda: files_under(core.store.staging) == [], "the staging file to be removed", timeout_s=10)
     await assert_nothing_stored(stub, store_dir)
 
 

@@ -11,7 +11,7 @@ from edge_node.knowledge import KnowledgeBase
 from edge_node.profiles import ProfileStore
 from helpers import concise, generate, new_session
 from netgpt.channels import open_channel
-from cli.demo import start_cluster
+from harness import start_cluster
 from netgpt.errors import InvalidArgument, StartupError
 from netgpt.v1 import profile_pb2, profile_pb2_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2

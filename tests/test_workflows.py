@@ -14,7 +14,7 @@ from cp.placement import place
 from cp.workflows import parse_toml
 from cli import workflow as cli_workflow
 from netgpt.errors import FailedPrecondition
-from netgpt.timing import wait_until
+from harness import eventually
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -60,8 +60,7 @@ class Nodes:
         self.loads[info.node_id] = node_load or load()
         await self.silence(info.node_id)
         self.beats[info.node_id] = asyncio.create_task(self._beat(info.node_id))
-        await wait_until(lambda: self.core.registry.get(info.node_id).load == self.loads[info.node_id], 5,
-                         f"{info.node_id}'s load in a heartbeat")
+        await eventually(lambda: self.core.registry.get(info.node_id).load == self.loads[info.node_id], f"{info.node_id}'s load in a heartbeat", timeout_s=5)
 
     async def _beat(self, node_id: str) -> None:
         call = self.stub.Heartbeat()
@@ -269,7 +268,7 @@ async def test_example_file_applies(nodes, wf):
 
 def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="netgpt")
-    cli_workflow.add_workflow_commands(parser.add_subparsers(dest="command", required=True))
+    cli_workflow.add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.run(args)
 
@@ -290,7 +289,7 @@ async def test_cli_apply_and_show(core, nodes, capsys):
     assert await asyncio.to_thread(cli, "workflow", "show", "--core", core.address) == 0
     assert "personalised-chat" in capsys.readouterr().out
 
-    with pytest.raises(grpc.aio.AioRpcError) as err:  # netgpt.cli.main turns this into exit status 1
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # cli.main turns this into exit status 1
         await asyncio.to_thread(cli, "workflow", "show", "nope", "--core", core.address)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert await asyncio.to_thread(cli, "workflow", "apply", "/no/such.toml", "--core", core.address) == 2

@@ -48,11 +48,6 @@ def sampling_params(params: up_pb2.GenerationParams, limits: Limits) -> Sampling
     )
 
 
-def check_request(request: up_pb2.GenerateRequest, limits: Limits) -> tuple[str, SamplingParams]:
-    """The stripped prompt and the sampling parameters, or InvalidArgument naming the violated limit."""
-    return check_prompt(request.prompt, limits), sampling_params(request.params, limits)
-
-
 def check_fits(prompt_tokens: int, max_new_tokens: int, max_context: int, where: str) -> None:
     """Prompt plus generation must fit the model's context window."""
     if prompt_tokens + max_new_tokens > max_context:

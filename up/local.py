@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass, field
 
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
 from netgpt.timing import Stopwatch
 from netgpt.v1 import user_plane_pb2 as up_pb2
-from up.convert import Answer, token_event
+from up.events import Tokens
 from up.limits import check_fits
 from up.runner import GenerationRunner
+
+
+@dataclass
+class Answer:
+    """What one generation produced, accumulated while streaming."""
+
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    max_new_tokens: int = 0
+    first_token_ms: float = 0.0
+
+    @property
+    def finish_reason(self) -> int:
+        if self.max_new_tokens and len(self.token_ids) >= self.max_new_tokens:
+            return up_pb2.FINISH_REASON_MAX_TOKENS
+        return up_pb2.FINISH_REASON_EOS
 
 
 def encode_prompt(model: LanguageModel, prompt: str, max_new_tokens: int, where: str) -> list[int]:
@@ -21,20 +38,15 @@ def encode_prompt(model: LanguageModel, prompt: str, max_new_tokens: int, where:
     return ids
 
 
-async def stream_answer(
-    runner: GenerationRunner,
-    model: LanguageModel,
-    prompt_ids: list[int],
-    params: SamplingParams,
-    source: int,
-    answer: Answer,
-    clock: Stopwatch,
-) -> AsyncIterator[up_pb2.GenerateResponse]:
-    """Yield one TokenChunk per token, filling ``answer`` (and its first-token time) as it goes."""
+async def stream_answer(runner: GenerationRunner, model: LanguageModel, prompt_ids: list[int],
+                        params: SamplingParams, source: int, answer: Answer,
+                        clock: Stopwatch) -> AsyncIterator[Tokens]:
+    """Yield one Tokens event per token, filling ``answer`` (and its first-token time) as it goes."""
     answer.max_new_tokens = params.max_new_tokens
     async with aclosing(runner.stream(model, prompt_ids, params)) as pieces:
         async for piece in pieces:
             if not answer.token_ids:
                 answer.first_token_ms = clock.ms()
-            answer.add(piece)
-            yield token_event(piece, source)
+            answer.text += piece.text
+            answer.token_ids.append(piece.token_id)
+            yield Tokens(text=piece.text, token_ids=(piece.token_id,), source=source)

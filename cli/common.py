@@ -1,0 +1,131 @@
+"""What every ``netgpt`` command module shares: the core's address, enum choices taken from the
+protos, one way to call the core, and one way to turn an error into a message and an exit status.
+
+Keep this module light (no torch, no onnxruntime, no plane or node packages): ``netgpt --help``
+imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import TypeVar
+
+import grpc
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.config import NodeConfig
+from netgpt.errors import StartupError
+from netgpt.logs import configure_logging
+from netgpt.words import enum_word
+
+__all__ = ["DEFAULT_CORE", "DEFAULT_TIMEOUT_S", "Run", "Subparsers", "add_core_flag", "call_core", "enum_choices",
+           "enum_list", "label", "on_core", "quiet", "report_error", "sync", "usage_error"]
+
+# The client commands default to where a node looks for the core: one definition, in the config.
+DEFAULT_CORE: str = NodeConfig.core
+
+Run = Callable[[argparse.Namespace], int]
+Subparsers = argparse._SubParsersAction  # what ``add_subparsers`` returns; each module adds its commands to it
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+def add_core_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--core", default=DEFAULT_CORE, help=f"core controller address (default: {DEFAULT_CORE})")
+
+
+# --- enum choices from the protos ---------------------------------------------------------
+
+
+def enum_choices(enum: EnumTypeWrapper, unspecified: str | None = None,
+                 exclude: Collection[str] = ()) -> dict[str, int]:
+    """``{word: value}`` for an enum's values, words as :func:`netgpt.words.enum_word` writes them
+    with ``-`` (``MODEL_KIND_ONNX_EDGE`` → ``onnx-edge``). ``*_UNSPECIFIED`` is left out unless
+    ``unspecified`` names the word that selects it (``auto``, ``all``); ``exclude`` drops words."""
+    choices: dict[str, int] = {}
+    for value in enum.values():
+        word = enum_word(enum, value, sep="-")
+        if value == 0:
+            if unspecified:
+                choices[unspecified] = 0
+        elif word not in exclude:
+            choices[word] = value
+    return choices
+
+
+def enum_list(choices: dict[str, int]) -> Callable[[str], list[int]]:
+    """An argparse ``type`` for comma-separated words of ``choices`` (``lookup,chat`` → ``[2, 1]``)."""
+
+    def parse(text: str) -> list[int]:
+        words = [w.strip().lower().replace("_", "-") for w in text.split(",") if w.strip()]
+        unknown = [w for w in words if w not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, unknown))}; "
+                                             f"choose from {', '.join(choices)}")
+        return [choices[w] for w in words]
+
+    return parse
+
+
+# --- calling the core ---------------------------------------------------------------------
+
+
+async def on_core(core: str, stub_type: Callable[[grpc.aio.Channel], S], call: Callable[[S], Awaitable[T]]) -> T:
+    """Open a channel to the core (the project's channel factory), run ``call(stub)``, close it.
+
+    For a conversation of several calls; each call inside sets its own deadline."""
+    async with open_channel(core) as channel:
+        return await call(stub_type(channel))
+
+
+async def call_core(core: str, stub_type: Callable[[grpc.aio.Channel], S],
+                    rpc: Callable[[S], Callable[..., Awaitable[T]]], request: object,
+                    timeout_s: float = DEFAULT_TIMEOUT_S) -> T:
+    """One unary call to the core with a deadline: ``call_core(addr, Stub, lambda s: s.ListNodes, req)``."""
+    return await on_core(core, stub_type, lambda stub: rpc(stub)(request, timeout=timeout_s))
+
+
+def quiet(run: Run) -> Run:
+    """Warnings only, on stderr: the command's own output is what the operator reads."""
+
+    def quiet_run(args: argparse.Namespace) -> int:
+        configure_logging(json=False, level="warning")
+        return run(args)
+
+    return quiet_run
+
+
+def sync(command: Callable[[argparse.Namespace], Coroutine[object, object, int]]) -> Run:
+    """A command written as a coroutine, run on an event loop of its own."""
+    return lambda args: asyncio.run(command(args))
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def label(args: argparse.Namespace) -> str:
+    """``netgpt workflow apply``: the command (and action) an error message starts with."""
+    words = [getattr(args, "command", None), getattr(args, "action", None)]
+    return " ".join(["netgpt", *(w for w in words if w)])
+
+
+def report_error(args: argparse.Namespace, exc: BaseException) -> int:
+    """The one place an error becomes a line on stderr and an exit status: a refusal to start or
+    a bad input → 2 (``netgpt edge: error: ...``), a failed call → 1 (``netgpt ask: UNAVAILABLE: ...``)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        details = " ".join((exc.details() or "").split())  # one line, whatever the transport wrote
+        print(f"{label(args)}: {exc.code().name}: {details}", file=sys.stderr)
+        return 1
+    if isinstance(exc, StartupError):
+        return usage_error(args, str(exc))
+    raise exc
+
+
+def usage_error(args: argparse.Namespace, message: str) -> int:
+    print(f"{label(args)}: error: {message}", file=sys.stderr)
+    return 2

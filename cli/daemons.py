@@ -1,0 +1,60 @@
+"""``netgpt core|cloud|edge``: the daemons. Their packages (and torch / ONNX Runtime) are imported
+inside the run functions, so ``netgpt --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from cli.common import Run, Subparsers
+from netgpt import config as cfg
+from netgpt.logs import configure_logging
+
+
+def add_commands(sub: Subparsers) -> None:
+    for name, cls, serve, text in (
+        ("core", cfg.CoreConfig, _serve_core, "core controller: control plane + compute plane"),
+        ("cloud", cfg.CloudConfig, _serve_cloud, "cloud node: LLaMA (+LoRA) on torch"),
+        ("edge", cfg.EdgeConfig, _serve_edge, "edge node: GPT-2 on ONNX Runtime, personalisation, routing"),
+    ):
+        daemon = sub.add_parser(name, help=text, description=f"{text}. Settings: defaults < --config [{name}] "
+                                f"< NETGPT_{name.upper()}_<KEY> env < flags.")
+        cfg.add_flags(daemon, cls)
+        daemon.set_defaults(run=_daemon(name, cls, serve))
+
+
+def _daemon(section: str, cls: type, serve: Callable[[Any], Coroutine[Any, Any, None]]) -> Run:
+    def run(args: argparse.Namespace) -> int:
+        config = cfg.load(cls, section, args)
+        configure_logging(json=True, level=config.log_level)
+        asyncio.run(serve(config))
+        return 0
+
+    return run
+
+
+async def _serve_core(config: cfg.CoreConfig) -> None:
+    from core.daemon import start_core
+    from netgpt.server import serve_until_signalled
+
+    handle = await start_core(config)
+    await serve_until_signalled(handle, config.grace_s)
+
+
+async def _serve_cloud(config: cfg.CloudConfig) -> None:
+    from cloud_node.daemon import load_cloud_model, start_cloud
+    from netgpt.server import serve_until_signalled
+
+    model = await asyncio.to_thread(load_cloud_model, config)
+    await serve_until_signalled(await start_cloud(config, model), config.grace_s)
+
+
+async def _serve_edge(config: cfg.EdgeConfig) -> None:
+    from edge_node.daemon import load_edge_model, load_knowledge, start_edge
+    from netgpt.server import serve_until_signalled
+
+    knowledge = load_knowledge(config)
+    model = await asyncio.to_thread(load_edge_model, config)
+    await serve_until_signalled(await start_edge(config, model, knowledge), config.grace_s)

@@ -1,0 +1,26 @@
+"""``netgpt demo``: the all-in-one offline demo (``cli.demo``), imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from cli.common import Subparsers
+from netgpt.logs import configure_logging
+
+
+def add_commands(sub: Subparsers) -> None:
+    demo = sub.add_parser("demo", help="all-in-one offline demo on loopback")
+    demo.add_argument("--edge-model", default="tiny", help="GPT-2 folder (default: built-in tiny model)")
+    demo.add_argument("--cloud-model", default="tiny", help="LLaMA folder (default: built-in tiny model)")
+    demo.add_argument("--adapter", default="", help="optional LoRA adapter folder for the cloud model")
+    demo.add_argument("--log-level", default="warning")
+    demo.set_defaults(run=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo  # core, nodes, torch and ONNX Runtime
+
+    configure_logging(json=False, level=args.log_level)
+    asyncio.run(run_demo(args.edge_model, args.cloud_model, args.adapter))
+    return 0

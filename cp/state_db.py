@@ -1,0 +1,283 @@
+"""The core's durable state: applied workflows, routing policies, AI sessions with their expiry.
+
+One small interface (:class:`CoreState`) with two implementations: :class:`MemoryState`
+(``state_db = ":memory:"``, unit tests) and :class:`SqliteState` (a file beside the model
+store, WAL mode, one transaction per change, so a change the core acknowledged survives
+``kill -9``). The registry is not here on purpose: nodes re-register on their own.
+
+Sessions carry an absolute expiry (unix seconds, or None = never); expired rows are removed
+by :meth:`CoreState.sweep_sessions` in batches of bounded size, oldest expiry first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from cp.workflows import Workflow, from_mapping, to_mapping
+from netgpt.errors import NetGptError, StartupError
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+
+log = structlog.get_logger(__name__)
+
+STATE_FILE = "core.sqlite"  # inside the store dir unless ``state_db`` names another file
+SCHEMA_VERSION = 1
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS workflows (
+        name       TEXT PRIMARY KEY,
+        spec       TEXT NOT NULL,   -- JSON: the workflow as cp.workflows.from_mapping reads it
+        applied_at REAL NOT NULL    -- unix seconds
+    )""",
+    """CREATE TABLE IF NOT EXISTS routing_policies (
+        node_id TEXT PRIMARY KEY,   -- '' = every edge, now and later, else one edge
+        policy  BLOB NOT NULL       -- netgpt.v1.RoutingPolicy, serialized
+    )""",
+    """CREATE TABLE IF NOT EXISTS sessions (
+        session_id TEXT PRIMARY KEY,
+        expires_at REAL,            -- unix seconds, NULL = never
+        session    BLOB NOT NULL    -- netgpt.v1.AiSession, serialized
+    )""",
+    "CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at)",
+)
+
+
+@dataclass(frozen=True)
+class StoredWorkflow:
+    workflow: Workflow
+    applied_at: float
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    session: cp_pb2.AiSession
+    expires_at: float | None  # unix seconds; None = never
+
+
+class CoreState(Protocol):
+    """What the core keeps across restarts. Implementations copy what they are given."""
+
+    def workflows(self) -> list[StoredWorkflow]: ...
+    def put_workflow(self, workflow: Workflow, applied_at: float) -> None: ...
+    def delete_workflow(self, name: str) -> None: ...
+
+    def policies(self) -> dict[str, cp_pb2.RoutingPolicy]: ...
+    def replace_policies(self, policies: Mapping[str, cp_pb2.RoutingPolicy]) -> None: ...
+
+    def put_session(self, session: cp_pb2.AiSession, expires_at: float | None) -> None: ...
+    def get_session(self, session_id: str) -> StoredSession | None: ...
+    def set_session_expiry(self, session_id: str, expires_at: float | None) -> None: ...
+    def delete_session(self, session_id: str) -> bool: ...
+    def sweep_sessions(self, now: float, limit: int) -> int:
+        """Delete at most ``limit`` sessions whose expiry is ``<= now``; returns how many."""
+        ...
+    def session_count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_state(state_db: str, store_dir: Path) -> CoreState:
+    """``:memory:`` → nothing kept; empty → ``core.sqlite`` in the store dir; else that file."""
+    if state_db == ":memory:":
+        return MemoryState()
+    return SqliteState(Path(state_db).expanduser() if state_db else store_dir / STATE_FILE)
+
+
+def _copy_policy(policy: cp_pb2.RoutingPolicy) -> cp_pb2.RoutingPolicy:
+    copied = cp_pb2.RoutingPolicy()
+    copied.CopyFrom(policy)
+    return copied
+
+
+def _copy_session(session: cp_pb2.AiSession) -> cp_pb2.AiSession:
+    copied = cp_pb2.AiSession()
+    copied.CopyFrom(session)
+    return copied
+
+
+class MemoryState:
+    """Nothing survives the process; same behaviour as :class:`SqliteState` otherwise."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, StoredWorkflow] = {}
+        self._policies: dict[str, cp_pb2.RoutingPolicy] = {}
+        self._sessions: dict[str, StoredSession] = {}
+        self._expiries: list[tuple[float, str]] = []  # heap; entries whose expiry moved are skipped
+
+    def workflows(self) -> list[StoredWorkflow]:
+        return [self._workflows[name] for name in sorted(self._workflows)]
+
+    def put_workflow(self, workflow: Workflow, applied_at: float) -> None:
+        self._workflows[workflow.name] = StoredWorkflow(workflow, applied_at)
+
+    def delete_workflow(self, name: str) -> None:
+        self._workflows.pop(name, None)
+
+    def policies(self) -> dict[str, cp_pb2.RoutingPolicy]:
+        return {node_id: _copy_policy(p) for node_id, p in self._policies.items()}
+
+    def replace_policies(self, policies: Mapping[str, cp_pb2.RoutingPolicy]) -> None:
+        self._policies = {node_id: _copy_policy(p) for node_id, p in policies.items()}
+
+    def put_session(self, session: cp_pb2.AiSession, expires_at: float | None) -> None:
+        self._sessions[session.session_id] = StoredSession(_copy_session(session), expires_at)
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, session.session_id))
+
+    def get_session(self, session_id: str) -> StoredSession | None:
+        stored = self._sessions.get(session_id)
+        return None if stored is None else StoredSession(_copy_session(stored.session), stored.expires_at)
+
+    def set_session_expiry(self, session_id: str, expires_at: float | None) -> None:
+        stored = self._sessions.get(session_id)
+        if stored is not None:
+            self.put_session(stored.session, expires_at)
+
+    def delete_session(self, session_id: str) -> bool:
+        return self._sessions.pop(session_id, None) is not None
+
+    def sweep_sessions(self, now: float, limit: int) -> int:
+        removed = 0
+        while removed < limit and self._expiries and self._expiries[0][0] <= now:
+            expires_at, session_id = heapq.heappop(self._expiries)
+            stored = self._sessions.get(session_id)
+            if stored is not None and stored.expires_at == expires_at:  # not released, not extended since
+                del self._sessions[session_id]
+                removed += 1
+        return removed
+
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteState:
+    """State in one SQLite file (WAL mode); each change is its own committed transaction.
+
+    The core calls it from its event loop; a lock makes it safe from other threads too.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"core state {self.path}: cannot open: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a process crash
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StartupError(f"core state {self.path}: schema version {version} is newer than this "
+                                   f"NetGPT knows ({SCHEMA_VERSION}); use a newer NetGPT or another state_db")
+            with self._transaction():
+                for statement in SCHEMA:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StartupError(f"core state {self.path}: {exc} (not a NetGPT state file?)") from exc
+        except StartupError:
+            self._db.close()
+            raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # --- workflows ---
+
+    def workflows(self) -> list[StoredWorkflow]:
+        """Every stored workflow, validated again; one this version refuses is logged and left out."""
+        rows = self._query("SELECT name, spec, applied_at FROM workflows ORDER BY name")
+        stored = []
+        for name, spec, applied_at in rows:
+            try:
+                workflow = from_mapping(json.loads(spec))
+            except (ValueError, NetGptError) as exc:
+                log.warning("state.workflow_skipped", workflow=name, path=str(self.path), error=str(exc))
+                continue
+            stored.append(StoredWorkflow(workflow, float(applied_at)))
+        return stored
+
+    def put_workflow(self, workflow: Workflow, applied_at: float) -> None:
+        spec = json.dumps(to_mapping(workflow), sort_keys=True)
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO workflows (name, spec, applied_at) VALUES (?, ?, ?)",
+                       (workflow.name, spec, applied_at))
+
+    def delete_workflow(self, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM workflows WHERE name = ?", (name,))
+
+    # --- routing policies ---
+
+    def policies(self) -> dict[str, cp_pb2.RoutingPolicy]:
+        rows = self._query("SELECT node_id, policy FROM routing_policies")
+        return {str(node_id): cp_pb2.RoutingPolicy.FromString(bytes(blob)) for node_id, blob in rows}
+
+    def replace_policies(self, policies: Mapping[str, cp_pb2.RoutingPolicy]) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM routing_policies")
+            db.executemany("INSERT INTO routing_policies (node_id, policy) VALUES (?, ?)",
+                           [(node_id, p.SerializeToString(deterministic=True)) for node_id, p in policies.items()])
+
+    # --- sessions ---
+
+    def put_session(self, session: cp_pb2.AiSession, expires_at: float | None) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO sessions (session_id, expires_at, session) VALUES (?, ?, ?)",
+                       (session.session_id, expires_at, session.SerializeToString(deterministic=True)))
+
+    def get_session(self, session_id: str) -> StoredSession | None:
+        rows = self._query("SELECT session, expires_at FROM sessions WHERE session_id = ?", (session_id,))
+        if not rows:
+            return None
+        blob, expires_at = rows[0]
+        return StoredSession(cp_pb2.AiSession.FromString(bytes(blob)),
+                             None if expires_at is None else float(expires_at))
+
+    def set_session_expiry(self, session_id: str, expires_at: float | None) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE sessions SET expires_at = ? WHERE session_id = ?", (expires_at, session_id))
+
+    def delete_session(self, session_id: str) -> bool:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,)).rowcount > 0
+
+    def sweep_sessions(self, now: float, limit: int) -> int:
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at <= ? "
+                "ORDER BY expires_at LIMIT ?)", (now, limit)).rowcount
+
+    def session_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM sessions")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
