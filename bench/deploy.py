@@ -96,7 +96,7 @@ async def measure(args: argparse.Namespace, workdir: Path, core: str, gpt2_dir: 
                 reply = await stub.DeployModel(cmp_pb2.DeployModelRequest(name="gpt2-bench", version=version,
                                                                           node_ids=["edge-bench"]), timeout=10)
                 command = reply.nodes[0].deployments[0].command_id
-                serving = await wait_for(lambda: edge.slot.current.ref.version == version)
+                serving = await wait_for(lambda: edge.slot.current.ref.version == version)  # noqa: B023 - awaited here
                 status = await _status_serving(stub, command)
                 record = edge.deployer.record(command)
                 if record is None or record.error:

@@ -152,9 +152,10 @@ async def measure(args: argparse.Namespace, workdir: Path, artifact: Path, peer:
         for run in range(args.repeats):
             manifest = cmp_pb2.ModelManifest(name="bench-artifact", version=f"r{run}", size_bytes=size,
                                              sha256=digest, kind=common_pb2.MODEL_KIND_CHECKPOINT)
-            steps = [("publish", lambda: publish_file(stub, manifest, artifact)),
+            steps = [("publish", lambda: publish_file(stub, manifest, artifact)),  # noqa: B023 - run in this iteration
                      ("raw_put", lambda: asyncio.to_thread(raw_put, peer["raw"], artifact)),
-                     ("fetch", lambda: fetch_to_file(stub, "bench-artifact", f"r{run}", fetched, resume=False)),
+                     ("fetch", lambda: fetch_to_file(stub, "bench-artifact", f"r{run}", fetched,  # noqa: B023
+                                                     resume=False)),
                      ("raw_get", lambda: asyncio.to_thread(raw_get, peer["raw"], workdir / "raw-fetched.bin"))]
             if run % 2:  # raw first on odd runs; a fetch always follows its publish
                 steps = [steps[1], steps[0], steps[3], steps[2]]
@@ -222,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dir", default=None, help="where the artifact, the store and the copies go (default: $TMPDIR)")
+    parser.add_argument("--dir", default=None,
+                        help="where the artifact, the store and the copies go (default: $TMPDIR)")
     parser.add_argument("--out", type=Path, default=Path("bench/reports/distribution.json"))
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)

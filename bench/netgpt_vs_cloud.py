@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import json
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.link import EmulatedLink
-from netgpt.channels import open_channel
-from cli.client import Question, establish
 from cli.all_in_one import load_models, start_all_in_one
+from cli.client import Question, establish
+from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.logs import configure_logging
 from netgpt.v1 import common_pb2

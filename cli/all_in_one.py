@@ -28,7 +28,8 @@ class Cluster:
         await self.core.stop(1.0)
 
 
-def load_models(edge_model: str = "tiny", cloud_model: str = "tiny", adapter: str = "") -> tuple[LanguageModel, LanguageModel]:
+def load_models(edge_model: str = "tiny", cloud_model: str = "tiny",
+                adapter: str = "") -> tuple[LanguageModel, LanguageModel]:
     """(edge GPT-2 on ONNX Runtime, cloud LLaMA on torch) from folders, or the tiny built-in ones."""
     gpt2 = load_edge_model(EdgeConfig(model=edge_model))
     llama = load_cloud_model(CloudConfig(model=cloud_model, adapter=adapter))

@@ -9,8 +9,8 @@ from typing import TextIO
 
 from cli.all_in_one import load_models, start_all_in_one
 from cli.client import Printer, Question, Transcript, ask
-from netgpt.engine import LanguageModel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
+from netgpt.engine import LanguageModel
 from netgpt.v1 import user_plane_pb2 as up_pb2
 
 SAMPLE_QUESTIONS = [

@@ -14,12 +14,19 @@ from cloud_node.servicer import CloudUserPlane
 from cp.agent import ControlPlaneAgent
 from netgpt.config import CloudConfig
 from netgpt.model_slot import ModelSlot, Served
-from node.commands import CommandDispatcher
-from node.runtime import (NodeHandle, advertise_model, advertised_address, limits_from, load_report, model_folder,
-                         node_id_for)
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+from node.commands import CommandDispatcher
+from node.runtime import (
+    NodeHandle,
+    advertise_model,
+    advertised_address,
+    limits_from,
+    load_report,
+    model_folder,
+    node_id_for,
+)
 from up.convert import model_ref
 from up.runner import GenerationRunner
 
@@ -40,7 +47,8 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
         Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
     ], interceptors)
     info = common_pb2.NodeInfo(
-        node_id=node_id_for(config, "cloud"), role=common_pb2.NODE_ROLE_CLOUD, address=advertised_address(config, server),
+        node_id=node_id_for(config, "cloud"), role=common_pb2.NODE_ROLE_CLOUD,
+        address=advertised_address(config, server),
         region=config.region,
         capabilities=common_pb2.Capabilities(
             accelerator=model.device, runtime=f"torch/{model.dtype}", max_concurrency=config.max_concurrency,

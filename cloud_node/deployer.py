@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cloud_node.llama_engine import LlamaModel
-from netgpt.config import CloudConfig
 from cmp.agent import Deployer, Loader
+from netgpt.config import CloudConfig
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.model_slot import ModelSlot, Served
-from node.runtime import deploy_dir
 from netgpt.v1 import common_pb2
+from node.runtime import deploy_dir
 
 
 def base_name(ref: common_pb2.ModelRef) -> str:

@@ -33,10 +33,10 @@ from netgpt.channels import open_channel
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import DataLoss, FailedPrecondition, NetGptError, one_line
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.words import enum_word
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ class Deployment:
     command_id: str
     ref: common_pb2.ModelRef
     rollback: bool = False
-    phase: int = P.DEPLOYMENT_PHASE_PENDING
+    phase: common_pb2.DeploymentPhase = P.DEPLOYMENT_PHASE_PENDING
     error: str = ""
     error_code: int = 0
     bytes_done: int = 0
@@ -74,7 +74,7 @@ class Deployment:
     seconds: dict[str, float] = field(default_factory=dict)  # time spent in each phase left, e.g. "fetching"
     _entered: float = field(default_factory=time.perf_counter, repr=False)  # when the current phase began
 
-    def set(self, phase: int, **fields: object) -> None:
+    def set(self, phase: common_pb2.DeploymentPhase, **fields: object) -> None:
         now = time.perf_counter()
         left = enum_word(P.DeploymentPhase, self.phase)
         self.seconds[left] = self.seconds.get(left, 0.0) + now - self._entered
@@ -111,7 +111,8 @@ def status_code(exc: BaseException) -> grpc.StatusCode:
 
 def describe(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
-        return exc.details() or exc.code().name
+        details: str = exc.details() or exc.code().name
+        return details
     return one_line(exc)
 
 
@@ -120,7 +121,7 @@ def same_version(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
 
 
 class Deployer:
-    def __init__(self, slot: ModelSlot, kind: int, load: Loader, core_address: str, work_dir: Path,
+    def __init__(self, slot: ModelSlot, kind: common_pb2.ModelKind, load: Loader, core_address: str, work_dir: Path,
                  on_swap: Callable[[Served], None] = lambda served: None, retry: RetryPolicy = RetryPolicy(),
                  history: int = 8) -> None:
         self.slot = slot
@@ -134,7 +135,7 @@ class Deployer:
         self._serving: Deployment | None = None  # the record that put slot.current in place
         self._folders: dict[Served, Path] = {}  # unpacked folders of deployed versions
         self._lock = asyncio.Lock()  # one command at a time, FIFO
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._channel = open_channel(core_address)
         self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
         self.work_dir = Path(work_dir)
@@ -191,7 +192,7 @@ class Deployer:
                 record.set(P.DEPLOYMENT_PHASE_FAILED, error="node stopping",
                            error_code=grpc.StatusCode.CANCELLED.value[0])
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: keep serving the old model, report it
+            except Exception as exc:
                 code = status_code(exc)
                 record.set(P.DEPLOYMENT_PHASE_FAILED, error=describe(exc), error_code=code.value[0])
                 log.warning("deploy.failed", command_id=record.command_id, code=code.name, error=record.error,

@@ -39,7 +39,7 @@ class HashingWriter:
         self.limit = limit
         self.flush_every = flush_every
         self._digest = hashlib.sha256()
-        self._file = open(self.path, "a+b" if resume else "wb")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "a+b" if resume else "wb")
         if resume:
             self._file.seek(0)
             while block := self._file.read(CHUNK_SIZE):

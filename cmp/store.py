@@ -28,8 +28,15 @@ import structlog
 
 from cmp.blobio import MAX_CHUNK_BYTES, HashingWriter, atomic_write, fsync_dir, iter_chunks
 from cmp.manifest import Manifest, check_name, validate
-from netgpt.errors import (AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument, NotFound, OutOfRange,
-                           ResourceExhausted)
+from netgpt.errors import (
+    AlreadyExists,
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    ResourceExhausted,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -41,7 +41,8 @@ async def publish_file(stub: cmp_grpc.ComputePlaneServiceStub, manifest: cmp_pb2
             if progress is not None:
                 progress(offset + len(data), claim.size_bytes)
         await call.done_writing()
-        return await call
+        reply: cmp_pb2.PublishModelResponse = await call
+        return reply
     finally:
         call.cancel()  # no-op once finished; stops the upload if anything above raised
 

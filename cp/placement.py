@@ -21,8 +21,8 @@ from cp.state_db import CoreState, MemoryState
 from cp.workflows import FUNCTIONS, Workflow
 from netgpt.errors import FailedPrecondition, NotFound
 from netgpt.node_status import least_loaded_key, load_ratio
-from netgpt.words import enum_word
 from netgpt.v1 import common_pb2
+from netgpt.words import enum_word
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +36,7 @@ class StepPlacement:
     function: str
     node_id: str
     node_address: str
-    role: int
+    role: common_pb2.NodeRole
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,10 @@ def place(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus]) -> Placeme
     candidates = _candidates(workflow, nodes)
     step_roles = {s.id: _role_for(workflow, s.id, candidates) for s in workflow.steps}
     roles = sorted(set(step_roles.values()))
-    best: tuple[tuple, Placement] | None = None
+    best: tuple[tuple[object, ...], Placement] | None = None
     fastest: Placement | None = None
     for combo in itertools.product(*(candidates[r] for r in roles)):
-        chosen = dict(zip(roles, combo))
+        chosen = dict(zip(roles, combo, strict=True))
         placement = _estimate(workflow, {s: chosen[r] for s, r in step_roles.items()})
         if fastest is None or placement.estimated_latency_ms < fastest.estimated_latency_ms:
             fastest = placement
@@ -120,7 +120,7 @@ def _estimate(workflow: Workflow, nodes: dict[str, common_pb2.NodeStatus]) -> Pl
         finish[step.id] = start + cost
         previous[step.id] = before
     last: str | None = max(finish, key=finish.__getitem__)
-    total = finish[last]
+    total = max(finish.values())
     path: list[str] = []
     while last is not None:
         path.append(last)
@@ -132,7 +132,7 @@ def _estimate(workflow: Workflow, nodes: dict[str, common_pb2.NodeStatus]) -> Pl
 
 
 
-def topology_fingerprint(nodes: Sequence[common_pb2.NodeStatus]) -> tuple:
+def topology_fingerprint(nodes: Sequence[common_pb2.NodeStatus]) -> tuple[object, ...]:
     """What placement depends on besides load; when it changes, workflows are re-placed."""
     return tuple(sorted((n.info.node_id, n.info.role, n.info.address, tuple(n.info.cell_ids), n.health,
                          n.registered_at.seconds) for n in nodes))
@@ -145,7 +145,7 @@ class AppliedWorkflow:
     placed_at: float
     placement: Placement | None = None
     error: str = ""  # why it cannot be placed on the current topology
-    fingerprint: tuple | None = None  # the topology the placement was made for; None: never placed
+    fingerprint: tuple[object, ...] | None = None  # the topology the placement was made for; None: never placed
 
 
 class WorkflowTable:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from netgpt.errors import InvalidArgument, NotFound
 from netgpt.node_status import least_loaded_key
-from netgpt.words import enum_word
 from netgpt.v1 import common_pb2, control_plane_pb2
+from netgpt.words import enum_word
 
 SERVING_ROLES = (common_pb2.NODE_ROLE_EDGE, common_pb2.NODE_ROLE_CLOUD)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc
 import structlog
 
 from cp.policy import PolicyBook
@@ -22,7 +23,8 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
         self.sessions = sessions
         self.policies = policies
 
-    async def RegisterNode(self, request: cp_pb2.RegisterNodeRequest, context) -> cp_pb2.RegisterNodeResponse:
+    async def RegisterNode(self, request: cp_pb2.RegisterNodeRequest,
+                           context: grpc.aio.ServicerContext) -> cp_pb2.RegisterNodeResponse:
         node_id = self.registry.register(request.node)
         self.policies.on_register(node_id)
         log.info("node.registered", node_id=node_id, role=request.node.role, address=request.node.address,
@@ -31,41 +33,45 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
         return cp_pb2.RegisterNodeResponse(node_id=node_id, heartbeat_interval_ms=interval_ms)
 
     async def Heartbeat(self, request_iterator: AsyncIterator[cp_pb2.HeartbeatRequest],
-                        context) -> AsyncIterator[cp_pb2.HeartbeatResponse]:
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[cp_pb2.HeartbeatResponse]:
         async for beat in request_iterator:
             if not beat.node_id:
                 raise InvalidArgument("heartbeat.node_id is required")
             commands = self.registry.heartbeat(beat.node_id, beat.load)
             for command in commands:
-                log.info("node.command", node_id=beat.node_id, command_id=command.command_id,
-                         kind=command.WhichOneof("command"))
+                if not command.HasField("peers_update"):  # peers go with every edge heartbeat: not news
+                    log.info("node.command", node_id=beat.node_id, command_id=command.command_id,
+                             kind=command.WhichOneof("command"))
             yield cp_pb2.HeartbeatResponse(commands=commands)
 
     async def EstablishSession(self, request: cp_pb2.EstablishSessionRequest,
-                               context) -> cp_pb2.EstablishSessionResponse:
+                               context: grpc.aio.ServicerContext) -> cp_pb2.EstablishSessionResponse:
         session = self.sessions.establish(request)
         log.info("session.established", session_id=session.session_id, ai_flow_id=session.ai_flow_id,
                  ue_id=session.ue_id, cell_id=session.cell_id, edge=session.serving_edge.node_id,
                  cloud=session.serving_cloud.node_id)
         return cp_pb2.EstablishSessionResponse(session=session)
 
-    async def GetSession(self, request: cp_pb2.GetSessionRequest, context) -> cp_pb2.GetSessionResponse:
+    async def GetSession(self, request: cp_pb2.GetSessionRequest,
+                         context: grpc.aio.ServicerContext) -> cp_pb2.GetSessionResponse:
         return cp_pb2.GetSessionResponse(session=self.sessions.get(request.session_id))
 
-    async def ReleaseSession(self, request: cp_pb2.ReleaseSessionRequest, context) -> cp_pb2.ReleaseSessionResponse:
+    async def ReleaseSession(self, request: cp_pb2.ReleaseSessionRequest,
+                             context: grpc.aio.ServicerContext) -> cp_pb2.ReleaseSessionResponse:
         self.sessions.release(request.session_id)
         log.info("session.released", session_id=request.session_id)
         return cp_pb2.ReleaseSessionResponse()
 
-    async def ListNodes(self, request: cp_pb2.ListNodesRequest, context) -> cp_pb2.ListNodesResponse:
+    async def ListNodes(self, request: cp_pb2.ListNodesRequest,
+                        context: grpc.aio.ServicerContext) -> cp_pb2.ListNodesResponse:
         return cp_pb2.ListNodesResponse(nodes=self.registry.statuses(request.role))
 
     async def SetRoutingPolicy(self, request: cp_pb2.SetRoutingPolicyRequest,
-                               context) -> cp_pb2.SetRoutingPolicyResponse:
+                               context: grpc.aio.ServicerContext) -> cp_pb2.SetRoutingPolicyResponse:
         targets = self.policies.set(request.policy, list(request.node_ids))
         log.info("policy.set", edges=targets, for_all=not request.node_ids)
         return cp_pb2.SetRoutingPolicyResponse(node_ids=targets)
 
     async def GetRoutingPolicy(self, request: cp_pb2.GetRoutingPolicyRequest,
-                               context) -> cp_pb2.GetRoutingPolicyResponse:
+                               context: grpc.aio.ServicerContext) -> cp_pb2.GetRoutingPolicyResponse:
         return cp_pb2.GetRoutingPolicyResponse(policy=self.policies.for_all_edges)

@@ -18,8 +18,13 @@ import onnx
 import torch
 
 from cmp.archive import is_pickle, pack, unpack
-from edge_node.onnx_export import (EXPORT_FORMAT_VERSION, check_parity, ensure_onnx_export, load_torch_gpt2,
-                                   weights_sha256)
+from edge_node.onnx_export import (
+    EXPORT_FORMAT_VERSION,
+    check_parity,
+    ensure_onnx_export,
+    load_torch_gpt2,
+    weights_sha256,
+)
 from edge_node.ort_engine import OrtGpt2Model
 from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens

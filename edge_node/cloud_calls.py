@@ -98,7 +98,7 @@ class CloudCall:
                 if self.done:
                     break
                 async with self._changed:
-                    await self._changed.wait_for(lambda: self.done or len(self.events) > seen)
+                    await self._changed.wait_for(lambda: self.done or len(self.events) > seen)  # noqa: B023
             if self.error is not None:
                 raise self.error
         finally:

@@ -13,9 +13,9 @@ from edge_node.deployer import edge_deployer
 from edge_node.knowledge import KnowledgeBase
 from edge_node.ort_engine import OrtGpt2Model
 from edge_node.personalise import Personaliser
+from edge_node.pipeline import EdgePipeline, EdgeSettings
 from edge_node.profile_servicer import ProfileServicer
 from edge_node.profiles import ProfileStore
-from edge_node.pipeline import EdgePipeline, EdgeSettings
 from edge_node.routing import PerformancePolicy
 from edge_node.servicer import EdgeUserPlane
 from edge_node.sessions import session_directory, workflow_directory
@@ -23,16 +23,23 @@ from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
 from netgpt.model_slot import ModelSlot, Served
-from node.commands import CommandDispatcher
-from node.runtime import (NodeHandle, advertise_model, advertised_address, data_dir, limits_from, load_report,
-                         model_folder, node_id_for)
 from netgpt.server import Service, start_server
-from netgpt.v1 import common_pb2
-from netgpt.v1 import profile_pb2_grpc as profile_grpc
+from netgpt.v1 import common_pb2, workflow_pb2_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+from netgpt.v1 import profile_pb2_grpc as profile_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
-from netgpt.v1 import workflow_pb2_grpc
+from node.commands import CommandDispatcher
+from node.runtime import (
+    NodeHandle,
+    advertise_model,
+    advertised_address,
+    data_dir,
+    limits_from,
+    load_report,
+    model_folder,
+    node_id_for,
+)
 from up.convert import model_ref
 from up.runner import GenerationRunner
 
@@ -90,7 +97,8 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     server = await start_server(config.listen, [
         Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, slot, limits_from(config), sessions, workflows),
                 up_grpc.add_UserPlaneServiceServicer_to_server),
-        Service("netgpt.v1.ProfileService", ProfileServicer(profiles), profile_grpc.add_ProfileServiceServicer_to_server),
+        Service("netgpt.v1.ProfileService", ProfileServicer(profiles),
+                profile_grpc.add_ProfileServiceServicer_to_server),
     ])
     info = common_pb2.NodeInfo(
         node_id=settings.node_id, role=common_pb2.NODE_ROLE_EDGE, address=advertised_address(config, server),
@@ -106,5 +114,5 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
         .on("deploy", deployer.handle).on("rollback", deployer.handle))
     agent.start()
-    return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline, extras=[peers, core_channel],
-                      slot=slot, deployer=deployer)
+    return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline,
+                      extras=[peers, core_channel], slot=slot, deployer=deployer)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from cmp.agent import Deployer, Loader
 from edge_node.ort_engine import OrtGpt2Model
 from netgpt.config import EdgeConfig
-from cmp.agent import Deployer, Loader
 from netgpt.model_slot import ModelSlot, Served
-from node.runtime import deploy_dir
 from netgpt.v1 import common_pb2
+from node.runtime import deploy_dir
 
 
 def edge_loader(providers: str) -> Loader:

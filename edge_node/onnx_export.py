@@ -58,7 +58,7 @@ class _FlatCacheGpt2(torch.nn.Module):
         self.model = model
         self.n_layer = int(model.config.n_layer)
 
-    def forward(self, input_ids, attention_mask, position_ids, *past):  # noqa: ANN001 - traced
+    def forward(self, input_ids, attention_mask, position_ids, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(self.n_layer)]
         cache = DynamicCache(ddp_cache_data=pairs, config=self.model.config)
         out = self.model(

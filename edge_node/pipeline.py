@@ -121,7 +121,8 @@ class EdgePipeline:
         if plan.has("route"):
             return await self.policy.decide(inputs, lambda tokens: self._confidence(request, prompt_ids, tokens))
         if not inputs.cloud_available:
-            return Route(False, up_pb2.ROUTE_REASON_CLOUD_UNAVAILABLE, f"no cloud can take it: {inputs.cloud_unavailable}")
+            return Route(False, up_pb2.ROUTE_REASON_CLOUD_UNAVAILABLE,
+                         f"no cloud can take it: {inputs.cloud_unavailable}")
         return Route(True, up_pb2.ROUTE_REASON_WORKFLOW, f"workflow {plan.name!r} generates in the cloud")
 
     async def _confidence(self, request: EdgeRequest, prompt_ids: list[int], tokens: int) -> float:

@@ -32,8 +32,8 @@ class ProfileStore:
         self._db = sqlite3.connect(db_path, check_same_thread=False)
         self._lock = threading.Lock()
         with self._db:
-            self._db.execute("CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, preferences TEXT NOT NULL, "
-                             "history TEXT NOT NULL, updated_at REAL NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, "
+                             "preferences TEXT NOT NULL, history TEXT NOT NULL, updated_at REAL NOT NULL)")
 
     def get(self, user_id: str) -> Profile:
         _check_id(user_id)

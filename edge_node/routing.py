@@ -70,7 +70,8 @@ class PerformancePolicy:
             name = up_pb2.TaskClass.Name(inputs.task)
             return Route(False, up_pb2.ROUTE_REASON_EDGE_CAPABLE, f"{name} is answered at the edge")
         if not inputs.cloud_available:
-            return Route(False, up_pb2.ROUTE_REASON_CLOUD_UNAVAILABLE, f"no cloud can take it: {inputs.cloud_unavailable}")
+            return Route(False, up_pb2.ROUTE_REASON_CLOUD_UNAVAILABLE,
+                         f"no cloud can take it: {inputs.cloud_unavailable}")
         if inputs.preference == up_pb2.ROUTE_PREFERENCE_CLOUD:
             return Route(True, up_pb2.ROUTE_REASON_CLIENT_PREFERENCE, "client asked for a cloud answer")
         if self.max_cloud_queue and inputs.cloud_queue >= self.max_cloud_queue:

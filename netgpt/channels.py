@@ -53,7 +53,7 @@ def open_channel(address: str) -> grpc.aio.Channel:
 
 def remaining_s(context: grpc.aio.ServicerContext, cap_s: float | None = None) -> float | None:
     """Time left on the caller's deadline, to pass downstream (``None`` = caller set none)."""
-    left = context.time_remaining()
+    left: float | None = context.time_remaining()
     if left is None:
         return cap_s
     return left if cap_s is None else min(left, cap_s)

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -102,7 +102,7 @@ def load(cls: type[T], section: str, args: argparse.Namespace | None = None,
     path = getattr(args, "config", None) if args is not None else None
     if path is not None:
         values.update(_file_section(Path(path), section))
-    names = {f.name: f for f in dataclasses.fields(cls)}
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a config dataclass
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise StartupError(f"{path}: unknown key(s) in [{section}]: {', '.join(unknown)}")
@@ -125,12 +125,12 @@ def _file_section(path: Path, section: str) -> dict[str, Any]:
     return dict(data.get(section, {}))
 
 
-def _field_type(f: dataclasses.Field) -> type:
+def _field_type(f: dataclasses.Field[Any]) -> type:
     text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     return {"int": int, "float": float, "str": str, "bool": bool}.get(text, list if text.startswith("list") else str)
 
 
-def _parser(kind: type):
+def _parser(kind: type) -> Callable[[str], Any]:
     if kind is list:
         return lambda text: [item.strip() for item in text.split(",") if item.strip()]
     if kind is bool:
@@ -138,7 +138,7 @@ def _parser(kind: type):
     return kind
 
 
-def _coerce(f: dataclasses.Field, value: Any, section: str) -> Any:
+def _coerce(f: dataclasses.Field[Any], value: Any, section: str) -> Any:
     kind = _field_type(f)
     if kind is list:
         if isinstance(value, str):
@@ -152,5 +152,5 @@ def _coerce(f: dataclasses.Field, value: Any, section: str) -> Any:
     raise StartupError(f"[{section}] {f.name} must be {kind.__name__}, got {value!r}")
 
 
-def _default(f: dataclasses.Field) -> Any:
+def _default(f: dataclasses.Field[Any]) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from netgpt.errors import StartupError
 from netgpt.generation import DecodeSession, Tokenizer
@@ -31,7 +31,7 @@ class LanguageModel(Protocol):
         """A fresh single-sequence decoder; safe to use from a worker thread."""
 
 
-def read_hf_config(model_dir: Path, expected_model_types: tuple[str, ...], weights: bool = True) -> dict:
+def read_hf_config(model_dir: Path, expected_model_types: tuple[str, ...], weights: bool = True) -> dict[str, Any]:
     """Validate a local Hugging Face folder and return its config.json, or raise ModelLoadError.
 
     ``weights=False`` for folders that carry the weights in another form (an ONNX export).
@@ -42,7 +42,7 @@ def read_hf_config(model_dir: Path, expected_model_types: tuple[str, ...], weigh
     if not config_path.is_file():
         raise ModelLoadError(f"model folder {model_dir} has no config.json")
     try:
-        config = json.loads(config_path.read_text())
+        config: dict[str, Any] = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{config_path} is not valid JSON: {exc}") from exc
     model_type = config.get("model_type")

@@ -64,7 +64,8 @@ class GenerationCancelled(Exception):
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max()
-    return shifted - np.log(np.exp(shifted).sum())
+    result: np.ndarray = shifted - np.log(np.exp(shifted).sum())
+    return result
 
 
 def choose_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:

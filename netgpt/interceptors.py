@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 import structlog
@@ -13,7 +14,7 @@ from netgpt.errors import NetGptError
 log = structlog.get_logger(__name__)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, NetGptError):
         log.info("rpc.rejected", method=method, code=exc.code.name, reason=str(exc))
         await context.abort(exc.code, str(exc))
@@ -26,11 +27,14 @@ def _is_abort(exc: BaseException) -> bool:
     return isinstance(exc, asyncio.CancelledError) or type(exc).__name__ == "AbortError"
 
 
-def _wrap_unary(fn: Callable, method: str) -> Callable:
-    async def wrapper(request_or_iterator, context):
+Behaviour = Callable[..., Any]  # a gRPC method behaviour: (request or request iterator, context) -> reply
+
+
+def _wrap_unary(fn: Behaviour, method: str) -> Behaviour:
+    async def wrapper(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await fn(request_or_iterator, context)
-        except BaseException as exc:  # noqa: BLE001 - mapped below
+        except BaseException as exc:
             if _is_abort(exc):
                 raise
             await _abort(context, exc, method)
@@ -38,12 +42,12 @@ def _wrap_unary(fn: Callable, method: str) -> Callable:
     return wrapper
 
 
-def _wrap_stream(fn: Callable, method: str) -> Callable:
-    async def wrapper(request_or_iterator, context):
+def _wrap_stream(fn: Behaviour, method: str) -> Behaviour:
+    async def wrapper(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
             async for item in fn(request_or_iterator, context):
                 yield item
-        except BaseException as exc:  # noqa: BLE001 - mapped below
+        except BaseException as exc:
             if _is_abort(exc) or isinstance(exc, GeneratorExit):
                 raise
             await _abort(context, exc, method)

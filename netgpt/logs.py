@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any, TextIO
 
 import structlog
 
 
-def configure_logging(json: bool = True, level: str = "info", stream=None) -> None:
+def configure_logging(json: bool = True, level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog once per process. Daemons log JSON to stderr."""
-    processors: list = [
+    processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -24,6 +24,7 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
 )
 
@@ -88,7 +89,7 @@ def _spec_key() -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
+def _save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
 
@@ -96,7 +97,7 @@ def _save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, fold
 def build_tiny_models(folder: Path) -> TinyModels:
     """Build tokenizer + tiny GPT-2 + tiny LLaMA into ``folder`` (overwrites)."""
     tokenizer = train_tokenizer()
-    eos_id = tokenizer.convert_tokens_to_ids(EOS)
+    eos_id = int(tokenizer.convert_tokens_to_ids(EOS))  # type: ignore[arg-type]  # one token in, one id out
     torch.manual_seed(SEED)
     gpt2 = GPT2LMHeadModel(tiny_gpt2_config(len(tokenizer), eos_id)).eval()
     torch.manual_seed(SEED + 1)

@@ -19,7 +19,8 @@ class TorchDecodeSession:
         if self._cache is None:
             self._cache = DynamicCache(config=self._model.config)
         out = self._model(input_ids=input_ids, past_key_values=self._cache, use_cache=True)
-        return out.logits[0, -1].float().cpu().numpy()
+        logits: np.ndarray = out.logits[0, -1].float().cpu().numpy()
+        return logits
 
     def prefill(self, input_ids: list[int]) -> np.ndarray:
         self._cache = None

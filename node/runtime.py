@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cmp.agent import Deployer
 from cp.agent import ControlPlaneAgent
 from netgpt.config import NodeConfig
-from cmp.agent import Deployer
 from netgpt.engine import ModelLoadError
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import NetGptServer

@@ -16,6 +16,7 @@ def netgpt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(os.environ.get("NETGPT_CACHE_DIR") or tmp_path_factory.mktemp("netgpt-cache"))
     os.environ["NETGPT_CACHE_DIR"] = str(path)
     os.environ["NETGPT_DATA_DIR"] = str(tmp_path_factory.mktemp("netgpt-data"))  # profiles of daemon tests
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))  # default core store + state: never ~
     configure_logging(json=True, level=os.environ.get("NETGPT_TEST_LOG", "warning"))
     return path
 

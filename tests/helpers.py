@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import structlog
 from structlog.testing import capture_logs
 
-from netgpt.channels import open_channel
 from cli.client import Question, establish
+from netgpt.channels import open_channel
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc

@@ -5,12 +5,12 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import eventually
 
-from cp.agent import ControlPlaneAgent
 from core.daemon import start_core
+from cp.agent import ControlPlaneAgent
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
-from harness import eventually
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -19,7 +19,8 @@ from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 
 EDGE = common_pb2.NodeInfo(node_id="edge-a", role=common_pb2.NODE_ROLE_EDGE, address="127.0.0.1:1",
                            cell_ids=["cell-1", "cell-2"],
-                           capabilities=common_pb2.Capabilities(models=[common_pb2.ModelRef(name="gpt2", version="v1")]))
+                           capabilities=common_pb2.Capabilities(
+                               models=[common_pb2.ModelRef(name="gpt2", version="v1")]))
 CLOUD = common_pb2.NodeInfo(node_id="cloud-a", role=common_pb2.NODE_ROLE_CLOUD, address="127.0.0.1:2")
 
 
@@ -133,7 +134,7 @@ async def test_health_and_stale_nodes(core, stub):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=EDGE), timeout=5)
-    await eventually(lambda: core.registry.statuses()[0].health == common_pb2.NODE_HEALTH_STALE, "staleness", timeout_s=5)
+    await eventually(lambda: core.registry.statuses()[0].health == common_pb2.NODE_HEALTH_STALE, "staleness")
     with pytest.raises(grpc.aio.AioRpcError) as err:  # a stale edge is not handed out
         await stub.EstablishSession(cp_pb2.EstablishSessionRequest(ue_id="u", cell_id="cell-1"), timeout=5)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from harness import eventually, start_cluster
+from helpers import concise, generate, new_session, streamed_text
+from slow_model import SlowModel
 
 from edge_node.answer_cache import AnswerCache, request_key
-from helpers import concise, generate, new_session, streamed_text
 from netgpt.channels import open_channel
-from harness import eventually, start_cluster
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
-from slow_model import SlowModel
 
 PROMPT = "Where can I eat seafood tonight?"
 
@@ -41,7 +41,8 @@ async def test_identical_concurrent_requests_share_one_cloud_call(models):
     summaries = [events[-1].summary for events in answers]
     assert cluster.edge.gateway.cloud_calls == 1 and cluster.cloud.runner.completed == 1
     assert all(s.terminated_at == common_pb2.NODE_ROLE_CLOUD and not s.fallback for s in summaries)
-    assert len({s.text for s in summaries}) == 1 and all(s.text == streamed_text(e) for s, e in zip(summaries, answers))
+    assert len({s.text for s in summaries}) == 1 and all(s.text == streamed_text(e)
+                                                    for s, e in zip(summaries, answers, strict=True))
     assert sorted(s.coalesced for s in summaries) == [False, True, True, True]
     assert [s.bytes_edge_to_cloud > 0 for s in summaries if not s.coalesced] == [True]
     assert all(s.bytes_edge_to_cloud == 0 for s in summaries if s.coalesced)

@@ -14,21 +14,35 @@ from pathlib import Path
 import grpc
 import pytest
 import structlog
+from deploy_helpers import (
+    EDGE,
+    LORA,
+    CuttingProxy,
+    broken_edge_artifact,
+    deploy,
+    lora_artifact,
+    node_status,
+    padded_edge_artifact,
+    pickled_adapter_tar,
+    pickled_bytes,
+    publish,
+    rollback,
+    settled,
+    tar_with,
+    wider_llama,
+)
+from harness import Cluster, eventually, start_cluster
+from helpers import captured_events, concise, generate, new_session
+from slow_model import Gate, SlowModel
 
+from cli.main import main
+from cmp.agent import Deployer, RetryPolicy
 from cmp.archive import unpack
 from core.daemon import start_core
-from deploy_helpers import (EDGE, LORA, CuttingProxy, broken_edge_artifact, deploy, lora_artifact, node_status,
-                            padded_edge_artifact, pickled_adapter_tar, pickled_bytes, publish, rollback, settled,
-                            tar_with, wider_llama)
 from edge_node.artifact import build_edge_artifact
-from helpers import captured_events
 from edge_node.deployer import edge_loader
-from helpers import concise, generate, new_session
 from netgpt.channels import open_channel
-from cli.main import main
 from netgpt.config import CoreConfig
-from harness import Cluster, eventually, start_cluster
-from cmp.agent import Deployer, RetryPolicy
 from netgpt.engine import ModelLoadError
 from netgpt.errors import NetGptError
 from netgpt.model_slot import ModelSlot, Served
@@ -37,7 +51,6 @@ from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
-from slow_model import Gate, SlowModel
 from up.convert import model_ref
 
 MiB = 1 << 20
@@ -139,7 +152,7 @@ async def test_hot_swap_under_load_no_failures_and_new_requests_use_the_new_vers
             outcome = Outcome(started=time.monotonic(), ended=0.0)
             try:
                 outcome.summary = (await generate(cluster.edge.address, request))[-1].summary
-            except Exception as exc:  # noqa: BLE001 - counted: the test requires none
+            except Exception as exc:
                 outcome.error = exc
             outcome.ended = time.monotonic()
             outcomes.append(outcome)
@@ -163,7 +176,8 @@ async def test_hot_swap_under_load_no_failures_and_new_requests_use_the_new_vers
             commands = {**await deploy(stub, "gpt2-edge", "v2"), **await deploy(stub, "lora-city", "v1")}
             swapped: dict[str, float] = {}
             for node, name in ((cluster.edge, "gpt2-edge"), (cluster.cloud, "lora-city")):
-                await eventually(lambda: node.slot.current.ref.name == name, f"{name} to serve", timeout_s=60)
+                await eventually(lambda: node.slot.current.ref.name == name,  # noqa: B023 - awaited here
+                                 f"{name} to serve", timeout_s=60)
                 swapped[name] = time.monotonic()
             # new models, while the held ones still wait (another prompt: an identical one would share the held call)
             after_swap = await ask(cluster, up_pb2.TASK_CLASS_CHAT, "Where is the station?")
@@ -327,7 +341,8 @@ async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(mode
         await cluster.core.stop(0)
         cluster.core = await start_core(CoreConfig(listen=address, heartbeat_interval_s=0.2,
                                                    store_dir=str(tmp_path / "store")))
-        await eventually(lambda: any(s.load.models_served for s in cluster.core.registry.statuses()), "the nodes to re-register and heartbeat", timeout_s=10)
+        await eventually(lambda: any(s.load.models_served for s in cluster.core.registry.statuses()),
+                         "the nodes to re-register and heartbeat")
         async with compute_plane(cluster) as stub:
             listed = await stub.ListModelVersions(cmp_pb2.ListModelVersionsRequest(), timeout=5)
             assert [(m.name, m.version, m.sha256) for m in listed.manifests] == [("gpt2-edge", "v2", v2.sha256)]

@@ -8,13 +8,13 @@ import asyncio
 
 import grpc
 import pytest
-
-from edge_node.post_process import post_process, post_processed
 from harness import eventually, start_cluster
 from helpers import concise, generate, new_session, streamed_text
+from slow_model import SlowModel
+
+from edge_node.post_process import post_process, post_processed
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
-from slow_model import SlowModel
 from up.events import Event, FellBack, Summary, Tokens
 
 CHAT = up_pb2.TASK_CLASS_CHAT
@@ -125,6 +125,7 @@ async def test_post_processing_restarts_after_a_fallback():
 
 async def test_post_processed_workflow_streams_what_the_summary_says(cluster):
     from test_workflow_requests import apply, spec
+
     from netgpt.v1 import workflow_pb2
 
     await apply(cluster, workflow_pb2.ApplyWorkflowRequest(spec=spec("tidy", "personalise", "route", "generate_edge",

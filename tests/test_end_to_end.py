@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from helpers import concise, generate, kinds, new_session, streamed_text
+
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2

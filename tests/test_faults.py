@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-
 import grpc
 import pytest
-
-from helpers import concise, generate, kinds, new_session, streamed_text
-from netgpt.channels import open_channel
 from harness import eventually, start_cluster
+from helpers import concise, generate, kinds, new_session, streamed_text
+from slow_model import SlowModel
+
+from netgpt.channels import open_channel
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
-from slow_model import SlowModel
 
 
 @pytest.fixture

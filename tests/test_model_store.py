@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from harness import eventually
 
 from cmp.blobio import HashingWriter
 from cmp.manifest import Manifest
@@ -18,7 +19,6 @@ from core.daemon import CoreHandle, start_core
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
 from netgpt.errors import DataLoss, InvalidArgument
-from harness import eventually
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -43,7 +43,8 @@ def claim(data: bytes, name: str = "gpt2-edge", version: str = "v1", **fields) -
     return cmp_pb2.ModelManifest(**values)
 
 
-def upload_messages(manifest: cmp_pb2.ModelManifest, data: bytes, chunk: int = MiB) -> list[cmp_pb2.PublishModelRequest]:
+def upload_messages(manifest: cmp_pb2.ModelManifest, data: bytes,
+                    chunk: int = MiB) -> list[cmp_pb2.PublishModelRequest]:
     chunks = [cmp_pb2.PublishModelRequest(chunk=cmp_pb2.ModelChunk(offset=o, data=data[o:o + chunk]))
               for o in range(0, len(data), chunk)]
     return [cmp_pb2.PublishModelRequest(manifest=manifest), *chunks]
@@ -314,7 +315,8 @@ async def test_cancelled_upload_leaves_nothing(core, stub, store_dir: Path):
     call = stub.PublishModel(timeout=30)
     for message in upload_messages(claim(data), data)[:3]:
         await call.write(message)
-    await eventually(lambda: core.store.staging.exists() and files_under(core.store.staging) != [], "the upload to be staged", timeout_s=10)
+    await eventually(lambda: core.store.staging.exists() and files_under(core.store.staging) != [],
+                     "the upload to be staged")
     call.cancel()
     await eventually(lambda: files_under(core.store.staging) == [], "the staging file to be removed", timeout_s=10)
     await assert_nothing_stored(stub, store_dir)

@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import captured_events
 from transformers import DynamicCache, GPT2LMHeadModel
 
 from edge_node.onnx_export import (
@@ -20,7 +21,6 @@ from edge_node.onnx_export import (
     past_names,
 )
 from edge_node.ort_engine import CUDA_EP, OrtGpt2Model
-from helpers import captured_events
 from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.hashing import sha256_of_files

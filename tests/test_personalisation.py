@@ -6,12 +6,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from harness import start_cluster
+from helpers import concise, generate, new_session
 
 from edge_node.knowledge import KnowledgeBase
 from edge_node.profiles import ProfileStore
-from helpers import concise, generate, new_session
 from netgpt.channels import open_channel
-from harness import start_cluster
 from netgpt.errors import InvalidArgument, StartupError
 from netgpt.v1 import profile_pb2, profile_pb2_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
@@ -114,7 +114,8 @@ async def test_profile_personalises_and_never_leaves_the_edge(models):
             secret = "my doctor appointment at 9 about my back pain"
             await generate(cluster.edge.address, concise(session, secret, route=up_pb2.ROUTE_PREFERENCE_EDGE))
             events = await generate(cluster.edge.address, concise(session, "Where can I eat tonight?"))
-            stored = (await profiles.GetProfile(profile_pb2.GetProfileRequest(user_id=session.ue_id), timeout=5)).profile
+            reply = await profiles.GetProfile(profile_pb2.GetProfileRequest(user_id=session.ue_id), timeout=5)
+            stored = reply.profile
         prompt = events[0].comprehensive_prompt.text
         assert "User preferences: vegetarian; travels by bicycle." in prompt
         assert list(stored.recent_prompts) == ["Where can I eat tonight?", secret]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from harness import eventually
+from helpers import concise, generate, new_session
 
 from edge_node.routing import PerformancePolicy, RoutingInputs
-from helpers import concise, generate, new_session
 from netgpt.channels import open_channel
-from harness import eventually
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
@@ -65,7 +65,7 @@ async def test_policy_set_through_the_control_plane_reaches_the_edge(cluster):
         reply = await core.SetRoutingPolicy(cp_pb2.SetRoutingPolicyRequest(policy=always_confident), timeout=5)
         assert list(reply.node_ids) == ["edge-1"]
         assert (await core.GetRoutingPolicy(cp_pb2.GetRoutingPolicyRequest(), timeout=5)).policy == always_confident
-        await eventually(lambda: cluster.edge.pipeline.policy.confidence_threshold == -1000.0, "the policy", timeout_s=5)
+        await eventually(lambda: cluster.edge.pipeline.policy.confidence_threshold == -1000.0, "the policy")
 
         session = await new_session(cluster.core.address, "cell-harbour-1")
         summary = (await generate(cluster.edge.address, concise(session, "Where can I eat?")))[-1].summary

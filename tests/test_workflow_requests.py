@@ -6,12 +6,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from helpers import concise, generate, new_session
+
 from netgpt.channels import open_channel
-from netgpt.v1 import common_pb2
+from netgpt.v1 import common_pb2, workflow_pb2, workflow_pb2_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
-from netgpt.v1 import workflow_pb2, workflow_pb2_grpc
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "workflow.toml"
 
@@ -46,7 +45,8 @@ async def test_example_workflow_desensitises_personalises_and_post_processes(clu
 async def test_edge_only_workflow_never_calls_the_cloud(cluster):
     await apply(cluster, workflow_pb2.ApplyWorkflowRequest(spec=spec("edge-only", "personalise", "generate_edge")))
     session = await new_session(cluster.core.address)
-    summary = (await generate(cluster.edge.address, concise(session, "Plan my evening", workflow="edge-only")))[-1].summary
+    events = await generate(cluster.edge.address, concise(session, "Plan my evening", workflow="edge-only"))
+    summary = events[-1].summary
     assert summary.terminated_at == common_pb2.NODE_ROLE_EDGE and summary.reason == up_pb2.ROUTE_REASON_WORKFLOW
     assert summary.bytes_edge_to_cloud == 0
 

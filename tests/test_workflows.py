@@ -9,12 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from harness import eventually
 
+from cli import workflow as cli_workflow
 from cp.placement import place
 from cp.workflows import parse_toml
-from cli import workflow as cli_workflow
 from netgpt.errors import FailedPrecondition
-from harness import eventually
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -60,7 +60,8 @@ class Nodes:
         self.loads[info.node_id] = node_load or load()
         await self.silence(info.node_id)
         self.beats[info.node_id] = asyncio.create_task(self._beat(info.node_id))
-        await eventually(lambda: self.core.registry.get(info.node_id).load == self.loads[info.node_id], f"{info.node_id}'s load in a heartbeat", timeout_s=5)
+        await eventually(lambda: self.core.registry.get(info.node_id).load == self.loads[info.node_id],
+                         f"{info.node_id}'s load in a heartbeat")
 
     async def _beat(self, node_id: str) -> None:
         call = self.stub.Heartbeat()

@@ -17,7 +17,7 @@ from up.limits import Limits, check_prompt, sampling_params
 from up.request import GenerationRequest, Ran
 
 
-def model_ref(identity: ModelIdentity, kind: int) -> common_pb2.ModelRef:
+def model_ref(identity: ModelIdentity, kind: common_pb2.ModelKind) -> common_pb2.ModelRef:
     return common_pb2.ModelRef(name=identity.name, version=identity.version, sha256=identity.sha256, kind=kind)
 
 
@@ -48,7 +48,7 @@ def encode_params(params: SamplingParams) -> up_pb2.GenerationParams:
 
 
 def comprehensive_request(session_id: str, prompt: str, params: SamplingParams, ran: Ran,
-                          task: int) -> up_pb2.GenerateRequest:
+                          task: up_pb2.TaskClass) -> up_pb2.GenerateRequest:
     """The edge → cloud request: the comprehensive prompt with the edge's resolved parameters."""
     return up_pb2.GenerateRequest(session_id=session_id, kind=up_pb2.PROMPT_KIND_COMPREHENSIVE, prompt=prompt,
                                   ran=encode_ran(ran), params=encode_params(params), task=task)

@@ -1,8 +1,8 @@
 """What a generation yields, in domain terms: the edge pipeline and the cloud generator produce
 these, and ``up.convert`` alone turns them into (and back from) ``GenerateResponse`` messages.
 
-Enum-valued fields hold the protocol's enum numbers (``NodeRole``, ``RouteReason``,
-``FinishReason``): they are plain ints, shared vocabulary rather than wire messages.
+Enum-valued fields use the protocol's enums (``NodeRole``, ``RouteReason``, ``FinishReason``):
+shared vocabulary (ints at run time) rather than wire messages.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netgpt.v1 import common_pb2
+from netgpt.v1 import user_plane_pb2 as up_pb2
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Tokens:
 
     text: str
     token_ids: tuple[int, ...]
-    source: int
+    source: common_pb2.NodeRole
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class Summary:
 
     session_id: str = ""
     ai_flow_id: str = ""
-    terminated_at: int = 0  # NodeRole
-    reason: int = 0  # RouteReason
+    terminated_at: common_pb2.NodeRole = common_pb2.NODE_ROLE_UNSPECIFIED
+    reason: up_pb2.RouteReason = up_pb2.ROUTE_REASON_UNSPECIFIED
     reason_detail: str = ""
     fallback: bool = False
     latency: Latency = field(default_factory=Latency)
@@ -64,7 +65,7 @@ class Summary:
     bytes_edge_to_cloud: int = 0
     edge_model: common_pb2.ModelRef | None = None
     cloud_model: common_pb2.ModelRef | None = None
-    finish_reason: int = 0  # FinishReason
+    finish_reason: up_pb2.FinishReason = up_pb2.FINISH_REASON_UNSPECIFIED
     text: str = ""
     answer_cached: bool = False
     coalesced: bool = False

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
 from netgpt.timing import Stopwatch
+from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from up.events import Tokens
 from up.limits import check_fits
@@ -25,7 +26,7 @@ class Answer:
     first_token_ms: float = 0.0
 
     @property
-    def finish_reason(self) -> int:
+    def finish_reason(self) -> up_pb2.FinishReason:
         if self.max_new_tokens and len(self.token_ids) >= self.max_new_tokens:
             return up_pb2.FINISH_REASON_MAX_TOKENS
         return up_pb2.FINISH_REASON_EOS
@@ -39,7 +40,7 @@ def encode_prompt(model: LanguageModel, prompt: str, max_new_tokens: int, where:
 
 
 async def stream_answer(runner: GenerationRunner, model: LanguageModel, prompt_ids: list[int],
-                        params: SamplingParams, source: int, answer: Answer,
+                        params: SamplingParams, source: common_pb2.NodeRole, answer: Answer,
                         clock: Stopwatch) -> AsyncIterator[Tokens]:
     """Yield one Tokens event per token, filling ``answer`` (and its first-token time) as it goes."""
     answer.max_new_tokens = params.max_new_tokens

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netgpt.generation import SamplingParams
+from netgpt.v1 import user_plane_pb2 as up_pb2
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,6 @@ class GenerationRequest:
     prompt: str
     params: SamplingParams
     ran: Ran
-    task: int = 0  # TaskClass
-    route: int = 0  # RoutePreference
+    task: up_pb2.TaskClass = up_pb2.TASK_CLASS_UNSPECIFIED
+    route: up_pb2.RoutePreference = up_pb2.ROUTE_PREFERENCE_UNSPECIFIED
     workflow: str = ""

@@ -13,7 +13,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
@@ -24,8 +24,7 @@ from netgpt.generation import GenerationCancelled, SamplingParams, TokenPiece, g
 
 log = structlog.get_logger(__name__)
 
-_DONE = object()
-
+Handoff = asyncio.Queue[TokenPiece | BaseException | None]  # worker thread → caller; None: finished
 
 class GenerationRunner:
     def __init__(self, max_concurrency: int = 2, max_queue: int = 16) -> None:
@@ -52,17 +51,17 @@ class GenerationRunner:
         return statistics.median(self._first_token_ms) if self._first_token_ms else 0.0
 
     async def stream(self, model: LanguageModel, prompt_ids: list[int],
-                     params: SamplingParams) -> AsyncIterator[TokenPiece]:
+                     params: SamplingParams) -> AsyncGenerator[TokenPiece, None]:
         requested = time.perf_counter()
         await self._acquire()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: Handoff = asyncio.Queue()
         cancel = threading.Event()
         worker = loop.run_in_executor(self._executor, self._work, model, prompt_ids, params, cancel, loop, queue)
         worker.add_done_callback(lambda _: self._release(loop))
         first = True
         try:
-            while (item := await queue.get()) is not _DONE:
+            while (item := await queue.get()) is not None:  # None: the decode loop finished
                 if isinstance(item, BaseException):
                     raise item
                 if first:
@@ -73,14 +72,14 @@ class GenerationRunner:
             cancel.set()  # no-op when finished; stops the thread when the caller left early
 
     def _work(self, model: LanguageModel, prompt_ids: list[int], params: SamplingParams,
-              cancel: threading.Event, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+              cancel: threading.Event, loop: asyncio.AbstractEventLoop, queue: Handoff) -> None:
         started, produced = time.perf_counter(), 0
         try:
             for piece in generate_tokens(model.new_session(), model.tokenizer, prompt_ids, params, cancel):
                 produced += 1
                 loop.call_soon_threadsafe(queue.put_nowait, piece)
             self._record_speed(produced, time.perf_counter() - started)
-            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+            loop.call_soon_threadsafe(queue.put_nowait, None)
         except GenerationCancelled:
             self.cancelled += 1
             log.info("generate.cancelled", produced=produced)
@@ -91,7 +90,8 @@ class GenerationRunner:
         self.completed += 1
         if produced and seconds > 0:
             rate = produced / seconds
-            self._tokens_per_second = rate if not self._tokens_per_second else 0.8 * self._tokens_per_second + 0.2 * rate
+            previous = self._tokens_per_second
+            self._tokens_per_second = rate if not previous else 0.8 * previous + 0.2 * rate
 
     async def _acquire(self) -> None:
         if self._slots.acquire(blocking=False):
