@@ -57,7 +57,7 @@ class ControlPlaneAgent:
         self.registered = asyncio.Event()
         self.registrations = 0  # how many times the core accepted us (tests watch re-registration)
         self.interval_s: float | None = None  # the heartbeat interval the core last gave
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._channel = open_channel(core_address)
         self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
 

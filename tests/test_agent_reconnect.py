@@ -8,6 +8,7 @@ registration try could wait 5 s on the channel's own reconnect backoff.
 
 from __future__ import annotations
 
+import asyncio
 from itertools import islice
 from pathlib import Path
 
@@ -46,21 +47,21 @@ async def test_agent_never_waits_longer_than_an_interval_for_a_restarted_core(co
             def retries() -> list[dict]:
                 return [e for e in logs if e["event"] in RETRY_EVENTS]
 
-            await core.stop(0)
+            await asyncio.wait_for(core.stop(0), timeout=30)
             # Down long enough that a 0.1 s backoff doubling on every failure would have passed the interval.
             await eventually(lambda: len(retries()) >= 5, "the agent retrying while the core is down",
                              timeout_s=60)
-            restarted = await start_core(CoreConfig(listen=address, heartbeat_interval_s=INTERVAL_S,
-                                                    store_dir=str(tmp_path / "store")))
+            restarted = await asyncio.wait_for(start_core(CoreConfig(
+                listen=address, heartbeat_interval_s=INTERVAL_S, store_dir=str(tmp_path / "store"))), timeout=30)
             try:
                 await eventually(lambda: [s.info.node_id for s in restarted.registry.statuses()] == ["edge-r"],
                                  "re-registration", timeout_s=10)
             finally:
-                await restarted.stop(0)
+                await asyncio.wait_for(restarted.stop(0), timeout=30)
 
         waits = [(e["event"], e.get("waited_s", 0.0), e["retry_in_s"]) for e in retries()]
         assert all(waited <= INTERVAL_S and retry_in <= INTERVAL_S for _, waited, retry_in in waits), waits
         assert agent.registrations >= 2
         assert agent.retry_cap_s() == pytest.approx(INTERVAL_S)
     finally:
-        await agent.stop()
+        await asyncio.wait_for(agent.stop(), timeout=30)
