@@ -55,8 +55,30 @@ def _wrap_stream(fn: Behaviour, method: str) -> Behaviour:
     return wrapper
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Maps :class:`NetGptError` to its status code; anything else is INTERNAL and logged."""
+def rewrap(handler: grpc.RpcMethodHandler, unary: Callable[[Behaviour], Behaviour],
+           stream: Callable[[Behaviour], Behaviour]) -> grpc.RpcMethodHandler:
+    """``handler`` with its behaviour wrapped: by ``unary`` for single replies, ``stream`` for streamed ones."""
+    kwargs = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **kwargs)
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps the behaviour of every method it :meth:`covers`; subclasses say how."""
+
+    def covers(self, method: str) -> bool:
+        return True
+
+    def wrap_unary(self, fn: Behaviour, method: str) -> Behaviour:
+        return fn
+
+    def wrap_stream(self, fn: Behaviour, method: str) -> Behaviour:
+        return fn
 
     async def intercept_service(
         self,
@@ -65,16 +87,19 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith("/netgpt."):
-            return handler  # health and reflection handle their own errors
-        kwargs = dict(
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **kwargs)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method), **kwargs)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **kwargs)
+        if handler is None or not self.covers(method):
+            return handler
+        return rewrap(handler, lambda fn: self.wrap_unary(fn, method), lambda fn: self.wrap_stream(fn, method))
+
+
+class ErrorMappingInterceptor(WrappingInterceptor):
+    """Maps :class:`NetGptError` to its status code; anything else is INTERNAL and logged."""
+
+    def covers(self, method: str) -> bool:
+        return method.startswith("/netgpt.")  # health and reflection handle their own errors
+
+    def wrap_unary(self, fn: Behaviour, method: str) -> Behaviour:
+        return _wrap_unary(fn, method)
+
+    def wrap_stream(self, fn: Behaviour, method: str) -> Behaviour:
+        return _wrap_stream(fn, method)

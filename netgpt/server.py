@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from netgpt.interceptors import ErrorMappingInterceptor
+from netgpt.interceptors import Behaviour, ErrorMappingInterceptor, WrappingInterceptor
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +104,7 @@ class Service:
 _UNGATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
-class DrainGate(grpc.aio.ServerInterceptor):
+class DrainGate(WrappingInterceptor):
     """Counts in-flight application calls; once draining, refuses new ones with UNAVAILABLE.
 
     ``grpc.aio.Server.stop`` closes the listener at once, so a load balancer calling
@@ -138,18 +137,21 @@ class DrainGate(grpc.aio.ServerInterceptor):
         if self._in_flight == 0:
             self._idle.set()
 
-    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        if inspect.isasyncgenfunction(fn):
-            async def stream(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
-                await self._admit(context)
-                try:
-                    async for item in fn(request_or_iterator, context):
-                        yield item
-                finally:
-                    self._leave()
+    def covers(self, method: str) -> bool:
+        return not method.startswith(_UNGATED_PREFIXES)
 
-            return stream
+    def wrap_stream(self, fn: Behaviour, method: str) -> Behaviour:
+        async def stream(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
+            await self._admit(context)
+            try:
+                async for item in fn(request_or_iterator, context):
+                    yield item
+            finally:
+                self._leave()
 
+        return stream
+
+    def wrap_unary(self, fn: Behaviour, method: str) -> Behaviour:
         async def unary(request_or_iterator: Any, context: Any) -> Any:
             await self._admit(context)
             try:
@@ -158,24 +160,6 @@ class DrainGate(grpc.aio.ServerInterceptor):
                 self._leave()
 
         return unary
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(_UNGATED_PREFIXES):
-            return handler
-        kwargs = dict(request_deserializer=handler.request_deserializer,
-                      response_serializer=handler.response_serializer)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._wrap(handler.unary_unary), **kwargs)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._wrap(handler.stream_unary), **kwargs)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._wrap(handler.unary_stream), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(self._wrap(handler.stream_stream), **kwargs)
 
 
 @dataclass

@@ -368,15 +368,12 @@ async def test_a_bad_ttl_or_state_file_stops_the_core_before_it_serves(tmp_path:
 
 @pytest.mark.e2e
 def test_kill_9_the_core_and_state_comes_back(tiny, tmp_path: Path):
-    from test_daemons import Daemon, cli
+    from daemons import Daemon, cli, node_daemons
 
     store = str(tmp_path / "store")
     core = Daemon("core", "--listen", "127.0.0.1:0", "--heartbeat-interval-s", "0.3", "--store-dir", store)
     core_address = core.address
-    cloud = Daemon("cloud", "--listen", "127.0.0.1:0", "--core", core_address, "--model", "tiny",
-                   "--node-id", "cloud-k")
-    edge = Daemon("edge", "--listen", "127.0.0.1:0", "--core", core_address, "--model", "tiny",
-                  "--node-id", "edge-k", "--cells", "cell-harbour-1")
+    cloud, edge = node_daemons(core_address, "k", "cell-harbour-1")
     daemons = [core, cloud, edge]
 
     def ok(*args: str) -> str:

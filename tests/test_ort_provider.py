@@ -35,13 +35,19 @@ def _provider_events(logs: list[dict]) -> list[dict]:
     return [event for event in logs if event["event"] == "ort.provider"]
 
 
-def test_auto_provider_probes_quietly_and_logs_its_choice(gpt2_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def _quiet_auto_load(gpt2_dir: Path, capfd: pytest.CaptureFixture[str]) -> tuple[OrtGpt2Model, dict]:
+    """Load with providers="auto": nothing from ORT on stderr, exactly one provider event, naming the choice."""
     capfd.readouterr()
     with captured_events() as logs:
         model = OrtGpt2Model.load(gpt2_dir, providers="auto")
     assert _ort_noise(capfd.readouterr().err) == []
     [event] = _provider_events(logs)
     assert event["provider"] == model.provider
+    return model, event
+
+
+def test_auto_provider_probes_quietly_and_logs_its_choice(gpt2_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    model, event = _quiet_auto_load(gpt2_dir, capfd)
     assert event["requested"] == "auto"
     assert event["reason"]
     if model.provider == CPU_EP and CUDA_EP in ort.get_available_providers():
@@ -54,12 +60,7 @@ def test_cuda_attempt_is_silenced_where_a_driver_is_present(gpt2_dir: Path, capf
     if CUDA_EP not in ort.get_available_providers():
         pytest.skip("this onnxruntime build has no CUDA provider to try")
     monkeypatch.setattr(ort_engine, "_no_cuda_driver", lambda: None)  # as on a GPU machine
-    capfd.readouterr()
-    with captured_events() as logs:
-        model = OrtGpt2Model.load(gpt2_dir, providers="auto")
-    assert _ort_noise(capfd.readouterr().err) == []
-    [event] = _provider_events(logs)
-    assert event["provider"] == model.provider
+    model, event = _quiet_auto_load(gpt2_dir, capfd)
     if model.provider == CPU_EP:
         assert "CUDA provider" in event["reason"], event
     # ORT's own logging is back on for everything else.
