@@ -1,0 +1,1 @@
+"""The research's tasks as NetGPT workloads: dataset builders, held-out sets and evaluations."""

@@ -1,0 +1,1 @@
+"""Concise prompt -> comprehensive prompt -> answer: datasets, starter-model recipes, evaluation."""
