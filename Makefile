@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.netgpt-installed
 
-.PHONY: demo test test-fast protos lint lint-python bench clean-cache
+.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models
 
 demo: $(STAMP)
 	$(VENV)/bin/netgpt demo
@@ -46,6 +46,14 @@ bench: $(STAMP)
 	$(PY) -m bench.netgpt_vs_cloud
 	$(PY) -m bench.distribution
 	$(PY) -m bench.deploy
+	$(PY) -m bench.fleet_deploy
+	$(PY) -m bench.training
+	$(PY) -m bench.train_deploy --role cloud --steps 200
+	$(PY) -m bench.train_deploy --role edge --method full --steps 50
+
+# the trained starter models (netgpt/assets/starter, committed): rebuilt from the seeded recipe, ~15 min on 2 cores
+starter-models: $(STAMP)
+	$(PY) -m tasks.prompt_completion.starter --threads 1
 
 clean-cache:
 	rm -rf $${NETGPT_CACHE_DIR:-$$HOME/.cache/netgpt}

@@ -23,10 +23,10 @@ SAMPLE_QUESTIONS = [
 ]
 
 
-async def run_demo(edge_model: str = "tiny", cloud_model: str = "tiny", adapter: str = "",
+async def run_demo(edge_model: str = "starter", cloud_model: str = "starter", adapter: str = "",
                    out: TextIO | None = sys.stdout) -> list[Transcript]:
     printer = Printer(out)
-    printer.line("[demo]  starting core, cloud and edge on loopback (tiny seeded models unless paths given)...")
+    printer.line("[demo]  starting core, cloud and edge on loopback (starter models unless others given)...")
     gpt2, llama = await asyncio.to_thread(load_models, edge_model, cloud_model, adapter)
     with tempfile.TemporaryDirectory(prefix="netgpt-demo-") as state:
         transcripts = await _ask_all(gpt2, llama, state, printer)

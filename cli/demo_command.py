@@ -11,8 +11,10 @@ from netgpt.logs import configure_logging
 
 def add_commands(sub: Subparsers) -> None:
     demo = sub.add_parser("demo", help="all-in-one offline demo on loopback")
-    demo.add_argument("--edge-model", default="tiny", help="GPT-2 folder (default: built-in tiny model)")
-    demo.add_argument("--cloud-model", default="tiny", help="LLaMA folder (default: built-in tiny model)")
+    demo.add_argument("--edge-model", default="starter",
+                      help="GPT-2 folder, `starter` (default: the trained starter model) or `tiny` (random weights)")
+    demo.add_argument("--cloud-model", default="starter",
+                      help="LLaMA folder, `starter` (default: the trained starter model) or `tiny` (random weights)")
     demo.add_argument("--adapter", default="", help="optional LoRA adapter folder for the cloud model")
     demo.add_argument("--log-level", default="warning")
     demo.set_defaults(run=_demo)

@@ -12,11 +12,11 @@ import sys
 
 import grpc
 
-from cli import ask, daemons, demo_command, model, nodes, policy, workflow
+from cli import ask, daemons, data, demo_command, eval, model, nodes, policy, train, workflow
 from cli.common import report_error
 from netgpt.errors import StartupError
 
-COMMAND_GROUPS = (daemons, ask, nodes, policy, model, workflow, demo_command)
+COMMAND_GROUPS = (daemons, ask, nodes, policy, model, workflow, data, train, eval, demo_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

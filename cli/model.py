@@ -254,6 +254,10 @@ def describe_state(state: common_pb2.DeploymentState) -> str:
     text = f"{what} {model}: {phase_word(state.phase)}"
     if state.phase == common_pb2.DEPLOYMENT_PHASE_FETCHING and state.bytes_total:
         text += f" {human_size(state.bytes_done)} of {human_size(state.bytes_total)}"
+    if state.sources:  # where the bytes came from: "from edge-b 12 MiB, core 4 MiB, edge-c dropped (DATA_LOSS)"
+        text += " from " + ", ".join(f"{s.node_id or 'core'} {human_size(s.bytes)}"
+                                     + (f" dropped ({s.error.split(':')[0]})" if s.dropped else "")
+                                     for s in state.sources)
     if state.error:
         code = state.error_code
         text += f" - {_code_name(code)}: {state.error}"

@@ -11,6 +11,7 @@ from cloud_node.deployer import cloud_deployer
 from cloud_node.generator import CloudGenerator
 from cloud_node.llama_engine import LlamaModel
 from cloud_node.servicer import CloudUserPlane
+from cloud_node.training import cloud_trainer
 from cp.agent import ControlPlaneAgent
 from netgpt.config import CloudConfig
 from netgpt.model_slot import ModelSlot, Served
@@ -22,6 +23,7 @@ from node.runtime import (
     NodeHandle,
     advertise_model,
     advertised_address,
+    blob_sharing,
     limits_from,
     load_report,
     model_folder,
@@ -43,20 +45,27 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
     slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_CHECKPOINT)))
     servicer = CloudUserPlane(slot, CloudGenerator(runner), limits_from(config))
+    node_id = node_id_for(config, "cloud")
+    shelf, blobs = blob_sharing(config, node_id)
     server = await start_server(config.listen, [
+        blobs,
         Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
     ], interceptors)
     info = common_pb2.NodeInfo(
-        node_id=node_id_for(config, "cloud"), role=common_pb2.NODE_ROLE_CLOUD,
+        node_id=node_id, role=common_pb2.NODE_ROLE_CLOUD,
         address=advertised_address(config, server),
         region=config.region,
         capabilities=common_pb2.Capabilities(
             accelerator=model.device, runtime=f"torch/{model.dtype}", max_concurrency=config.max_concurrency,
             max_context_tokens=model.max_context, models=[slot.current.ref]),
     )
-    deployer = cloud_deployer(config, info.node_id, slot, lambda served: advertise_model(info, served))
+    deployer = cloud_deployer(config, info.node_id, slot, lambda served: advertise_model(info, served), shelf)
+    trainer = cloud_trainer(config, info.node_id, slot)
     agent = ControlPlaneAgent(config.core, info,
-                              lambda: load_report(runner, [slot.current.ref], deployments=deployer.states()),
-                              CommandDispatcher().on("deploy", deployer.handle).on("rollback", deployer.handle))
+                              lambda: load_report(runner, [slot.current.ref], deployments=deployer.states(),
+                                                  training=trainer.states(), blobs=shelf.held()),
+                              CommandDispatcher().on("deploy", deployer.handle).on("rollback", deployer.handle)
+                              .on("start_training", trainer.handle).on("cancel_training", trainer.handle))
     agent.start()
-    return NodeHandle(server, agent, runner, slot=slot, deployer=deployer)
+    trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
+    return NodeHandle(server, agent, runner, slot=slot, deployer=deployer, extras=[trainer])

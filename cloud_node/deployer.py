@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cloud_node.llama_engine import LlamaModel
 from cmp.agent import Deployer, Loader
+from cmp.blob_cache import BlobCache
 from netgpt.config import CloudConfig
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.model_slot import ModelSlot, Served
@@ -46,7 +47,7 @@ def cloud_loader(base: LanguageModel, base_ref: common_pb2.ModelRef) -> Loader:
 
 
 def cloud_deployer(config: CloudConfig, node_id: str, slot: ModelSlot,
-                   on_swap: Callable[[Served], None]) -> Deployer:
+                   on_swap: Callable[[Served], None], blobs: BlobCache | None = None) -> Deployer:
     loader = cloud_loader(slot.current.model, slot.current.ref)
     return Deployer(slot, common_pb2.MODEL_KIND_LORA_ADAPTER, loader, config.core, deploy_dir(config, node_id),
-                    on_swap)
+                    on_swap, blobs=blobs, node_id=node_id)

@@ -1,8 +1,11 @@
 """Node-side model deployment, shared by edge and cloud: fetch → verify → stage → load → swap.
 
 A deploy command (from the control-plane heartbeat stream) names an exact version
-(name, version, sha256). The node downloads the artifact from the core's model store,
-resuming after dropped connections; checks its sha256; unpacks it into a fresh staging
+(name, version, sha256) and, from a current core, a fetch plan: the node fetches pieces from
+several peers and the core at once (``cmp.peer_fetch``), checking each piece; without a
+plan it downloads from the core's model store, resuming after dropped connections. Either
+way the whole sha256 is checked, and the verified blob goes onto the node's shelf
+(``BlobCache``) from which it serves peers; unpacks it into a fresh staging
 folder (safely: no pickles, no paths leaving the folder) that is renamed into place
 only when complete; loads it next to the serving model on a worker thread and runs one
 forward pass; and only then swaps it into the :class:`ModelSlot` — so a half-written,
@@ -28,11 +31,16 @@ import grpc
 import structlog
 
 from cmp.archive import unpack
+from cmp.blob_cache import BlobCache
+from cmp.convert import plan_from_proto, tallies_to_proto
+from cmp.distribution import FetchPlan, Source, SourceTally
+from cmp.peer_fetch import DEFAULT_PEER_POLICY, PeerFetch, PeerFetchPolicy
 from cmp.transfer_client import fetch_to_file
 from netgpt.channels import open_channel
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import DataLoss, FailedPrecondition, NetGptError, one_line
 from netgpt.model_slot import ModelSlot, Served
+from netgpt.v1 import blob_pb2_grpc as blob_grpc
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -72,6 +80,8 @@ class Deployment:
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     seconds: dict[str, float] = field(default_factory=dict)  # time spent in each phase left, e.g. "fetching"
+    plan: FetchPlan | None = None  # where to fetch from; None: the core's FetchModel
+    sources: list[SourceTally] = field(default_factory=list)  # where the bytes came from
     _entered: float = field(default_factory=time.perf_counter, repr=False)  # when the current phase began
 
     def set(self, phase: common_pb2.DeploymentPhase, **fields: object) -> None:
@@ -92,7 +102,7 @@ class Deployment:
         state = common_pb2.DeploymentState(
             command_id=self.command_id, model=self.ref, phase=self.phase, error=self.error,
             error_code=self.error_code, bytes_done=self.bytes_done, bytes_total=self.bytes_total,
-            rollback=self.rollback)
+            rollback=self.rollback, sources=tallies_to_proto(self.sources))
         state.started_at.FromNanoseconds(int(self.started_at * 1e9))
         state.updated_at.FromNanoseconds(int(self.updated_at * 1e9))
         return state
@@ -123,7 +133,8 @@ def same_version(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
 class Deployer:
     def __init__(self, slot: ModelSlot, kind: common_pb2.ModelKind, load: Loader, core_address: str, work_dir: Path,
                  on_swap: Callable[[Served], None] = lambda served: None, retry: RetryPolicy = RetryPolicy(),
-                 history: int = 8) -> None:
+                 history: int = 8, blobs: BlobCache | None = None,
+                 peer_policy: PeerFetchPolicy = DEFAULT_PEER_POLICY, node_id: str = "") -> None:
         self.slot = slot
         self.kind = kind
         self.retry = retry
@@ -138,7 +149,11 @@ class Deployer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._channel = open_channel(core_address)
         self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
+        self._peer_policy = peer_policy
+        self.node_id = node_id
+        self._peer_channels: dict[str, grpc.aio.Channel] = {}
         self.work_dir = Path(work_dir)
+        self.blobs = blobs if blobs is not None else BlobCache(self.work_dir / "blobs")
         self.artifacts, self.models, self.staging = (self.work_dir / d for d in ("artifacts", "models", "staging"))
         for stale in (self.models, self.staging):  # nothing serves from them at start; partial fetches stay
             shutil.rmtree(stale, ignore_errors=True)
@@ -155,6 +170,7 @@ class Deployer:
         record = Deployment(command.command_id or uuid.uuid4().hex, common_pb2.ModelRef(), rollback=kind == "rollback")
         if kind == "deploy":
             record.ref.CopyFrom(command.deploy.model)
+            record.plan = plan_from_proto(record.ref, command.deploy.plan)
         self._records.append(record)
         task = asyncio.get_running_loop().create_task(self._run(record), name=f"deploy-{record.command_id}")
         self._tasks.add(task)
@@ -177,7 +193,8 @@ class Deployer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self._channel.close()
+        for channel in [self._channel, *self._peer_channels.values()]:
+            await channel.close()
 
     # --- the work --------------------------------------------------------------------------
 
@@ -238,10 +255,39 @@ class Deployer:
         self._after_swap(restored)
 
     async def _fetch(self, record: Deployment) -> Path:
-        """The artifact under artifacts/, fetched with resume: each retry continues the partial file."""
+        """The verified artifact on the shelf: held already, from the plan's sources, or from the core."""
         ref = record.ref
+        try:
+            held, size = self.blobs.blob(ref.sha256)
+        except NetGptError:
+            pass
+        else:
+            record.progress(size, size)
+            return held
         self.artifacts.mkdir(parents=True, exist_ok=True)
         dest = self.artifacts / f"{ref.name}-{ref.version}-{ref.sha256[:16]}"
+        if record.plan is not None:
+            fetch = PeerFetch(record.plan, dest, self._blob_stub, self._peer_policy, record.progress, self.node_id)
+            record.sources = fetch.tallies
+            self.fetch_attempts += 1
+            await fetch.run()
+        else:
+            await self._fetch_from_core(record, dest)
+        return await asyncio.to_thread(self.blobs.admit, dest, ref.sha256)
+
+    def _blob_stub(self, source: Source) -> blob_grpc.BlobServiceStub:
+        """The core's BlobService for the origin, one cached channel per peer address otherwise."""
+        if source.origin or not source.address:
+            return blob_grpc.BlobServiceStub(self._channel)
+        channel = self._peer_channels.get(source.address)
+        if channel is None:
+            channel = self._peer_channels[source.address] = open_channel(source.address)
+        return blob_grpc.BlobServiceStub(channel)
+
+    async def _fetch_from_core(self, record: Deployment, dest: Path) -> None:
+        """FetchModel with resume: each retry continues the partial file."""
+        ref = record.ref
+        record.sources = [SourceTally(Source(origin=True))]
         backoff = self.retry.first_backoff_s
         for attempt in range(1, self.retry.attempts + 1):
             self.fetch_attempts += 1
@@ -265,21 +311,22 @@ class Deployer:
                 dest.unlink(missing_ok=True)
                 raise DataLoss(f"the store sent {ref.name} {ref.version} with sha256 {manifest.sha256}, "
                                f"the deploy names {ref.sha256}")
-            return dest
+            record.sources[0].bytes = manifest.size_bytes
+            return
         raise AssertionError("unreachable")
 
     def _verify_and_stage(self, artifact: Path, ref: common_pb2.ModelRef) -> Path:
-        """Unpack the verified artifact safely into staging, then rename the complete folder into place."""
+        """Unpack the verified artifact safely into staging, then rename the complete folder into place.
+        The artifact stays on the shelf for peers until a later swap drops it."""
+        staging = self.staging / uuid.uuid4().hex
         try:
-            staging = self.staging / uuid.uuid4().hex
             unpacked = unpack(artifact, staging)
             final = self.models / f"{ref.name}-{ref.version}-{uuid.uuid4().hex[:8]}"
             final.parent.mkdir(parents=True, exist_ok=True)
             unpacked.rename(final)  # complete folders only, under models/
-            shutil.rmtree(staging, ignore_errors=True)
             return final
         finally:
-            artifact.unlink(missing_ok=True)  # unpacked or refused: either way the tar is spent
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _load_and_check(self, folder: Path, ref: common_pb2.ModelRef) -> LanguageModel:
         """Load, then one forward pass: a graph or adapter that loads but cannot run fails here, not on a user."""
@@ -297,6 +344,7 @@ class Deployer:
         keep = {self.slot.current, self.slot.previous}
         for old in [s for s in self._folders if s not in keep]:
             shutil.rmtree(self._folders.pop(old), ignore_errors=True)
+        self.blobs.keep(s.ref.sha256 for s in keep if s is not None)
         log.info("deploy.serving", model=served.ref.name, version=served.ref.version, sha256=served.ref.sha256,
                  previous=self.slot.previous.ref.version if self.slot.previous else "")
         self._on_swap(served)

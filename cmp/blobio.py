@@ -49,7 +49,7 @@ class HashingWriter:
         self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netgpt-flush")
         self._flush: Future[None] | None = None
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         if offset != self.size:
             raise DataLoss(f"chunk at offset {offset}, expected {self.size}: a chunk was lost, repeated or reordered")
         if self.limit is not None and offset + len(data) > self.limit:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING, cast
 
+from cmp.distribution import FetchPlan, Source, SourceTally
 from cmp.manifest import Manifest
 from cmp.nodes import ModelKey
+from cmp.pieces import Pieces
 from netgpt.node_status import serving_ref
-from netgpt.v1 import common_pb2
+from netgpt.v1 import blob_pb2, common_pb2, training_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.words import enum_word
 
-if TYPE_CHECKING:  # type only: cmp.deployments imports this module
+if TYPE_CHECKING:  # type only: cmp.deployments and cmp.training_jobs import this module
     from cmp.deployments import NodeDeployments
+    from cmp.training_jobs import Job
 
 _PREFIX = "MODEL_KIND_"
 
@@ -63,8 +66,32 @@ def served_models_to_proto(groups: dict[ModelKey, list[str]]) -> list[cmp_pb2.Se
             for (n, v, s, k), ids in groups.items()]
 
 
-def deploy_command(command_id: str, ref: common_pb2.ModelRef) -> cp_pb2.NodeCommand:
-    return cp_pb2.NodeCommand(command_id=command_id, deploy=cp_pb2.DeployCommand(model=ref))
+def deploy_command(command_id: str, ref: common_pb2.ModelRef, plan: FetchPlan | None = None) -> cp_pb2.NodeCommand:
+    command = cp_pb2.NodeCommand(command_id=command_id, deploy=cp_pb2.DeployCommand(model=ref))
+    if plan is not None:
+        command.deploy.plan.CopyFrom(plan_to_proto(plan))
+    return command
+
+
+def plan_to_proto(plan: FetchPlan) -> blob_pb2.FetchPlan:
+    return blob_pb2.FetchPlan(
+        sources=[blob_pb2.BlobSource(node_id=s.node_id, address=s.address, origin=s.origin) for s in plan.sources],
+        piece_size_bytes=plan.pieces.piece_size, piece_sha256=plan.pieces.sha256, seed=plan.seed,
+        size_bytes=plan.pieces.size_bytes)
+
+
+def plan_from_proto(ref: common_pb2.ModelRef, message: blob_pb2.FetchPlan) -> FetchPlan | None:
+    """The node's view of a deploy's plan; None when the command carries none (fetch from the core)."""
+    if not message.piece_sha256 or not message.piece_size_bytes:
+        return None
+    pieces = Pieces(message.size_bytes, message.piece_size_bytes, tuple(message.piece_sha256))
+    sources = tuple(Source(s.node_id, s.address, s.origin) for s in message.sources) or (Source(origin=True),)
+    return FetchPlan(ref.sha256, pieces, sources, seed=message.seed)
+
+
+def tallies_to_proto(tallies: list[SourceTally]) -> list[common_pb2.TransferSource]:
+    return [common_pb2.TransferSource(node_id=t.source.node_id, address=t.source.address, bytes=t.bytes,
+                                      dropped=t.dropped, error=t.error) for t in tallies if t.bytes or t.dropped]
 
 
 def rollback_command(command_id: str) -> cp_pb2.NodeCommand:
@@ -86,3 +113,61 @@ def node_deployments_to_proto(node: NodeDeployments) -> cmp_pb2.NodeDeployments:
     status = node.status
     return cmp_pb2.NodeDeployments(node_id=status.info.node_id, role=status.info.role, health=status.health,
                                    serving=serving_ref(status), deployments=node.deployments)
+
+
+# --- training jobs ------------------------------------------------------------------------------
+
+METHODS = {training_pb2.TRAINING_METHOD_LORA: "lora", training_pb2.TRAINING_METHOD_FULL: "full"}
+
+
+def job_to_proto(job: Job) -> training_pb2.TrainingJob:
+    """The core's view of a job: its spec and placement, with the latest state merged in."""
+    r = job.report
+    message = training_pb2.TrainingJob(
+        id=job.id, spec=job.spec, node_id=job.node_id, state=r.state, step=r.step, total_steps=r.total_steps,
+        train_loss=r.train_loss, eval_loss=r.eval_loss, tokens_per_second=r.tokens_per_second, eta_s=r.eta_s,
+        error=r.error, error_code=r.error_code, result=r.result, base=job.base, dataset=job.dataset)
+    message.created_at.FromNanoseconds(int(job.created_at * 1e9))
+    message.updated_at.CopyFrom(r.updated_at if r.updated_at.seconds else message.created_at)
+    return message
+
+
+def job_from_proto(message: training_pb2.TrainingJob) -> Job:
+    """A job kept by a core before it restarted."""
+    from cmp.training_jobs import Job  # runtime import: that module imports this one
+
+    report = common_pb2.TrainingJobState(
+        job_id=message.id, state=message.state, step=message.step, total_steps=message.total_steps,
+        train_loss=message.train_loss, eval_loss=message.eval_loss, tokens_per_second=message.tokens_per_second,
+        eta_s=message.eta_s, error=message.error, error_code=message.error_code, result=message.result,
+        updated_at=message.updated_at)
+    return Job(id=message.id, spec=message.spec, node_id=message.node_id, base=message.base,
+               dataset=message.dataset, created_at=message.created_at.ToNanoseconds() / 1e9, report=report)
+
+
+def start_training_command(job: Job) -> cp_pb2.NodeCommand:
+    return cp_pb2.NodeCommand(command_id=f"train-{job.id}", start_training=cp_pb2.StartTrainingCommand(
+        job_id=job.id, spec=job.spec, base=job.base, dataset=job.dataset))
+
+
+def cancel_training_command(job_id: str) -> cp_pb2.NodeCommand:
+    return cp_pb2.NodeCommand(command_id=f"cancel-{job_id}",
+                              cancel_training=cp_pb2.CancelTrainingCommand(job_id=job_id))
+
+
+def train_settings(spec: training_pb2.TrainingJobSpec) -> dict[str, object]:
+    """The trainer's settings a spec sets (``netgpt.training.trainer.TrainConfig`` field names);
+    zeros and empty lists are left out, so the trainer's defaults apply."""
+    hp, lora = spec.hyper_parameters, spec.lora
+    settings: dict[str, object] = {"method": METHODS.get(spec.method, ""), "seed": spec.seed}
+    for name in ("max_steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "max_seq_len",
+                 "checkpoint_every", "eval_fraction", "eval_every", "threads"):
+        value = getattr(hp, name)
+        if value:
+            settings[name] = value
+    if spec.method == training_pb2.TRAINING_METHOD_LORA:
+        for name, value in (("lora_rank", lora.rank), ("lora_alpha", lora.alpha), ("lora_dropout", lora.dropout),
+                            ("target_modules", list(lora.target_modules))):
+            if value:
+                settings[name] = value
+    return settings

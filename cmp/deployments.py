@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cmp.convert import deploy_command, manifest_ref, pending_state, rollback_command
+from cmp.distribution import MAX_SOURCES, DeployTree, Peer
 from cmp.manifest import Manifest
 from cmp.nodes import NodeDirectory
 from cmp.store import ModelStore
@@ -60,10 +61,16 @@ def check_fits(status: common_pb2.NodeStatus, manifest: Manifest) -> None:
                                      f"{manifest.base_model!r}; node {node} serves base model {base!r}")
 
 
+def _peer(status: common_pb2.NodeStatus) -> Peer:
+    return Peer(status.info.node_id, status.info.address, status.info.region)
+
+
 class DeploymentBook:
-    def __init__(self, nodes: NodeDirectory, store: ModelStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, nodes: NodeDirectory, store: ModelStore, clock: Callable[[], float] = time.time,
+                 peer_sources: int = MAX_SOURCES) -> None:
         self._nodes = nodes
         self._store = store
+        self._peer_sources = peer_sources  # peers listed per node; 0: every node fetches from the core only
         self._clock = clock
         self._pending: dict[str, list[common_pb2.DeploymentState]] = {}  # node id -> oldest first
 
@@ -77,9 +84,17 @@ class DeploymentBook:
         for status in targets:
             check_fits(status, manifest)
         ref = manifest_ref(manifest)
+        tree = DeployTree(self._holders(manifest.sha256), max_sources=self._peer_sources)
+        pieces = self._store.pieces(manifest.sha256)  # hashed once per blob (the servicer warms it off the loop)
         for status in targets:
-            self._queue(status.info.node_id, deploy_command(uuid.uuid4().hex, ref))
+            plan = tree.plan(_peer(status), manifest.sha256, pieces)
+            self._queue(status.info.node_id, deploy_command(uuid.uuid4().hex, ref, plan))
         return [self._node(s) for s in targets]
+
+    def _holders(self, sha256: str) -> list[Peer]:
+        """Nodes whose last heartbeat says they hold this blob verified, healthy ones only."""
+        return [_peer(s) for s in self._nodes.statuses()
+                if sha256 in s.load.blobs and s.health == common_pb2.NODE_HEALTH_SERVING]
 
     def rollback(self, node_id: str) -> NodeDeployments:
         status = self._nodes.node_status(node_id)

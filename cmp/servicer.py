@@ -4,6 +4,7 @@ errors are domain exceptions that the server's interceptor maps to status codes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -61,6 +62,8 @@ class ComputePlaneServicer(cmp_grpc.ComputePlaneServiceServicer):
 
     async def DeployModel(self, request: cmp_pb2.DeployModelRequest,
                           context: grpc.aio.ServicerContext) -> cmp_pb2.DeployModelResponse:
+        manifest = self.store.describe(request.name, request.version)
+        await asyncio.to_thread(self.store.pieces, manifest.sha256)  # one read of a new blob, off the event loop
         nodes = self.deployments.deploy(request.name, request.version, list(request.node_ids), request.role)
         log.info("cmp.deploy.queued", model=request.name, version=request.version,
                  nodes=[n.status.info.node_id for n in nodes])

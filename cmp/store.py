@@ -28,6 +28,7 @@ import structlog
 
 from cmp.blobio import MAX_CHUNK_BYTES, HashingWriter, atomic_write, fsync_dir, iter_chunks
 from cmp.manifest import Manifest, check_name, validate
+from cmp.pieces import Pieces, hash_pieces
 from netgpt.errors import (
     AlreadyExists,
     DataLoss,
@@ -60,6 +61,7 @@ class ModelStore:
         self._lock = threading.Lock()
         shutil.rmtree(self.staging, ignore_errors=True)  # leftovers of uploads a crash interrupted
         self._versions = self._load()
+        self._pieces: dict[str, Pieces] = {}
         log.info("store.opened", root=str(self.root), versions=len(self._versions))
 
     def blob_path(self, sha256: str) -> Path:
@@ -91,6 +93,28 @@ class ModelStore:
         if offset > manifest.size_bytes:
             raise OutOfRange(f"offset {offset} is beyond the end of {name} {version} ({manifest.size_bytes} bytes)")
         return manifest, iter_chunks(self.blob_path(manifest.sha256), offset, manifest.size_bytes)
+
+    def pieces(self, sha256: str) -> Pieces:
+        """Piece hashes of a stored blob, computed on first use (one read of the blob, on the
+        caller's thread: a deploy, not the publish, pays for it) and kept in memory."""
+        with self._lock:
+            known = self._pieces.get(sha256)
+            manifest = next((m for m in self._versions.values() if m.sha256 == sha256), None)
+        if known is not None:
+            return known
+        if manifest is None:
+            raise NotFound(f"no stored version has sha256 {sha256}")
+        pieces = hash_pieces(self.blob_path(sha256), manifest.size_bytes)
+        with self._lock:
+            return self._pieces.setdefault(sha256, pieces)
+
+    def blob(self, sha256: str) -> tuple[Path, int]:
+        """A stored (hence verified) blob's path and size; NOT_FOUND when no version has it."""
+        with self._lock:
+            manifest = next((m for m in self._versions.values() if m.sha256 == sha256), None)
+        if manifest is None:
+            raise NotFound(f"the store holds no blob with sha256 {sha256}")
+        return self.blob_path(sha256), manifest.size_bytes
 
     def begin_upload(self, manifest: Manifest) -> Upload:
         """Validate the claim and open a staging file; the caller writes chunks, then commits."""
@@ -162,7 +186,7 @@ class Upload:
         self._store = store
         self._writer = HashingWriter(path, limit=manifest.size_bytes)
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         if len(data) > MAX_CHUNK_BYTES:
             raise InvalidArgument(f"chunk of {len(data)} bytes; chunks are at most {MAX_CHUNK_BYTES} bytes (1 MiB)")
         self._writer.write(offset, data)

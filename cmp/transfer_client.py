@@ -13,6 +13,7 @@ import structlog
 
 from cmp.blobio import HashingWriter, fsync_dir, iter_chunks
 from cmp.transfer_io import BackgroundWriter, chunk_message, read_ahead
+from netgpt.alloc import tune_for_transfers
 from netgpt.errors import DataLoss
 from netgpt.hashing import sha256_file
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
@@ -29,6 +30,7 @@ async def publish_file(stub: cmp_grpc.ComputePlaneServiceStub, manifest: cmp_pb2
                        timeout_s: float = DEFAULT_TRANSFER_TIMEOUT_S) -> cmp_pb2.PublishModelResponse:
     """Upload ``path`` as ``manifest``; size_bytes and sha256 are filled from the file when left empty."""
     path = Path(path)
+    tune_for_transfers()
     claim = cmp_pb2.ModelManifest()
     claim.CopyFrom(manifest)
     claim.size_bytes = claim.size_bytes or path.stat().st_size
@@ -58,6 +60,7 @@ async def fetch_to_file(stub: cmp_grpc.ComputePlaneServiceStub, name: str, versi
     starts clean. ``sha256``, when given, pins the content (FAILED_PRECONDITION otherwise).
     """
     dest = Path(dest)
+    tune_for_transfers()
     part = dest.with_name(dest.name + ".part")
     if not resume:
         part.unlink(missing_ok=True)

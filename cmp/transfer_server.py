@@ -1,26 +1,33 @@
-"""The core's side of chunked artifact streaming: PublishModel into the store, FetchModel out of it."""
+"""The serving side of chunked artifact streaming: PublishModel into the store, FetchModel out of
+it, and FetchBlob (ranges of a verified blob, from the core's store or a node's shelf)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
 
 import structlog
 
+from cmp.blobio import iter_chunks
 from cmp.convert import manifest_from_proto, manifest_to_proto
+from cmp.manifest import SHA256_RE
 from cmp.store import ModelStore
-from cmp.transfer_io import BackgroundWriter, chunk_message, read_ahead
-from netgpt.errors import InvalidArgument
+from cmp.transfer_io import BackgroundWriter, ChunkView, chunk_message, read_ahead
+from cmp.upload_budget import UploadBudget
+from netgpt.errors import InvalidArgument, OutOfRange
+from netgpt.v1 import blob_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 
 log = structlog.get_logger(__name__)
 
 
-async def receive_publish(store: ModelStore,
-                          requests: AsyncIterator[cmp_pb2.PublishModelRequest]) -> cmp_pb2.PublishModelResponse:
+async def receive_publish(store: ModelStore, requests: AsyncIterator[cmp_pb2.PublishModelRequest | ChunkView],
+                          ) -> cmp_pb2.PublishModelResponse:
     """Manifest first, then chunks into a staging file; registered only if size and sha256 match."""
     first = await anext(aiter(requests), None)
-    if first is None or first.WhichOneof("part") != "manifest":
+    if first is None or isinstance(first, ChunkView) or first.WhichOneof("part") != "manifest":
         raise InvalidArgument("the first PublishModel message must carry the manifest")
     claim = manifest_from_proto(first.manifest)
     bound = log.bind(model=claim.name, version=claim.version)
@@ -49,3 +56,27 @@ async def fetch_responses(store: ModelStore,
     yield cmp_pb2.FetchModelResponse(trailer=cmp_pb2.FetchModelTrailer(sha256=manifest.sha256,
                                                                        size_bytes=manifest.size_bytes))
     bound.info("cmp.fetch.done")
+
+
+class BlobShelf(Protocol):
+    """Verified blobs by sha256: the core's ``ModelStore``, a node's ``BlobCache``."""
+
+    def blob(self, sha256: str) -> tuple[Path, int]:
+        """Path and size of a verified blob; ``NotFound`` when it is not held."""
+        ...
+
+
+async def blob_responses(shelf: BlobShelf, budget: UploadBudget,
+                         request: blob_pb2.FetchBlobRequest) -> AsyncIterator[blob_pb2.FetchBlobResponse]:
+    """Chunks of ``[offset, offset + length)`` of a verified blob, then the whole blob's trailer."""
+    if not SHA256_RE.fullmatch(request.sha256):
+        raise InvalidArgument("sha256 must be 64 lower-case hex characters")
+    path, size = shelf.blob(request.sha256)
+    if request.offset > size:
+        raise OutOfRange(f"offset {request.offset} is beyond the end of blob {request.sha256[:16]} ({size} bytes)")
+    end = min(size, request.offset + request.length) if request.length else size
+    with budget.stream(request.node_id):
+        async for offset, data in read_ahead(iter_chunks(path, request.offset, end)):
+            await budget.spend(len(data))
+            yield chunk_message(blob_pb2.FetchBlobResponse, offset, data)
+    yield blob_pb2.FetchBlobResponse(trailer=cmp_pb2.FetchModelTrailer(sha256=request.sha256, size_bytes=size))

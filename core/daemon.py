@@ -8,8 +8,14 @@ from pathlib import Path
 
 import structlog
 
+from cmp.blob_servicer import blob_service
+from cmp.deployments import DeploymentBook
 from cmp.servicer import ComputePlaneServicer
 from cmp.store import ModelStore, default_store_dir
+from cmp.training_jobs import FileJobStore, JobBook
+from cmp.training_servicer import TrainingServicer
+from cmp.transfer_io import ZeroCopyChunks
+from cmp.upload_budget import UploadBudget
 from cp.placement import WorkflowTable
 from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
@@ -22,9 +28,11 @@ from netgpt.errors import StartupError
 from netgpt.server import NetGptServer, Service, start_server
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+from netgpt.v1 import training_pb2_grpc as tr_grpc
 from netgpt.v1 import workflow_pb2_grpc as wf_grpc
 
 log = structlog.get_logger(__name__)
+CORE_UPLOAD_STREAMS = 64  # BlobService streams at once; deploys plan about one per blob (the seed)
 
 
 @dataclass
@@ -37,6 +45,7 @@ class CoreHandle:
     policies: PolicyBook
     state: CoreState
     sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
+    uploads: UploadBudget = field(default_factory=lambda: UploadBudget(0))  # BlobService egress (bytes_served)
 
     @property
     def address(self) -> str:
@@ -63,7 +72,8 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         workflows = WorkflowTable(registry, state=state)
         policies = PolicyBook(registry, state)
         store = ModelStore(store_dir)
-        server = await _serve(config, registry, sessions, workflows, policies, store)
+        uploads = UploadBudget(CORE_UPLOAD_STREAMS)
+        server = await _serve(config, registry, sessions, workflows, policies, store, uploads)
     except BaseException:
         state.close()
         raise
@@ -71,16 +81,22 @@ async def start_core(config: CoreConfig) -> CoreHandle:
              routing_policy=policies.for_all_edges is not None, sessions=len(sessions),
              session_ttl_s=config.session_ttl_s)
     sweeper = asyncio.create_task(sweep_periodically(sessions), name="core-session-sweeper")
-    return CoreHandle(server, registry, sessions, store, workflows, policies, state, sweeper)
+    return CoreHandle(server, registry, sessions, store, workflows, policies, state, sweeper, uploads)
 
 
 async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTable, workflows: WorkflowTable,
-                 policies: PolicyBook, store: ModelStore) -> NetGptServer:
+                 policies: PolicyBook, store: ModelStore, uploads: UploadBudget) -> NetGptServer:
     return await start_server(config.listen, [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
-        Service("netgpt.v1.ComputePlaneService", ComputePlaneServicer(registry, store),
+        Service("netgpt.v1.ComputePlaneService",
+                ComputePlaneServicer(registry, store,
+                                     DeploymentBook(registry, store, peer_sources=config.peer_sources)),
                 cmp_grpc.add_ComputePlaneServiceServicer_to_server),
+        blob_service(store, uploads),  # the origin of node-to-node distribution
         Service("netgpt.v1.WorkflowService", WorkflowServicer(workflows),
                 wf_grpc.add_WorkflowServiceServicer_to_server),
-    ])
+        Service("netgpt.v1.TrainingService",
+                TrainingServicer(JobBook(registry, store, FileJobStore(store.root / "training-jobs"))),
+                tr_grpc.add_TrainingServiceServicer_to_server),
+    ], [ZeroCopyChunks()])

@@ -19,6 +19,7 @@ from edge_node.profiles import ProfileStore
 from edge_node.routing import PerformancePolicy
 from edge_node.servicer import EdgeUserPlane
 from edge_node.sessions import session_directory, workflow_directory
+from edge_node.training import edge_trainer
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
@@ -34,6 +35,7 @@ from node.runtime import (
     NodeHandle,
     advertise_model,
     advertised_address,
+    blob_sharing,
     data_dir,
     limits_from,
     load_report,
@@ -94,7 +96,9 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     pipeline = EdgePipeline(settings, runner, personaliser, policy, gateway)
     sessions = session_directory(cp_grpc.ControlPlaneServiceStub(core_channel), config.session_cache_s)
     workflows = workflow_directory(workflow_pb2_grpc.WorkflowServiceStub(core_channel), config.session_cache_s)
+    shelf, blobs = blob_sharing(config, settings.node_id)
     server = await start_server(config.listen, [
+        blobs,
         Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, slot, limits_from(config), sessions, workflows),
                 up_grpc.add_UserPlaneServiceServicer_to_server),
         Service("netgpt.v1.ProfileService", ProfileServicer(profiles),
@@ -107,12 +111,16 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
             accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency,
             max_context_tokens=model.max_context, models=[slot.current.ref]),
     )
-    deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served))
+    deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served), shelf)
+    trainer = edge_trainer(config, settings.node_id, slot.current.ref)
     agent = ControlPlaneAgent(
-        config.core, info, lambda: load_report(runner, [slot.current.ref], gateway.counters(), deployer.states()),
+        config.core, info, lambda: load_report(runner, [slot.current.ref], gateway.counters(), deployer.states(),
+                                               trainer.states(), shelf.held()),
         CommandDispatcher().on("peers_update", peers.apply)
         .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
-        .on("deploy", deployer.handle).on("rollback", deployer.handle))
+        .on("deploy", deployer.handle).on("rollback", deployer.handle)
+        .on("start_training", trainer.handle).on("cancel_training", trainer.handle))
     agent.start()
+    trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline,
-                      extras=[peers, core_channel], slot=slot, deployer=deployer)
+                      extras=[peers, core_channel, trainer], slot=slot, deployer=deployer)

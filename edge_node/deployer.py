@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cmp.agent import Deployer, Loader
+from cmp.blob_cache import BlobCache
 from edge_node.ort_engine import OrtGpt2Model
 from netgpt.config import EdgeConfig
 from netgpt.model_slot import ModelSlot, Served
@@ -21,6 +22,7 @@ def edge_loader(providers: str) -> Loader:
     return load
 
 
-def edge_deployer(config: EdgeConfig, node_id: str, slot: ModelSlot, on_swap: Callable[[Served], None]) -> Deployer:
+def edge_deployer(config: EdgeConfig, node_id: str, slot: ModelSlot, on_swap: Callable[[Served], None],
+                  blobs: BlobCache | None = None) -> Deployer:
     return Deployer(slot, common_pb2.MODEL_KIND_ONNX_EDGE, edge_loader(config.providers), config.core,
-                    deploy_dir(config, node_id), on_swap)
+                    deploy_dir(config, node_id), on_swap, blobs=blobs, node_id=node_id)

@@ -28,6 +28,7 @@ class CoreConfig:
     store_dir: str = ""  # model store; empty: $XDG_DATA_HOME/netgpt/store (~/.local/share/netgpt/store)
     state_db: str = ""  # workflows, routing policy, sessions; empty: core.sqlite in store_dir; ":memory:": not kept
     session_ttl_s: float = 3600.0  # a session not looked up for this long expires; 0: never
+    peer_sources: int = 8  # peers a deploy lists per node to fetch from; 0: every node fetches from the core
     grace_s: float = 5.0
     log_level: str = "info"
 
@@ -48,6 +49,10 @@ class NodeConfig:
     max_new_tokens: int = 256
     default_new_tokens: int = 48
     deploy_dir: str = ""  # deployed model versions; empty: $NETGPT_DATA_DIR/deployments/<node_id>
+    upload_streams: int = 4  # verified blobs served to peers at once (BlobService); 0: serve none
+    upload_peers: int = 1  # nodes served at once, each at full rate (they then serve others); 0: no limit
+    upload_mib_s: float = 0.0  # MiB/s shared by those uploads; 0: unlimited
+    train_threads: int = 1  # CPU threads of a fine-tuning job's worker when the job sets none; 0: torch's default
     grace_s: float = 5.0
     log_level: str = "info"
 

@@ -14,6 +14,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from netgpt.alloc import tune_for_transfers
 from netgpt.interceptors import Behaviour, ErrorMappingInterceptor, WrappingInterceptor
 
 log = structlog.get_logger(__name__)
@@ -212,6 +213,7 @@ async def start_server(address: str, services: Sequence[Service],
 
     ``interceptors`` run outside the error mapping (e.g. auth, metrics, auditing).
     """
+    tune_for_transfers()  # every daemon streams artifacts (the core's store, the nodes' blobs)
     gate = DrainGate()  # outermost: a draining server refuses new work before auth or anything else runs
     server = grpc.aio.server(interceptors=[gate, *interceptors, ErrorMappingInterceptor()], options=SERVER_OPTIONS)
     for service in services:

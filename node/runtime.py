@@ -7,26 +7,43 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from cmp.agent import Deployer
+from cmp.blob_cache import BlobCache
+from cmp.blob_servicer import blob_service
+from cmp.upload_budget import UploadBudget
 from cp.agent import ControlPlaneAgent
 from netgpt.config import NodeConfig
 from netgpt.engine import ModelLoadError
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.server import NetGptServer
+from netgpt.server import NetGptServer, Service
 from netgpt.tiny_models import TinyModels, ensure_tiny_models
 from netgpt.v1 import common_pb2
 from up.limits import Limits
 from up.runner import GenerationRunner
 
 
+def starter_models() -> TinyModels:
+    """The trained starter models shipped in the package (``netgpt/assets/starter``, built by
+    ``make starter-models``), in the same shape as the tiny ones."""
+    root = Path(str(resources.files("netgpt.assets").joinpath("starter")))
+    if not (root / "recipe.json").is_file():
+        raise ModelLoadError(f"the starter models are missing from {root}: run `make starter-models`")
+    return TinyModels(root / "tokenizer", root / "gpt2", root / "llama")
+
+
 def model_folder(value: str, what: str, pick_tiny: Callable[[TinyModels], Path]) -> Path:
-    """``--model`` → folder: a path as given, or ``tiny`` for the seeded built-in model (built once, cached)."""
+    """``--model`` → folder: a path as given, ``starter`` for the trained models shipped in the package,
+    or ``tiny`` for the seeded random-weight model (built once, cached)."""
     if not value:
-        raise ModelLoadError(f"no {what} model given: pass --model PATH (a local Hugging Face folder) or --model tiny")
+        raise ModelLoadError(f"no {what} model given: pass --model PATH (a local Hugging Face folder), "
+                             "--model starter or --model tiny")
     if value == "tiny":
         return pick_tiny(ensure_tiny_models())
+    if value == "starter":
+        return pick_tiny(starter_models())
     return Path(value).expanduser()
 
 
@@ -43,6 +60,14 @@ def data_dir() -> Path:
 def deploy_dir(config: NodeConfig, node_id: str) -> Path:
     """``deploy_dir`` as given, else one folder per node under the data dir (two nodes never share one)."""
     return Path(config.deploy_dir).expanduser() if config.deploy_dir else data_dir() / "deployments" / node_id
+
+
+def blob_sharing(config: NodeConfig, node_id: str) -> tuple[BlobCache, Service]:
+    """The node's shelf of verified blobs and the BlobService that serves it to peers within
+    ``upload_streams`` / ``upload_peers`` / ``upload_mib_s``."""
+    shelf = BlobCache(deploy_dir(config, node_id) / "blobs")
+    budget = UploadBudget(config.upload_streams, config.upload_mib_s * (1 << 20), max_peers=config.upload_peers)
+    return shelf, blob_service(shelf, budget)
 
 
 def advertise_model(info: common_pb2.NodeInfo, served: Served) -> None:
@@ -69,9 +94,13 @@ def advertised_address(config: NodeConfig, server: NetGptServer) -> str:
 
 def load_report(runner: GenerationRunner, models: list[common_pb2.ModelRef],
                 counters: dict[str, int] | None = None,
-                deployments: list[common_pb2.DeploymentState] | None = None) -> common_pb2.NodeLoad:
+                deployments: list[common_pb2.DeploymentState] | None = None,
+                training: list[common_pb2.TrainingJobState] | None = None,
+                blobs: list[str] | None = None) -> common_pb2.NodeLoad:
     return common_pb2.NodeLoad(
+        blobs=blobs or [],
         deployments=deployments or [],
+        training=training or [],
         queue_depth=runner.queued,
         active_requests=runner.active,
         tokens_per_second=runner.tokens_per_second,

@@ -29,8 +29,17 @@ def tiny(netgpt_cache: Path):
 
 
 @pytest.fixture(scope="session")
-def models(tiny):
-    """(edge GPT-2 on ONNX Runtime, cloud LLaMA on torch), loaded once per run."""
+def models(netgpt_cache: Path):
+    """(edge GPT-2 on ONNX Runtime, cloud LLaMA on torch): the trained starter models, loaded once per run."""
+    from cli.all_in_one import load_models
+
+    return load_models("starter", "starter")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny):
+    """The same pair with random weights, for plumbing tests that need the tiny architecture (e.g. an
+    adapter built for the tiny LLaMA)."""
     from cli.all_in_one import load_models
 
     return load_models("tiny", "tiny")

@@ -133,11 +133,11 @@ class Outcome:
     error: BaseException | None = None
 
 
-async def test_hot_swap_under_load_no_failures_and_new_requests_use_the_new_versions(models, artifacts, tmp_path):
+async def test_hot_swap_under_load_no_failures_and_new_requests_use_the_new_versions(tiny_models, artifacts, tmp_path):
     """Users keep asking while both nodes swap models. Two requests are held mid-generation on the
     old models by closed gates across the swap, so "in-flight requests finish on the old model"
     is checked without timing windows; requests started after a swap was seen use the new one."""
-    cluster = await deploy_cluster(models, tmp_path, delay_s=0.01, concurrency=12)  # held + users + one more
+    cluster = await deploy_cluster(tiny_models, tmp_path, delay_s=0.01, concurrency=12)  # held + users + one more
     edge_model, cloud_model = cluster.edge.slot.current.model, cluster.cloud.slot.current.model
     outcomes: list[Outcome] = []
     stop = asyncio.Event()
@@ -209,8 +209,8 @@ async def test_hot_swap_under_load_no_failures_and_new_requests_use_the_new_vers
                              for m in new_cloud)
 
 
-async def test_broken_model_keeps_the_old_one_serving_and_rollback_restores(models, artifacts, tmp_path):
-    cluster = await deploy_cluster(models, tmp_path)
+async def test_broken_model_keeps_the_old_one_serving_and_rollback_restores(tiny_models, artifacts, tmp_path):
+    cluster = await deploy_cluster(tiny_models, tmp_path)
     original = cluster.edge.slot.current.ref
     try:
         async with compute_plane(cluster) as stub:
@@ -246,8 +246,8 @@ async def test_broken_model_keeps_the_old_one_serving_and_rollback_restores(mode
     assert leftovers == [] and list((deploy_dir / "artifacts").iterdir()) == []  # nothing half-done stays
 
 
-async def test_adapter_that_does_not_fit_is_failed_precondition(models, artifacts, tmp_path):
-    cluster = await deploy_cluster(models, tmp_path)
+async def test_adapter_that_does_not_fit_is_failed_precondition(tiny_models, artifacts, tmp_path):
+    cluster = await deploy_cluster(tiny_models, tmp_path)
     original = cluster.cloud.slot.current.ref
     try:
         async with compute_plane(cluster) as stub:
@@ -278,8 +278,8 @@ async def test_adapter_that_does_not_fit_is_failed_precondition(models, artifact
         await cluster.stop()
 
 
-async def test_pickled_weights_are_refused(models, artifacts, tmp_path, capsys):
-    cluster = await deploy_cluster(models, tmp_path)
+async def test_pickled_weights_are_refused(tiny_models, artifacts, tmp_path, capsys):
+    cluster = await deploy_cluster(tiny_models, tmp_path)
     edge_before, cloud_before = cluster.edge.slot.current.ref, cluster.cloud.slot.current.ref
     try:
         async with compute_plane(cluster) as stub:
@@ -330,8 +330,8 @@ def test_unpack_refuses_unsafe_archives(tmp_path: Path):
         unpack(link, tmp_path / "out-link")
 
 
-async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(models, artifacts, tmp_path):
-    cluster = await deploy_cluster(models, tmp_path)
+async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(tiny_models, artifacts, tmp_path):
+    cluster = await deploy_cluster(tiny_models, tmp_path)
     original = cluster.edge.slot.current.ref
     try:
         async with compute_plane(cluster) as stub:
@@ -357,10 +357,10 @@ async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(mode
         await cluster.stop()
 
 
-async def test_connection_dropped_mid_fetch_resumes_from_the_partial_file(models, artifacts, tmp_path):
+async def test_connection_dropped_mid_fetch_resumes_from_the_partial_file(tiny_models, artifacts, tmp_path):
     core = await start_core(CoreConfig(listen="127.0.0.1:0", store_dir=str(tmp_path / "store")))
     proxy = await CuttingProxy(core.address, cut_after=3 * MiB + MiB // 2).start()
-    gpt2 = models[0]
+    gpt2 = tiny_models[0]
     slot = ModelSlot(Served(gpt2, model_ref(gpt2.identity, EDGE)))
     deployer = Deployer(slot, EDGE, edge_loader("cpu"), proxy.address, tmp_path / "deploy",
                         retry=RetryPolicy(first_backoff_s=0.05))
@@ -385,8 +385,8 @@ async def test_connection_dropped_mid_fetch_resumes_from_the_partial_file(models
         await core.stop(0)
 
 
-async def test_cli_export_publish_deploy_status_rollback(models, tiny, tmp_path, capsys):
-    cluster = await deploy_cluster(models, tmp_path)
+async def test_cli_export_publish_deploy_status_rollback(tiny_models, tiny, tmp_path, capsys):
+    cluster = await deploy_cluster(tiny_models, tmp_path)
     core = cluster.core.address
     original = cluster.edge.slot.current.ref
 

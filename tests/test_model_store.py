@@ -383,3 +383,16 @@ def test_hashing_writer_resumes_and_flushes_while_writing(tmp_path: Path, flush_
         resumed.write(len(data), b"x")
     resumed.close(fsync=True)
     assert path.read_bytes() == data and resumed.hexdigest() == sha(data)
+
+
+def test_chunks_decoded_by_hand_match_protobuf_and_anything_else_falls_back():
+    import os
+
+    from cmp.transfer_io import chunk_message, decode_chunk
+
+    for offset, size in [(0, 0), (0, 5), (123_456_789, 1 << 20), (1, 1)]:
+        data = os.urandom(size)
+        view = decode_chunk(chunk_message(cmp_pb2.PublishModelRequest, offset, data).SerializeToString(), 2)
+        assert view is not None and (view.offset, bytes(view.data)) == (offset, data)
+    manifest = cmp_pb2.PublishModelRequest(manifest=cmp_pb2.ModelManifest(name="m")).SerializeToString()
+    assert decode_chunk(manifest, 2) is None and decode_chunk(b"\x12\x05\x08", 2) is None

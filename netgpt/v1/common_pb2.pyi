@@ -23,6 +23,7 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_ONNX_EDGE: _ClassVar[ModelKind]
     MODEL_KIND_LORA_ADAPTER: _ClassVar[ModelKind]
     MODEL_KIND_CHECKPOINT: _ClassVar[ModelKind]
+    MODEL_KIND_DATASET: _ClassVar[ModelKind]
 
 class DeploymentPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +36,16 @@ class DeploymentPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEPLOYMENT_PHASE_FAILED: _ClassVar[DeploymentPhase]
     DEPLOYMENT_PHASE_ROLLED_BACK: _ClassVar[DeploymentPhase]
     DEPLOYMENT_PHASE_SUPERSEDED: _ClassVar[DeploymentPhase]
+
+class TrainingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAINING_STATE_UNSPECIFIED: _ClassVar[TrainingState]
+    TRAINING_STATE_PENDING: _ClassVar[TrainingState]
+    TRAINING_STATE_PLACED: _ClassVar[TrainingState]
+    TRAINING_STATE_RUNNING: _ClassVar[TrainingState]
+    TRAINING_STATE_SUCCEEDED: _ClassVar[TrainingState]
+    TRAINING_STATE_FAILED: _ClassVar[TrainingState]
+    TRAINING_STATE_CANCELLED: _ClassVar[TrainingState]
 
 class NodeHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -49,6 +60,7 @@ MODEL_KIND_UNSPECIFIED: ModelKind
 MODEL_KIND_ONNX_EDGE: ModelKind
 MODEL_KIND_LORA_ADAPTER: ModelKind
 MODEL_KIND_CHECKPOINT: ModelKind
+MODEL_KIND_DATASET: ModelKind
 DEPLOYMENT_PHASE_UNSPECIFIED: DeploymentPhase
 DEPLOYMENT_PHASE_PENDING: DeploymentPhase
 DEPLOYMENT_PHASE_FETCHING: DeploymentPhase
@@ -58,6 +70,13 @@ DEPLOYMENT_PHASE_SERVING: DeploymentPhase
 DEPLOYMENT_PHASE_FAILED: DeploymentPhase
 DEPLOYMENT_PHASE_ROLLED_BACK: DeploymentPhase
 DEPLOYMENT_PHASE_SUPERSEDED: DeploymentPhase
+TRAINING_STATE_UNSPECIFIED: TrainingState
+TRAINING_STATE_PENDING: TrainingState
+TRAINING_STATE_PLACED: TrainingState
+TRAINING_STATE_RUNNING: TrainingState
+TRAINING_STATE_SUCCEEDED: TrainingState
+TRAINING_STATE_FAILED: TrainingState
+TRAINING_STATE_CANCELLED: TrainingState
 NODE_HEALTH_UNSPECIFIED: NodeHealth
 NODE_HEALTH_SERVING: NodeHealth
 NODE_HEALTH_STALE: NodeHealth
@@ -107,7 +126,7 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[NodeRole, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., cell_ids: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ...) -> None: ...
 
 class NodeLoad(_message.Message):
-    __slots__ = ("queue_depth", "active_requests", "tokens_per_second", "models_served", "p50_first_token_ms", "counters", "deployments")
+    __slots__ = ("queue_depth", "active_requests", "tokens_per_second", "models_served", "p50_first_token_ms", "counters", "deployments", "training", "blobs")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +141,8 @@ class NodeLoad(_message.Message):
     P50_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
     queue_depth: int
     active_requests: int
     tokens_per_second: float
@@ -129,10 +150,26 @@ class NodeLoad(_message.Message):
     p50_first_token_ms: float
     counters: _containers.ScalarMap[str, int]
     deployments: _containers.RepeatedCompositeFieldContainer[DeploymentState]
-    def __init__(self, queue_depth: _Optional[int] = ..., active_requests: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., models_served: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., p50_first_token_ms: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentState, _Mapping]]] = ...) -> None: ...
+    training: _containers.RepeatedCompositeFieldContainer[TrainingJobState]
+    blobs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, queue_depth: _Optional[int] = ..., active_requests: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., models_served: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., p50_first_token_ms: _Optional[float] = ..., counters: _Optional[_Mapping[str, int]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentState, _Mapping]]] = ..., training: _Optional[_Iterable[_Union[TrainingJobState, _Mapping]]] = ..., blobs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TransferSource(_message.Message):
+    __slots__ = ("node_id", "address", "bytes", "dropped", "error")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    address: str
+    bytes: int
+    dropped: bool
+    error: str
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., bytes: _Optional[int] = ..., dropped: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class DeploymentState(_message.Message):
-    __slots__ = ("command_id", "model", "phase", "error", "error_code", "bytes_done", "bytes_total", "rollback", "started_at", "updated_at")
+    __slots__ = ("command_id", "model", "phase", "error", "error_code", "bytes_done", "bytes_total", "rollback", "started_at", "updated_at", "sources")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +180,7 @@ class DeploymentState(_message.Message):
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     model: ModelRef
     phase: DeploymentPhase
@@ -153,7 +191,38 @@ class DeploymentState(_message.Message):
     rollback: bool
     started_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, command_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., phase: _Optional[_Union[DeploymentPhase, str]] = ..., error: _Optional[str] = ..., error_code: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., rollback: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[TransferSource]
+    def __init__(self, command_id: _Optional[str] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., phase: _Optional[_Union[DeploymentPhase, str]] = ..., error: _Optional[str] = ..., error_code: _Optional[int] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., rollback: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[TransferSource, _Mapping]]] = ...) -> None: ...
+
+class TrainingJobState(_message.Message):
+    __slots__ = ("job_id", "state", "step", "total_steps", "train_loss", "eval_loss", "tokens_per_second", "eta_s", "error", "error_code", "result", "started_at", "updated_at")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ETA_S_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    state: TrainingState
+    step: int
+    total_steps: int
+    train_loss: float
+    eval_loss: float
+    tokens_per_second: float
+    eta_s: float
+    error: str
+    error_code: int
+    result: ModelRef
+    started_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[TrainingState, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., train_loss: _Optional[float] = ..., eval_loss: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., eta_s: _Optional[float] = ..., error: _Optional[str] = ..., error_code: _Optional[int] = ..., result: _Optional[_Union[ModelRef, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class QoS(_message.Message):
     __slots__ = ("priority", "latency_budget_ms")

@@ -23,61 +23,67 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from netgpt.v1 import blob_pb2 as netgpt_dot_v1_dot_blob__pb2
 from netgpt.v1 import common_pb2 as netgpt_dot_v1_dot_common__pb2
+from netgpt.v1 import training_pb2 as netgpt_dot_v1_dot_training__pb2
 from netgpt.v1 import user_plane_pb2 as netgpt_dot_v1_dot_user__plane__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnetgpt/v1/control_plane.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16netgpt/v1/common.proto\x1a\x1anetgpt/v1/user_plane.proto\"8\n\x13RegisterNodeRequest\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\"F\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"X\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.NodeLoad\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"=\n\x11HeartbeatResponse\x12(\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.NodeCommand\"\xec\x01\n\x0bNodeCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12.\n\x0cpeers_update\x18\x02 \x01(\x0b\x32\x16.netgpt.v1.PeersUpdateH\x00\x12\x32\n\x0erouting_policy\x18\x03 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicyH\x00\x12*\n\x06\x64\x65ploy\x18\x04 \x01(\x0b\x32\x18.netgpt.v1.DeployCommandH\x00\x12.\n\x08rollback\x18\x05 \x01(\x0b\x32\x1a.netgpt.v1.RollbackCommandH\x00\x42\t\n\x07\x63ommand\"3\n\rDeployCommand\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\"\x11\n\x0fRollbackCommand\"9\n\x0bPeersUpdate\x12*\n\x0b\x63loud_nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"h\n\x17\x45stablishSessionRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x1b\n\x03qos\x18\x04 \x01(\x0b\x32\x0e.netgpt.v1.QoS\"A\n\x18\x45stablishSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"\x89\x02\n\tAiSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nai_flow_id\x18\x02 \x01(\t\x12\r\n\x05ue_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x04 \x01(\t\x12\x10\n\x08slice_id\x18\x05 \x01(\t\x12\x1b\n\x03qos\x18\x06 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12)\n\x0cserving_edge\x18\x07 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12*\n\rserving_cloud\x18\x08 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\";\n\x12GetSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"+\n\x15ReleaseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x18\n\x16ReleaseSessionResponse\"5\n\x10ListNodesRequest\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"9\n\x11ListNodesResponse\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"\xaf\x01\n\rRoutingPolicy\x12(\n\nedge_tasks\x18\x01 \x03(\x0e\x32\x14.netgpt.v1.TaskClass\x12!\n\x14\x63onfidence_threshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x17\x63onfidence_probe_tokens\x18\x03 \x01(\r\x12\x17\n\x0fmax_cloud_queue\x18\x04 \x01(\rB\x17\n\x15_confidence_threshold\"U\n\x17SetRoutingPolicyRequest\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy\x12\x10\n\x08node_ids\x18\x02 \x03(\t\",\n\x18SetRoutingPolicyResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"\x19\n\x17GetRoutingPolicyRequest\"D\n\x18GetRoutingPolicyResponse\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy2\xb3\x05\n\x13\x43ontrolPlaneService\x12O\n\x0cRegisterNode\x12\x1e.netgpt.v1.RegisterNodeRequest\x1a\x1f.netgpt.v1.RegisterNodeResponse\x12J\n\tHeartbeat\x12\x1b.netgpt.v1.HeartbeatRequest\x1a\x1c.netgpt.v1.HeartbeatResponse(\x01\x30\x01\x12[\n\x10\x45stablishSession\x12\".netgpt.v1.EstablishSessionRequest\x1a#.netgpt.v1.EstablishSessionResponse\x12I\n\nGetSession\x12\x1c.netgpt.v1.GetSessionRequest\x1a\x1d.netgpt.v1.GetSessionResponse\x12U\n\x0eReleaseSession\x12 .netgpt.v1.ReleaseSessionRequest\x1a!.netgpt.v1.ReleaseSessionResponse\x12\x46\n\tListNodes\x12\x1b.netgpt.v1.ListNodesRequest\x1a\x1c.netgpt.v1.ListNodesResponse\x12[\n\x10SetRoutingPolicy\x12\".netgpt.v1.SetRoutingPolicyRequest\x1a#.netgpt.v1.SetRoutingPolicyResponse\x12[\n\x10GetRoutingPolicy\x12\".netgpt.v1.GetRoutingPolicyRequest\x1a#.netgpt.v1.GetRoutingPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnetgpt/v1/control_plane.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14netgpt/v1/blob.proto\x1a\x16netgpt/v1/common.proto\x1a\x18netgpt/v1/training.proto\x1a\x1anetgpt/v1/user_plane.proto\"8\n\x13RegisterNodeRequest\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\"F\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"X\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.NodeLoad\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"=\n\x11HeartbeatResponse\x12(\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.NodeCommand\"\xe4\x02\n\x0bNodeCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12.\n\x0cpeers_update\x18\x02 \x01(\x0b\x32\x16.netgpt.v1.PeersUpdateH\x00\x12\x32\n\x0erouting_policy\x18\x03 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicyH\x00\x12*\n\x06\x64\x65ploy\x18\x04 \x01(\x0b\x32\x18.netgpt.v1.DeployCommandH\x00\x12.\n\x08rollback\x18\x05 \x01(\x0b\x32\x1a.netgpt.v1.RollbackCommandH\x00\x12\x39\n\x0estart_training\x18\x06 \x01(\x0b\x32\x1f.netgpt.v1.StartTrainingCommandH\x00\x12;\n\x0f\x63\x61ncel_training\x18\x07 \x01(\x0b\x32 .netgpt.v1.CancelTrainingCommandH\x00\x42\t\n\x07\x63ommand\"W\n\rDeployCommand\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\"\n\x04plan\x18\x02 \x01(\x0b\x32\x14.netgpt.v1.FetchPlan\"\x11\n\x0fRollbackCommand\"\x99\x01\n\x14StartTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\x12!\n\x04\x62\x61se\x18\x03 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12$\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\"\'\n\x15\x43\x61ncelTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0bPeersUpdate\x12*\n\x0b\x63loud_nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"h\n\x17\x45stablishSessionRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x1b\n\x03qos\x18\x04 \x01(\x0b\x32\x0e.netgpt.v1.QoS\"A\n\x18\x45stablishSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"\x89\x02\n\tAiSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nai_flow_id\x18\x02 \x01(\t\x12\r\n\x05ue_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x04 \x01(\t\x12\x10\n\x08slice_id\x18\x05 \x01(\t\x12\x1b\n\x03qos\x18\x06 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12)\n\x0cserving_edge\x18\x07 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12*\n\rserving_cloud\x18\x08 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\";\n\x12GetSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"+\n\x15ReleaseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x18\n\x16ReleaseSessionResponse\"5\n\x10ListNodesRequest\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"9\n\x11ListNodesResponse\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"\xaf\x01\n\rRoutingPolicy\x12(\n\nedge_tasks\x18\x01 \x03(\x0e\x32\x14.netgpt.v1.TaskClass\x12!\n\x14\x63onfidence_threshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x17\x63onfidence_probe_tokens\x18\x03 \x01(\r\x12\x17\n\x0fmax_cloud_queue\x18\x04 \x01(\rB\x17\n\x15_confidence_threshold\"U\n\x17SetRoutingPolicyRequest\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy\x12\x10\n\x08node_ids\x18\x02 \x03(\t\",\n\x18SetRoutingPolicyResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"\x19\n\x17GetRoutingPolicyRequest\"D\n\x18GetRoutingPolicyResponse\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy2\xb3\x05\n\x13\x43ontrolPlaneService\x12O\n\x0cRegisterNode\x12\x1e.netgpt.v1.RegisterNodeRequest\x1a\x1f.netgpt.v1.RegisterNodeResponse\x12J\n\tHeartbeat\x12\x1b.netgpt.v1.HeartbeatRequest\x1a\x1c.netgpt.v1.HeartbeatResponse(\x01\x30\x01\x12[\n\x10\x45stablishSession\x12\".netgpt.v1.EstablishSessionRequest\x1a#.netgpt.v1.EstablishSessionResponse\x12I\n\nGetSession\x12\x1c.netgpt.v1.GetSessionRequest\x1a\x1d.netgpt.v1.GetSessionResponse\x12U\n\x0eReleaseSession\x12 .netgpt.v1.ReleaseSessionRequest\x1a!.netgpt.v1.ReleaseSessionResponse\x12\x46\n\tListNodes\x12\x1b.netgpt.v1.ListNodesRequest\x1a\x1c.netgpt.v1.ListNodesResponse\x12[\n\x10SetRoutingPolicy\x12\".netgpt.v1.SetRoutingPolicyRequest\x1a#.netgpt.v1.SetRoutingPolicyResponse\x12[\n\x10GetRoutingPolicy\x12\".netgpt.v1.GetRoutingPolicyRequest\x1a#.netgpt.v1.GetRoutingPolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'netgpt.v1.control_plane_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERNODEREQUEST']._serialized_start=129
-  _globals['_REGISTERNODEREQUEST']._serialized_end=185
-  _globals['_REGISTERNODERESPONSE']._serialized_start=187
-  _globals['_REGISTERNODERESPONSE']._serialized_end=257
-  _globals['_HEARTBEATREQUEST']._serialized_start=259
-  _globals['_HEARTBEATREQUEST']._serialized_end=347
-  _globals['_HEARTBEATRESPONSE']._serialized_start=349
-  _globals['_HEARTBEATRESPONSE']._serialized_end=410
-  _globals['_NODECOMMAND']._serialized_start=413
-  _globals['_NODECOMMAND']._serialized_end=649
-  _globals['_DEPLOYCOMMAND']._serialized_start=651
-  _globals['_DEPLOYCOMMAND']._serialized_end=702
-  _globals['_ROLLBACKCOMMAND']._serialized_start=704
-  _globals['_ROLLBACKCOMMAND']._serialized_end=721
-  _globals['_PEERSUPDATE']._serialized_start=723
-  _globals['_PEERSUPDATE']._serialized_end=780
-  _globals['_ESTABLISHSESSIONREQUEST']._serialized_start=782
-  _globals['_ESTABLISHSESSIONREQUEST']._serialized_end=886
-  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_start=888
-  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_end=953
-  _globals['_AISESSION']._serialized_start=956
-  _globals['_AISESSION']._serialized_end=1221
-  _globals['_GETSESSIONREQUEST']._serialized_start=1223
-  _globals['_GETSESSIONREQUEST']._serialized_end=1262
-  _globals['_GETSESSIONRESPONSE']._serialized_start=1264
-  _globals['_GETSESSIONRESPONSE']._serialized_end=1323
-  _globals['_RELEASESESSIONREQUEST']._serialized_start=1325
-  _globals['_RELEASESESSIONREQUEST']._serialized_end=1368
-  _globals['_RELEASESESSIONRESPONSE']._serialized_start=1370
-  _globals['_RELEASESESSIONRESPONSE']._serialized_end=1394
-  _globals['_LISTNODESREQUEST']._serialized_start=1396
-  _globals['_LISTNODESREQUEST']._serialized_end=1449
-  _globals['_LISTNODESRESPONSE']._serialized_start=1451
-  _globals['_LISTNODESRESPONSE']._serialized_end=1508
-  _globals['_ROUTINGPOLICY']._serialized_start=1511
-  _globals['_ROUTINGPOLICY']._serialized_end=1686
-  _globals['_SETROUTINGPOLICYREQUEST']._serialized_start=1688
-  _globals['_SETROUTINGPOLICYREQUEST']._serialized_end=1773
-  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_start=1775
-  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_end=1819
-  _globals['_GETROUTINGPOLICYREQUEST']._serialized_start=1821
-  _globals['_GETROUTINGPOLICYREQUEST']._serialized_end=1846
-  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_start=1848
-  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_end=1916
-  _globals['_CONTROLPLANESERVICE']._serialized_start=1919
-  _globals['_CONTROLPLANESERVICE']._serialized_end=2610
+  _globals['_REGISTERNODEREQUEST']._serialized_start=177
+  _globals['_REGISTERNODEREQUEST']._serialized_end=233
+  _globals['_REGISTERNODERESPONSE']._serialized_start=235
+  _globals['_REGISTERNODERESPONSE']._serialized_end=305
+  _globals['_HEARTBEATREQUEST']._serialized_start=307
+  _globals['_HEARTBEATREQUEST']._serialized_end=395
+  _globals['_HEARTBEATRESPONSE']._serialized_start=397
+  _globals['_HEARTBEATRESPONSE']._serialized_end=458
+  _globals['_NODECOMMAND']._serialized_start=461
+  _globals['_NODECOMMAND']._serialized_end=817
+  _globals['_DEPLOYCOMMAND']._serialized_start=819
+  _globals['_DEPLOYCOMMAND']._serialized_end=906
+  _globals['_ROLLBACKCOMMAND']._serialized_start=908
+  _globals['_ROLLBACKCOMMAND']._serialized_end=925
+  _globals['_STARTTRAININGCOMMAND']._serialized_start=928
+  _globals['_STARTTRAININGCOMMAND']._serialized_end=1081
+  _globals['_CANCELTRAININGCOMMAND']._serialized_start=1083
+  _globals['_CANCELTRAININGCOMMAND']._serialized_end=1122
+  _globals['_PEERSUPDATE']._serialized_start=1124
+  _globals['_PEERSUPDATE']._serialized_end=1181
+  _globals['_ESTABLISHSESSIONREQUEST']._serialized_start=1183
+  _globals['_ESTABLISHSESSIONREQUEST']._serialized_end=1287
+  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_start=1289
+  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_end=1354
+  _globals['_AISESSION']._serialized_start=1357
+  _globals['_AISESSION']._serialized_end=1622
+  _globals['_GETSESSIONREQUEST']._serialized_start=1624
+  _globals['_GETSESSIONREQUEST']._serialized_end=1663
+  _globals['_GETSESSIONRESPONSE']._serialized_start=1665
+  _globals['_GETSESSIONRESPONSE']._serialized_end=1724
+  _globals['_RELEASESESSIONREQUEST']._serialized_start=1726
+  _globals['_RELEASESESSIONREQUEST']._serialized_end=1769
+  _globals['_RELEASESESSIONRESPONSE']._serialized_start=1771
+  _globals['_RELEASESESSIONRESPONSE']._serialized_end=1795
+  _globals['_LISTNODESREQUEST']._serialized_start=1797
+  _globals['_LISTNODESREQUEST']._serialized_end=1850
+  _globals['_LISTNODESRESPONSE']._serialized_start=1852
+  _globals['_LISTNODESRESPONSE']._serialized_end=1909
+  _globals['_ROUTINGPOLICY']._serialized_start=1912
+  _globals['_ROUTINGPOLICY']._serialized_end=2087
+  _globals['_SETROUTINGPOLICYREQUEST']._serialized_start=2089
+  _globals['_SETROUTINGPOLICYREQUEST']._serialized_end=2174
+  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_start=2176
+  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_end=2220
+  _globals['_GETROUTINGPOLICYREQUEST']._serialized_start=2222
+  _globals['_GETROUTINGPOLICYREQUEST']._serialized_end=2247
+  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_start=2249
+  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_end=2317
+  _globals['_CONTROLPLANESERVICE']._serialized_start=2320
+  _globals['_CONTROLPLANESERVICE']._serialized_end=3011
 # @@protoc_insertion_point(module_scope)

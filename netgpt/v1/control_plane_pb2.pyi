@@ -1,7 +1,9 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from netgpt.v1 import blob_pb2 as _blob_pb2
 from netgpt.v1 import common_pb2 as _common_pb2
+from netgpt.v1 import training_pb2 as _training_pb2
 from netgpt.v1 import user_plane_pb2 as _user_plane_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -42,28 +44,52 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[NodeCommand, _Mapping]]] = ...) -> None: ...
 
 class NodeCommand(_message.Message):
-    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback")
+    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PEERS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
     DEPLOY_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    START_TRAINING_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_TRAINING_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     peers_update: PeersUpdate
     routing_policy: RoutingPolicy
     deploy: DeployCommand
     rollback: RollbackCommand
-    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ...) -> None: ...
+    start_training: StartTrainingCommand
+    cancel_training: CancelTrainingCommand
+    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ...) -> None: ...
 
 class DeployCommand(_message.Message):
-    __slots__ = ("model",)
+    __slots__ = ("model", "plan")
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+    plan: _blob_pb2.FetchPlan
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., plan: _Optional[_Union[_blob_pb2.FetchPlan, _Mapping]] = ...) -> None: ...
 
 class RollbackCommand(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class StartTrainingCommand(_message.Message):
+    __slots__ = ("job_id", "spec", "base", "dataset")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    spec: _training_pb2.TrainingJobSpec
+    base: _common_pb2.ModelRef
+    dataset: _common_pb2.ModelRef
+    def __init__(self, job_id: _Optional[str] = ..., spec: _Optional[_Union[_training_pb2.TrainingJobSpec, _Mapping]] = ..., base: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., dataset: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class CancelTrainingCommand(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class PeersUpdate(_message.Message):
     __slots__ = ("cloud_nodes",)

@@ -1,0 +1,378 @@
+"""Node-side fine-tuning, shared by edge and cloud: fetch inputs → train on a worker → package → publish.
+
+A ``start_training`` command (from the control-plane heartbeat stream) names a job, its spec,
+and the exact dataset and base versions the core resolved. The node fetches them from the
+core's model store (sha256-pinned, resumable), trains in a worker process (so serving is not
+starved; ``netgpt.training.worker``), and on success packages the result with the role's
+injected :data:`Packager` (the edge's parity-checked ONNX artifact, the cloud's LoRA adapter
+tar) and publishes it as the spec's output version, with its lineage (base, dataset sha256,
+hyper-parameters, metrics) in the manifest metadata.
+
+Each job lives in ``work_dir/training/<job_id>/``: ``command.pb`` (present while the job is in
+progress), ``inputs/``, ``work/`` (the trainer's checkpoints) and ``package/``. A node that
+stops mid-job keeps that folder; on its next start :meth:`TrainingAgent.resume` restarts every
+job found there and the trainer continues from its last checkpoint. A cancelled or failed
+job publishes nothing and its folder is deleted. Jobs run one at a time, in arrival order;
+the role-specific parts are only ``package`` and ``serving_base``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+
+from cmp.agent import RETRYABLE, RetryPolicy, describe, status_code
+from cmp.archive import unpack
+from cmp.convert import METHODS, train_settings
+from cmp.transfer_client import fetch_to_file, publish_file
+from netgpt.channels import open_channel
+from netgpt.errors import DataLoss
+from netgpt.v1 import common_pb2
+from netgpt.v1 import compute_plane_pb2 as cmp_pb2
+from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.words import enum_word
+
+if TYPE_CHECKING:  # torch: imported only when a job runs
+    from netgpt.training.trainer import TrainResult
+    from netgpt.training.worker import TrainingProcess
+
+log = structlog.get_logger(__name__)
+
+S = common_pb2  # states: S.TRAINING_STATE_*
+COMMAND_FILE = "command.pb"
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A trainable Hugging Face folder and what lineage records about it."""
+
+    folder: Path
+    name: str
+    version: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    trained: Path  # the trainer's output: an adapter folder (lora) or a full model folder (full)
+    method: str  # "lora" | "full"
+    base: BaseModel
+    out_dir: Path  # an empty folder for the artifact
+
+
+@dataclass(frozen=True)
+class Package:
+    """What the role's packager made: one file to publish, and its manifest facts."""
+
+    path: Path
+    kind: common_pb2.ModelKind
+    base_model: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+Packager = Callable[[PackageRequest], Package]  # runs on a worker thread
+ServingBase = Callable[[], BaseModel]  # the node's serving model as a trainable folder
+
+
+@dataclass
+class TrainingRecord:
+    """The node's record of one job, reported in every heartbeat."""
+
+    command: cp_pb2.StartTrainingCommand
+    state: common_pb2.TrainingState = S.TRAINING_STATE_PLACED
+    step: int = 0
+    total_steps: int = 0
+    train_loss: float = 0.0
+    eval_loss: float = 0.0
+    tokens_per_second: float = 0.0
+    eta_s: float = 0.0
+    error: str = ""
+    error_code: int = 0
+    result: common_pb2.ModelRef = field(default_factory=common_pb2.ModelRef)
+    resumed_from_step: int = -1  # the step this process's run started from (> 0: resumed)
+    cancel_requested: bool = False
+    started_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def job_id(self) -> str:
+        return self.command.job_id
+
+    @property
+    def done(self) -> bool:
+        return self.state in (S.TRAINING_STATE_SUCCEEDED, S.TRAINING_STATE_FAILED, S.TRAINING_STATE_CANCELLED)
+
+    def set(self, state: common_pb2.TrainingState, **fields: Any) -> None:
+        self.state, self.updated_at = state, time.time()
+        for name, value in fields.items():
+            setattr(self, name, value)
+        log.info("training.job", job_id=self.job_id, state=enum_word(common_pb2.TrainingState, state),
+                 step=self.step, total_steps=self.total_steps, **({"error": self.error} if self.error else {}))
+
+    def progress(self, step: int, total: int, train_loss: float | None, eval_loss: float | None,
+                 tokens_per_s: float, eta_s: float | None) -> None:
+        self.step, self.total_steps, self.updated_at = step, total, time.time()
+        self.train_loss = _finite(train_loss, self.train_loss)
+        self.eval_loss = _finite(eval_loss, self.eval_loss)
+        self.tokens_per_second = _finite(tokens_per_s, self.tokens_per_second)
+        self.eta_s = _finite(eta_s, self.eta_s)
+
+    def to_proto(self) -> common_pb2.TrainingJobState:
+        state = common_pb2.TrainingJobState(
+            job_id=self.job_id, state=self.state, step=self.step, total_steps=self.total_steps,
+            train_loss=self.train_loss, eval_loss=self.eval_loss, tokens_per_second=self.tokens_per_second,
+            eta_s=self.eta_s, error=self.error, error_code=self.error_code, result=self.result)
+        state.started_at.FromNanoseconds(int(self.started_at * 1e9))
+        state.updated_at.FromNanoseconds(int(self.updated_at * 1e9))
+        return state
+
+
+def _finite(value: float | None, default: float) -> float:
+    return value if value is not None and math.isfinite(value) else default
+
+
+class Cancelled(Exception):
+    """The job was cancelled on request (not: the node is stopping)."""
+
+
+def lineage(command: cp_pb2.StartTrainingCommand, base: BaseModel, result: TrainResult) -> dict[str, str]:
+    """Manifest metadata recording where a trained version came from."""
+    spec, data = command.spec, command.dataset
+    facts = {
+        "lineage.job_id": command.job_id,
+        "lineage.method": METHODS.get(spec.method, ""),
+        "lineage.base_model": base.name,
+        "lineage.base_version": base.version or "serving",
+        "lineage.base_sha256": base.sha256,
+        "lineage.dataset": data.name,
+        "lineage.dataset_version": data.version,
+        "lineage.dataset_sha256": data.sha256,
+        "lineage.steps": str(result.steps),
+        "lineage.trainable_params": str(result.trainable_params),
+        "lineage.total_params": str(result.total_params),
+        "lineage.hyper_parameters": json.dumps(train_settings(spec), sort_keys=True),
+    }
+    facts.update({f"metric.{k}": f"{v:.6g}" for k, v in sorted(result.metrics.items())})
+    return facts
+
+
+class TrainingAgent:
+    """Runs the fine-tuning jobs the core places on this node."""
+
+    def __init__(self, core_address: str, work_dir: Path, package: Packager, serving_base: ServingBase,
+                 threads: int = 0, retry: RetryPolicy | None = None, history: int = 8) -> None:
+        self.root = Path(work_dir) / "training"
+        self.retry = retry or RetryPolicy()
+        self.threads = threads  # default CPU budget of a job's worker (0: the trainer's default)
+        self._package = package
+        self._serving_base = serving_base
+        self._history = history
+        self._records: dict[str, TrainingRecord] = {}  # insertion order = arrival order
+        self._workers: dict[str, TrainingProcess] = {}  # job id -> its worker
+        self._lock = asyncio.Lock()  # one job at a time, FIFO
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._channel = open_channel(core_address)
+        self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
+
+    # --- commands from the control plane (sync: called from the heartbeat loop) -------------
+
+    def handle(self, command: cp_pb2.NodeCommand) -> bool:
+        """Start or cancel a job in the background; False for other commands."""
+        kind = command.WhichOneof("command")
+        if kind == "start_training":
+            self._start(command.start_training, persist=True)
+            return True
+        if kind == "cancel_training":
+            self.cancel(command.cancel_training.job_id)
+            return True
+        return False
+
+    def resume(self) -> list[str]:
+        """Restart every job a previous run of this node left in progress; their ids."""
+        resumed = []
+        for path in sorted(self.root.glob(f"*/{COMMAND_FILE}")):
+            try:
+                command = cp_pb2.StartTrainingCommand.FromString(path.read_bytes())
+            except Exception as exc:
+                log.warning("training.unreadable_job", path=str(path), error=str(exc))
+                shutil.rmtree(path.parent, ignore_errors=True)
+                continue
+            log.info("training.resuming", job_id=command.job_id)
+            self._start(command, persist=False)
+            resumed.append(command.job_id)
+        return resumed
+
+    def cancel(self, job_id: str) -> None:
+        record = self._records.get(job_id)
+        if record is None or record.done:
+            return
+        record.cancel_requested = True
+        worker = self._workers.get(job_id)
+        if worker is not None:
+            worker.cancel()
+        log.info("training.cancel", job_id=job_id, state=enum_word(common_pb2.TrainingState, record.state))
+
+    def states(self) -> list[common_pb2.TrainingJobState]:
+        """Recent jobs, newest first, for the heartbeat's NodeLoad.training."""
+        return [r.to_proto() for r in reversed(list(self._records.values()))]
+
+    def record(self, job_id: str) -> TrainingRecord | None:
+        return self._records.get(job_id)
+
+    async def idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop: workers are killed, job folders kept, so the next start resumes them."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._channel.close()
+
+    # --- the work --------------------------------------------------------------------------
+
+    def _start(self, command: cp_pb2.StartTrainingCommand, persist: bool) -> None:
+        if command.job_id in self._records:
+            return  # delivered twice (e.g. by a restarted core): already under way or done
+        record = TrainingRecord(command)
+        self._records[command.job_id] = record
+        if persist:
+            folder = self.root / command.job_id
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f"{COMMAND_FILE}.tmp"
+            tmp.write_bytes(command.SerializeToString(deterministic=True))
+            tmp.replace(folder / COMMAND_FILE)
+        task = asyncio.get_running_loop().create_task(self._run(record), name=f"train-{command.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._trim()
+
+    async def _run(self, record: TrainingRecord) -> None:
+        folder = self.root / record.job_id
+        bound = log.bind(job_id=record.job_id)
+        async with self._lock:
+            try:
+                if record.cancel_requested:
+                    raise Cancelled()
+                record.set(S.TRAINING_STATE_RUNNING)
+                base, dataset = await self._inputs(record, folder / "inputs")
+                result = await self._train(record, base, dataset, folder / "work")
+                if record.cancel_requested:
+                    raise Cancelled()
+                out = folder / "package"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir(parents=True)
+                package = await asyncio.to_thread(self._package, PackageRequest(
+                    result.output_dir, result.method, base, out))
+                if record.cancel_requested:
+                    raise Cancelled()
+                ref = await self._publish(record, package, lineage(record.command, base, result))
+                record.set(S.TRAINING_STATE_SUCCEEDED, result=ref, eta_s=0.0)
+                bound.info("training.published", model=ref.name, version=ref.version, sha256=ref.sha256)
+            except asyncio.CancelledError:  # the node is stopping: keep the folder, resume on the next start
+                bound.info("training.suspended", step=record.step)
+                raise
+            except Exception as exc:
+                if record.cancel_requested:
+                    record.set(S.TRAINING_STATE_CANCELLED)
+                else:
+                    code = status_code(exc)
+                    record.set(S.TRAINING_STATE_FAILED, error=describe(exc), error_code=code.value[0])
+                    bound.warning("training.failed", code=code.name, error=record.error)
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                self._workers.pop(record.job_id, None)
+
+    async def _inputs(self, record: TrainingRecord, inputs: Path) -> tuple[BaseModel, Path]:
+        """The dataset file and the base folder, fetched (and unpacked) once per job."""
+        inputs.mkdir(parents=True, exist_ok=True)
+        data = record.command.dataset
+        dataset = inputs / "dataset.jsonl"
+        if not dataset.is_file():
+            await self._fetch(record, data, dataset)
+        ref = record.command.base
+        if not ref.name:
+            return await asyncio.to_thread(self._serving_base), dataset
+        folder = inputs / "base"
+        if not folder.is_dir():
+            archive = inputs / "base.tar"
+            await self._fetch(record, ref, archive)
+            staging = inputs / "base-staging"
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run stopped mid-unpack
+            unpacked = await asyncio.to_thread(unpack, archive, staging)
+            unpacked.rename(folder)  # complete folders only
+            shutil.rmtree(staging, ignore_errors=True)
+            archive.unlink(missing_ok=True)
+        return BaseModel(folder, ref.name, ref.version, ref.sha256), dataset
+
+    async def _fetch(self, record: TrainingRecord, ref: common_pb2.ModelRef, dest: Path) -> None:
+        """``ref`` into ``dest``, pinned to its sha256; a dropped connection resumes (up to ``retry.attempts``)."""
+        backoff = self.retry.first_backoff_s
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                await fetch_to_file(self._stub, ref.name, ref.version, dest, resume=True, sha256=ref.sha256,
+                                    timeout_s=self.retry.timeout_s)
+                return
+            except (grpc.aio.AioRpcError, DataLoss) as exc:
+                if attempt == self.retry.attempts or status_code(exc) not in RETRYABLE | {grpc.StatusCode.DATA_LOSS}:
+                    raise
+                log.warning("training.fetch.retry", job_id=record.job_id, model=ref.name, attempt=attempt,
+                            error=describe(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry.max_backoff_s)
+
+    async def _train(self, record: TrainingRecord, base: BaseModel, dataset: Path, work: Path) -> TrainResult:
+        """Runs the trainer in a worker process, reporting its progress into ``record``."""
+        from netgpt.training.trainer import TrainConfig  # torch: only on nodes that train
+        from netgpt.training.worker import TrainingProcess
+
+        settings = train_settings(record.command.spec)
+        if self.threads and "threads" not in settings:
+            settings["threads"] = self.threads
+        config = TrainConfig(**settings)  # type: ignore[arg-type]
+        worker = TrainingProcess()
+        self._workers[record.job_id] = worker
+        if record.cancel_requested:
+            raise Cancelled()
+        work.mkdir(parents=True, exist_ok=True)
+        worker.start(base.folder, dataset, work, config)
+        try:
+            async for p in worker.progress():
+                if p.state == "loading":  # step 0 until a checkpoint is restored: keep the last report
+                    continue
+                if record.resumed_from_step < 0:
+                    record.resumed_from_step = p.step - 1  # the first step this run made started here
+                record.progress(p.step, p.total_steps, p.train_loss, p.eval_loss, p.tokens_per_s, p.eta_s)
+            return await worker.result()
+        except asyncio.CancelledError:  # the node is stopping: stop the child, keep its checkpoints
+            await asyncio.shield(worker.close())
+            raise
+
+    async def _publish(self, record: TrainingRecord, package: Package,
+                       metadata: dict[str, str]) -> common_pb2.ModelRef:
+        spec = record.command.spec
+        manifest = cmp_pb2.ModelManifest(name=spec.output_name, version=spec.output_version, kind=package.kind,
+                                         base_model=package.base_model, metadata={**package.metadata, **metadata})
+        reply = await publish_file(self._stub, manifest, package.path, timeout_s=self.retry.timeout_s)
+        m = reply.manifest
+        return common_pb2.ModelRef(name=m.name, version=m.version, sha256=m.sha256, kind=m.kind,
+                                   base_model=m.base_model if m.kind == common_pb2.MODEL_KIND_LORA_ADAPTER else "")
+
+    def _trim(self) -> None:
+        finished = [r for r in self._records.values() if r.done]
+        for record in finished[:max(len(self._records) - self._history, 0)]:
+            del self._records[record.job_id]

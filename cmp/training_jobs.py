@@ -1,0 +1,342 @@
+"""The core's side of fine-tuning jobs: validate a spec, resolve its inputs in the model store,
+place it on a node, queue start/cancel commands, and merge what the nodes report.
+
+A job is placed on the least loaded serving node of its role (nodes already training count
+first), or on the node the spec names. The node does the work and reports the job's progress
+in every heartbeat (``NodeLoad.training``, see ``cmp.training_agent``); the book merges those
+reports lazily, whenever a job is read, so Watch is a loop over reads that yields changes.
+Jobs are kept behind a small :class:`JobStore` (memory, or one file per job next to the model
+store), so a restarted core still knows them; the nodes re-report the ones they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from cmp.convert import (
+    cancel_training_command,
+    job_from_proto,
+    job_to_proto,
+    manifest_ref,
+    start_training_command,
+)
+from cmp.manifest import NAME_RE, Manifest, check_name
+from cmp.nodes import NodeDirectory
+from cmp.store import ModelStore
+from netgpt.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from netgpt.node_status import least_loaded_key
+from netgpt.v1 import common_pb2, training_pb2
+from netgpt.words import enum_word
+
+log = structlog.get_logger(__name__)
+
+S = common_pb2  # states: S.TRAINING_STATE_*
+TERMINAL = frozenset({S.TRAINING_STATE_SUCCEEDED, S.TRAINING_STATE_FAILED, S.TRAINING_STATE_CANCELLED})
+ROLE_METHODS = {  # what each role trains, and publishes: GPT-2 (edge artifact), LLaMA (LoRA adapter)
+    common_pb2.NODE_ROLE_EDGE: {training_pb2.TRAINING_METHOD_LORA, training_pb2.TRAINING_METHOD_FULL},
+    common_pb2.NODE_ROLE_CLOUD: {training_pb2.TRAINING_METHOD_LORA},
+}
+MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+MAX_NAME_CHARS = 128
+WATCH_POLL_S = 0.1
+
+
+@dataclass
+class Job:
+    """One fine-tuning job as the core knows it: what was asked, where it runs, its latest state."""
+
+    id: str
+    spec: training_pb2.TrainingJobSpec
+    node_id: str
+    base: common_pb2.ModelRef  # empty name: the node's serving model
+    dataset: common_pb2.ModelRef
+    created_at: float
+    report: common_pb2.TrainingJobState = field(default_factory=common_pb2.TrainingJobState)
+    cancel_requested: bool = False
+    requeue: bool = False  # restored after a core restart: hand the command to the node again
+
+    @property
+    def state(self) -> int:
+        return self.report.state
+
+    @property
+    def done(self) -> bool:
+        return self.report.state in TERMINAL
+
+
+class JobStore(Protocol):
+    """Where jobs are kept between core restarts."""
+
+    def load(self) -> list[Job]: ...
+
+    def save(self, job: Job) -> None: ...
+
+
+class MemoryJobStore:
+    """Keeps nothing: jobs live as long as the core."""
+
+    def load(self) -> list[Job]:
+        return []
+
+    def save(self, job: Job) -> None:
+        pass
+
+
+class FileJobStore:
+    """One ``TrainingJob`` message per file under ``folder``, replaced atomically on each state change."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def load(self) -> list[Job]:
+        jobs = []
+        for path in sorted(self.folder.glob("*.pb")):
+            try:
+                message = training_pb2.TrainingJob.FromString(path.read_bytes())
+            except Exception as exc:  # a torn or foreign file must not stop the core
+                log.warning("training.job_unreadable", path=str(path), error=str(exc))
+                continue
+            jobs.append(job_from_proto(message))
+        return jobs
+
+    def save(self, job: Job) -> None:
+        path = self.folder / f"{job.id}.pb"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(job_to_proto(job).SerializeToString(deterministic=True))
+        os.replace(tmp, path)
+
+
+def _field_error(field_name: str, message: str) -> InvalidArgument:
+    return InvalidArgument(f"{field_name}: {message}")
+
+
+def _check_ref(field_name: str, ref: training_pb2.StoredVersion) -> None:
+    for part in ("name", "version"):
+        value = getattr(ref, part)
+        if not value:
+            raise _field_error(f"{field_name}.{part}", "required")
+        if not NAME_RE.fullmatch(value):
+            raise _field_error(f"{field_name}.{part}", f"{value[:40]!r} must match {NAME_RE.pattern}")
+
+
+def validate_spec(spec: training_pb2.TrainingJobSpec) -> None:
+    """INVALID_ARGUMENT naming the first bad field of ``spec``; nothing else is checked here."""
+    if len(spec.name) > MAX_NAME_CHARS:
+        raise _field_error("spec.name", f"at most {MAX_NAME_CHARS} characters")
+    if spec.role not in ROLE_METHODS:
+        raise _field_error("spec.role", "must be NODE_ROLE_EDGE or NODE_ROLE_CLOUD")
+    if spec.method not in (training_pb2.TRAINING_METHOD_LORA, training_pb2.TRAINING_METHOD_FULL):
+        raise _field_error("spec.method", "must be TRAINING_METHOD_LORA or TRAINING_METHOD_FULL")
+    if spec.method not in ROLE_METHODS[spec.role]:
+        raise _field_error("spec.method", "cloud nodes train LoRA adapters (full fine-tuning is for the edge's "
+                                          "small GPT-2)")
+    if not spec.HasField("dataset"):
+        raise _field_error("spec.dataset", "required (a JSONL dataset version in the model store)")
+    _check_ref("spec.dataset", spec.dataset)
+    if spec.HasField("base"):
+        _check_ref("spec.base", spec.base)
+    for part in ("output_name", "output_version"):
+        if not getattr(spec, part):
+            raise _field_error(f"spec.{part}", "required (the version the result is published as)")
+        check_name(f"spec.{part}", getattr(spec, part))
+    lora = spec.lora
+    if spec.method == training_pb2.TRAINING_METHOD_LORA:
+        if lora.rank > 1024:
+            raise _field_error("spec.lora.rank", f"at most 1024, got {lora.rank}")
+        if not 0 <= lora.alpha <= 1e4:
+            raise _field_error("spec.lora.alpha", f"in [0, 10000], got {lora.alpha:g}")
+        if not 0 <= lora.dropout < 1:
+            raise _field_error("spec.lora.dropout", f"in [0, 1), got {lora.dropout:g}")
+        if len(lora.target_modules) > 32:
+            raise _field_error("spec.lora.target_modules", "at most 32 names")
+        for module in lora.target_modules:
+            if not MODULE_RE.fullmatch(module):
+                raise _field_error("spec.lora.target_modules", f"{module[:40]!r} is not a module name")
+    hp = spec.hyper_parameters
+    limits = {"max_steps": 1_000_000, "batch_size": 1024, "warmup_steps": 1_000_000, "max_seq_len": 65_536,
+              "checkpoint_every": 1_000_000, "eval_every": 1_000_000, "threads": 256}
+    for name, most in limits.items():
+        if getattr(hp, name) > most:
+            raise _field_error(f"spec.hyper_parameters.{name}", f"at most {most}, got {getattr(hp, name)}")
+    if not 0 <= hp.learning_rate <= 1:
+        raise _field_error("spec.hyper_parameters.learning_rate", f"in [0, 1], got {hp.learning_rate:g}")
+    if not 0 <= hp.weight_decay <= 1:
+        raise _field_error("spec.hyper_parameters.weight_decay", f"in [0, 1], got {hp.weight_decay:g}")
+    if not 0 <= hp.eval_fraction < 1:
+        raise _field_error("spec.hyper_parameters.eval_fraction", f"in [0, 1), got {hp.eval_fraction:g}")
+
+
+def _resolve(store: ModelStore, field_name: str, ref: training_pb2.StoredVersion, kind: str) -> Manifest:
+    """The stored version ``ref`` names (NOT_FOUND when unknown), of ``kind`` and its pinned sha256."""
+    try:
+        manifest = store.describe(ref.name, ref.version)
+    except NotFound as exc:
+        raise NotFound(f"{field_name}: {exc}") from None
+    if manifest.kind != kind:
+        raise _field_error(field_name, f"{ref.name} {ref.version} is a {manifest.kind} version, not a {kind}")
+    if ref.sha256 and ref.sha256 != manifest.sha256:
+        raise _field_error(f"{field_name}.sha256", f"{ref.name} {ref.version} has sha256 {manifest.sha256}, "
+                                                   f"not {ref.sha256[:64]!r}")
+    return manifest
+
+
+class JobBook:
+    """Every fine-tuning job the core knows, newest last."""
+
+    def __init__(self, nodes: NodeDirectory, store: ModelStore, jobs: JobStore | None = None,
+                 clock: Callable[[], float] = time.time, poll_s: float = WATCH_POLL_S) -> None:
+        self._nodes = nodes
+        self._store = store
+        self._saved = jobs if jobs is not None else MemoryJobStore()
+        self._clock = clock
+        self._poll_s = poll_s
+        self._jobs: dict[str, Job] = {}
+        for job in self._saved.load():
+            job.requeue = not job.done
+            self._jobs[job.id] = job
+        if self._jobs:
+            log.info("training.jobs_restored", jobs=len(self._jobs),
+                     running=sum(not j.done for j in self._jobs.values()))
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def start(self, spec: training_pb2.TrainingJobSpec) -> Job:
+        """Validate, resolve the inputs, place, and queue the start command with the node's next heartbeat."""
+        validate_spec(spec)
+        dataset = _resolve(self._store, "spec.dataset", spec.dataset, "dataset")
+        base = _resolve(self._store, "spec.base", spec.base, "checkpoint") if spec.HasField("base") else None
+        self._check_output_free(spec)
+        node = self._place(spec)
+        job = Job(id=uuid.uuid4().hex[:16], spec=spec, node_id=node.info.node_id,
+                  base=manifest_ref(base) if base else common_pb2.ModelRef(), dataset=manifest_ref(dataset),
+                  created_at=self._clock())
+        self._set(job, S.TRAINING_STATE_PLACED)
+        self._jobs[job.id] = job
+        self._nodes.queue_command(job.node_id, start_training_command(job))
+        self._saved.save(job)
+        log.info("training.placed", job_id=job.id, node_id=job.node_id, role=enum_word(common_pb2.NodeRole, spec.role),
+                 method=enum_word(training_pb2.TrainingMethod, spec.method), dataset=f"{dataset.name}@"
+                 f"{dataset.version}", base=f"{base.name}@{base.version}" if base else "serving",
+                 output=f"{spec.output_name}@{spec.output_version}")
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"training job {job_id[:64]!r} is not known")
+        self._refresh()
+        return job
+
+    def list(self) -> list[Job]:
+        """Newest first."""
+        self._refresh()
+        return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+
+    def cancel(self, job_id: str) -> Job:
+        """Ask the node to stop the job; a job already finished is returned as it is."""
+        job = self.get(job_id)
+        if job.done:
+            return job
+        job.cancel_requested = True
+        try:
+            self._nodes.queue_command(job.node_id, cancel_training_command(job.id))
+        except NotFound:  # its node is gone: nobody is training it
+            self._set(job, S.TRAINING_STATE_CANCELLED)
+        self._saved.save(job)
+        log.info("training.cancel_requested", job_id=job.id, node_id=job.node_id)
+        return job
+
+    async def watch(self, job_id: str) -> AsyncIterator[Job]:
+        """The job now, then each time it changes, until it is in a terminal state."""
+        job = self.get(job_id)
+        last = b""
+        while True:
+            self._refresh()
+            now = job_to_proto(job).SerializeToString(deterministic=True)
+            if now != last:
+                last = now
+                yield job
+            if job.done:
+                return
+            await asyncio.sleep(self._poll_s)
+
+    # --- merging node reports ------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Take every node's latest reports of its jobs (from its last heartbeat)."""
+        running = {j.id: j for j in self._jobs.values() if not j.done}
+        if not running:
+            return
+        for status in self._nodes.statuses():
+            reported = {r.job_id: r for r in status.load.training}
+            for job in running.values():
+                if job.node_id != status.info.node_id:
+                    continue
+                report = reported.get(job.id)
+                if report is not None:
+                    self._merge(job, report)
+                elif job.requeue:  # restored by a restarted core; the node does not know it (yet)
+                    job.requeue = False
+                    self._nodes.queue_command(job.node_id, start_training_command(job))
+
+    def _merge(self, job: Job, report: common_pb2.TrainingJobState) -> None:
+        job.requeue = False
+        if report.state == S.TRAINING_STATE_UNSPECIFIED or report == job.report:
+            return
+        changed = report.state != job.report.state
+        job.report.CopyFrom(report)
+        if changed:
+            self._saved.save(job)
+            log.info("training.state", job_id=job.id, node_id=job.node_id,
+                     state=enum_word(common_pb2.TrainingState, report.state), step=report.step,
+                     total_steps=report.total_steps, **({"error": report.error} if report.error else {}))
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _set(self, job: Job, state: int) -> None:
+        job.report.job_id = job.id
+        job.report.state = state  # type: ignore[assignment]
+        job.report.updated_at.FromNanoseconds(int(self._clock() * 1e9))
+
+    def _check_output_free(self, spec: training_pb2.TrainingJobSpec) -> None:
+        out = (spec.output_name, spec.output_version)
+        try:
+            self._store.describe(*out)
+        except NotFound:
+            pass
+        else:
+            raise AlreadyExists(f"spec.output_version: {out[0]} {out[1]} is already in the store; "
+                                "choose another version")
+        for job in self._jobs.values():
+            if not job.done and (job.spec.output_name, job.spec.output_version) == out:
+                raise AlreadyExists(f"spec.output_version: job {job.id} is already training {out[0]} {out[1]}")
+
+    def _place(self, spec: training_pb2.TrainingJobSpec) -> common_pb2.NodeStatus:
+        role = enum_word(common_pb2.NodeRole, spec.role)
+        if spec.node_id:
+            try:
+                node = self._nodes.node_status(spec.node_id)
+            except NotFound as exc:
+                raise NotFound(f"spec.node_id: {exc}") from None
+            if node.info.role != spec.role:
+                raise FailedPrecondition(f"spec.node_id: node {spec.node_id} is not a {role} node")
+            return node
+        serving = [s for s in self._nodes.statuses(spec.role) if s.health == common_pb2.NODE_HEALTH_SERVING]
+        if not serving:
+            raise FailedPrecondition(f"spec.role: no serving {role} node is registered to train on")
+        training: dict[str, int] = {}
+        for job in self._jobs.values():
+            if not job.done:
+                training[job.node_id] = training.get(job.node_id, 0) + 1
+        return min(serving, key=lambda s: (training.get(s.info.node_id, 0), *least_loaded_key(s)))

@@ -1,0 +1,169 @@
+"""Seeded dataset builders for the concise → comprehensive prompt → answer task.
+
+Every line of a dataset is one JSON object ``{"prompt": str, "completion": str, "meta": {...}}``;
+a trainer learns ``completion`` after ``prompt`` and appends the tokenizer's end-of-text token
+itself (completions carry none). Prompts are built exactly as the edge builds them at run time
+(:func:`edge_node.personalise.context_block`, facts retrieved by the edge's
+:class:`~edge_node.knowledge.KnowledgeBase` for the question):
+
+- edge (a), two kinds of lines, half each:
+  ``kind=intent``: ``"{block}\\nIntent: The user wants"`` → ``" to eat seafood.\\n"`` (the edge's
+  reading of the need, ended by the newline the edge stops at);
+  ``kind=answer``: ``"{block}\\nIntent: The user wants{intent}\\nAnswer:"`` → a short edge answer,
+  ``" Harbour Fish Market, open 11:00-22:00."``.
+- cloud (b), Alpaca-style instruction answering: the comprehensive prompt (ending ``"Answer:"``) →
+  ``" Try Harbour Fish Market: seafood restaurant on the quay, ..., open 11:00-22:00."``; grounded
+  only in the listed facts (the venue it names is always one of them).
+
+``meta``: source (synthetic | real), cell_id, need, kind, question (find | hours), template,
+request (the concise prompt), venue (the answer's venue), facts (the listed venues' names).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_node.knowledge import Venue
+from edge_node.personalise import context_block
+from tasks.prompt_completion.synth import World, build_world, real_knowledge_text
+from tasks.prompt_completion.templates import PREFERENCES, Need, Phrasing, needs_for, phrase
+
+MAX_FACTS = 3  # what the edge's Personaliser lists (its max_facts)
+REAL_SHARE = 0.2  # share of examples on the real knowledge base (training phrasings only)
+PREFERENCE_SHARE = 0.3  # share of examples whose user has profile preferences
+NO_INTENT_SHARE = 0.15  # share of answer prompts with an empty intent (an edge with intent_tokens=0)
+CORPUS_EXAMPLES = 3000  # examples of each dataset in the tokenizer corpus
+INTENT_CUE = "\nIntent: The user wants"
+ANSWER_CUE = "\nAnswer:"
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One question in one cell, with the facts the edge retrieves and the venue that answers it."""
+
+    cell_id: str
+    source: str
+    need: Need
+    phrasing: Phrasing
+    facts: list[Venue]
+    target: Venue
+    block: str
+    intent: str  # what the edge should write after "The user wants"
+
+    def prompt(self, intent: str) -> str:
+        return f"{self.block}{INTENT_CUE}{intent}{ANSWER_CUE}"
+
+    def meta(self, kind: str) -> dict[str, object]:
+        return {"source": self.source, "cell_id": self.cell_id, "need": self.need.name, "kind": kind,
+                "question": self.phrasing.kind, "template": self.phrasing.template, "request": self.phrasing.text,
+                "venue": self.target.name, "facts": [v.name for v in self.facts]}
+
+
+def sample_case(rng: random.Random, world: World, pools: dict[bool, list[str]]) -> Case | None:
+    """A random question about a random venue (``pools``: synthetic and real cell ids, by "is real");
+    None when the edge would not retrieve a venue that fits."""
+    cell_id = rng.choice(pools[rng.random() < REAL_SHARE])
+    area, venues = world.cells[cell_id]
+    venue = rng.choice(venues)
+    needs = needs_for(venue)
+    if not needs:
+        return None
+    need = rng.choice(needs)
+    phrasing = phrase(rng, need, venue)
+    facts = world.knowledge.venues(cell_id, phrasing.text, MAX_FACTS)
+    target = _answering(facts, need, venue if phrasing.named else None)
+    if target is None:
+        return None
+    preferences = rng.sample(PREFERENCES, rng.randint(1, 2)) if rng.random() < PREFERENCE_SHARE else []
+    block = context_block(phrasing.text, cell_id, area, [v.as_fact() for v in facts], preferences)
+    source = "real" if cell_id in world.real else "synthetic"
+    return Case(cell_id, source, need, phrasing, facts, target, block, f" {rng.choice(need.intents)}.")
+
+
+def _answering(facts: list[Venue], need: Need, named: Venue | None) -> Venue | None:
+    """The listed venue that answers: the named one, else the first that fits the need."""
+    if named is not None:
+        return named if named in facts else None
+    return next((v for v in facts if need.fits(v)), None)
+
+
+def edge_answer(case: Case) -> str:
+    hours = f", open {case.target.hours}" if case.target.hours else ", hours not listed"
+    return f" {case.target.name}{hours}."
+
+
+def cloud_answer(case: Case) -> str:
+    venue = case.target
+    if case.phrasing.kind == "hours":
+        return f" {venue.name} is open {venue.hours}." if venue.hours else \
+            f" {venue.name} does not list its opening hours."
+    hours = f", open {venue.hours}" if venue.hours else ""
+    return f" Try {venue.name}: {venue.description}{hours}."
+
+
+def _answer_intent(rng: random.Random, case: Case) -> str:
+    return "" if rng.random() < NO_INTENT_SHARE else case.intent
+
+
+def edge_example(rng: random.Random, case: Case) -> dict[str, object]:
+    if rng.random() < 0.5:
+        return {"prompt": case.block + INTENT_CUE, "completion": case.intent + "\n", "meta": case.meta("intent")}
+    return {"prompt": case.prompt(_answer_intent(rng, case)), "completion": edge_answer(case),
+            "meta": case.meta("answer")}
+
+
+def cloud_example(rng: random.Random, case: Case) -> dict[str, object]:
+    return {"prompt": case.prompt(_answer_intent(rng, case)), "completion": cloud_answer(case),
+            "meta": case.meta("answer")}
+
+
+def examples(seed: int, n: int, make: Callable[[random.Random, Case], dict[str, object]], salt: str,
+             progress: Progress | None = None) -> Iterator[dict[str, object]]:
+    """``n`` examples, the same for the same seed."""
+    world, rng = build_world(seed), random.Random(f"{salt}-{seed}")
+    pools = {real: world.cell_ids(real) for real in (False, True)}
+    made = 0
+    while made < n:
+        case = sample_case(rng, world, pools)
+        if case is None:
+            continue
+        made += 1
+        if progress:
+            progress(1)
+        yield make(rng, case)
+
+
+def write_jsonl(out: Path, rows: Iterator[dict[str, object]]) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def build_edge_dataset(out: Path, seed: int, n: int, progress: Progress | None = None) -> Path:
+    """Dataset (a): intent continuations and short edge answers, as JSONL at ``out``."""
+    return write_jsonl(out, examples(seed, n, edge_example, "edge", progress))
+
+
+def build_cloud_dataset(out: Path, seed: int, n: int, progress: Progress | None = None) -> Path:
+    """Dataset (b): comprehensive prompt → grounded answer, as JSONL at ``out``."""
+    return write_jsonl(out, examples(seed, n, cloud_example, "cloud", progress))
+
+
+def corpus_texts(seed: int) -> list[str]:
+    """Text to train the starter tokenizer on: prompts and completions of both datasets, and the real
+    knowledge base."""
+    texts = [real_knowledge_text()]
+    for make, salt in ((edge_example, "edge"), (cloud_example, "cloud")):
+        for row in examples(seed, CORPUS_EXAMPLES, make, salt):
+            texts.append(f"{row['prompt']}{row['completion']}")
+    return texts
