@@ -40,6 +40,7 @@ from netgpt.channels import open_channel
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import DataLoss, FailedPrecondition, NetGptError, one_line
 from netgpt.model_slot import ModelSlot, Served
+from netgpt.tasks import TaskGroup
 from netgpt.v1 import blob_pb2_grpc as blob_grpc
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -146,7 +147,7 @@ class Deployer:
         self._serving: Deployment | None = None  # the record that put slot.current in place
         self._folders: dict[Served, Path] = {}  # unpacked folders of deployed versions
         self._lock = asyncio.Lock()  # one command at a time, FIFO
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskGroup()
         self._channel = open_channel(core_address)
         self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
         self._peer_policy = peer_policy
@@ -172,9 +173,7 @@ class Deployer:
             record.ref.CopyFrom(command.deploy.model)
             record.plan = plan_from_proto(record.ref, command.deploy.plan)
         self._records.append(record)
-        task = asyncio.get_running_loop().create_task(self._run(record), name=f"deploy-{record.command_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._run(record), f"deploy-{record.command_id}")
         return True
 
     def states(self) -> list[common_pb2.DeploymentState]:
@@ -186,13 +185,10 @@ class Deployer:
 
     async def idle(self) -> None:
         """Wait until no command is running (tests, graceful stop)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.idle()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.cancel_all()
         for channel in [self._channel, *self._peer_channels.values()]:
             await channel.close()
 

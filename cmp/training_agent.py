@@ -37,6 +37,7 @@ from cmp.convert import METHODS, train_settings
 from cmp.transfer_client import fetch_to_file, publish_file
 from netgpt.channels import open_channel
 from netgpt.errors import DataLoss
+from netgpt.tasks import TaskGroup
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -181,7 +182,7 @@ class TrainingAgent:
         self._records: dict[str, TrainingRecord] = {}  # insertion order = arrival order
         self._workers: dict[str, TrainingProcess] = {}  # job id -> its worker
         self._lock = asyncio.Lock()  # one job at a time, FIFO
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskGroup()
         self._channel = open_channel(core_address)
         self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
 
@@ -231,14 +232,11 @@ class TrainingAgent:
         return self._records.get(job_id)
 
     async def idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.idle()
 
     async def close(self) -> None:
         """Stop: workers are killed, job folders kept, so the next start resumes them."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.cancel_all()
         await self._channel.close()
 
     # --- the work --------------------------------------------------------------------------
@@ -254,9 +252,7 @@ class TrainingAgent:
             tmp = folder / f"{COMMAND_FILE}.tmp"
             tmp.write_bytes(command.SerializeToString(deterministic=True))
             tmp.replace(folder / COMMAND_FILE)
-        task = asyncio.get_running_loop().create_task(self._run(record), name=f"train-{command.job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._run(record), f"train-{command.job_id}")
         self._trim()
 
     async def _run(self, record: TrainingRecord) -> None:
