@@ -22,8 +22,8 @@ from netgpt.errors import StartupError
 from netgpt.logs import configure_logging
 from netgpt.words import enum_word
 
-__all__ = ["DEFAULT_CORE", "DEFAULT_TIMEOUT_S", "Run", "Subparsers", "add_core_flag", "call_core", "enum_choices",
-           "enum_list", "label", "on_core", "quiet", "report_error", "sync", "usage_error"]
+__all__ = ["DEFAULT_CORE", "DEFAULT_TIMEOUT_S", "Run", "Subparsers", "add_core_flag", "call_core", "core_actions",
+           "enum_choices", "enum_list", "label", "on_core", "quiet", "report_error", "sync", "usage_error"]
 
 # The client commands default to where a node looks for the core: one definition, in the config.
 DEFAULT_CORE: str = NodeConfig.core
@@ -98,6 +98,20 @@ def quiet(run: Run) -> Run:
         return run(args)
 
     return quiet_run
+
+
+def core_actions(sub: Subparsers, name: str, text: str) -> Callable[[str, Run, str], argparse.ArgumentParser]:
+    """A command group (``netgpt NAME ACTION``) whose actions each talk to the core: returns
+    ``action(name, run, text)``, which adds one with ``--core`` and quiet logging."""
+    actions = sub.add_parser(name, help=text).add_subparsers(dest="action", required=True)
+
+    def action(action_name: str, run: Run, action_text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(action_name, help=action_text, description=action_text)
+        add_core_flag(parser)
+        parser.set_defaults(run=quiet(run))
+        return parser
+
+    return action
 
 
 def sync(command: Callable[[argparse.Namespace], Coroutine[object, object, int]]) -> Run:

@@ -21,7 +21,7 @@ from typing import TypeVar
 import grpc
 from tqdm import tqdm
 
-from cli.common import DEFAULT_TIMEOUT_S, Run, Subparsers, add_core_flag, enum_choices, on_core, quiet
+from cli.common import DEFAULT_TIMEOUT_S, Subparsers, core_actions, enum_choices, on_core
 from netgpt.errors import StartupError
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
@@ -73,14 +73,7 @@ def progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def add_commands(sub: Subparsers) -> None:
-    model = sub.add_parser("model", help="publish, deploy and roll back model versions")
-    actions = model.add_subparsers(dest="action", required=True)
-
-    def action(name: str, run: Run, text: str) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=text, description=text)
-        add_core_flag(parser)
-        parser.set_defaults(run=quiet(run))
-        return parser
+    action = core_actions(sub, "model", "publish, deploy and roll back model versions")
 
     export = action("export-edge", _run_export_edge,
                     "export a GPT-2 folder to the edge's ONNX artifact (parity-checked), optionally publish it")
@@ -154,7 +147,7 @@ def _run_export_edge(args: argparse.Namespace) -> int:
         manifest = cmp_pb2.ModelManifest(name=args.name, version=args.version, kind=common_pb2.MODEL_KIND_ONNX_EDGE,
                                          base_model=base, size_bytes=artifact.size_bytes, sha256=artifact.sha256,
                                          metadata=artifact.metadata)
-        _publish(args.core, manifest, artifact.path)
+        publish_with_progress(args.core, manifest, artifact.path)
     return 0
 
 
@@ -168,7 +161,7 @@ def _run_publish(args: argparse.Namespace) -> int:
     if path.is_dir():
         with tempfile.TemporaryDirectory(prefix="netgpt-publish-") as tmp:
             manifest.metadata.update(_folder_metadata(path, args.kind))
-            _publish(args.core, manifest, pack_folder(path, Path(tmp) / f"{args.name}-{args.version}.tar"))
+            publish_with_progress(args.core, manifest, pack_folder(path, Path(tmp) / f"{args.name}-{args.version}.tar"))
         return 0
     if not path.is_file():
         raise StartupError(f"{path} does not exist")
@@ -177,7 +170,7 @@ def _run_publish(args: argparse.Namespace) -> int:
             refuse_pickles(tar.getnames(), str(path))
     else:
         refuse_pickles([path.name], str(path))
-    _publish(args.core, manifest, path)
+    publish_with_progress(args.core, manifest, path)
     return 0
 
 
@@ -194,7 +187,8 @@ def _folder_metadata(folder: Path, kind: str) -> dict[str, str]:
     return metadata
 
 
-def _publish(core: str, manifest: cmp_pb2.ModelManifest, path: Path) -> None:
+def publish_with_progress(core: str, manifest: cmp_pb2.ModelManifest, path: Path) -> None:
+    """Upload ``path`` to the core's store as ``manifest`` (chunked, sha256-checked), with a progress bar."""
     from cmp.transfer_client import publish_file
 
     async def upload(stub: cmp_grpc.ComputePlaneServiceStub) -> cmp_pb2.PublishModelResponse:

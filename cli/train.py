@@ -17,13 +17,11 @@ from tqdm import tqdm
 
 from cli.common import (
     DEFAULT_TIMEOUT_S,
-    Run,
     Subparsers,
-    add_core_flag,
     call_core,
+    core_actions,
     enum_choices,
     on_core,
-    quiet,
 )
 from netgpt.errors import NetGptError, StartupError
 from netgpt.v1 import common_pb2
@@ -62,14 +60,7 @@ def store_version(text: str) -> tr_pb2.StoredVersion:
 
 
 def add_commands(sub: Subparsers) -> None:
-    train = sub.add_parser("train", help="fine-tune models: jobs on the nodes, or --local")
-    actions = train.add_subparsers(dest="action", required=True)
-
-    def action(name: str, run: Run, text: str) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=text, description=text)
-        add_core_flag(parser)
-        parser.set_defaults(run=quiet(run))
-        return parser
+    action = core_actions(sub, "train", "fine-tune models: jobs on the nodes, or --local")
 
     start = action("start", _run_start, "start a fine-tuning job on a node (or --local: here, without daemons)")
     start.add_argument("--base", default="serving",
@@ -101,14 +92,11 @@ def add_commands(sub: Subparsers) -> None:
     cancel.add_argument("job")
     action("list", _run_list, "every job the core knows, newest first")
 
-    dataset = sub.add_parser("dataset", help="put JSONL datasets into the core's model store")
-    dataset_actions = dataset.add_subparsers(dest="action", required=True)
-    publish = dataset_actions.add_parser("publish", help="check a JSONL dataset line by line and publish it")
-    add_core_flag(publish)
+    dataset = core_actions(sub, "dataset", "put JSONL datasets into the core's model store")
+    publish = dataset("publish", _run_dataset_publish, "check a JSONL dataset line by line and publish it")
     publish.add_argument("file", type=Path)
     publish.add_argument("--name", required=True)
     publish.add_argument("--version", required=True)
-    publish.set_defaults(run=quiet(_run_dataset_publish))
 
 
 # --- jobs on the compute plane ----------------------------------------------------------------
@@ -257,7 +245,7 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _run_dataset_publish(args: argparse.Namespace) -> int:
-    from cli.model import _publish  # the store's chunked upload with a progress bar
+    from cli.model import publish_with_progress
     from netgpt.training.dataset import file_sha256, read_jsonl
     from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 
@@ -268,5 +256,5 @@ def _run_dataset_publish(args: argparse.Namespace) -> int:
     manifest = cmp_pb2.ModelManifest(name=args.name, version=args.version, kind=common_pb2.MODEL_KIND_DATASET,
                                      sha256=file_sha256(args.file),
                                      metadata={"format": "jsonl", "rows": str(len(rows)), "source": args.file.name})
-    _publish(args.core, manifest, args.file)
+    publish_with_progress(args.core, manifest, args.file)
     return 0

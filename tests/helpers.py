@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from cli.client import Question, establish
+from cli.main import main
 from netgpt.channels import open_channel
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -60,5 +62,15 @@ def captured_events() -> Iterator[list[dict]]:
     try:
         with capture_logs() as logs:
             yield logs
+    finally:
+        structlog.configure(**saved)
+
+
+async def cli(*argv: str) -> int:
+    """``netgpt ARGV`` on a thread (it runs its own event loop); the logging set-up it makes, bound
+    to pytest's capture stream, is undone so later log lines do not write to a closed stream."""
+    saved = structlog.get_config()
+    try:
+        return await asyncio.to_thread(main, list(argv))
     finally:
         structlog.configure(**saved)

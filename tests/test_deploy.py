@@ -13,7 +13,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import structlog
 from deploy_helpers import (
     EDGE,
     LORA,
@@ -32,10 +31,9 @@ from deploy_helpers import (
     wider_llama,
 )
 from harness import Cluster, eventually, start_cluster
-from helpers import captured_events, concise, generate, new_session
+from helpers import captured_events, cli, concise, generate, new_session
 from slow_model import Gate, SlowModel
 
-from cli.main import main
 from cmp.agent import Deployer, RetryPolicy
 from cmp.archive import unpack
 from core.daemon import start_core
@@ -114,15 +112,6 @@ async def ask(cluster: Cluster, task: int, prompt: str = "Where is the harbour?"
     events = await generate(cluster.edge.address, concise(session, prompt, max_new_tokens=8, task=task))
     return events[-1].summary
 
-
-async def cli(*argv: str) -> int:
-    """``netgpt ARGV`` on a thread (it runs its own event loop); the logging set-up it makes, bound
-    to pytest's capture stream, is undone so later log lines do not write to a closed stream."""
-    saved = structlog.get_config()
-    try:
-        return await asyncio.to_thread(main, list(argv))
-    finally:
-        structlog.configure(**saved)
 
 
 @dataclass

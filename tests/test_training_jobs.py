@@ -12,12 +12,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-import structlog
 from deploy_helpers import deploy, publish, settled
 from harness import Cluster, eventually, start_cluster
-from helpers import concise, generate, new_session
+from helpers import cli, concise, generate, new_session
 
-from cli.main import main
 from cloud_node.daemon import start_cloud
 from cmp.convert import manifest_from_proto
 from cmp.store import ModelStore
@@ -262,14 +260,6 @@ async def test_restarted_node_resumes_from_its_checkpoint(cluster, clients, data
     assert final.state == S.TRAINING_STATE_SUCCEEDED, final.error
     assert final.step == 30 and record.resumed_from_step > 0
 
-
-async def cli(*argv: str) -> int:
-    """``netgpt ARGV`` on a thread (it runs its own event loop), logging set-up undone afterwards."""
-    saved = structlog.get_config()
-    try:
-        return await asyncio.to_thread(main, list(argv))
-    finally:
-        structlog.configure(**saved)
 
 
 async def test_cli_publishes_a_dataset_trains_and_lists(cluster, clients, tmp_path, capsys):
