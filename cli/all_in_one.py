@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
 from cloud_node.daemon import load_cloud_model, start_cloud
 from core.daemon import CoreHandle, start_core
 from edge_node.daemon import load_edge_model, load_knowledge, start_edge
-from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
+from netgpt.channels import has_default_transport, set_default_transport
+from netgpt.config import CloudConfig, CoreConfig, EdgeConfig, TlsSettings
 from netgpt.engine import LanguageModel
+from netgpt.tls import PLAINTEXT, LocalPki, Transport
 from node.runtime import NodeHandle
 
 
@@ -21,6 +25,8 @@ class Cluster:
     core: CoreHandle
     cloud: NodeHandle
     edge: NodeHandle
+    pki: LocalPki | None = None  # the throw-away CA the cluster runs on (None: plaintext development)
+    operator: Transport = field(default=PLAINTEXT)  # the identity a client of this cluster calls with
 
     async def stop(self) -> None:
         await self.edge.stop(1.0)
@@ -36,13 +42,37 @@ def load_models(edge_model: str = "tiny", cloud_model: str = "tiny",
     return gpt2, llama
 
 
+def _issue(pki: LocalPki, config: TlsSettings, role: str, name: str) -> None:
+    if not (config.insecure or config.tls_cert):
+        for key, value in pki.settings(role, name).items():
+            setattr(config, key, value)
+
+
+def secure_with(pki: LocalPki, core: CoreConfig, cloud: CloudConfig, edge: EdgeConfig) -> None:
+    """Give each config without TLS material a certificate from ``pki`` (nodes keep their ids)."""
+    _issue(pki, core, "core", "core")
+    cloud.node_id = cloud.node_id or "cloud-1"
+    edge.node_id = edge.node_id or "edge-1"
+    _issue(pki, cloud, "cloud", cloud.node_id)
+    _issue(pki, edge, "edge", edge.node_id)
+
+
 async def start_all_in_one(gpt2: LanguageModel, llama: LanguageModel, core: CoreConfig, cloud: CloudConfig,
                            edge: EdgeConfig, cloud_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
-                           ready_timeout_s: float = 10.0) -> Cluster:
+                           ready_timeout_s: float = 10.0, pki: LocalPki | None = None) -> Cluster:
     """Core, then cloud, then edge, each pointed at the core; returns once the edge knows the cloud.
 
-    An edge config without cells serves every cell of its knowledge base.
+    An edge config without cells serves every cell of its knowledge base. Unless the core config
+    is ``insecure``, every daemon gets a certificate from ``pki`` (a throw-away CA in a temporary
+    folder when None), and the cluster's operator identity becomes this process's default client
+    identity if it has none: the all-in-one process is also the operator's client.
     """
+    operator: Transport = PLAINTEXT
+    if not core.insecure:
+        pki = pki or LocalPki(Path(tempfile.mkdtemp(prefix="netgpt-pki-")))
+        secure_with(pki, core, cloud, edge)
+        operator = pki.identity("operator", "operator")
+        _adopt_default(operator)
     core_node = await start_core(core)
     cloud.core = edge.core = core_node.address
     knowledge = load_knowledge(edge)
@@ -51,4 +81,9 @@ async def start_all_in_one(gpt2: LanguageModel, llama: LanguageModel, core: Core
     await asyncio.wait_for(cloud_node.agent.registered.wait(), ready_timeout_s)
     edge_node = await start_edge(edge, gpt2, knowledge)
     await asyncio.wait_for(edge_node.peers.wait_known(), ready_timeout_s)
-    return Cluster(core_node, cloud_node, edge_node)
+    return Cluster(core_node, cloud_node, edge_node, pki, operator)
+
+
+def _adopt_default(operator: Transport) -> None:
+    if not has_default_transport():
+        set_default_transport(operator)

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import TypeVar
 
 import grpc
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel, set_default_transport
 from netgpt.config import NodeConfig
 from netgpt.errors import StartupError
 from netgpt.logs import configure_logging
+from netgpt.tls import resolve
 from netgpt.words import enum_word
 
 __all__ = ["DEFAULT_CORE", "DEFAULT_TIMEOUT_S", "Run", "Subparsers", "add_core_flag", "call_core", "core_actions",
-           "enum_choices", "enum_list", "label", "on_core", "quiet", "report_error", "sync", "usage_error"]
+           "enum_choices", "enum_list", "label", "on_core", "quiet", "report_error", "sync", "usage_error",
+           "add_identity_flags", "use_client_identity"]
 
 # The client commands default to where a node looks for the core: one definition, in the config.
 DEFAULT_CORE: str = NodeConfig.core
@@ -36,7 +39,38 @@ T = TypeVar("T")
 
 
 def add_core_flag(parser: argparse.ArgumentParser) -> None:
+    """``--core`` and the client's identity flags (every command that calls a daemon has them)."""
     parser.add_argument("--core", default=DEFAULT_CORE, help=f"core controller address (default: {DEFAULT_CORE})")
+    add_identity_flags(parser)
+
+
+CLIENT_ENV = {"tls_ca": "NETGPT_TLS_CA", "tls_cert": "NETGPT_TLS_CERT", "tls_key": "NETGPT_TLS_KEY"}
+
+
+def add_identity_flags(parser: argparse.ArgumentParser) -> None:
+    """Who this command calls as: PEM files from ``netgpt pki`` (flags, else NETGPT_TLS_* env), or
+    ``--insecure`` (NETGPT_INSECURE=1) for a loopback development cluster."""
+    group = parser.add_argument_group("identity (mutual TLS)")
+    for dest, env in CLIENT_ENV.items():
+        flag = "--" + dest.replace("_", "-")
+        group.add_argument(flag, dest=dest, default=None, metavar="PEM", help=f"default: ${env}")
+    group.add_argument("--insecure", action="store_true", default=None,
+                       help="plaintext to a loopback development cluster (default: $NETGPT_INSECURE)")
+    parser.set_defaults(client_identity=True)
+
+
+def use_client_identity(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> None:
+    """Make the command's identity the process default (what every ``open_channel`` here uses).
+
+    Nothing given leaves it unset: a command that never dials (``train start --local``) runs, and
+    one that dials stops at its first call with the one-line "no client identity" error."""
+    env = os.environ if env is None else env
+    files = {dest: getattr(args, dest, None) or env.get(name, "") for dest, name in CLIENT_ENV.items()}
+    insecure = bool(getattr(args, "insecure", None)) or env.get("NETGPT_INSECURE", "") in ("1", "true", "yes")
+    if not insecure and not any(files.values()):
+        return
+    set_default_transport(resolve(files["tls_ca"], files["tls_cert"], files["tls_key"], insecure,
+                                  getattr(args, "core", DEFAULT_CORE), "netgpt client"))
 
 
 # --- enum choices from the protos ---------------------------------------------------------

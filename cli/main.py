@@ -1,7 +1,7 @@
 """The ``netgpt`` command: builds the parser from one module per command group and runs it.
 
 Command groups, in ``--help`` order: daemons (core, cloud, edge), ask, nodes, policy, model,
-workflow, demo. Each module exposes ``add_commands(sub)``; errors become messages and exit
+workflow, data, train, eval, pki, demo. Each module exposes ``add_commands(sub)``; errors become messages and exit
 statuses in one place (:func:`cli.common.report_error`).
 """
 
@@ -12,11 +12,11 @@ import sys
 
 import grpc
 
-from cli import ask, daemons, data, demo_command, eval, model, nodes, policy, train, workflow
-from cli.common import report_error
+from cli import ask, daemons, data, demo_command, eval, model, nodes, pki, policy, train, workflow
+from cli.common import report_error, use_client_identity
 from netgpt.errors import StartupError
 
-COMMAND_GROUPS = (daemons, ask, nodes, policy, model, workflow, data, train, eval, demo_command)
+COMMAND_GROUPS = (daemons, ask, nodes, policy, model, workflow, data, train, eval, pki, demo_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "client_identity", False):
+            use_client_identity(args)
         return int(args.run(args))
     except (StartupError, grpc.aio.AioRpcError) as exc:
         return report_error(args, exc)

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import grpc
 
+from cloud_node.batching_runner import BatchingRunner
 from cloud_node.deployer import cloud_deployer
 from cloud_node.generator import CloudGenerator
 from cloud_node.llama_engine import LlamaModel
+from cloud_node.scheduler import BatchScheduler
 from cloud_node.servicer import CloudUserPlane
 from cloud_node.training import cloud_trainer
 from cp.agent import ControlPlaneAgent
+from netgpt.access_rules import cloud_rules
 from netgpt.config import CloudConfig
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import Service, start_server
@@ -27,7 +30,7 @@ from node.runtime import (
     limits_from,
     load_report,
     model_folder,
-    node_id_for,
+    node_identity,
 )
 from up.convert import model_ref
 from up.runner import GenerationRunner
@@ -40,32 +43,47 @@ def load_cloud_model(config: CloudConfig) -> LlamaModel:
     return LlamaModel.load(model_dir, adapter_dir=adapter, device=config.device, dtype=config.dtype)
 
 
+def cloud_runner(config: CloudConfig, model: object) -> GenerationRunner:
+    """The batching runner on the model's base weights, or (``batching = false``, or a model that cannot
+    be batched) one decode loop per request on a worker thread."""
+    packed = getattr(model, "packed", None) if config.batching else None
+    if packed is None:
+        return GenerationRunner(config.max_concurrency, config.max_queue)
+    scheduler = BatchScheduler(packed, config.max_batch, config.max_batch_tokens, config.kv_cache_mb,
+                               config.max_queue)
+    return BatchingRunner(scheduler, config.max_concurrency, config.max_queue)
+
+
 async def start_cloud(config: CloudConfig, model: LlamaModel,
                       interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> NodeHandle:
-    runner = GenerationRunner(config.max_concurrency, config.max_queue)
+    runner = cloud_runner(config, model)
+    slots = config.max_batch if isinstance(runner, BatchingRunner) else config.max_concurrency
     slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_CHECKPOINT)))
     servicer = CloudUserPlane(slot, CloudGenerator(runner), limits_from(config))
-    node_id = node_id_for(config, "cloud")
+    who = node_identity(config, "cloud")
+    node_id = who.node_id
     shelf, blobs = blob_sharing(config, node_id)
     server = await start_server(config.listen, [
         blobs,
         Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
-    ], interceptors)
+    ], interceptors, security=who.security(config, cloud_rules()))
     info = common_pb2.NodeInfo(
         node_id=node_id, role=common_pb2.NODE_ROLE_CLOUD,
         address=advertised_address(config, server),
         region=config.region,
         capabilities=common_pb2.Capabilities(
-            accelerator=model.device, runtime=f"torch/{model.dtype}", max_concurrency=config.max_concurrency,
+            accelerator=model.device, runtime=f"torch/{model.dtype}", max_concurrency=slots,
             max_context_tokens=model.max_context, models=[slot.current.ref]),
     )
-    deployer = cloud_deployer(config, info.node_id, slot, lambda served: advertise_model(info, served), shelf)
-    trainer = cloud_trainer(config, info.node_id, slot)
+    deployer = cloud_deployer(config, info.node_id, slot, lambda served: advertise_model(info, served), shelf,
+                              who.transport)
+    trainer = cloud_trainer(config, info.node_id, slot, who.transport)
     agent = ControlPlaneAgent(config.core, info,
                               lambda: load_report(runner, [slot.current.ref], deployments=deployer.states(),
                                                   training=trainer.states(), blobs=shelf.held()),
                               CommandDispatcher().on("deploy", deployer.handle).on("rollback", deployer.handle)
-                              .on("start_training", trainer.handle).on("cancel_training", trainer.handle))
+                              .on("start_training", trainer.handle).on("cancel_training", trainer.handle),
+                              who.transport)
     agent.start()
     trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, slot=slot, deployer=deployer, extras=[trainer])

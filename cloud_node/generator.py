@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import structlog
 
+from cloud_node.batching_runner import BatchingRunner
 from netgpt.model_slot import Served
 from netgpt.timing import Stopwatch
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
-from up.events import Event, Latency, Summary
-from up.local import Answer, encode_prompt, stream_answer
+from up.events import Event, Latency, Summary, Tokens
+from up.local import Answer, encode_prompt
 from up.request import GenerationRequest
 from up.runner import GenerationRunner
 
@@ -26,10 +28,18 @@ class CloudGenerator:
         """Tokens, then the summary; ``served`` is the model pinned for the whole request."""
         prompt_ids = encode_prompt(served.model, request.prompt, request.params.max_new_tokens, "comprehensive")
         log.info("cloud.generate.start", prompt_tokens=len(prompt_ids), max_new_tokens=request.params.max_new_tokens)
-        clock, answer = Stopwatch(), Answer()
-        async for event in stream_answer(self.runner, served.model, prompt_ids, request.params,
-                                         common_pb2.NODE_ROLE_CLOUD, answer, clock):
-            yield event
+        clock, answer = Stopwatch(), Answer(max_new_tokens=request.params.max_new_tokens)
+        if isinstance(self.runner, BatchingRunner):  # the session's QoS priority orders admission under load
+            pieces = self.runner.stream(served.model, prompt_ids, request.params, request.ran.priority)
+        else:
+            pieces = self.runner.stream(served.model, prompt_ids, request.params)
+        async with aclosing(pieces):
+            async for piece in pieces:
+                if not answer.token_ids:
+                    answer.first_token_ms = clock.ms()
+                answer.text += piece.text
+                answer.token_ids.append(piece.token_id)
+                yield Tokens(text=piece.text, token_ids=(piece.token_id,), source=common_pb2.NODE_ROLE_CLOUD)
         total = clock.ms()
         log.info("cloud.generate.done", completion_tokens=len(answer.token_ids), total_ms=round(total, 1))
         yield Summary(

@@ -1,11 +1,15 @@
 """The cloud node's LLaMA engine: a local HF LLaMA folder (+ optional LoRA) on torch.
 
-Thread safety: one model object is shared by every session. Each session owns its KV
-cache, but forward passes through the shared module are serialised by one lock per
-model (:class:`LockedSession`). That is simple and plainly correct (no reliance on
-torch/peft internals being re-entrant, and a later adapter hot-swap can take the same
-lock); concurrent requests interleave token by token instead of running in parallel.
-Batching across requests is where real throughput would come from, not threads.
+Two ways to run it:
+
+- batched (``batching = true``, the default): :attr:`LlamaModel.packed` is the packed
+  engine the cloud's :class:`~cloud_node.scheduler.BatchScheduler` drives, one forward
+  pass for every running request, whatever LoRA adapter each uses
+  (:meth:`LlamaModel.adapter_view` puts another adapter on the same base weights);
+- serialised (``batching = false``): :meth:`LlamaModel.new_session`, one HF forward per
+  token per request. Each session owns its KV cache, but forward passes through the shared
+  module are serialised by one lock per model (:class:`LockedSession`), so concurrent
+  requests interleave token by token instead of running in parallel.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from cloud_node.adapter_model import LlamaAdapter, PackedSession
 from cloud_node.lora import adapter_weights_file, attach_lora_adapter
+from cloud_node.lora_weights import LoraWeights, load_lora_weights
+from cloud_node.packed_forward import PackedLlama
 from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
 from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer
@@ -79,6 +86,7 @@ class LlamaModel:
         device: torch.device,
         adapter_dir: Path | None = None,
         base_dir: Path | None = None,
+        merged: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -89,7 +97,38 @@ class LlamaModel:
         self.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         self.adapter_dir = adapter_dir
         self.base_dir = base_dir  # where the base checkpoint came from: deployed adapters load onto it
-        self.lock = threading.Lock()  # held for every forward pass (see module docstring)
+        self.lock = threading.Lock()  # held for every single-sequence forward pass (see module docstring)
+        self.merged = merged  # the adapter is folded into the weights: nothing to apply per request
+        self._packed: PackedLlama | None = None
+        self._lora: LoraWeights | None = None
+
+    @property
+    def packed(self) -> PackedLlama:
+        """The packed (batching) engine over this model's base weights, built on first use."""
+        if self._packed is None:
+            self._packed = PackedLlama(self.model, self.torch_device)
+        return self._packed
+
+    @property
+    def lora(self) -> LoraWeights | None:
+        """The adapter this model was loaded with, as the packed engine applies it (None: base only or merged)."""
+        if self.adapter_dir is None or self.merged:
+            return None
+        if self._lora is None:
+            self._lora = load_lora_weights(self.adapter_dir, self.packed.hf_model, self.packed.dtype,
+                                           self.torch_device, self.identity.name)
+        return self._lora
+
+    def adapter_view(self, adapter_dir: Path, name: str | None = None, version: str | None = None) -> LlamaAdapter:
+        """Load the LoRA adapter in ``adapter_dir`` onto these base weights (no copy of the base); ModelLoadError."""
+        if self.base_dir is None:
+            raise ModelLoadError("this cloud model was not loaded from a base checkpoint folder")
+        adapter_dir = Path(adapter_dir)
+        lora = load_lora_weights(adapter_dir, self.packed.hf_model, self.packed.dtype, self.torch_device,
+                                 name or adapter_dir.name)
+        sha = sha256_of_files([*sorted(self.base_dir.glob("*.safetensors")), adapter_weights_file(adapter_dir)])
+        identity = ModelIdentity(name=name or adapter_dir.resolve().name, version=version or sha[:12], sha256=sha)
+        return LlamaAdapter(self, lora, identity, adapter_dir)
 
     @classmethod
     def load(
@@ -137,8 +176,13 @@ class LlamaModel:
         sha = sha256_of_files(weight_files)
         identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or sha[:12], sha256=sha)
         max_context = int(config.get("max_position_embeddings") or 2048)
-        return cls(model, tokenizer, identity, max_context, torch_device, adapter_dir, model_dir)
+        return cls(model, tokenizer, identity, max_context, torch_device, adapter_dir, model_dir,
+                   merged=merge and adapter_dir is not None)
 
     def new_session(self) -> DecodeSession:
         """A fresh decoder with its own KV cache; safe to drive from any worker thread."""
         return LockedSession(TorchDecodeSession(self.model, self.torch_device), self.lock)
+
+    def new_packed_session(self) -> DecodeSession:
+        """A single-sequence decoder on the packed engine: what a batch of one computes."""
+        return PackedSession(self.packed, self.lora, self.lock)

@@ -18,6 +18,7 @@ from cmp.training_agent import BaseModel, Package, PackageRequest, TrainingAgent
 from netgpt.config import CloudConfig
 from netgpt.errors import FailedPrecondition
 from netgpt.model_slot import ModelSlot
+from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from node.runtime import deploy_dir
 
@@ -39,7 +40,8 @@ def package_cloud(request: PackageRequest) -> Package:
     return Package(path, common_pb2.MODEL_KIND_LORA_ADAPTER, request.base.name, metadata)
 
 
-def cloud_trainer(config: CloudConfig, node_id: str, slot: ModelSlot) -> TrainingAgent:
+def cloud_trainer(config: CloudConfig, node_id: str, slot: ModelSlot,
+                  transport: Transport | None = None) -> TrainingAgent:
     """The cloud's training agent; "the serving model" is the base checkpoint the node loaded."""
     base = slot.current
     folder: Path | None = getattr(base.model, "base_dir", None)
@@ -51,4 +53,4 @@ def cloud_trainer(config: CloudConfig, node_id: str, slot: ModelSlot) -> Trainin
         return BaseModel(folder, base_name(base.ref), base.ref.version, base.ref.sha256)
 
     return TrainingAgent(config.core, deploy_dir(config, node_id), package_cloud, serving_base,
-                         threads=config.train_threads)
+                         threads=config.train_threads, transport=transport)

@@ -41,6 +41,7 @@ from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import DataLoss, FailedPrecondition, NetGptError, one_line
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.tasks import TaskGroup
+from netgpt.tls import Transport
 from netgpt.v1 import blob_pb2_grpc as blob_grpc
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -135,8 +136,10 @@ class Deployer:
     def __init__(self, slot: ModelSlot, kind: common_pb2.ModelKind, load: Loader, core_address: str, work_dir: Path,
                  on_swap: Callable[[Served], None] = lambda served: None, retry: RetryPolicy = RetryPolicy(),
                  history: int = 8, blobs: BlobCache | None = None,
-                 peer_policy: PeerFetchPolicy = DEFAULT_PEER_POLICY, node_id: str = "") -> None:
+                 peer_policy: PeerFetchPolicy = DEFAULT_PEER_POLICY, node_id: str = "",
+                 transport: Transport | None = None) -> None:
         self.slot = slot
+        self.transport = transport  # the node's certificate, for the core and for peers (None: process default)
         self.kind = kind
         self.retry = retry
         self.fetch_attempts = 0  # FetchModel calls made (tests and logs see resumes)
@@ -148,7 +151,7 @@ class Deployer:
         self._folders: dict[Served, Path] = {}  # unpacked folders of deployed versions
         self._lock = asyncio.Lock()  # one command at a time, FIFO
         self._tasks = TaskGroup()
-        self._channel = open_channel(core_address)
+        self._channel = open_channel(core_address, transport)
         self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
         self._peer_policy = peer_policy
         self.node_id = node_id
@@ -277,7 +280,7 @@ class Deployer:
             return blob_grpc.BlobServiceStub(self._channel)
         channel = self._peer_channels.get(source.address)
         if channel is None:
-            channel = self._peer_channels[source.address] = open_channel(source.address)
+            channel = self._peer_channels[source.address] = open_channel(source.address, self.transport)
         return blob_grpc.BlobServiceStub(channel)
 
     async def _fetch_from_core(self, record: Deployment, dest: Path) -> None:

@@ -38,6 +38,7 @@ from cmp.transfer_client import fetch_to_file, publish_file
 from netgpt.channels import open_channel
 from netgpt.errors import DataLoss
 from netgpt.tasks import TaskGroup
+from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -172,7 +173,8 @@ class TrainingAgent:
     """Runs the fine-tuning jobs the core places on this node."""
 
     def __init__(self, core_address: str, work_dir: Path, package: Packager, serving_base: ServingBase,
-                 threads: int = 0, retry: RetryPolicy | None = None, history: int = 8) -> None:
+                 threads: int = 0, retry: RetryPolicy | None = None, history: int = 8,
+                 transport: Transport | None = None) -> None:
         self.root = Path(work_dir) / "training"
         self.retry = retry or RetryPolicy()
         self.threads = threads  # default CPU budget of a job's worker (0: the trainer's default)
@@ -183,7 +185,7 @@ class TrainingAgent:
         self._workers: dict[str, TrainingProcess] = {}  # job id -> its worker
         self._lock = asyncio.Lock()  # one job at a time, FIFO
         self._tasks = TaskGroup()
-        self._channel = open_channel(core_address)
+        self._channel = open_channel(core_address, transport)
         self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
 
     # --- commands from the control plane (sync: called from the heartbeat loop) -------------

@@ -23,9 +23,12 @@ from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable, sweep_periodically
 from cp.state_db import CoreState, open_state
 from cp.workflow_servicer import WorkflowServicer
+from netgpt.access import AuditLog
+from netgpt.access_rules import core_rules
 from netgpt.config import CoreConfig
 from netgpt.errors import StartupError
-from netgpt.server import NetGptServer, Service, start_server
+from netgpt.server import NetGptServer, Security, Service, start_server
+from netgpt.tls import daemon_transport
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import training_pb2_grpc as tr_grpc
@@ -99,4 +102,10 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
         Service("netgpt.v1.TrainingService",
                 TrainingServicer(JobBook(registry, store, FileJobStore(store.root / "training-jobs"))),
                 tr_grpc.add_TrainingServiceServicer_to_server),
-    ], [ZeroCopyChunks()])
+    ], [ZeroCopyChunks()], security=_security(config, sessions, store))
+
+
+def _security(config: CoreConfig, sessions: SessionTable, store: ModelStore) -> Security:
+    transport = daemon_transport(config, "core", "core")
+    audit = Path(config.audit_log).expanduser() if config.audit_log else store.root / "audit.jsonl"
+    return Security(transport, core_rules(lambda request: sessions.get(request.session_id).ue_id), AuditLog(audit))

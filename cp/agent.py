@@ -22,6 +22,7 @@ import grpc
 import structlog
 
 from netgpt.channels import open_channel
+from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -49,8 +50,10 @@ class ControlPlaneAgent:
         info: common_pb2.NodeInfo,
         load: Callable[[], common_pb2.NodeLoad],
         on_command: Callable[[cp_pb2.NodeCommand], None] = lambda command: None,
+        transport: Transport | None = None,
     ) -> None:
         self.core_address = core_address
+        self.transport = transport  # the node's certificate (None: the process default)
         self.info = info
         self._load = load
         self._on_command = on_command
@@ -58,7 +61,7 @@ class ControlPlaneAgent:
         self.registrations = 0  # how many times the core accepted us (tests watch re-registration)
         self.interval_s: float | None = None  # the heartbeat interval the core last gave
         self._task: asyncio.Task[None] | None = None
-        self._channel = open_channel(core_address)
+        self._channel = open_channel(core_address, transport)
         self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
 
     @property
@@ -118,7 +121,7 @@ class ControlPlaneAgent:
 
     async def _reopen_channel(self) -> None:
         old = self._channel
-        self._channel = open_channel(self.core_address)
+        self._channel = open_channel(self.core_address, self.transport)
         self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
         await old.close()
 

@@ -15,6 +15,7 @@ import structlog
 
 from netgpt.channels import open_channel
 from netgpt.node_status import least_loaded_key, models_served
+from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
@@ -48,7 +49,8 @@ class CloudPeer:
 
 
 class CloudPeers:
-    def __init__(self) -> None:
+    def __init__(self, transport: Transport | None = None) -> None:
+        self.transport = transport  # the edge's certificate: clouds admit edges only
         self._peers: dict[str, CloudPeer] = {}
         self._known = asyncio.Event()  # set while at least one cloud is known
 
@@ -73,7 +75,7 @@ class CloudPeers:
                 continue
             if peer is not None:
                 _close_later(peer.channel)
-            channel = open_channel(status.info.address)
+            channel = open_channel(status.info.address, self.transport)
             self._peers[node_id] = CloudPeer(status, channel, up_grpc.UserPlaneServiceStub(channel))
         for node_id in set(self._peers) - seen:
             _close_later(self._peers.pop(node_id).channel)

@@ -18,8 +18,9 @@ from edge_node.profile_servicer import ProfileServicer
 from edge_node.profiles import ProfileStore
 from edge_node.routing import PerformancePolicy
 from edge_node.servicer import EdgeUserPlane
-from edge_node.sessions import session_directory, workflow_directory
+from edge_node.sessions import session_directory, session_owner, workflow_directory
 from edge_node.training import edge_trainer
+from netgpt.access_rules import edge_rules
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
@@ -40,7 +41,7 @@ from node.runtime import (
     limits_from,
     load_report,
     model_folder,
-    node_id_for,
+    node_identity,
 )
 from up.convert import model_ref
 from up.runner import GenerationRunner
@@ -85,9 +86,10 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         raise StartupError("an edge node must serve at least one cell: pass --cells CELL[,CELL...]")
     policy = routing_policy(config)
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
-    peers = CloudPeers()
-    core_channel = open_channel(config.core)
-    settings = EdgeSettings(node_id=node_id_for(config, "edge"), cells=frozenset(config.cells))
+    who = node_identity(config, "edge")
+    peers = CloudPeers(who.transport)
+    core_channel = open_channel(config.core, who.transport)
+    settings = EdgeSettings(node_id=who.node_id, cells=frozenset(config.cells))
     cache = AnswerCache(ttl_s=config.answer_cache_ttl_s, max_entries=config.answer_cache_size)
     gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce)
     profiles = ProfileStore(profiles_path(config, settings.node_id))
@@ -103,7 +105,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
                 up_grpc.add_UserPlaneServiceServicer_to_server),
         Service("netgpt.v1.ProfileService", ProfileServicer(profiles),
                 profile_grpc.add_ProfileServiceServicer_to_server),
-    ])
+    ], security=who.security(config, edge_rules(session_owner(sessions))))
     info = common_pb2.NodeInfo(
         node_id=settings.node_id, role=common_pb2.NODE_ROLE_EDGE, address=advertised_address(config, server),
         region=config.region, cell_ids=config.cells,
@@ -111,15 +113,16 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
             accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency,
             max_context_tokens=model.max_context, models=[slot.current.ref]),
     )
-    deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served), shelf)
-    trainer = edge_trainer(config, settings.node_id, slot.current.ref)
+    deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served), shelf,
+                             who.transport)
+    trainer = edge_trainer(config, settings.node_id, slot.current.ref, who.transport)
     agent = ControlPlaneAgent(
         config.core, info, lambda: load_report(runner, [slot.current.ref], gateway.counters(), deployer.states(),
                                                trainer.states(), shelf.held()),
         CommandDispatcher().on("peers_update", peers.apply)
         .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
         .on("deploy", deployer.handle).on("rollback", deployer.handle)
-        .on("start_training", trainer.handle).on("cancel_training", trainer.handle))
+        .on("start_training", trainer.handle).on("cancel_training", trainer.handle), who.transport)
     agent.start()
     trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline,

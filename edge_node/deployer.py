@@ -10,6 +10,7 @@ from cmp.blob_cache import BlobCache
 from edge_node.ort_engine import OrtGpt2Model
 from netgpt.config import EdgeConfig
 from netgpt.model_slot import ModelSlot, Served
+from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from node.runtime import deploy_dir
 
@@ -23,6 +24,7 @@ def edge_loader(providers: str) -> Loader:
 
 
 def edge_deployer(config: EdgeConfig, node_id: str, slot: ModelSlot, on_swap: Callable[[Served], None],
-                  blobs: BlobCache | None = None) -> Deployer:
+                  blobs: BlobCache | None = None, transport: Transport | None = None) -> Deployer:
     return Deployer(slot, common_pb2.MODEL_KIND_ONNX_EDGE, edge_loader(config.providers), config.core,
-                    deploy_dir(config, node_id), on_swap, blobs=blobs, node_id=node_id)
+                    deploy_dir(config, node_id), on_swap, blobs=blobs, node_id=node_id,
+                    transport=transport)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -57,3 +57,12 @@ def workflow_directory(core: workflow_pb2_grpc.WorkflowServiceStub, ttl_s: float
         return reply.workflow
 
     return CoreLookup(fetch, "workflow name", ttl_s)
+
+
+def session_owner(sessions: CoreLookup[cp_pb2.AiSession]) -> Callable[[Any], Awaitable[str]]:
+    """The UE a request's session belongs to: a UE may generate only in its own sessions."""
+
+    async def owner(request: Any) -> str:
+        return (await sessions.get(request.session_id)).ue_id
+
+    return owner

@@ -18,6 +18,7 @@ from edge_node.artifact import build_edge_artifact
 from netgpt.config import EdgeConfig
 from netgpt.engine import ModelLoadError
 from netgpt.errors import FailedPrecondition
+from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from node.runtime import deploy_dir, model_folder
 
@@ -51,7 +52,8 @@ def package_edge(request: PackageRequest) -> Package:
     return Package(artifact.path, common_pb2.MODEL_KIND_ONNX_EDGE, request.base.name, artifact.metadata)
 
 
-def edge_trainer(config: EdgeConfig, node_id: str, serving: common_pb2.ModelRef) -> TrainingAgent:
+def edge_trainer(config: EdgeConfig, node_id: str, serving: common_pb2.ModelRef,
+                 transport: Transport | None = None) -> TrainingAgent:
     """The edge's training agent; "the serving model" is the GPT-2 folder given as ``--model``."""
 
     def serving_base() -> BaseModel:
@@ -62,4 +64,4 @@ def edge_trainer(config: EdgeConfig, node_id: str, serving: common_pb2.ModelRef)
         return BaseModel(folder, serving.name, serving.version, serving.sha256)
 
     return TrainingAgent(config.core, deploy_dir(config, node_id), package_edge, serving_base,
-                         threads=config.train_threads)
+                         threads=config.train_threads, transport=transport)

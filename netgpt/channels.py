@@ -6,7 +6,9 @@ import json
 
 import grpc
 
+from netgpt.errors import StartupError
 from netgpt.server import MAX_MESSAGE_BYTES
+from netgpt.tls import Identity, Transport
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -46,8 +48,32 @@ CHANNEL_OPTIONS: list[tuple[str, object]] = [
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """An insecure aio channel to ``address`` (host:port) with the project defaults."""
+_default: list[Transport] = []  # the process's client identity (the CLI's flags; the test suite's operator)
+
+
+def set_default_transport(transport: Transport | None) -> None:
+    """The identity ``open_channel`` uses when none is given: one per client process (the CLI, a
+    script). Daemons never rely on it: each passes its own node identity explicitly."""
+    _default[:] = [] if transport is None else [transport]
+
+
+def has_default_transport() -> bool:
+    return bool(_default)
+
+
+def default_transport() -> Transport:
+    if not _default:
+        raise StartupError("no client identity: give --tls-ca/--tls-cert/--tls-key (or NETGPT_TLS_CA, NETGPT_TLS_CERT, "
+                           "NETGPT_TLS_KEY), or --insecure for a loopback development cluster")
+    return _default[0]
+
+
+def open_channel(address: str, transport: Transport | None = None) -> grpc.aio.Channel:
+    """An aio channel to ``address`` (host:port) with the project defaults: mutual TLS with
+    ``transport``'s certificate (the process default when None), or plaintext when it is PLAINTEXT."""
+    transport = default_transport() if transport is None else transport
+    if isinstance(transport, Identity):
+        return grpc.aio.secure_channel(address, transport.channel_credentials(), options=CHANNEL_OPTIONS)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 

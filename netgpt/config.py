@@ -22,7 +22,18 @@ T = TypeVar("T")
 
 
 @dataclass
-class CoreConfig:
+class TlsSettings:
+    """Every daemon's identity (PEM files from `netgpt pki`); plaintext only with ``insecure`` on loopback."""
+
+    tls_ca: str = ""  # CA certificate every peer must chain to
+    tls_cert: str = ""  # this daemon's certificate (its CN is the node id, its OU the role)
+    tls_key: str = ""  # this daemon's private key
+    insecure: bool = False  # plaintext, no identities: loopback development only (logs a warning)
+    audit_log: str = ""  # operator actions as JSON lines; empty: audit.jsonl in the store (core) or data dir (nodes)
+
+
+@dataclass
+class CoreConfig(TlsSettings):
     listen: str = "0.0.0.0:50051"
     heartbeat_interval_s: float = 2.0
     store_dir: str = ""  # model store; empty: $XDG_DATA_HOME/netgpt/store (~/.local/share/netgpt/store)
@@ -34,7 +45,7 @@ class CoreConfig:
 
 
 @dataclass
-class NodeConfig:
+class NodeConfig(TlsSettings):
     """Settings every serving node (edge or cloud) shares."""
 
     node_id: str = ""  # empty: the core assigns one
@@ -63,6 +74,10 @@ class CloudConfig(NodeConfig):
     adapter: str = ""  # optional peft LoRA adapter folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    batching: bool = True  # requests share forward passes (continuous batching); false: one request per pass
+    max_batch: int = 16  # requests decoding together when batching (replaces max_concurrency for the base model)
+    max_batch_tokens: int = 256  # tokens in one forward pass: a token per decoding request + prompt chunks
+    kv_cache_mb: float = 1024.0  # KV cache the running requests may reserve (prompt + max_new_tokens each)
 
 
 @dataclass
@@ -95,6 +110,10 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f)
         metavar = "A,B" if kind is list else f.name.upper()
+        if kind is bool:  # ``--insecure`` alone means true; ``--coalesce false`` still works
+            parser.add_argument(flag, dest=f.name, default=None, type=_parser(kind), nargs="?", const=True,
+                                metavar="BOOL", help=f"default: {_default(f)!r}")
+            continue
         parser.add_argument(flag, dest=f.name, default=None, type=_parser(kind), metavar=metavar,
                             help=f"default: {_default(f)!r}")
 

@@ -106,6 +106,35 @@ class IncrementalDecoder:
         return delta
 
 
+class TokenPicker:
+    """One request's sampling and stop conditions, fed one logits vector at a time.
+
+    The single-sequence loop (:func:`generate_tokens`) and the cloud's batch scheduler both
+    pick through it, so a request samples and stops the same way however it is run.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, params: SamplingParams) -> None:
+        self._params = params
+        self._rng = np.random.default_rng(params.seed)
+        self._decoder = IncrementalDecoder(tokenizer)
+        self._eos = tokenizer.eos_token_id
+        self.produced = 0
+
+    @property
+    def done(self) -> bool:
+        """``max_new_tokens`` reached: no further forward pass is needed."""
+        return self.produced >= self._params.max_new_tokens
+
+    def pick(self, logits: np.ndarray) -> TokenPiece | None:
+        """The next token, or None when the model chose EOS (the request is finished)."""
+        token = choose_token(logits, self._params, self._rng)
+        logprob = float(log_softmax(logits)[token])
+        if self._eos is not None and token == self._eos:
+            return None
+        self.produced += 1
+        return TokenPiece(token_id=token, text=self._decoder.push(token), logprob=logprob)
+
+
 def generate_tokens(
     session: DecodeSession,
     tokenizer: Tokenizer,
@@ -120,21 +149,18 @@ def generate_tokens(
     """
     if not prompt_ids:
         raise ValueError("prompt encodes to zero tokens")
-    rng = np.random.default_rng(params.seed)
-    decoder = IncrementalDecoder(tokenizer)
-    eos = tokenizer.eos_token_id
+    picker = TokenPicker(tokenizer, params)
     _check(cancel)
     logits = session.prefill(prompt_ids)
-    for produced in range(1, params.max_new_tokens + 1):
-        token = choose_token(logits, params, rng)
-        logprob = float(log_softmax(logits)[token])
-        if eos is not None and token == eos:
+    while not picker.done:
+        piece = picker.pick(logits)
+        if piece is None:
             return
-        yield TokenPiece(token_id=token, text=decoder.push(token), logprob=logprob)
-        if produced == params.max_new_tokens:
+        yield piece
+        if picker.done:
             return
         _check(cancel)
-        logits = session.advance(token)
+        logits = session.advance(piece.token_id)
 
 
 def _check(cancel: threading.Event | None) -> None:

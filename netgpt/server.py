@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +14,11 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from netgpt.access import AccessInterceptor, AuditLog, Rule
 from netgpt.alloc import tune_for_transfers
+from netgpt.errors import StartupError
 from netgpt.interceptors import Behaviour, ErrorMappingInterceptor, WrappingInterceptor
+from netgpt.tls import PLAINTEXT, Identity, Transport, is_loopback
 
 log = structlog.get_logger(__name__)
 
@@ -202,20 +205,45 @@ class NetGptServer:
         log.info("server.stopped", address=self.address)
 
 
+@dataclass(frozen=True)
+class Security:
+    """How a server admits callers: its TLS identity (or plaintext), the access table, the audit log."""
+
+    transport: Transport
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+    audit: AuditLog | None = None
+
+
+DEVELOPMENT = Security(PLAINTEXT)  # loopback only; what servicer-level tests use
+
+
+def _bind(server: grpc.aio.Server, address: str, transport: Transport) -> int:
+    if isinstance(transport, Identity):
+        return server.add_secure_port(address, transport.server_credentials())
+    if not is_loopback(address):
+        raise StartupError(f"refusing to serve plaintext on {address}: give the daemon TLS material "
+                           "(--tls-ca/--tls-cert/--tls-key) or listen on loopback with --insecure")
+    return server.add_insecure_port(address)
+
+
 def _split_host(address: str) -> str:
     host, _, _port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0"
 
 
 async def start_server(address: str, services: Sequence[Service],
-                       interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> NetGptServer:
+                       interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+                       security: Security = DEVELOPMENT) -> NetGptServer:
     """Bind ``address`` (port 0 = ephemeral), register services + health + reflection, start.
 
-    ``interceptors`` run outside the error mapping (e.g. auth, metrics, auditing).
+    ``security`` says who may call (mutual TLS + the access table; plaintext only on loopback);
+    ``interceptors`` run inside the access check and outside the error mapping (e.g. metrics).
     """
     tune_for_transfers()  # every daemon streams artifacts (the core's store, the nodes' blobs)
     gate = DrainGate()  # outermost: a draining server refuses new work before auth or anything else runs
-    server = grpc.aio.server(interceptors=[gate, *interceptors, ErrorMappingInterceptor()], options=SERVER_OPTIONS)
+    access = AccessInterceptor(rules=security.rules, transport=security.transport, audit=security.audit)
+    server = grpc.aio.server(interceptors=[gate, access, *interceptors, ErrorMappingInterceptor()],
+                             options=SERVER_OPTIONS)
     for service in services:
         service.add(service.servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -223,7 +251,7 @@ async def start_server(address: str, services: Sequence[Service],
     names = [s.full_name for s in services]
     _add_reflection(server, [*names, health.SERVICE_NAME])
     try:
-        port = server.add_insecure_port(address)
+        port = _bind(server, address, security.transport)
     except RuntimeError as exc:  # grpc raises on some bind failures instead of returning 0
         raise BindError(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
@@ -232,7 +260,9 @@ async def start_server(address: str, services: Sequence[Service],
     handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names,
                           gate=gate)
     await handle.set_serving(True)
-    log.info("server.started", address=handle.address, services=names)
+    tls = security.transport
+    log.info("server.started", address=handle.address, services=names,
+             tls=f"mutual ({tls.role}:{tls.name})" if isinstance(tls, Identity) else "off (loopback development)")
     return handle
 
 

@@ -15,11 +15,14 @@ from cmp.blob_cache import BlobCache
 from cmp.blob_servicer import blob_service
 from cmp.upload_budget import UploadBudget
 from cp.agent import ControlPlaneAgent
+from netgpt.access import AuditLog, Rule
 from netgpt.config import NodeConfig
 from netgpt.engine import ModelLoadError
+from netgpt.errors import StartupError
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.server import NetGptServer, Service
+from netgpt.server import NetGptServer, Security, Service
 from netgpt.tiny_models import TinyModels, ensure_tiny_models
+from netgpt.tls import Identity, Transport, daemon_transport
 from netgpt.v1 import common_pb2
 from up.limits import Limits
 from up.runner import GenerationRunner
@@ -50,6 +53,32 @@ def model_folder(value: str, what: str, pick_tiny: Callable[[TinyModels], Path])
 def node_id_for(config: NodeConfig, role: str) -> str:
     """The configured id, or a fresh one; it is kept across re-registrations either way."""
     return config.node_id or f"{role}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who a node is: its transport (certificate, or loopback plaintext) and its node id.
+
+    With a certificate the node id *is* the certificate's name: the core accepts registrations,
+    heartbeats and answers from a node only under the id its certificate carries.
+    """
+
+    transport: Transport
+    node_id: str
+
+    def security(self, config: NodeConfig, rules: dict[str, Rule]) -> Security:
+        audit = Path(config.audit_log).expanduser() if config.audit_log else data_dir() / f"audit-{self.node_id}.jsonl"
+        return Security(self.transport, rules, AuditLog(audit))
+
+
+def node_identity(config: NodeConfig, role: str) -> NodeIdentity:
+    transport = daemon_transport(config, f"{role} node", role)
+    if not isinstance(transport, Identity):
+        return NodeIdentity(transport, node_id_for(config, role))
+    if config.node_id and config.node_id != transport.name:
+        raise StartupError(f"node_id {config.node_id!r} differs from the certificate's name {transport.name!r}; "
+                           "a node runs under the id its certificate was issued for (leave node_id empty)")
+    return NodeIdentity(transport, transport.name)
 
 
 def data_dir() -> Path:

@@ -18,6 +18,11 @@ def netgpt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["NETGPT_DATA_DIR"] = str(tmp_path_factory.mktemp("netgpt-data"))  # profiles of daemon tests
     os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))  # default core store + state: never ~
     configure_logging(json=True, level=os.environ.get("NETGPT_TEST_LOG", "warning"))
+    from pki import operator
+
+    from netgpt.channels import set_default_transport
+
+    set_default_transport(operator())  # the suite's clients call as the operator unless a test says otherwise
     return path
 
 
@@ -57,10 +62,12 @@ async def cluster(models):
 @pytest.fixture
 async def core(tmp_path: Path):
     """A core controller on an ephemeral loopback port with a fast heartbeat and its own model store."""
+    from pki import tls
+
     from core.daemon import start_core
     from netgpt.config import CoreConfig
 
-    handle = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.2,
+    handle = await start_core(CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", heartbeat_interval_s=0.2,
                                          store_dir=str(tmp_path / "store")))
     yield handle
     await handle.stop(0)

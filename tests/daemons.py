@@ -11,15 +11,35 @@ import threading
 import time
 from collections.abc import Callable
 
+from pki import TEST_PKI
+
 NETGPT = [sys.executable, "-m", "cli"]
+DAEMON_ROLES = ("core", "cloud", "edge")
+
+
+def with_identity(args: tuple[str, ...]) -> list[str]:
+    """A daemon's command line with its certificate: ``core``, or the node id given with ``--node-id``."""
+    role = args[0] if args else ""
+    if role not in DAEMON_ROLES:
+        return list(args)
+    name = "core" if role == "core" else (args[args.index("--node-id") + 1] if "--node-id" in args else f"{role}-1")
+    files = TEST_PKI.settings(role, name)
+    return [*args, "--tls-ca", files["tls_ca"], "--tls-cert", files["tls_cert"], "--tls-key", files["tls_key"]]
+
+
+def client_env() -> dict[str, str]:
+    """The environment of a subprocess: its client commands call as the suite's operator."""
+    files = TEST_PKI.settings("operator", "operator")
+    return {**os.environ, "NETGPT_TLS_CA": files["tls_ca"], "NETGPT_TLS_CERT": files["tls_cert"],
+            "NETGPT_TLS_KEY": files["tls_key"]}
 
 
 class Daemon:
     """A `netgpt <role>` subprocess whose JSON log lines are collected as they arrive."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([*NETGPT, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env=os.environ.copy())
+        self.proc = subprocess.Popen([*NETGPT, *with_identity(args)], stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, text=True, env=client_env())
         self.events: list[dict] = []
         threading.Thread(target=self._collect, daemon=True).start()
 
@@ -50,7 +70,8 @@ class Daemon:
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*NETGPT, *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*NETGPT, *with_identity(args)], capture_output=True, text=True, timeout=timeout,
+                          env=client_env())
 
 
 def node_daemons(core_address: str, tag: str, cells: str) -> tuple[Daemon, Daemon]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
+from pki import TEST_PKI, tls
 
 from cli.all_in_one import Cluster, start_all_in_one
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
@@ -32,10 +33,14 @@ async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_int
                         cloud_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
                         core: dict[str, Any] | None = None) -> Cluster:
     """Core, cloud and edge on 127.0.0.1 with ephemeral ports and a fresh store; ``core``/``cloud``/``edge``
-    override fields of CoreConfig/CloudConfig/EdgeConfig (e.g. store_dir, max_concurrency)."""
-    core_config = CoreConfig(**{"listen": "127.0.0.1:0", "heartbeat_interval_s": heartbeat_interval_s,
+    override fields of CoreConfig/CloudConfig/EdgeConfig (e.g. store_dir, max_concurrency).
+
+    Every daemon runs with mutual TLS on certificates of the suite's CA (``tests/pki.py``)."""
+    core_config = CoreConfig(**{**tls("core", "core"), "listen": "127.0.0.1:0",
+                                "heartbeat_interval_s": heartbeat_interval_s,
                                 "store_dir": tempfile.mkdtemp(prefix="netgpt-test-store-"), **(core or {})})
     cloud_config = CloudConfig(**{"node_id": "cloud-1", "listen": "127.0.0.1:0", **(cloud or {})})
     edge_config = EdgeConfig(**{"node_id": "edge-1", "listen": "127.0.0.1:0", "profiles_db": ":memory:",
                                 **(edge or {})})
-    return await start_all_in_one(gpt2, llama, core_config, cloud_config, edge_config, cloud_interceptors)
+    return await start_all_in_one(gpt2, llama, core_config, cloud_config, edge_config, cloud_interceptors,
+                                  pki=TEST_PKI)

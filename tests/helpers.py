@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import structlog
+from pki import as_node
 from structlog.testing import capture_logs
 
 from cli.client import Question, establish
@@ -74,3 +75,10 @@ async def cli(*argv: str) -> int:
         return await asyncio.to_thread(main, list(argv))
     finally:
         structlog.configure(**saved)
+
+
+async def register_as_node(core_address: str, info: common_pb2.NodeInfo) -> cp_pb2.RegisterNodeResponse:
+    """RegisterNode as the node ``info`` describes, with that node's certificate (``tests/pki.py``)."""
+    async with open_channel(core_address, as_node(info)) as channel:
+        return await cp_grpc.ControlPlaneServiceStub(channel).RegisterNode(cp_pb2.RegisterNodeRequest(node=info),
+                                                                           timeout=5)

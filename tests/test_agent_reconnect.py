@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from harness import eventually
 from helpers import captured_events
+from pki import as_node, tls
 
 from core.daemon import start_core
 from cp.agent import MAX_BACKOFF_S, ControlPlaneAgent, retry_delays
@@ -37,7 +38,7 @@ def test_retry_schedule_never_exceeds_its_cap():
 
 
 async def test_agent_never_waits_longer_than_an_interval_for_a_restarted_core(core, tmp_path: Path):
-    agent = ControlPlaneAgent(core.address, _edge(), common_pb2.NodeLoad)
+    agent = ControlPlaneAgent(core.address, _edge(), common_pb2.NodeLoad, transport=as_node(_edge()))
     assert agent.retry_cap_s() == MAX_BACKOFF_S  # no interval known before the first registration
     agent.start()
     try:
@@ -51,7 +52,7 @@ async def test_agent_never_waits_longer_than_an_interval_for_a_restarted_core(co
             # Down long enough that a 0.1 s backoff doubling on every failure would have passed the interval.
             await eventually(lambda: len(retries()) >= 5, "the agent retrying while the core is down",
                              timeout_s=60)
-            restarted = await asyncio.wait_for(start_core(CoreConfig(
+            restarted = await asyncio.wait_for(start_core(CoreConfig(**tls("core", "core"),
                 listen=address, heartbeat_interval_s=INTERVAL_S, store_dir=str(tmp_path / "store"))), timeout=30)
             try:
                 await eventually(lambda: [s.info.node_id for s in restarted.registry.statuses()] == ["edge-r"],

@@ -20,6 +20,7 @@ from cp.registry import NodeRegistry
 from netgpt.channels import open_channel
 from netgpt.errors import NotFound
 from netgpt.server import Service, start_server
+from netgpt.tls import PLAINTEXT
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -68,7 +69,7 @@ async def serve(servicer: ComputePlaneServicer) -> AsyncIterator[cmp_grpc.Comput
     server = await start_server("127.0.0.1:0", [
         Service("netgpt.v1.ComputePlaneService", servicer, cmp_grpc.add_ComputePlaneServiceServicer_to_server)])
     try:
-        async with open_channel(server.address) as channel:
+        async with open_channel(server.address, PLAINTEXT) as channel:
             yield cmp_grpc.ComputePlaneServiceStub(channel)
     finally:
         await server.stop(0)

@@ -6,6 +6,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import eventually
+from helpers import register_as_node
+from pki import as_node, tls
 
 from core.daemon import start_core
 from cp.agent import ControlPlaneAgent
@@ -30,8 +32,8 @@ def stub(core_channel):
 
 
 async def test_register_list_and_session_lifecycle(core, stub):
-    await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=EDGE), timeout=5)
-    await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=CLOUD), timeout=5)
+    await register_as_node(core.address, EDGE)
+    await register_as_node(core.address, CLOUD)
     nodes = (await stub.ListNodes(cp_pb2.ListNodesRequest(), timeout=5)).nodes
     assert [n.info.node_id for n in nodes] == ["cloud-a", "edge-a"]
     assert all(n.health == common_pb2.NODE_HEALTH_SERVING for n in nodes)
@@ -54,18 +56,17 @@ async def test_register_list_and_session_lifecycle(core, stub):
 
 
 @pytest.mark.parametrize("node, needle", [
-    (common_pb2.NodeInfo(role=common_pb2.NODE_ROLE_EDGE, address="h:1"), "cell"),
-    (common_pb2.NodeInfo(role=common_pb2.NODE_ROLE_CLOUD), "address"),
-    (common_pb2.NodeInfo(address="h:1"), "role"),
+    (common_pb2.NodeInfo(node_id="edge-bad", role=common_pb2.NODE_ROLE_EDGE, address="h:1"), "cell"),
+    (common_pb2.NodeInfo(node_id="cloud-bad", role=common_pb2.NODE_ROLE_CLOUD), "address"),
 ])
-async def test_bad_registration_is_invalid_argument(stub, node, needle):
+async def test_bad_registration_is_invalid_argument(core, node, needle):
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=node), timeout=5)
+        await register_as_node(core.address, node)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert needle in err.value.details()
 
 
-async def test_unknown_ids_are_not_found(stub):
+async def test_unknown_ids_are_not_found(core, stub):
     for call in (
         stub.GetSession(cp_pb2.GetSessionRequest(session_id="sess-nope"), timeout=5),
         stub.ReleaseSession(cp_pb2.ReleaseSessionRequest(session_id="sess-nope"), timeout=5),
@@ -74,10 +75,12 @@ async def test_unknown_ids_are_not_found(stub):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    beats = stub.Heartbeat()
-    await beats.write(cp_pb2.HeartbeatRequest(node_id="ghost"))
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await beats.read()
+    ghost = common_pb2.NodeInfo(node_id="ghost", role=common_pb2.NODE_ROLE_EDGE)
+    async with open_channel(core.address, as_node(ghost)) as channel:  # a node the core never registered
+        beats = cp_grpc.ControlPlaneServiceStub(channel).Heartbeat()
+        await beats.write(cp_pb2.HeartbeatRequest(node_id="ghost"))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await beats.read()
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -90,8 +93,10 @@ async def test_missing_fields_are_invalid_argument(stub):
 async def test_agent_heartbeats_load_and_receives_peer_updates(core):
     received: list[cp_pb2.NodeCommand] = []
     load = common_pb2.NodeLoad(queue_depth=3, models_served=[common_pb2.ModelRef(name="gpt2", version="v7")])
-    edge = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=EDGE).node, lambda: load, received.append)
-    cloud = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=CLOUD).node, common_pb2.NodeLoad)
+    edge = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=EDGE).node, lambda: load, received.append,
+                             as_node(EDGE))
+    cloud = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=CLOUD).node, common_pb2.NodeLoad,
+                              transport=as_node(CLOUD))
     edge.start()
     try:
         await eventually(lambda: edge.registrations == 1, "edge registration", timeout_s=5)
@@ -110,17 +115,18 @@ async def test_agent_heartbeats_load_and_receives_peer_updates(core):
 
 
 async def test_core_restart_nodes_come_back(core):
-    agent = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=EDGE).node, common_pb2.NodeLoad)
+    agent = ControlPlaneAgent(core.address, cp_pb2.RegisterNodeRequest(node=EDGE).node, common_pb2.NodeLoad,
+                              transport=as_node(EDGE))
     agent.start()
     try:
         await eventually(lambda: agent.registrations == 1, "first registration", timeout_s=5)
         address = core.address
         await core.stop(0)
-        restarted = await start_core(CoreConfig(listen=address, heartbeat_interval_s=0.2))
+        restarted = await start_core(CoreConfig(**tls("core", "core"), listen=address, heartbeat_interval_s=0.2))
         try:
             await eventually(lambda: len(restarted.registry.statuses()) == 1, "re-registration", timeout_s=5)
             assert restarted.registry.statuses()[0].info.node_id == "edge-a"
-            assert agent.registrations >= 2
+            await eventually(lambda: agent.registrations >= 2, "the agent seeing its re-registration", timeout_s=5)
         finally:
             await restarted.stop(0)
     finally:
@@ -133,7 +139,7 @@ async def test_health_and_stale_nodes(core, stub):
         for service in ("", "netgpt.v1.ControlPlaneService", "netgpt.v1.ComputePlaneService"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=EDGE), timeout=5)
+    await register_as_node(core.address, EDGE)
     await eventually(lambda: core.registry.statuses()[0].health == common_pb2.NODE_HEALTH_STALE, "staleness")
     with pytest.raises(grpc.aio.AioRpcError) as err:  # a stale edge is not handed out
         await stub.EstablishSession(cp_pb2.EstablishSessionRequest(ue_id="u", cell_id="cell-1"), timeout=5)

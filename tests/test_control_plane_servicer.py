@@ -13,6 +13,7 @@ from cp.sessions import SessionTable
 from cp.state_db import MemoryState
 from netgpt.channels import open_channel
 from netgpt.server import Service, start_server
+from netgpt.tls import PLAINTEXT
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -30,7 +31,7 @@ async def control_plane():
     servicer = ControlPlaneServicer(registry, SessionTable(registry, state), PolicyBook(registry, state))
     server = await start_server("127.0.0.1:0", [Service("netgpt.v1.ControlPlaneService", servicer,
                                                         cp_grpc.add_ControlPlaneServiceServicer_to_server)])
-    async with open_channel(server.address) as channel:
+    async with open_channel(server.address, PLAINTEXT) as channel:
         yield cp_grpc.ControlPlaneServiceStub(channel), registry
     await server.stop(0)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from harness import eventually
+from pki import as_node, tls
 
 from core.daemon import start_core
 from cp.agent import ControlPlaneAgent
@@ -27,6 +28,7 @@ from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
 from netgpt.errors import NotFound
 from netgpt.server import Service, start_server
+from netgpt.tls import PLAINTEXT
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -268,7 +270,7 @@ class Node:
     def __init__(self, core_address: str, info: common_pb2.NodeInfo) -> None:
         self.policies: list[cp_pb2.RoutingPolicy] = []
         self.agent = ControlPlaneAgent(core_address, cp_pb2.RegisterNodeRequest(node=info).node,
-                                       common_pb2.NodeLoad, self._on_command)
+                                       common_pb2.NodeLoad, self._on_command, as_node(info))
 
     def _on_command(self, command: cp_pb2.NodeCommand) -> None:
         if command.HasField("routing_policy"):
@@ -283,7 +285,8 @@ def without_placed_at(workflow: wf_pb2.Workflow) -> wf_pb2.Workflow:
 
 
 async def test_workflows_policy_and_sessions_survive_a_core_restart(tmp_path: Path):
-    config = CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.2, store_dir=str(tmp_path / "store"))
+    config = CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", heartbeat_interval_s=0.2,
+                        store_dir=str(tmp_path / "store"))
     core = await start_core(config)
     address = core.address
     edge, cloud = Node(address, EDGE), Node(address, CLOUD)
@@ -335,7 +338,7 @@ async def test_an_expired_session_is_not_found_through_the_control_plane(tmp_pat
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, PolicyBook(registry, state)),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server)])
     try:
-        async with open_channel(server.address) as channel:
+        async with open_channel(server.address, PLAINTEXT) as channel:
             stub = cp_grpc.ControlPlaneServiceStub(channel)
             session = (await stub.EstablishSession(cp_pb2.EstablishSessionRequest(ue_id="u", cell_id="cell-1"),
                                                    timeout=5)).session
@@ -353,12 +356,14 @@ async def test_a_bad_ttl_or_state_file_stops_the_core_before_it_serves(tmp_path:
     from netgpt.errors import StartupError
 
     with pytest.raises(StartupError, match="session_ttl_s"):
-        await start_core(CoreConfig(listen="127.0.0.1:0", store_dir=str(tmp_path), session_ttl_s=-1))
+        await start_core(CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", store_dir=str(tmp_path),
+                                    session_ttl_s=-1))
     (tmp_path / "bad.sqlite").write_bytes(b"\x00garbage" * 512)
     with pytest.raises(StartupError, match="bad.sqlite"):
-        await start_core(CoreConfig(listen="127.0.0.1:0", store_dir=str(tmp_path),
+        await start_core(CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", store_dir=str(tmp_path),
                                     state_db=str(tmp_path / "bad.sqlite")))
-    memory = await start_core(CoreConfig(listen="127.0.0.1:0", store_dir=str(tmp_path / "s"), state_db=":memory:"))
+    memory = await start_core(CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", store_dir=str(tmp_path / "s"),
+                                    state_db=":memory:"))
     await memory.stop(0)
     assert not (tmp_path / "s" / STATE_FILE).exists()
 

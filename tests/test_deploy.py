@@ -32,6 +32,7 @@ from deploy_helpers import (
 )
 from harness import Cluster, eventually, start_cluster
 from helpers import captured_events, cli, concise, generate, new_session
+from pki import tls
 from slow_model import Gate, SlowModel
 
 from cmp.agent import Deployer, RetryPolicy
@@ -328,7 +329,7 @@ async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(tiny
             assert (await settled(stub, "edge-1", (await deploy(stub, "gpt2-edge", "v2"))["edge-1"])).phase == SERVING
         address = cluster.core.address
         await cluster.core.stop(0)
-        cluster.core = await start_core(CoreConfig(listen=address, heartbeat_interval_s=0.2,
+        cluster.core = await start_core(CoreConfig(**tls("core", "core"), listen=address, heartbeat_interval_s=0.2,
                                                    store_dir=str(tmp_path / "store")))
         await eventually(lambda: any(s.load.models_served for s in cluster.core.registry.statuses()),
                          "the nodes to re-register and heartbeat")
@@ -347,7 +348,7 @@ async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(tiny
 
 
 async def test_connection_dropped_mid_fetch_resumes_from_the_partial_file(tiny_models, artifacts, tmp_path):
-    core = await start_core(CoreConfig(listen="127.0.0.1:0", store_dir=str(tmp_path / "store")))
+    core = await start_core(CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", store_dir=str(tmp_path / "store")))
     proxy = await CuttingProxy(core.address, cut_after=3 * MiB + MiB // 2).start()
     gpt2 = tiny_models[0]
     slot = ModelSlot(Served(gpt2, model_ref(gpt2.identity, EDGE)))

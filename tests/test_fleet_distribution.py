@@ -12,6 +12,7 @@ import grpc
 import pytest
 from deploy_helpers import padded_edge_artifact, publish
 from harness import eventually
+from pki import tls
 
 from bench.fleet import deploy_to, settle_all, shelf_is_verified, start_fleet_edge
 from cmp.distribution import DeployTree, Peer
@@ -47,13 +48,13 @@ def artifact(tiny, tmp_path_factory) -> Path:
 
 
 def core_config(tmp_path: Path, listen: str = "127.0.0.1:0") -> CoreConfig:
-    return CoreConfig(listen=listen, heartbeat_interval_s=0.2, store_dir=str(tmp_path / "store"))
+    return CoreConfig(**tls("core", "core"), listen=listen, heartbeat_interval_s=0.2, store_dir=str(tmp_path / "store"))
 
 
 async def seeded(core, models, tmp_path: Path, artifact: Path, stub, **edge_a: object):
     """Publish the artifact and deploy it to edge-a alone, so edge-a holds it verified."""
     ref = await publish(stub, artifact, "gpt2-edge", "v2", EDGE)
-    node = await start_fleet_edge(core.address, "edge-a", tmp_path, models[0], **edge_a)
+    node = await start_fleet_edge(core.address, "edge-a", tmp_path, models[0], **tls("edge", "edge-a"), **edge_a)
     await eventually(lambda: core.registry.statuses(), "edge-a registered")
     states = await settle_all(stub, await deploy_to(stub, "gpt2-edge", "v2", ["edge-a"]))
     assert states["edge-a"].phase == SERVING
@@ -80,7 +81,7 @@ async def test_peer_killed_mid_transfer_costs_a_retry_not_the_deploy(models, art
             stub = cmp_grpc.ComputePlaneServiceStub(channel)
             # edge-a uploads at 1 MiB/s: edge-b's transfer is still running when edge-a goes away
             ref, edge_a = await seeded(core, models, tmp_path, artifact, stub, upload_mib_s=1.0)
-            edge_b = await start_fleet_edge(core.address, "edge-b", tmp_path, models[0])
+            edge_b = await start_fleet_edge(core.address, "edge-b", tmp_path, models[0], **tls("edge", "edge-b"))
             nodes += [edge_a, edge_b]
             await eventually(lambda: len(core.registry.statuses()) == 2, "edge-b registered")
             commands = await deploy_to(stub, "gpt2-edge", "v2", ["edge-b"])
@@ -119,7 +120,7 @@ async def test_peer_serving_corrupted_bytes_is_dropped_and_its_range_refetched(m
                 byte = handle.read(1)
                 handle.seek(3 * MiB + 17)
                 handle.write(bytes([byte[0] ^ 0xFF]))
-            edge_b = await start_fleet_edge(core.address, "edge-b", tmp_path, models[0])
+            edge_b = await start_fleet_edge(core.address, "edge-b", tmp_path, models[0], **tls("edge", "edge-b"))
             nodes.append(edge_b)
             await eventually(lambda: len(core.registry.statuses()) >= 2, "edge-b registered")
             state = (await settle_all(stub, await deploy_to(stub, "gpt2-edge", "v2", ["edge-b"])))["edge-b"]
@@ -137,7 +138,8 @@ async def test_peer_serving_corrupted_bytes_is_dropped_and_its_range_refetched(m
 async def test_core_restarted_during_a_fleet_deploy_every_node_ends_verified(models, artifact, tmp_path):
     core = await start_core(core_config(tmp_path))
     port = core.address.rpartition(":")[2]
-    nodes = [await start_fleet_edge(core.address, f"edge-{i}", tmp_path, models[0]) for i in range(3)]
+    nodes = [await start_fleet_edge(core.address, f"edge-{i}", tmp_path, models[0], **tls("edge", f"edge-{i}"))
+             for i in range(3)]
     try:
         async with open_channel(core.address) as channel:
             stub = cmp_grpc.ComputePlaneServiceStub(channel)
@@ -166,7 +168,7 @@ async def test_core_restarted_during_a_fleet_deploy_every_node_ends_verified(mod
 
 async def test_a_node_never_serves_a_blob_it_has_not_verified(models, artifact, tmp_path):
     core = await start_core(core_config(tmp_path))
-    edge = await start_fleet_edge(core.address, "edge-a", tmp_path, models[0])
+    edge = await start_fleet_edge(core.address, "edge-a", tmp_path, models[0], **tls("edge", "edge-a"))
     try:
         async with open_channel(core.address) as core_channel, open_channel(edge.address) as edge_channel:
             ref = await publish(cmp_grpc.ComputePlaneServiceStub(core_channel), artifact, "gpt2-edge", "v2", EDGE)

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from harness import eventually
+from pki import tls
 
 from cmp.blobio import HashingWriter
 from cmp.manifest import Manifest
@@ -55,7 +56,7 @@ def files_under(path: Path) -> list[Path]:
 
 
 async def start(store_dir: Path) -> CoreHandle:
-    return await start_core(CoreConfig(listen="127.0.0.1:0", store_dir=str(store_dir)))
+    return await start_core(CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", store_dir=str(store_dir)))
 
 
 @pytest.fixture

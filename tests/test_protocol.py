@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from netgpt.channels import open_channel
 from netgpt.server import Service, start_server
+from netgpt.tls import PLAINTEXT
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
 
@@ -147,7 +148,7 @@ async def test_health_check_reports_not_serving_while_draining():
                                                         up_grpc.add_UserPlaneServiceServicer_to_server)])
     stopping = None
     try:
-        async with open_channel(handle.address) as channel:
+        async with open_channel(handle.address, PLAINTEXT) as channel:
             health_stub = health_pb2_grpc.HealthStub(channel)
             watch = health_stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
             assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
@@ -161,7 +162,7 @@ async def test_health_check_reports_not_serving_while_draining():
             for service in ("", "netgpt.v1.UserPlaneService"):
                 reply = await health_stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
                 assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING, service
-            async with open_channel(handle.address) as fresh:  # a prober that connects only now
+            async with open_channel(handle.address, PLAINTEXT) as fresh:  # a prober that connects only now
                 reply = await health_pb2_grpc.HealthStub(fresh).Check(health_pb2.HealthCheckRequest(), timeout=5)
                 assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
                 with pytest.raises(grpc.aio.AioRpcError) as refused:

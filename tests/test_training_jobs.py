@@ -15,6 +15,7 @@ import pytest
 from deploy_helpers import deploy, publish, settled
 from harness import Cluster, eventually, start_cluster
 from helpers import cli, concise, generate, new_session
+from pki import tls
 
 from cloud_node.daemon import start_cloud
 from cmp.convert import manifest_from_proto
@@ -249,7 +250,7 @@ async def test_restarted_node_resumes_from_its_checkpoint(cluster, clients, data
     job = await clients.start(spec(output_name="resumed", output_version="v1", hyper_parameters=hp))
     await clients.until(job.id, lambda j: j.step >= 5, "a few steps (two checkpoints)")
     old = cluster.cloud
-    config = CloudConfig(node_id="cloud-1", listen="127.0.0.1:0", core=cluster.core.address, model="tiny",
+    config = CloudConfig(**tls("cloud", "cloud-1"), listen="127.0.0.1:0", core=cluster.core.address, model="tiny",
                          deploy_dir=str(old.deployer.work_dir))
     await old.stop(0.5)  # the worker is stopped, the job folder (and its checkpoints) kept
     assert (Path(old.deployer.work_dir) / "training" / job.id / "command.pb").exists()

@@ -10,10 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 from harness import eventually
+from pki import as_node
 
 from cli import workflow as cli_workflow
 from cp.placement import place
 from cp.workflows import parse_toml
+from netgpt.channels import open_channel
 from netgpt.errors import FailedPrecondition
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -50,21 +52,25 @@ def chat_spec(**fields) -> wf_pb2.WorkflowSpec:
 class Nodes:
     """Fake nodes that register and heartbeat through the generated control-plane stubs."""
 
-    def __init__(self, core, stub: cp_grpc.ControlPlaneServiceStub) -> None:
-        self.core, self.stub = core, stub
+    def __init__(self, core) -> None:
+        self.core = core
         self.loads: dict[str, common_pb2.NodeLoad] = {}
         self.beats: dict[str, asyncio.Task] = {}
+        self.channels: dict[str, grpc.aio.Channel] = {}  # one per node: each calls with its own certificate
 
     async def up(self, info: common_pb2.NodeInfo, node_load: common_pb2.NodeLoad | None = None) -> None:
-        await self.stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=info), timeout=5)
+        if info.node_id not in self.channels:
+            self.channels[info.node_id] = open_channel(self.core.address, as_node(info))
+        stub = cp_grpc.ControlPlaneServiceStub(self.channels[info.node_id])
+        await stub.RegisterNode(cp_pb2.RegisterNodeRequest(node=info), timeout=5)
         self.loads[info.node_id] = node_load or load()
         await self.silence(info.node_id)
-        self.beats[info.node_id] = asyncio.create_task(self._beat(info.node_id))
+        self.beats[info.node_id] = asyncio.create_task(self._beat(stub, info.node_id))
         await eventually(lambda: self.core.registry.get(info.node_id).load == self.loads[info.node_id],
                          f"{info.node_id}'s load in a heartbeat")
 
-    async def _beat(self, node_id: str) -> None:
-        call = self.stub.Heartbeat()
+    async def _beat(self, stub: cp_grpc.ControlPlaneServiceStub, node_id: str) -> None:
+        call = stub.Heartbeat()
         try:
             while True:
                 await call.write(cp_pb2.HeartbeatRequest(node_id=node_id, load=self.loads[node_id]))
@@ -83,6 +89,8 @@ class Nodes:
     async def close(self) -> None:
         for node_id in list(self.beats):
             await self.silence(node_id)
+        for channel in self.channels.values():
+            await channel.close()
 
 
 @pytest.fixture
@@ -92,7 +100,7 @@ def channel(core_channel):
 
 @pytest.fixture
 async def nodes(core, channel):
-    fleet = Nodes(core, cp_grpc.ControlPlaneServiceStub(channel))
+    fleet = Nodes(core)
     yield fleet
     await fleet.close()
 

@@ -1,0 +1,266 @@
+"""Who may call what: certificate roles checked by one server interceptor, and the audit log.
+
+The caller's identity is the certificate it presented in the mutual-TLS handshake (``netgpt.pki``:
+common name = who, organisational unit = role). Each daemon serves a table of
+:class:`Rule` per method — deny by default — and the interceptor checks, before the servicer
+runs: a verified peer (else UNAUTHENTICATED), a role the rule allows (else PERMISSION_DENIED),
+and for roles bound to an identity (a node, a UE) that the request is about *that* identity
+(its ``node_id``, ``ue_id``, ``user_id``, or the owner of the session it names). Operators are
+not bound: they act for anyone, and every operator action is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+
+from netgpt.errors import NetGptError
+from netgpt.interceptors import Behaviour, WrappingInterceptor
+from netgpt.pki import NODE_ROLES, subject_of
+from netgpt.tls import Identity, Transport
+
+log = structlog.get_logger(__name__)
+
+OPERATOR = frozenset({"operator"})
+NODES = frozenset(NODE_ROLES)
+BOUND_ROLES = frozenset({*NODE_ROLES, "ue"})  # roles that may act only as themselves
+_UNGUARDED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")  # any verified peer may probe
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+    def __str__(self) -> str:
+        return f"{self.role}:{self.name}" if self.role else "anonymous"
+
+
+DEVELOPMENT = Principal("", "")  # plaintext loopback development: nobody is checked
+_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("netgpt_principal", default=DEVELOPMENT)
+
+
+def current_principal() -> Principal:
+    """The caller of the RPC being served (``DEVELOPMENT`` on an insecure server)."""
+    return _current.get()
+
+
+# request -> the identity it concerns: a name (held against the caller's name), or a whole
+# Principal (name and role: a node registers only under its own id *and* role)
+Owner = Callable[[Any], "str | Principal | Awaitable[str]"]
+
+
+def field_owner(path: str) -> Owner:
+    """The value of a (dotted) field of the request: ``field_owner("node.node_id")``."""
+
+    def owner(request: Any) -> str:
+        value = request
+        for part in path.split("."):
+            value = getattr(value, part)
+        return str(value)
+
+    return owner
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``roles`` may call; bound roles only about themselves (``owner``); ``audit``: log every call."""
+
+    roles: frozenset[str]
+    owner: Owner | None = None
+    audit: bool = False
+    bound: frozenset[str] = BOUND_ROLES  # the roles held to ``owner`` (a node reading a UE's session is not)
+
+
+def operator_action(owner: Owner | None = None, roles: frozenset[str] = OPERATOR) -> Rule:
+    return Rule(roles=roles, owner=owner, audit=True)
+
+
+class AuditLog:
+    """Append-only JSON lines, one per operator action, flushed and fsynced before the reply goes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, entry: Mapping[str, object]) -> None:
+        line = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Denied(NetGptError):
+    """UNAUTHENTICATED or PERMISSION_DENIED; also raised mid-stream, where the error mapping reports it."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@functools.lru_cache(maxsize=4096)
+def _principal_of_cert(pem: bytes) -> Principal:
+    name, role = subject_of(pem)
+    return Principal(name, role)
+
+
+def peer_principal(context: grpc.aio.ServicerContext) -> Principal:
+    """The verified certificate's (name, role); the TLS handshake already checked it chains to our CA."""
+    auth = context.auth_context()
+    pems = auth.get("x509_pem_cert") or []
+    if not pems:
+        raise Denied(grpc.StatusCode.UNAUTHENTICATED, "no client certificate; call with the certificate and key "
+                                                      "`netgpt pki issue` made for you")
+    principal = _principal_of_cert(bytes(pems[0]))
+    if not principal.name or not principal.role:
+        raise Denied(grpc.StatusCode.UNAUTHENTICATED, "client certificate names no role; issue it with `netgpt pki`")
+    return principal
+
+
+def _target(request: Any) -> dict[str, str]:
+    """The identifying fields of an audited request (names, versions, ids), without bulky payloads."""
+    if not isinstance(request, Message):
+        return {}
+    out: dict[str, str] = {}
+    for fd, value in request.ListFields():
+        if fd.type != fd.TYPE_STRING:
+            continue
+        out[fd.name] = ",".join(value)[:200] if fd.is_repeated else value[:80]
+    return out
+
+
+@dataclass
+class AccessInterceptor(WrappingInterceptor):
+    """Checks every ``/netgpt.*`` call against ``rules``; on a plaintext server, only logs who is unchecked."""
+
+    rules: Mapping[str, Rule]
+    transport: Transport
+    audit: AuditLog | None = None
+    _warned: bool = field(default=False, repr=False)
+
+    def covers(self, method: str) -> bool:
+        return isinstance(self.transport, Identity) and not method.startswith(_UNGUARDED_PREFIXES)
+
+    async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> tuple[Principal, Rule]:
+        principal = peer_principal(context)
+        rule = self.rules.get(method)
+        if rule is None:
+            raise Denied(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to any caller on this server")
+        if principal.role not in rule.roles:
+            raise Denied(grpc.StatusCode.PERMISSION_DENIED,
+                         f"{principal} may not call {method}; it needs role {' or '.join(sorted(rule.roles))}")
+        return principal, rule
+
+    async def _check_owner(self, principal: Principal, rule: Rule, request: Any, method: str) -> None:
+        if rule.owner is None or principal.role not in rule.bound:
+            return
+        owner = rule.owner(request)
+        if inspect.isawaitable(owner):
+            owner = await owner
+        if owner != (principal if isinstance(owner, Principal) else principal.name):
+            raise Denied(grpc.StatusCode.PERMISSION_DENIED,
+                         f"{principal} may call {method} only as itself, not as {str(owner)[:64]!r}")
+
+    def _audit(self, principal: Principal, method: str, request: Any, outcome: str, started: float) -> None:
+        if self.audit is None:
+            return
+        self.audit.write({"ts": round(time.time(), 3), "who": principal.name, "role": principal.role,
+                          "method": method, "target": _target(request), "outcome": outcome,
+                          "ms": round((time.monotonic() - started) * 1000, 1)})
+
+    async def _deny(self, context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+        code = exc.code if isinstance(exc, NetGptError) else grpc.StatusCode.PERMISSION_DENIED
+        log.info("access.denied", method=method, code=code.name, reason=str(exc))
+        await context.abort(code, str(exc))
+
+    async def _enter(self, method: str, request: Any,
+                     context: grpc.aio.ServicerContext) -> tuple[Principal, Rule, Any]:
+        """Admit the call or abort it; returns the caller, its rule and the (checked) request."""
+        try:
+            principal, rule = await self._admit(method, context)
+            if isinstance(request, Message):
+                await self._check_owner(principal, rule, request, method)
+            else:
+                request = self._checked_stream(request, principal, rule, method)
+        except NetGptError as exc:
+            await self._deny(context, exc, method)
+            raise  # abort raised already; this keeps the type checker honest
+        return principal, rule, request
+
+    def wrap_unary(self, fn: Behaviour, method: str) -> Behaviour:
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.monotonic()
+            principal, rule, request = await self._enter(method, request, context)
+            token = _current.set(principal)
+            outcome = "OK"
+            try:
+                return await fn(request, context)
+            except BaseException:
+                outcome = _outcome(context)
+                raise
+            finally:
+                _current.reset(token)
+                if rule.audit:
+                    self._audit(principal, method, request, outcome, started)
+
+        return unary
+
+    def wrap_stream(self, fn: Behaviour, method: str) -> Behaviour:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.monotonic()
+            principal, rule, request = await self._enter(method, request, context)
+            token = _current.set(principal)
+            outcome = "OK"
+            try:
+                async for item in fn(request, context):
+                    yield item
+            except BaseException:
+                outcome = _outcome(context)
+                raise
+            finally:
+                _current.reset(token)
+                if rule.audit:
+                    self._audit(principal, method, request, outcome, started)
+
+        return stream
+
+    def _checked_stream(self, requests: AsyncIterator[Any], principal: Principal, rule: Rule,
+                        method: str) -> AsyncIterator[Any]:
+        """A request stream whose every message is checked for ownership (a heartbeat names its node)."""
+
+        async def checked() -> AsyncIterator[Any]:
+            async for message in requests:
+                await self._check_owner(principal, rule, message, method)
+                yield message
+
+        return checked() if rule.owner is not None and principal.role in rule.bound else requests
+
+
+def _outcome(context: grpc.aio.ServicerContext) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return "ERROR" if code is None else str(code)
