@@ -37,10 +37,11 @@ from cmp.transfer_client import fetch_to_file, publish_file
 from edge_node.artifact import build_edge_artifact
 from edge_node.daemon import load_knowledge, start_edge
 from edge_node.ort_engine import OrtGpt2Model
-from netgpt.channels import open_channel
+from netgpt.channels import open_channel, set_default_transport
 from netgpt.config import EdgeConfig
 from netgpt.logs import configure_logging
 from netgpt.tiny_models import default_cache_root, ensure_tiny_models
+from netgpt.tls import PLAINTEXT
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -52,7 +53,7 @@ async def _serve(workdir: Path, heartbeat_s: float) -> None:
     from netgpt.config import CoreConfig
 
     configure_logging(json=True, level="warning")
-    core = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=heartbeat_s,
+    core = await start_core(CoreConfig(insecure=True, listen="127.0.0.1:0", heartbeat_interval_s=heartbeat_s,
                                        store_dir=str(workdir / "store")))
     print(json.dumps({"core": core.address}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -73,7 +74,7 @@ async def measure(args: argparse.Namespace, workdir: Path, core: str, gpt2_dir: 
     print("building the edge artifact (export, parity and greedy checks; not timed) ...", file=sys.stderr)
     artifact = await asyncio.to_thread(build_edge_artifact, gpt2_dir, workdir / "edge.tar")
     model = await asyncio.to_thread(OrtGpt2Model.load, gpt2_dir, None, "cpu")
-    config = EdgeConfig(node_id="edge-bench", listen="127.0.0.1:0", core=core, profiles_db=":memory:",
+    config = EdgeConfig(insecure=True, node_id="edge-bench", listen="127.0.0.1:0", core=core, profiles_db=":memory:",
                         deploy_dir=str(workdir / "deploy"), providers="cpu")
     knowledge = load_knowledge(config)
     config.cells = sorted(knowledge.cells)
@@ -171,6 +172,7 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    set_default_transport(PLAINTEXT)  # loopback, plaintext: the transfer path alone (TLS: bench.security)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["gpt2-124m", "tiny"], default="gpt2-124m")
     parser.add_argument("--repeats", type=int, default=5)

@@ -34,9 +34,10 @@ from pathlib import Path
 import grpc
 
 from cmp.transfer_client import fetch_to_file, publish_file
-from netgpt.channels import open_channel
+from netgpt.channels import open_channel, set_default_transport
 from netgpt.hashing import CHUNK_SIZE, sha256_file
 from netgpt.logs import configure_logging
+from netgpt.tls import PLAINTEXT
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -99,7 +100,7 @@ async def _serve(workdir: Path) -> None:
     from netgpt.config import CoreConfig
 
     configure_logging(json=True, level="warning")
-    core = await start_core(CoreConfig(listen="127.0.0.1:0", store_dir=str(workdir / "store")))
+    core = await start_core(CoreConfig(insecure=True, listen="127.0.0.1:0", store_dir=str(workdir / "store")))
     listener = socket.create_server(("127.0.0.1", 0))
     threading.Thread(target=_raw_peer, args=(listener, workdir), daemon=True).start()
     print(json.dumps({"core": core.address, "raw": listener.getsockname()[1]}), flush=True)
@@ -220,6 +221,7 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    set_default_transport(PLAINTEXT)  # compared with a plaintext TCP copy; TLS costs: bench.security
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)

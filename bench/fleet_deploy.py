@@ -41,11 +41,12 @@ from cmp.transfer_client import publish_file
 from core.daemon import start_core
 from edge_node.artifact import build_edge_artifact
 from edge_node.daemon import load_edge_model
-from netgpt.channels import open_channel
+from netgpt.channels import open_channel, set_default_transport
 from netgpt.config import CoreConfig, EdgeConfig
 from netgpt.hashing import sha256_file
 from netgpt.logs import configure_logging
 from netgpt.tiny_models import ensure_tiny_models
+from netgpt.tls import PLAINTEXT
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -57,10 +58,11 @@ async def deploy_once(n: int, mode: str, artifact: Path, model: object, args: ar
                       workdir: Path) -> dict[str, Any]:
     """A fresh core and N fresh edges; publish, deploy to all, wait until every node settles."""
     root = Path(tempfile.mkdtemp(prefix=f"fleet-{mode}-{n}-", dir=workdir))
-    core = await start_core(CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=args.heartbeat_s,
+    core = await start_core(CoreConfig(insecure=True, listen="127.0.0.1:0", heartbeat_interval_s=args.heartbeat_s,
                                        store_dir=str(root / "store"), peer_sources=0 if mode == "core_only" else 8))
     core.uploads.rate_bytes_s = args.link_mib_s * MiB  # the core's uplink, like every node's
-    nodes = [await start_fleet_edge(core.address, f"edge-{i:04d}", root, model, upload_mib_s=args.link_mib_s)
+    nodes = [await start_fleet_edge(core.address, f"edge-{i:04d}", root, model, insecure=True,
+                                    upload_mib_s=args.link_mib_s)
              for i in range(n)]
     try:
         async with open_channel(core.address) as channel:
@@ -169,6 +171,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    set_default_transport(PLAINTEXT)  # loopback, plaintext: distribution alone (TLS costs: bench.security)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=lambda s: [int(x) for x in s.split(",")], default=[4, 8, 16])
     parser.add_argument("--size-mib", type=int, default=16)

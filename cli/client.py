@@ -9,6 +9,7 @@ from typing import TextIO
 import grpc
 
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
+from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -102,16 +103,19 @@ async def establish(core: cp_grpc.ControlPlaneServiceStub, q: Question) -> cp_pb
     return reply.session
 
 
-async def ask(core_address: str, question: Question, printer: Printer | None = None) -> Transcript:
-    """Establish a session, stream the answer from the serving edge, release the session."""
+async def ask(core_address: str, question: Question, printer: Printer | None = None,
+              transport: Transport | None = None) -> Transcript:
+    """Establish a session, stream the answer from the serving edge, release the session.
+
+    ``transport``: who asks (None: the process's client identity)."""
     printer = printer or Printer(None)
-    async with open_channel(core_address) as core_channel:
+    async with open_channel(core_address, transport) as core_channel:
         core = cp_grpc.ControlPlaneServiceStub(core_channel)
         session = await establish(core, question)
         printer.session(session)
         transcript = Transcript(session)
         try:
-            async with open_channel(session.serving_edge.address) as edge_channel:
+            async with open_channel(session.serving_edge.address, transport) as edge_channel:
                 edge = up_grpc.UserPlaneServiceStub(edge_channel)
                 request = up_pb2.GenerateRequest(
                     session_id=session.session_id, kind=up_pb2.PROMPT_KIND_CONCISE, prompt=question.prompt,

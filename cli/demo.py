@@ -45,7 +45,7 @@ async def _ask_all(gpt2: LanguageModel, llama: LanguageModel, state: str, printe
         for question in SAMPLE_QUESTIONS:
             printer.line("")
             printer.line(f"[ue]    {question.ue_id} in {question.cell_id} asks: {question.prompt!r}")
-            transcripts.append(await ask(cluster.core.address, question, printer))
+            transcripts.append(await ask(cluster.core.address, question, printer, cluster.operator))
     finally:
         await cluster.stop()
     return transcripts

@@ -99,7 +99,8 @@ class BatchScheduler:
 
     def accepts(self, model: object) -> bool:
         """Whether ``model`` runs on this scheduler's base weights (a LlamaModel or an adapter on it)."""
-        return getattr(model, "packed", None) is self.packed
+        packed = getattr(model, "packed", None)
+        return isinstance(packed, PackedLlama) and packed.hf_model is self.packed.hf_model
 
     def submit(self, request: BatchRequest) -> None:
         """Queue ``request``; ResourceExhausted when the queue is full or it can never fit the KV budget."""

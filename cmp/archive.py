@@ -8,7 +8,10 @@ sha256, so the store keeps it once.
 
 Unpacking trusts nothing: tarfile's ``data`` filter refuses absolute paths, ``..``, links
 leaving the folder and device files; pickled weights (``*.bin``, ``*.pt``, ...) are refused
-outright, because unpickling runs code (safetensors only); the unpacked size must fit the disk.
+outright, because unpickling runs code (safetensors only). Compressed archives are refused (a
+1.6 MiB gzip unpacked to 1 GiB on an edge), and so are sparse members: the files unpacked never
+add up to more than the archive itself, whose size and sha256 the manifest fixed; and they must fit
+the disk.
 """
 
 from __future__ import annotations
@@ -24,6 +27,31 @@ from netgpt.engine import ModelLoadError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 FREE_SPACE_MARGIN = 64 << 20
+COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+                     b"PK\x03\x04": "zip"}
+
+
+def compression_of(archive: Path) -> str | None:
+    """The compression format ``archive`` starts with, or None for anything else (a plain tar)."""
+    try:
+        with open(archive, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return None  # unpack reports the unreadable archive
+    return next((name for magic, name in COMPRESSION_MAGIC.items() if head.startswith(magic)), None)
+
+
+def check_members(members: list[tarfile.TarInfo], archive: Path) -> int:
+    """The bytes ``members`` unpack to; ModelLoadError when that exceeds the archive's own size (only
+    compression or sparse files do that) or a member is sparse."""
+    sparse = [m.name for m in members if m.issparse()]
+    if sparse:
+        raise ModelLoadError(f"artifact {archive.name} holds sparse files {sparse[:3]}: refused")
+    size = sum(m.size for m in members if m.isfile())
+    if size > archive.stat().st_size:
+        raise ModelLoadError(f"artifact {archive.name} claims {size} bytes of files in a "
+                             f"{archive.stat().st_size}-byte archive: refused")
+    return size
 
 
 def is_pickle(name: str) -> bool:
@@ -74,13 +102,17 @@ def unpack(archive: Path, dest: Path) -> Path:
     An archive whose files all sit in one top-level folder (``tar cf a.tar lora/``) gives
     that folder. ModelLoadError for an unreadable or unsafe archive; ``dest`` is then removed.
     """
-    dest = Path(dest)
+    dest, archive = Path(dest), Path(archive)
+    compression = compression_of(archive)
+    if compression is not None:
+        raise ModelLoadError(f"artifact {archive.name} is {compression}-compressed: refused (artifacts are plain "
+                             "tar; a compressed one could unpack to far more than its manifest says)")
     dest.mkdir(parents=True)
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with tarfile.open(archive, "r:") as tar:
             members = tar.getmembers()
             refuse_pickles((m.name for m in members), f"artifact {archive.name}")
-            size = sum(m.size for m in members if m.isfile())
+            size = check_members(members, archive)
             free = shutil.disk_usage(dest).free
             if size + FREE_SPACE_MARGIN > free:
                 raise ModelLoadError(f"artifact unpacks to {size >> 20} MiB; {free >> 20} MiB free at {dest}")

@@ -158,7 +158,7 @@ class ZeroCopyChunks(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method != PUBLISH_METHOD:
             return handler
-        parse = cmp_pb2.PublishModelRequest.FromString
+        parse = handler.request_deserializer  # the error mapping's checked parser: manifests are validated
 
         def deserialize(raw: bytes) -> cmp_pb2.PublishModelRequest | ChunkView:
             return decode_chunk(raw, 2) or parse(raw)

@@ -18,12 +18,12 @@ import structlog
 
 from cp.registry import NodeRegistry
 from cp.state_db import CoreState, MemoryState
-from netgpt.errors import InvalidArgument, NotFound
+from netgpt.errors import NotFound, excerpt
 from netgpt.v1 import common_pb2, control_plane_pb2
+from netgpt.validate import check_id, check_qos
 
 log = structlog.get_logger(__name__)
 
-MAX_LATENCY_BUDGET_MS = 600_000
 DEFAULT_TTL_S = 3600.0
 ESTABLISH_SWEEP = 8  # expired sessions deleted along with each establishment: more than one, so they cannot pile up
 SWEEP_BATCH = 1000  # per transaction of the periodic sweep, which yields to the event loop between batches
@@ -46,12 +46,10 @@ class SessionTable:
         return min(max(self.ttl_s / 4, 1.0), 60.0)
 
     def establish(self, request: control_plane_pb2.EstablishSessionRequest) -> control_plane_pb2.AiSession:
-        if not request.ue_id:
-            raise InvalidArgument("ue_id is required")
-        if not request.cell_id:
-            raise InvalidArgument("cell_id is required (the cell the UE is attached to)")
-        if request.qos.latency_budget_ms > MAX_LATENCY_BUDGET_MS:
-            raise InvalidArgument(f"qos.latency_budget_ms must be <= {MAX_LATENCY_BUDGET_MS}")
+        check_id(request.ue_id, "ue_id", required=True)
+        check_id(request.cell_id, "cell_id (the cell the UE is attached to)", required=True)
+        check_id(request.slice_id, "slice_id")
+        check_qos(request.qos.priority, request.qos.latency_budget_ms)
         edge = self._registry.pick_edge(request.cell_id)
         cloud = self._registry.pick_cloud()
         session = control_plane_pb2.AiSession(
@@ -73,16 +71,16 @@ class SessionTable:
     def get(self, session_id: str) -> control_plane_pb2.AiSession:
         """The session; NotFound when it is unknown or expired (an expired one is deleted). A lookup
         keeps the session alive for another ``ttl_s``."""
-        if not session_id:
-            raise InvalidArgument("session_id is required")
+        check_id(session_id, "session_id", required=True)
         stored = self._state.get_session(session_id)
         if stored is None:
-            raise NotFound(f"session {session_id!r} is unknown (released, expired or never established); "
+            raise NotFound(f"session {excerpt(session_id)} is unknown (released, expired or never established); "
                            "establish a new one")
         now = self._wall()
         if stored.expires_at is not None and stored.expires_at <= now:
             self._state.delete_session(session_id)
-            raise NotFound(f"session {session_id!r} expired (not used for {self.ttl_s:g} s); establish a new one")
+            raise NotFound(f"session {excerpt(session_id)} expired (not used for {self.ttl_s:g} s); "
+                           "establish a new one")
         wanted = self._expiry(now)
         if wanted is None:
             if stored.expires_at is not None:  # the TTL was turned off since it was established

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netgpt.errors import InvalidArgument
+from netgpt.errors import InvalidArgument, excerpt
 from netgpt.v1 import common_pb2
+from netgpt.validate import check_id
 
 EDGE = common_pb2.NODE_ROLE_EDGE
 CLOUD = common_pb2.NODE_ROLE_CLOUD
@@ -23,6 +24,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_STEPS = 64
 MAX_PRIORITY = 15
 MAX_BUDGET_MS = 3_600_000
+MAX_TOML_CHARS = 64 * 1024
+MAX_TOML_NESTING = 8  # arrays and inline tables inside each other; a workflow needs 2 ([[workflow.steps]])
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,57 @@ class Workflow:
 
 def parse_toml(text: str) -> Workflow:
     """A workflow from TOML text: a ``[workflow]`` table with ``[[workflow.steps]]``."""
+    if len(text) > MAX_TOML_CHARS:
+        raise InvalidArgument(f"workflow spec is {len(text)} characters; the limit is {MAX_TOML_CHARS}")
+    depth = toml_nesting(text)
+    if depth > MAX_TOML_NESTING:
+        raise InvalidArgument(f"workflow spec nests arrays or inline tables {depth} deep; the limit is "
+                              f"{MAX_TOML_NESTING}")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"workflow spec is not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # the nesting count above is a scan, not a parse: never INTERNAL
+        raise InvalidArgument("workflow spec nests too deeply to parse") from exc
     if set(document) != {"workflow"} or not isinstance(document["workflow"], dict):
-        raise InvalidArgument(f"workflow spec must hold exactly one [workflow] table; found {sorted(document)}")
+        found = [excerpt(key, 32) for key in sorted(document)[:8]]
+        raise InvalidArgument(f"workflow spec must hold exactly one [workflow] table; found {found}")
     return from_mapping(document["workflow"])
+
+
+def toml_nesting(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in ``text`` outside strings and comments (table headers
+    count: ``[[workflow.steps]]`` is 2). A scan, so a hostile document costs one pass, not a recursion."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char in "\"'":
+            i = _string_end(text, i)
+            continue
+        if char == "#":
+            newline = text.find("\n", i)
+            i = n if newline < 0 else newline
+            continue
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index after the string that opens at ``start`` (basic, literal, or either multi-line form)."""
+    quote = text[start]
+    if text.startswith(quote * 3, start):
+        end = text.find(quote * 3, start + 3)
+        return len(text) if end < 0 else end + 3
+    i = start + 1
+    while i < len(text) and text[i] not in (quote, "\n"):
+        i += 2 if quote == '"' and text[i] == "\\" else 1
+    return i + 1
 
 
 def from_mapping(spec: Mapping[str, Any]) -> Workflow:
@@ -91,6 +138,7 @@ def from_mapping(spec: Mapping[str, Any]) -> Workflow:
     cell_id = spec.get("cell_id", "")
     if not isinstance(cell_id, str):
         raise InvalidArgument("workflow.cell_id must be a string")
+    check_id(cell_id, "workflow.cell_id")
     raw_steps = spec.get("steps", [])
     if not isinstance(raw_steps, list) or not all(isinstance(s, Mapping) for s in raw_steps):
         raise InvalidArgument("workflow.steps must be a list of tables ([[workflow.steps]])")
@@ -117,7 +165,7 @@ def _step(raw: Mapping[str, Any], index: int) -> Step:
     if not isinstance(function, str) or not function:
         raise InvalidArgument(f"step {step_id!r} needs a function; known functions: {sorted(FUNCTIONS)}")
     if function not in FUNCTIONS:
-        raise InvalidArgument(f"step {step_id!r} uses unknown function {function!r}; "
+        raise InvalidArgument(f"step {step_id!r} uses unknown function {excerpt(function)}; "
                               f"known functions: {sorted(FUNCTIONS)}")
     after = raw.get("after", [])
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
@@ -130,12 +178,13 @@ def _ordered(steps: list[Step]) -> tuple[Step, ...]:
     by_id: dict[str, Step] = {}
     for step in steps:
         if step.id in by_id:
-            raise InvalidArgument(f"duplicate step id {step.id!r}")
+            raise InvalidArgument(f"duplicate step id {step.id!r}")  # ids are checked names: short
         by_id[step.id] = step
     for step in steps:
         missing = [a for a in step.after if a not in by_id]
         if missing:
-            raise InvalidArgument(f"step {step.id!r} runs after unknown step(s) {missing}; steps: {list(by_id)}")
+            raise InvalidArgument(f"step {step.id!r} runs after unknown step(s) "
+                                  f"{[excerpt(m, 32) for m in missing[:4]]}; steps: {list(by_id)}")
     sorter = graphlib.TopologicalSorter({s.id: s.after for s in steps})
     try:
         sorter.prepare()
@@ -155,14 +204,15 @@ def _ordered(steps: list[Step]) -> tuple[Step, ...]:
 def _no_unknown_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise InvalidArgument(f"{where} has unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise InvalidArgument(f"{where} has unknown key(s) {[excerpt(k, 32) for k in unknown[:4]]}; "
+                              f"allowed: {sorted(allowed)}")
 
 
 def _name(value: object, where: str) -> str:
     if not value:
         raise InvalidArgument(f"{where} is required")
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise InvalidArgument(f"{where} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}; got {value!r}")
+        raise InvalidArgument(f"{where} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}; got {excerpt(value)}")
     return value
 
 
@@ -171,7 +221,7 @@ def _int(spec: Mapping[str, Any], key: str, low: int, high: int) -> int:
         raise InvalidArgument(f"workflow.{key} is required ({low}..{high})")
     value = spec[key]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"workflow.{key} must be an integer; got {value!r}")
+        raise InvalidArgument(f"workflow.{key} must be an integer; got {excerpt(repr(value))}")
     if not low <= value <= high:
         raise InvalidArgument(f"workflow.{key} must be within {low}..{high}; got {value}")
     return value

@@ -6,6 +6,12 @@ built, then checked the way a node will use it: logits of the graph against torc
 ``1e-4`` (prefill and decode with past, batch 1 and 2), then the tar is unpacked and opened
 like on a node and its greedy tokens compared with torch's. A check that fails raises
 ModelLoadError and leaves no artifact behind.
+
+A quantised artifact (``quantization`` int8 | int4) packs the gated graph of
+:func:`edge_node.quantize.ensure_quantized_export` instead; the fp32 export it comes from is
+parity-checked as above, the gate's figures go into the manifest metadata, and the unpacked
+artifact must give the same greedy tokens as that gated graph (torch's fp32 tokens are what the
+gate compares against, position by position).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from edge_node.onnx_export import (
     weights_sha256,
 )
 from edge_node.ort_engine import OrtGpt2Model
+from edge_node.quantize import ensure_quantized_export
 from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.hashing import sha256_file
@@ -52,22 +59,39 @@ def artifact_files(gpt2_dir: Path, export_dir: Path) -> dict[str, Path]:
     return files
 
 
+def _greedy(model: OrtGpt2Model, prompt: str) -> list[int]:
+    ids = model.tokenizer.encode(prompt, add_special_tokens=False)
+    params = SamplingParams(max_new_tokens=GREEDY_TOKENS)
+    return [p.token_id for p in generate_tokens(model.new_session(), model.tokenizer, ids, params)]
+
+
 def check_greedy(gpt2_dir: Path, model: OrtGpt2Model) -> None:
     """The exported model's greedy tokens equal torch's on a few prompts."""
     torch_model, _ = load_torch_gpt2(gpt2_dir)
     params = SamplingParams(max_new_tokens=GREEDY_TOKENS)
     for prompt in GREEDY_PROMPTS:
         ids = model.tokenizer.encode(prompt, add_special_tokens=False)
-        ours = [p.token_id for p in generate_tokens(model.new_session(), model.tokenizer, ids, params)]
+        ours = _greedy(model, prompt)
         reference = TorchDecodeSession(torch_model, torch.device("cpu"))
         theirs = [p.token_id for p in generate_tokens(reference, model.tokenizer, ids, params)]
         if ours != theirs:
             raise ModelLoadError(f"ONNX greedy tokens differ from torch for {prompt!r}: {ours} vs {theirs}")
 
 
+def check_same_greedy(model: OrtGpt2Model, gated: Path) -> None:
+    """An unpacked quantised artifact decodes exactly like the gated graph it was packed from."""
+    reference = OrtGpt2Model.load_exported(gated.parent, providers="cpu")
+    for prompt in GREEDY_PROMPTS:
+        ours, theirs = _greedy(model, prompt), _greedy(reference, prompt)
+        if ours != theirs:
+            raise ModelLoadError(f"unpacked artifact's greedy tokens differ from the gated graph's for {prompt!r}: "
+                                 f"{ours} vs {theirs}")
+
+
 def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOLERANCE,
-                        cache_root: Path | None = None) -> EdgeArtifact:
-    """Export (cached), check parity, pack into ``out``, unpack and check greedy tokens; return what to publish."""
+                        cache_root: Path | None = None, quantization: str = "fp32") -> EdgeArtifact:
+    """Export (cached), check parity (and the quantisation gate), pack into ``out``, unpack and check greedy
+    tokens; return what to publish."""
     gpt2_dir, out = Path(gpt2_dir), Path(out)
     weights = weights_sha256(gpt2_dir)
     onnx_path = ensure_onnx_export(gpt2_dir, cache_root, weights=weights)
@@ -75,14 +99,19 @@ def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOL
     if worst > tolerance:
         raise ModelLoadError(f"ONNX export of {gpt2_dir} differs from torch by {worst:.2e} (> {tolerance:g}); "
                              "not packed")
-    pack(artifact_files(gpt2_dir, onnx_path.parent), out)
+    served = ensure_quantized_export(gpt2_dir, quantization, cache_root, weights=weights)
+    pack(artifact_files(gpt2_dir, served.parent), out)
     try:
         with TemporaryDirectory(prefix="netgpt-edge-artifact-") as tmp:
-            check_greedy(gpt2_dir, OrtGpt2Model.load_exported(unpack(out, Path(tmp) / "unpacked"), providers="cpu"))
+            unpacked = OrtGpt2Model.load_exported(unpack(out, Path(tmp) / "unpacked"), providers="cpu")
+            if quantization == "fp32":
+                check_greedy(gpt2_dir, unpacked)
+            else:
+                check_same_greedy(unpacked, served)
     except BaseException:
         out.unlink(missing_ok=True)
         raise
-    graph = onnx.load(str(onnx_path), load_external_data=False)
+    graph = onnx.load(str(served), load_external_data=False)
     metadata = {
         "format": "tar",
         "runtime": "onnxruntime",
@@ -91,5 +120,21 @@ def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOL
         "parity_max_abs_diff": f"{worst:.3e}",
         "greedy_tokens_checked": str(GREEDY_TOKENS * len(GREEDY_PROMPTS)),
         "weights_sha256": weights,
+        "quantization": quantization,
     }
+    if quantization != "fp32":
+        metadata |= quality_metadata(unpacked.quality)
     return EdgeArtifact(out, sha256_file(out), out.stat().st_size, metadata)
+
+
+def quality_metadata(quality: dict) -> dict[str, str]:
+    """The quantisation gate's figures as flat manifest strings."""
+    flat = {}
+    for scope in ("whole_text", "answers"):
+        scores = quality.get(scope, {})
+        for key in ("positions", "perplexity_fp32", "perplexity_quantized", "perplexity_increase",
+                    "greedy_agreement"):
+            if key in scores:
+                flat[f"gate_{scope}_{key}"] = f"{scores[key]:.4g}" if isinstance(scores[key], float) else str(
+                    scores[key])
+    return flat

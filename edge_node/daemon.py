@@ -50,7 +50,8 @@ from up.runner import GenerationRunner
 def load_edge_model(config: EdgeConfig) -> OrtGpt2Model:
     """Load (and export to ONNX on first use) the configured GPT-2; ModelLoadError on a bad folder."""
     model_dir = model_folder(config.model, "edge (GPT-2)", lambda tiny: tiny.gpt2_dir)
-    return OrtGpt2Model.load(model_dir, providers=config.providers)
+    return OrtGpt2Model.load(model_dir, providers=config.providers, quantization=config.quantization,
+                             max_batch=config.max_batch)
 
 
 def load_knowledge(config: EdgeConfig) -> KnowledgeBase:

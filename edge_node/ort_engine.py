@@ -1,14 +1,17 @@
 """The edge node's GPT-2 engine: a local HF GPT-2 folder, exported once to ONNX, run by ONNX Runtime.
 
-Thread safety: one ``InferenceSession`` is shared by every decode session. ORT's ``run``
-is thread-safe and each :class:`OrtDecodeSession` owns its KV cache, so unlike the cloud
-engine no lock is needed and concurrent requests really run in parallel (bounded by the
-intra-op thread pool they share).
+Precision: ``quantization`` picks the graph — ``fp32`` (the parity-checked export), ``int8`` or
+``int4`` (:mod:`edge_node.quantize`: produced once from fp32 and only if it passes the quality gate).
 
-KV cache: ``present`` outputs of one step are bound, as ORT values on the execution
-device, as ``past`` inputs of the next (io_binding). On CPU this measures the same as
-plain ``run`` with numpy arrays (the past is small next to the weights read per token);
-on CUDA it keeps the cache on the GPU instead of round-tripping it through host memory.
+Thread safety: one ``InferenceSession`` is shared by every decode session. ORT's ``run``
+is thread-safe and each session owns its KV cache, so unlike the cloud's serialised engine
+no lock is needed. On CPU, concurrent requests' decode steps are batched
+(:mod:`edge_node.decode_batch`, up to ``max_batch`` per run): a decode step is bound by reading
+the weights, which a batch reads once.
+
+KV cache on CUDA (and with ``max_batch=1``): ``present`` outputs of one step are bound, as ORT
+values on the execution device, as ``past`` inputs of the next (io_binding), so the cache stays
+on the GPU. Batching is CPU-only: batching on CUDA would need the caches packed on the device.
 """
 
 from __future__ import annotations
@@ -24,17 +27,18 @@ import onnxruntime as ort
 import structlog
 from transformers import AutoTokenizer
 
+from edge_node.decode_batch import BatchedDecodeSession, DecodeBatcher
 from edge_node.onnx_export import (
     ATTENTION_MASK,
     INPUT_IDS,
     LOGITS,
     MODEL_FILE,
     POSITION_IDS,
-    ensure_onnx_export,
     past_names,
     present_names,
     weights_sha256,
 )
+from edge_node.quantize import ensure_quantized_export, quality_record
 from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
 from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer
@@ -200,7 +204,7 @@ class OrtGpt2Model:
     """A GPT-2 served by ONNX Runtime, implementing ``LanguageModel``."""
 
     def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, identity: ModelIdentity,
-                 config: dict, onnx_path: Path) -> None:
+                 config: dict, onnx_path: Path, max_batch: int = 8) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.identity = identity
@@ -211,6 +215,11 @@ class OrtGpt2Model:
         self._n_head = int(config["n_head"])
         self._head_dim = int(config["n_embd"]) // self._n_head
         self._device = "cuda" if self.provider == CUDA_EP else "cpu"
+        quality = quality_record(onnx_path)
+        self.quantization = str(quality.get("quantization", "fp32"))
+        self.quality = quality  # the quantisation gate's figures (empty for fp32)
+        batch = max_batch if self._device == "cpu" else 1
+        self.batcher = DecodeBatcher(session, self._n_layer, batch) if batch > 1 else None
 
     @classmethod
     def load(
@@ -221,24 +230,29 @@ class OrtGpt2Model:
         name: str | None = None,
         version: str | None = None,
         intra_op_threads: int = 0,
+        quantization: str = "fp32",
+        max_batch: int = 8,
     ) -> OrtGpt2Model:
         """Validate a local GPT-2 folder, export it to ONNX once (cached), open it; ModelLoadError on any problem.
 
         ``intra_op_threads`` caps ORT's CPU thread pool (0: ORT's default); an edge box
-        that also runs other work may want fewer than all cores.
+        that also runs other work may want fewer than all cores. ``quantization``: fp32 |
+        int8 | int4; a quantised graph that fails the quality gate raises QualityGateFailed.
+        ``max_batch``: most concurrent decode steps run as one (1: no batching).
         """
         model_dir = Path(model_dir)
         config = read_hf_config(model_dir, ("gpt2",))
         tokenizer = _load_tokenizer(model_dir)
         sha = weights_sha256(model_dir)
-        onnx_path = ensure_onnx_export(model_dir, cache_root, weights=sha)
-        identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or sha[:12], sha256=sha)
-        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads)
+        onnx_path = ensure_quantized_export(model_dir, quantization, cache_root, weights=sha)
+        default_version = sha[:12] if quantization == "fp32" else f"{sha[:12]}-{quantization}"
+        identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or default_version, sha256=sha)
+        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch)
 
     @classmethod
     def load_exported(cls, folder: Path, providers: str = "auto", name: str | None = None,
                       version: str | None = None, sha256: str | None = None,
-                      intra_op_threads: int = 0) -> OrtGpt2Model:
+                      intra_op_threads: int = 0, max_batch: int = 8) -> OrtGpt2Model:
         """Open an already-exported folder (what an edge artifact unpacks to) without torch.
 
         The folder holds ``model.onnx`` (+ ``export.json``), the GPT-2 ``config.json`` and
@@ -252,18 +266,22 @@ class OrtGpt2Model:
         tokenizer = _load_tokenizer(folder)
         sha = sha256 or sha256_file(onnx_path)
         identity = ModelIdentity(name=name or folder.name, version=version or sha[:12], sha256=sha)
-        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads)
+        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch)
 
     @classmethod
     def _open(cls, onnx_path: Path, tokenizer: Tokenizer, identity: ModelIdentity, config: dict, providers: str,
-              intra_op_threads: int) -> OrtGpt2Model:
+              intra_op_threads: int, max_batch: int) -> OrtGpt2Model:
         session = create_session(onnx_path, providers, intra_op_threads)
-        model = cls(session, tokenizer, identity, config, onnx_path)
+        model = cls(session, tokenizer, identity, config, onnx_path, max_batch)
         log.info("ort.model.loaded", model=identity.name, version=identity.version, provider=model.provider,
-                 onnx=str(onnx_path))
+                 onnx=str(onnx_path), quantization=model.quantization,
+                 max_batch=model.batcher.max_batch if model.batcher else 1)
         return model
 
     def new_session(self) -> DecodeSession:
-        """A fresh batch-1 decoder with its own KV cache; safe to drive from any worker thread."""
+        """A fresh single-sequence decoder with its own KV cache; safe to drive from any worker thread."""
+        if self.batcher is not None:
+            return BatchedDecodeSession(self.session, self.batcher, self._n_layer, self._n_head, self._head_dim,
+                                        self.max_context)
         return OrtDecodeSession(self.session, self._n_layer, self._n_head, self._head_dim,
                                 self.max_context, self._device)

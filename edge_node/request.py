@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_node.workflow_plan import WorkflowPlan
-from netgpt.errors import FailedPrecondition, InvalidArgument
+from netgpt.errors import FailedPrecondition, InvalidArgument, excerpt
 from netgpt.model_slot import Served
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from up.request import GenerationRequest, Ran
@@ -49,7 +49,7 @@ def admit(request: GenerationRequest, session: cp_pb2.AiSession, cells: frozense
     """The session's RAN context, once the request agrees with it and this edge serves its cell."""
     sent = request.ran.cell_id
     if sent and sent != session.cell_id:
-        raise InvalidArgument(f"ran.cell_id {sent[:64]!r} is not the cell of session {session.session_id}, "
+        raise InvalidArgument(f"ran.cell_id {excerpt(sent)} is not the cell of session {session.session_id}, "
                               f"{session.cell_id!r}; after a handover, establish a new session")
     if session.cell_id not in cells:
         raise FailedPrecondition(f"this edge does not serve cell {session.cell_id!r} of session "

@@ -88,6 +88,8 @@ class EdgeConfig(NodeConfig):
     knowledge_db: str = ":memory:"  # SQLite file the knowledge base is loaded into
     profiles_db: str = ""  # SQLite file of user profiles; empty: $NETGPT_DATA_DIR/profiles-<node_id>.sqlite
     providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
+    quantization: str = "fp32"  # fp32 | int8 | int4: GPT-2 graph served; quantised ones pass a quality gate first
+    max_batch: int = 8  # concurrent decode steps run as one ONNX Runtime batch (CPU); 1 = no batching
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge
     confidence_threshold: float = 0.0  # answer at the edge when its mean token log-prob >= this; 0: off

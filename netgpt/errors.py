@@ -53,6 +53,27 @@ class StartupError(Exception):
     """A daemon cannot start (bad model folder, bad config, port taken); one line for the operator."""
 
 
+EXCERPT_CHARS = 48
+MAX_STATUS_BYTES = 1024  # a status message past ~8 KiB of metadata turns into RESOURCE_EXHAUSTED
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """Client input quoted in an error message: at most ``limit`` characters, escaped to printable
+    ASCII (``ascii()``), with the full length when cut. Every message that quotes input uses this."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return ascii(text)
+    return f"{ascii(text[:limit])}... ({len(text)} characters)"
+
+
+def bounded(message: str, limit: int = MAX_STATUS_BYTES) -> str:
+    """``message`` cut to at most ``limit`` UTF-8 bytes: the last guard before a status goes out."""
+    data = message.encode()
+    if len(data) <= limit:
+        return message
+    return data[: limit - 3].decode(errors="ignore") + "..."
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """First non-empty line of an exception message, shortened for operator logs."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -1,23 +1,126 @@
-"""The one place where domain exceptions become gRPC statuses."""
+"""The one place where domain exceptions become gRPC statuses, and where request bodies are checked.
+
+Every request body is decoded by :func:`checked_deserializer`: a body that does not parse, or
+whose fields break a limit of :mod:`netgpt.validate`, never reaches a servicer. gRPC calls the
+deserializer before any behaviour runs and cannot be told a status from there, so:
+
+- for a single request, the deserializer hands on a blank message of the request type and
+  remembers the problem in a context variable of the RPC's task; the behaviour wrapper finds
+  it and answers INVALID_ARGUMENT (access checks that run before it see only the blank);
+- for a request stream, the deserializer raises :class:`InvalidArgument` from the iterator the
+  servicer reads, which the wrapper maps like any domain error.
+
+Undecodable bodies are logged as one line, at most a few per minute per server.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 import structlog
+from google.protobuf import descriptor_pool, message_factory
+from google.protobuf.message import Message
 
-from netgpt.errors import NetGptError
+from netgpt.errors import InvalidArgument, NetGptError, bounded
+from netgpt.validate import check_request
 
 log = structlog.get_logger(__name__)
 
 
+class RateLimitedLog:
+    """At most ``per_window`` lines per ``window_s``; the first line of a later window says how
+    many were suppressed in between."""
+
+    def __init__(self, per_window: int = 5, window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_window, self.window_s, self._clock = per_window, window_s, clock
+        self._window_start = -float("inf")
+        self._logged = self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def warning(self, event: str, **fields: Any) -> None:
+        with self._lock:
+            now = self._clock()
+            if now - self._window_start >= self.window_s:
+                self._window_start, self._logged = now, 0
+            if self._logged >= self.per_window:
+                self._suppressed += 1
+                return
+            self._logged += 1
+            if self._suppressed:
+                fields["suppressed"], self._suppressed = self._suppressed, 0
+        log.warning(event, **fields)
+
+
+undecodable_log = RateLimitedLog()
+
+
+class UndecodableRequest(InvalidArgument):
+    """The request body is not a valid message of the method's request type (logged on its own)."""
+
+
+# (the blank message handed on, the problem) for the single request of the RPC this task serves
+_rejected: contextvars.ContextVar[tuple[Message, InvalidArgument] | None] = contextvars.ContextVar(
+    "netgpt_rejected_request", default=None)
+
+
+def rejection(request: Any) -> InvalidArgument | None:
+    """The problem :func:`checked_deserializer` found with ``request``, if this is its blank stand-in."""
+    found = _rejected.get()
+    return found[1] if found is not None and found[0] is request else None
+
+
+def _request_class(method: str) -> type[Message] | None:
+    """The generated request class of ``/package.Service/Method`` (None when the pool does not know it)."""
+    try:
+        descriptor = descriptor_pool.Default().FindMethodByName(method.lstrip("/").replace("/", "."))
+    except KeyError:
+        return None
+    return message_factory.GetMessageClass(descriptor.input_type)
+
+
+def checked_deserializer(parse: Callable[[bytes], Any], method: str, streaming: bool) -> Callable[[bytes], Any]:
+    """``parse`` whose results have passed :func:`netgpt.validate.check_request` (see the module doc)."""
+    request_class = _request_class(method)
+    type_name = request_class.DESCRIPTOR.name if request_class is not None else "request"
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            message = parse(raw)
+        except Exception as exc:  # DecodeError, or a parser's RecursionError on absurd nesting
+            undecodable_log.warning("rpc.undecodable", method=method, bytes=len(raw), error=type(exc).__name__)
+            problem: InvalidArgument = UndecodableRequest(
+                f"the request body is not a valid {type_name} ({len(raw)} bytes); encode it with the "
+                "netgpt.v1 protos")
+        else:
+            if not isinstance(message, Message):
+                return message  # a hand-decoded chunk (cmp.transfer_io.ChunkView): nothing to bound
+            try:
+                check_request(message)
+                return message
+            except InvalidArgument as exc:
+                problem = exc
+        if streaming or request_class is None:
+            raise problem
+        blank = request_class()
+        _rejected.set((blank, problem))
+        return blank
+
+    return deserialize
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, NetGptError):
-        log.info("rpc.rejected", method=method, code=exc.code.name, reason=str(exc))
-        await context.abort(exc.code, str(exc))
+        message = bounded(str(exc))
+        if not isinstance(exc, UndecodableRequest):  # logged, rate-limited, when it was decoded
+            log.info("rpc.rejected", method=method, code=exc.code.name, reason=message)
+        await context.abort(exc.code, message)
     log.exception("rpc.failed", method=method)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
@@ -33,6 +136,9 @@ Behaviour = Callable[..., Any]  # a gRPC method behaviour: (request or request i
 def _wrap_unary(fn: Behaviour, method: str) -> Behaviour:
     async def wrapper(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            problem = rejection(request_or_iterator)
+            if problem is not None:
+                raise problem
             return await fn(request_or_iterator, context)
         except BaseException as exc:
             if _is_abort(exc):
@@ -45,6 +151,9 @@ def _wrap_unary(fn: Behaviour, method: str) -> Behaviour:
 def _wrap_stream(fn: Behaviour, method: str) -> Behaviour:
     async def wrapper(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            problem = rejection(request_or_iterator)
+            if problem is not None:
+                raise problem
             async for item in fn(request_or_iterator, context):
                 yield item
         except BaseException as exc:
@@ -80,6 +189,10 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
     def wrap_stream(self, fn: Behaviour, method: str) -> Behaviour:
         return fn
 
+    def prepare(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` before its behaviour is wrapped (e.g. with another request deserializer)."""
+        return handler
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -89,14 +202,22 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not self.covers(method):
             return handler
+        handler = self.prepare(handler, method)
         return rewrap(handler, lambda fn: self.wrap_unary(fn, method), lambda fn: self.wrap_stream(fn, method))
 
 
 class ErrorMappingInterceptor(WrappingInterceptor):
-    """Maps :class:`NetGptError` to its status code; anything else is INTERNAL and logged."""
+    """Checks every request body (:func:`checked_deserializer`) and maps :class:`NetGptError` to its
+    status code; anything else is INTERNAL and logged."""
 
     def covers(self, method: str) -> bool:
         return method.startswith("/netgpt.")  # health and reflection handle their own errors
+
+    def prepare(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.request_deserializer is None:
+            return handler
+        deserialize = checked_deserializer(handler.request_deserializer, method, handler.request_streaming)
+        return handler._replace(request_deserializer=deserialize)
 
     def wrap_unary(self, fn: Behaviour, method: str) -> Behaviour:
         return _wrap_unary(fn, method)

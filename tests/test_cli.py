@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from daemons import client_env
 
 from cli import ask, model, nodes, policy
 from cli.common import DEFAULT_CORE, enum_choices
@@ -44,7 +45,7 @@ def option(parser: argparse.ArgumentParser, flag: str) -> argparse.Action:
 def test_parser_builds_every_command_group():
     parser = build_parser()
     assert list(subparsers(parser)) == ["core", "cloud", "edge", "ask", "nodes", "policy", "model", "workflow", "data",
-                                        "train", "dataset", "eval", "demo"]
+                                        "train", "dataset", "eval", "pki", "demo"]
     assert all(callable(getattr(group, "add_commands", None)) for group in COMMAND_GROUPS)
     for path, leaf in leaves(parser):
         assert leaf.get_default("run") is not None, path
@@ -127,7 +128,8 @@ def closed_port() -> Iterator[str]:
     (["model", "list"], "model list"), (["workflow", "show"], "workflow show"),
 ])
 def test_unreachable_core_is_one_unavailable_line_and_exit_1(closed_port, argv, command):
-    result = subprocess.run([*NETGPT, *argv, "--core", closed_port], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*NETGPT, *argv, "--core", closed_port], capture_output=True, text=True, timeout=60,
+                            env=client_env())
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"netgpt {command}: UNAVAILABLE: "), result.stderr

@@ -261,7 +261,9 @@ async def test_grpc_requests_share_passes_and_in_flight_ones_keep_their_adapter_
             held = stub.Generate(comprehensive(PROMPTS[0], 30), timeout=60)
             first = await held.read()  # running on adapter A
             slot.swap(type(slot.current)(adapter_b, slot.current.ref))
-            rest = [event async for event in held]
+            rest = []
+            while (event := await held.read()) != grpc.aio.EOF:
+                rest.append(event)
             after = await asyncio.gather(*(_tokens(stub, comprehensive(p, 12)) for p in PROMPTS[:4]))
         on_a = list(first.tokens.token_ids) + [t for e in rest if e.HasField("tokens") for t in e.tokens.token_ids]
         assert on_a == alone(adapter_a, PROMPTS[0], SamplingParams(max_new_tokens=30))

@@ -14,6 +14,7 @@ import torch
 from helpers import captured_events
 from transformers import DynamicCache, GPT2LMHeadModel
 
+from edge_node.decode_batch import DecodeBatcher
 from edge_node.onnx_export import (
     check_parity,
     ensure_onnx_export,
@@ -165,7 +166,7 @@ def test_greedy_tokens_identical_to_torch(edge_model: OrtGpt2Model, torch_model:
 
 
 def test_concurrent_sessions_share_one_inference_session(edge_model: OrtGpt2Model) -> None:
-    """No lock: each decode session owns its cache, ORT's run is thread-safe."""
+    """No lock: each decode session owns its cache; concurrent decode steps batch; same tokens as alone."""
     params = SamplingParams(max_new_tokens=20)
     tokenizer = edge_model.tokenizer
     prompts = [tokenizer.encode(p, add_special_tokens=False) for p in PROMPTS * 2]
@@ -182,6 +183,47 @@ def test_concurrent_sessions_share_one_inference_session(edge_model: OrtGpt2Mode
     for thread in threads:
         thread.join(timeout=60)
     assert results == sequential
+
+
+def test_batched_decode_steps_match_torch_across_lengths(edge_model: OrtGpt2Model,
+                                                        torch_model: GPT2LMHeadModel) -> None:
+    """Sessions at different lengths step as one ORT run (left-padded caches) and still match torch."""
+    batcher = DecodeBatcher(edge_model.session, torch_model.config.n_layer, max_batch=4, gather_s=30.0)
+    model = OrtGpt2Model(edge_model.session, edge_model.tokenizer, edge_model.identity,
+                         torch_model.config.to_dict(), edge_model.onnx_path, max_batch=1)
+    model.batcher = batcher  # a gather window long enough that all three always meet
+    prompts = [[3, 9, 27], [5] * 11, [7, 8]]
+    ours = [model.new_session() for _ in prompts]
+    refs = [TorchDecodeSession(torch_model, torch.device("cpu")) for _ in prompts]
+    for session, ref, ids in zip(ours, refs, prompts, strict=True):
+        np.testing.assert_allclose(session.prefill(ids), ref.prefill(ids), rtol=0, atol=TOL)
+    tokens = [[5, 17, 200, 4], [1, 2, 3, 4], [40, 41, 42, 43]]
+    got: list[list[np.ndarray]] = [[] for _ in prompts]
+
+    def decode(i: int) -> None:
+        for token in tokens[i]:
+            got[i].append(ours[i].advance(token))
+
+    threads = [threading.Thread(target=decode, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert batcher.steps == 12 and batcher.runs == 4  # every step of the three ran as one batch
+    for i, ref in enumerate(refs):
+        for token, logits in zip(tokens[i], got[i], strict=True):
+            np.testing.assert_allclose(logits, ref.advance(token), rtol=0, atol=TOL)
+
+
+def test_unbatched_sessions_match_torch(tiny: TinyModels, cache_root: Path, torch_model: GPT2LMHeadModel) -> None:
+    """``max_batch=1``: the io-binding decoder (what CUDA uses) is exact too."""
+    model = OrtGpt2Model.load(tiny.gpt2_dir, cache_root=cache_root, providers="cpu", max_batch=1)
+    assert model.batcher is None
+    ids = model.tokenizer.encode("radio access network", add_special_tokens=False)
+    ours, ref = model.new_session(), TorchDecodeSession(torch_model, torch.device("cpu"))
+    np.testing.assert_allclose(ours.prefill(ids), ref.prefill(ids), rtol=0, atol=TOL)
+    for token in (5, 17, 200):
+        np.testing.assert_allclose(ours.advance(token), ref.advance(token), rtol=0, atol=TOL)
 
 
 def test_model_identity_and_limits(edge_model: OrtGpt2Model, tiny: TinyModels) -> None:

@@ -86,7 +86,7 @@ async def test_health_and_reflection(cluster, node, service):
 
 async def _reflect(address: str, service: str, request) -> list:
     """One ServerReflectionInfo exchange under ``service`` (v1 or v1alpha; the messages are wire-identical)."""
-    async with open_channel(address) as channel:
+    async with open_channel(address, PLAINTEXT) as channel:
         call = channel.stream_stream(f"/{service}/ServerReflectionInfo",
                                      request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
                                      response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)

@@ -12,6 +12,7 @@ from netgpt.engine import ModelIdentity
 from netgpt.generation import SamplingParams
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
+from netgpt.validate import check_request
 from up.events import Event, FellBack, Latency, PromptBuilt, Summary, Tokens
 from up.limits import Limits, check_prompt, sampling_params
 from up.request import GenerationRequest, Ran
@@ -22,7 +23,9 @@ def model_ref(identity: ModelIdentity, kind: common_pb2.ModelKind) -> common_pb2
 
 
 def decode_request(request: up_pb2.GenerateRequest, limits: Limits) -> GenerationRequest:
-    """The validated domain request, or InvalidArgument naming the violated limit."""
+    """The validated domain request, or InvalidArgument naming the violated limit (the field bounds of
+    :mod:`netgpt.validate` too: known enum values, identifiers, QoS ranges, also for in-process callers)."""
+    check_request(request)
     prompt, params = check_prompt(request.prompt, limits), sampling_params(request.params, limits)
     return GenerationRequest(session_id=request.session_id, prompt=prompt, params=params, ran=decode_ran(request.ran),
                              task=request.task, route=request.route, workflow=request.workflow)

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from netgpt.v1 import compute_plane_pb2 as netgpt_dot_v1_dot_compute__plane__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14netgpt/v1/blob.proto\x12\tnetgpt.v1\x1a\x1dnetgpt/v1/compute_plane.proto\"S\n\x10\x46\x65tchBlobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0f\n\x07node_id\x18\x04 \x01(\t\"t\n\x11\x46\x65tchBlobResponse\x12&\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x15.netgpt.v1.ModelChunkH\x00\x12/\n\x07trailer\x18\x02 \x01(\x0b\x32\x1c.netgpt.v1.FetchModelTrailerH\x00\x42\x06\n\x04part\"\x85\x01\n\tFetchPlan\x12&\n\x07sources\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.BlobSource\x12\x18\n\x10piece_size_bytes\x18\x02 \x01(\x04\x12\x14\n\x0cpiece_sha256\x18\x03 \x03(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x08\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\">\n\nBlobSource\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\x08\x32W\n\x0b\x42lobService\x12H\n\tFetchBlob\x12\x1b.netgpt.v1.FetchBlobRequest\x1a\x1c.netgpt.v1.FetchBlobResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14netgpt/v1/blob.proto\x12\tnetgpt.v1\x1a\x1dnetgpt/v1/compute_plane.proto\"S\n\x10\x46\x65tchBlobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0f\n\x07node_id\x18\x04 \x01(\t\"t\n\x11\x46\x65tchBlobResponse\x12&\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x15.netgpt.v1.ModelChunkH\x00\x12/\n\x07trailer\x18\x02 \x01(\x0b\x32\x1c.netgpt.v1.FetchModelTrailerH\x00\x42\x06\n\x04part\"\x85\x01\n\tFetchPlan\x12&\n\x07sources\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.BlobSource\x12\x18\n\x10piece_size_bytes\x18\x02 \x01(\x04\x12\x14\n\x0cpiece_sha256\x18\x03 \x03(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x08\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\">\n\nBlobSource\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\x08\x32W\n\x0b\x42lobService\x12H\n\tFetchBlob\x12\x1b.netgpt.v1.FetchBlobRequest\x1a\x1c.netgpt.v1.FetchBlobResponse0\x01\x42\x85\x01\n\rcom.netgpt.v1B\tBlobProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'netgpt.v1.blob_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.netgpt.v1B\tBlobProtoP\001Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\242\002\003NGP\252\002\tNetGPT.V1\272\002\003NGP\312\002\tNetGPT\\V1\352\002\nNetGPT::V1'
   _globals['_FETCHBLOBREQUEST']._serialized_start=66
   _globals['_FETCHBLOBREQUEST']._serialized_end=149
   _globals['_FETCHBLOBRESPONSE']._serialized_start=151

@@ -186,7 +186,7 @@ async def _via_edge(cluster: Cluster, q: HeldOut, system: str, models: str, max_
                     others: list[str]) -> Outcome:
     question = Question(q.question, ue_id="ue-eval", cell_id=q.cell_id, route=EDGE_ROUTES[system],
                         max_new_tokens=max_new_tokens, timeout_s=TIMEOUT_S)
-    transcript = await ask(cluster.core.address, question)
+    transcript = await ask(cluster.core.address, question, transport=cluster.operator)
     prompt = next((e.comprehensive_prompt.text for e in transcript.events
                    if e.WhichOneof("event") == "comprehensive_prompt"), "")
     summary = transcript.summary
@@ -199,7 +199,7 @@ async def _cloud_only(cluster: Cluster, q: HeldOut, models: str, max_new_tokens:
     """The concise prompt sent straight to the cloud as a comprehensive one: no location, no facts."""
     request = up_pb2.GenerateRequest(session_id="eval-cloud-only", kind=up_pb2.PROMPT_KIND_COMPREHENSIVE,
                                      prompt=q.question, params=up_pb2.GenerationParams(max_new_tokens=max_new_tokens))
-    async with open_channel(cluster.cloud.address) as channel:
+    async with open_channel(cluster.cloud.address, cluster.operator) as channel:
         events = [e async for e in up_grpc.UserPlaneServiceStub(channel).Generate(request, timeout=TIMEOUT_S)]
     summary = events[-1].summary
     return Outcome(CLOUD_ONLY, models, q.question, q.cell_id, q.expected, "", summary.text, None,

@@ -1,0 +1,185 @@
+"""Cloud continuous batching vs today's serialised engine: same model, same prompts, same run.
+
+    python -m bench.cloud_batching [--out bench/reports/cloud_batching.json] [--streams 1,4,8,16]
+
+The model is a seeded random-weight LLaMA of 58M parameters (hidden 512, 8 layers,
+8 heads, MLP 1376, vocab 32000) with the tiny tokenizer; speed does not depend on the
+values. For each number of concurrent streams both engines get the same requests (a
+prompt of about 30 tokens, greedy, ``--new-tokens`` each) all at once:
+
+- ``serialised``: ``batching = false``: a GenerationRunner with one worker thread per
+  stream, each decoding with HF forward + KV cache, forward passes behind the model lock;
+  with adapters, one full model object per adapter (base loaded again + peft), as the
+  cloud deployed adapters before batching;
+- ``batched``: ``batching = true``: the BatchingRunner and its scheduler, one packed
+  forward pass per step for every running request; with adapters, all on one base.
+
+``mixed`` runs the same with requests spread round-robin over 4 different LoRA
+adapters (r=8 on q/k/v/o). Reported per case: aggregate tokens/s (all tokens of all
+streams / wall time), p50/p95 time to first token, and batched/serialised ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from cloud_node.batching_runner import BatchingRunner
+from cloud_node.llama_engine import LlamaModel
+from cloud_node.lora import make_lora_adapter
+from cloud_node.scheduler import BatchScheduler
+from netgpt.engine import LanguageModel
+from netgpt.generation import SamplingParams, TokenPiece
+from netgpt.tiny_models import default_cache_root, ensure_tiny_models
+from up.runner import GenerationRunner
+
+SEED = 0
+BENCH_MODEL_VERSION = 1
+ADAPTERS = 4
+PROMPTS = [
+    "Location: harbour district, cell 7. User profile: prefers seafood, budget moderate. Request: where to eat",
+    "Location: old town, cell 3. User profile: cyclist, likes museums. Request: plan an afternoon nearby",
+    "Location: airport, cell 12. User profile: business traveller. Request: quickest way to the centre",
+    "Location: stadium, cell 5. User profile: family with children. Request: quiet place after the match",
+]
+
+
+def ensure_bench_llama(cache_root: Path) -> Path:
+    """The 58M LLaMA folder (seeded random weights + the tiny tokenizer), built once."""
+    final = cache_root / "bench" / f"llama-58m-seed{SEED}-v{BENCH_MODEL_VERSION}"
+    if (final / "config.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    try:
+        torch.manual_seed(SEED)
+        config = LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
+                             num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048)
+        LlamaForCausalLM(config).eval().save_pretrained(staging, safe_serialization=True)
+        for item in ensure_tiny_models(cache_root).tokenizer_dir.iterdir():
+            shutil.copy(item, staging / item.name)
+        try:
+            staging.rename(final)
+        except OSError:  # a concurrent run won the race; its folder is identical
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def ensure_adapters(model_dir: Path, cache_root: Path) -> list[Path]:
+    folders = []
+    for seed in range(ADAPTERS):
+        folder = cache_root / "bench" / f"llama-58m-lora{seed}-v{BENCH_MODEL_VERSION}"
+        if not (folder / "adapter_model.safetensors").is_file():
+            make_lora_adapter(model_dir, folder, r=8, seed=seed, target_modules=("q_proj", "k_proj", "v_proj",
+                                                                                   "o_proj"), scale=0.05)
+        folders.append(folder)
+    return folders
+
+
+async def drive(stream: Callable[[LanguageModel, list[int]], AsyncIterator[TokenPiece]],
+                models: list[LanguageModel], streams: int) -> dict[str, float]:
+    """``streams`` concurrent requests (model i % len(models), prompt i % 4) started at once."""
+    first_ms: list[float] = []
+    counts: list[int] = []
+
+    async def one(index: int) -> None:
+        model = models[index % len(models)]
+        ids = model.tokenizer.encode(PROMPTS[index % len(PROMPTS)], add_special_tokens=False)
+        began, produced = time.perf_counter(), 0
+        async for _ in stream(model, ids):
+            if not produced:
+                first_ms.append((time.perf_counter() - began) * 1000.0)
+            produced += 1
+        counts.append(produced)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(streams)))
+    wall = time.perf_counter() - started
+    ordered = sorted(first_ms)
+    return {"streams": streams, "tokens": sum(counts), "wall_s": round(wall, 3),
+            "tokens_per_s": round(sum(counts) / wall, 1),
+            "first_token_p50_ms": round(statistics.median(ordered), 1),
+            "first_token_p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
+
+
+def run_case(serial_models: list[LanguageModel], batched_models: list[LanguageModel], base: LlamaModel,
+             streams: int, params: SamplingParams) -> dict[str, object]:
+    serial = GenerationRunner(max_concurrency=streams, max_queue=streams)
+    batched = BatchingRunner(BatchScheduler(base.packed, max_batch=max(streams, 1), max_batch_tokens=512,
+                                            kv_cache_mb=1024.0, max_queue=streams))
+    try:
+        result_serial = asyncio.run(drive(lambda m, ids: serial.stream(m, ids, params), serial_models, streams))
+        result_batched = asyncio.run(drive(lambda m, ids: batched.stream(m, ids, params), batched_models, streams))
+    finally:
+        serial.shutdown()
+        batched.shutdown()
+    speedup = result_batched["tokens_per_s"] / result_serial["tokens_per_s"]
+    return {"streams": streams, "serialised": result_serial, "batched": result_batched,
+            "speedup_tokens_per_s": round(speedup, 2),
+            "first_token_p50_ratio": round(result_batched["first_token_p50_ms"] /
+                                           result_serial["first_token_p50_ms"], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/reports/cloud_batching.json"))
+    parser.add_argument("--streams", default="1,4,8,16")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    args = parser.parse_args()
+    cache = default_cache_root()
+    model_dir = ensure_bench_llama(cache)
+    adapter_dirs = ensure_adapters(model_dir, cache)
+    base = LlamaModel.load(model_dir, device=args.device, dtype=args.dtype)
+    views: list[LanguageModel] = [base.adapter_view(folder, f"lora-{i}", "v1") for i, folder in
+                                  enumerate(adapter_dirs)]
+    full_models: list[LanguageModel] = [LlamaModel.load(model_dir, adapter_dir=folder, device=args.device,
+                                                        dtype=args.dtype) for folder in adapter_dirs]
+    params = SamplingParams(max_new_tokens=args.new_tokens)
+    levels = [int(n) for n in args.streams.split(",")]
+    run_case([base], [base], base, 2, params)  # warm-up: allocator, threads, lazy modules
+    report: dict[str, object] = {
+        "bench": "cloud_batching",
+        "model": "LLaMA 58M random weights (hidden 512, 8 layers, 8 heads, MLP 1376, vocab 32000)",
+        "new_tokens_per_stream": args.new_tokens, "device": str(base.torch_device), "dtype": base.dtype,
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "transformers": transformers.__version__, "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "note": "shared 2-core CPU, other jobs running: compare ratios from this run, not absolute numbers",
+        "base": [], "mixed_adapters": [],
+    }
+    for streams in levels:
+        case = run_case([base], [base], base, streams, params)
+        report["base"].append(case)  # type: ignore[union-attr]
+        print(f"base   {streams:>2} streams: serialised {case['serialised']['tokens_per_s']:>7} tok/s, "
+              f"batched {case['batched']['tokens_per_s']:>7} tok/s, x{case['speedup_tokens_per_s']}", flush=True)
+    for streams in levels:
+        if streams < ADAPTERS:
+            continue
+        case = run_case(full_models, views, base, streams, params)
+        report["mixed_adapters"].append(case)  # type: ignore[union-attr]
+        print(f"mixed  {streams:>2} streams ({ADAPTERS} adapters): serialised "
+              f"{case['serialised']['tokens_per_s']:>7} tok/s, batched {case['batched']['tokens_per_s']:>7} tok/s, "
+              f"x{case['speedup_tokens_per_s']}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"report: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
