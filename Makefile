@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.netgpt-installed
 
-.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models
+.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models wheel-check
 
 demo: $(STAMP)
 	$(VENV)/bin/netgpt demo
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 
 protos: $(STAMP)
 	PYTHON=$(PY) bash tools/gen_protos.sh
+
+# python -m build, then the wheel alone in a clean venv: `netgpt --help`, packaged models and stubs
+wheel-check: $(STAMP)
+	VENV=$(VENV) bash .ci/wheel-check
 
 lint-python: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -14,7 +14,7 @@ from cloud_node.daemon import load_cloud_model, start_cloud
 from core.daemon import CoreHandle, start_core
 from edge_node.daemon import load_edge_model, load_knowledge, start_edge
 from netgpt.channels import has_default_transport, set_default_transport
-from netgpt.config import CloudConfig, CoreConfig, EdgeConfig, TlsSettings
+from netgpt.config import CloudConfig, CoreConfig, EdgeConfig, DaemonSettings
 from netgpt.engine import LanguageModel
 from netgpt.tls import PLAINTEXT, LocalPki, Transport
 from node.runtime import NodeHandle
@@ -42,7 +42,7 @@ def load_models(edge_model: str = "tiny", cloud_model: str = "tiny",
     return gpt2, llama
 
 
-def _issue(pki: LocalPki, config: TlsSettings, role: str, name: str) -> None:
+def _issue(pki: LocalPki, config: DaemonSettings, role: str, name: str) -> None:
     if not (config.insecure or config.tls_cert):
         for key, value in pki.settings(role, name).items():
             setattr(config, key, value)

@@ -86,15 +86,21 @@ class CloudPeers:
         else:
             self._known.clear()
 
-    def pick(self, prefer: str = "") -> CloudPeer | None:
-        """A serving cloud not recently failed: ``prefer`` if it qualifies, else the least loaded."""
-        candidates = [p for p in self._peers.values() if not self._unusable(p)]
+    def pick(self, prefer: str = "", regions: frozenset[str] | None = None) -> CloudPeer | None:
+        """A serving cloud not recently failed (in one of ``regions`` unless None): ``prefer`` if it
+        qualifies, else the least loaded."""
+        candidates = [p for p in self._peers.values()
+                      if not self._unusable(p) and (regions is None or p.status.info.region in regions)]
         if not candidates:
             return None
         preferred = [p for p in candidates if p.node_id == prefer]
         if preferred:
             return preferred[0]
         return min(candidates, key=lambda p: least_loaded_key(p.status))
+
+    def usable_regions(self) -> dict[str, str]:
+        """Clouds that could take a request now, by node id, with their regions."""
+        return {p.node_id: p.status.info.region for p in self._peers.values() if not self._unusable(p)}
 
     def why_none(self) -> str:
         """Why :meth:`pick` found no cloud, in words for the routing detail."""

@@ -9,6 +9,10 @@ or between two) counts as failed, so a black-holed or stalled cloud never hangs 
 A cloud that answers RESOURCE_EXHAUSTED is busy, not failed: the request falls back
 (reason CLOUD_BUSY) and the cloud stays in rotation. Cloud calls go through
 :class:`CloudGateway`, which shares identical in-flight calls and replays cached answers.
+
+The concise prompt is desensitised first, before anything is stored, logged or forwarded
+(unless the data policy names the workflow verbatim), and only clouds in the regions the
+data policy allows for the request's cell are candidates (``edge_node.data_policy``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import structlog
 
 from edge_node.cloud_calls import CloudFailed, CloudGateway
 from edge_node.cloud_peers import CloudPeer
-from edge_node.desensitise import desensitise
+from edge_node.data_policy import DataPolicy, residency_detail
+from edge_node.desensitise import Desensitised, desensitise
 from edge_node.personalise import Personalised, Personaliser
 from edge_node.post_process import post_processed
 from edge_node.request import EdgeRequest
@@ -47,13 +52,14 @@ class EdgeSettings:
 
 class EdgePipeline:
     def __init__(self, settings: EdgeSettings, runner: GenerationRunner, personaliser: Personaliser,
-                 policy: RoutingPolicy, gateway: CloudGateway) -> None:
+                 policy: RoutingPolicy, gateway: CloudGateway, data_policy: DataPolicy | None = None) -> None:
         self.settings = settings
         self.runner = runner
         self.personaliser = personaliser
         self.policy = policy
         self.gateway = gateway
         self.peers = gateway.peers
+        self.data_policy = data_policy if data_policy is not None else DataPolicy()
 
     async def run(self, request: EdgeRequest) -> AsyncIterator[Event]:
         """The request's events, tidied as they stream when its workflow has a post_process step."""
@@ -67,9 +73,8 @@ class EdgePipeline:
     async def _steps(self, request: EdgeRequest) -> AsyncIterator[Event]:
         clock, plan, params = Stopwatch(), request.plan, request.request.params
         model = request.served.model
-        concise, masked = request.prompt, 0
-        if plan.has("desensitise"):
-            concise, masked = desensitise(concise)
+        masked = self._desensitised(request)
+        concise = masked.text
         if plan.has("personalise"):
             personalised = await self.personaliser.build(concise, request.ran.cell_id, request.ran.ue_id,
                                                          params.max_new_tokens, model)
@@ -84,7 +89,8 @@ class EdgePipeline:
         yield PromptBuilt(text=personalised.text, facts=tuple(personalised.facts), prompt_tokens=len(prompt_ids),
                           edge_node_id=self.settings.node_id)
 
-        peer = self.peers.pick(prefer=plan.cloud_node_id)
+        regions = self.data_policy.allowed_regions(request.ran.cell_id)
+        peer = self.peers.pick(prefer=plan.cloud_node_id, regions=regions)
         budget_ms = request.latency_budget_ms
         inputs = RoutingInputs(
             task=request.request.task, preference=request.request.route, cloud_available=peer is not None,
@@ -92,10 +98,14 @@ class EdgePipeline:
             cloud_estimate_ms=peer.estimate_ms if peer else 0.0,
             budget_left_ms=budget_ms - summary.latency.personalise_ms if budget_ms else None,
             cloud_unavailable="" if peer else self.peers.why_none(),
+            allowed_regions=regions,
+            residency=self._residency(request.ran.cell_id, regions) if peer is None else "",
         )
         route = await self._route(request, inputs, prompt_ids)
         summary.reason, summary.reason_detail = route.reason, route.detail
-        summary.routing_inputs = inputs.as_strings() | {"workflow": plan.name, "desensitised": str(masked)}
+        summary.routing_inputs = inputs.as_strings() | {"workflow": plan.name, "desensitised": str(masked.total)}
+        if masked.total:
+            summary.routing_inputs["redacted"] = masked.describe()
         log.info("edge.routed", to_cloud=route.to_cloud, reason=up_pb2.RouteReason.Name(route.reason),
                  detail=route.detail, cloud=peer.node_id if peer else "", **summary.routing_inputs)
 
@@ -104,7 +114,8 @@ class EdgePipeline:
                                             request.request.task)
             summary.bytes_edge_to_cloud = forward.ByteSize()
             try:
-                async for event in self._via_cloud(peer, forward, summary, clock, request.deadline_s):
+                async for event in self._via_cloud(peer, forward, summary, clock, request.deadline_s,
+                                                   request.ran.ue_id):
                     yield event
                 return
             except CloudFailed as failure:
@@ -118,6 +129,8 @@ class EdgePipeline:
         plan = request.plan
         if not plan.has("generate_cloud"):
             return Route(False, up_pb2.ROUTE_REASON_WORKFLOW, f"workflow {plan.name!r} generates at the edge")
+        if inputs.residency and not plan.has("route"):
+            return Route(False, up_pb2.ROUTE_REASON_DATA_RESIDENCY, inputs.residency)
         if plan.has("route"):
             return await self.policy.decide(inputs, lambda tokens: self._confidence(request, prompt_ids, tokens))
         if not inputs.cloud_available:
@@ -134,11 +147,29 @@ class EdgePipeline:
                 logprobs.append(piece.logprob)
         return sum(logprobs) / len(logprobs) if logprobs else float("-inf")
 
+    def _desensitised(self, request: EdgeRequest) -> Desensitised:
+        """The concise prompt with personal identifiers masked, unless the data policy says verbatim."""
+        plan = request.plan
+        if not plan.has("desensitise") and not self.data_policy.desensitises(plan.name):
+            return Desensitised(request.prompt)
+        masked = desensitise(request.prompt)
+        if masked.total:
+            log.info("edge.desensitised", workflow=plan.name, masked=masked.total, kinds=masked.describe())
+        return masked
+
+    def _residency(self, cell_id: str, regions: frozenset[str] | None) -> str:
+        """Why no cloud may take a request from ``cell_id`` though some could: "" when none could anyway."""
+        usable = self.peers.usable_regions()
+        return residency_detail(cell_id, regions, usable) if regions is not None and usable else ""
+
     def apply_policy(self, message: cp_pb2.RoutingPolicy) -> None:
-        """A RoutingPolicy pushed by the control plane replaces the current thresholds."""
+        """A RoutingPolicy pushed by the control plane replaces the current thresholds and data rules."""
         if isinstance(self.policy, PerformancePolicy):
             self.policy = self.policy.updated(message)
             log.info("edge.policy", **{k: str(v) for k, v in vars(self.policy).items()})
+        self.data_policy = self.data_policy.updated(message)
+        log.info("edge.data_policy", residency_rules=len(self.data_policy.residency),
+                 verbatim_workflows=sorted(self.data_policy.verbatim_workflows))
 
     def _fell_back(self, peer: CloudPeer, failure: CloudFailed, summary: Summary) -> FellBack:
         """Record a cloud that could not answer; the request goes on at the edge."""
@@ -166,10 +197,11 @@ class EdgePipeline:
                            clock)
 
     async def _via_cloud(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, summary: Summary,
-                         clock: Stopwatch, deadline_s: float | None) -> AsyncIterator[Event]:
-        """Relay the cloud's answer (new, shared or cached); raise CloudFailed before the summary on a fault."""
+                         clock: Stopwatch, deadline_s: float | None, owner: str) -> AsyncIterator[Event]:
+        """Relay the cloud's answer (new, shared or cached); raise CloudFailed before the summary on a fault.
+        ``owner``: the UE the answer derives from (what DeleteProfile erases)."""
         started = clock.ms()
-        served = self.gateway.open(peer, forward, deadline_s)
+        served = self.gateway.open(peer, forward, deadline_s, owner=owner)
         summary.answer_cached, summary.coalesced = served.mode == "cache", served.mode == "coalesced"
         if served.mode != "cloud":
             summary.bytes_edge_to_cloud = 0  # this request itself sent nothing upstream

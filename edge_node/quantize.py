@@ -181,11 +181,14 @@ def quantize_onnx(fp32_path: Path, out_path: Path, quantization: str) -> None:
         return
     rewritten = out_path.with_name(f".{out_path.name}.matmul")
     onnx.save(model, str(rewritten))
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # quantize_dynamic logs a root INFO/WARNING line per tensor
     try:
         quantize_dynamic(str(rewritten), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
                          nodes_to_quantize=weights, op_types_to_quantize=["MatMul"],
                          extra_options={"MatMulConstBOnly": True})
     finally:
+        logging.disable(previous)
         rewritten.unlink(missing_ok=True)
 
 

@@ -2,9 +2,10 @@
 
 A policy is anything with ``async decide(inputs, probe) -> Route``; the default,
 :class:`PerformancePolicy`, implements the NetGPT "performance-driven link": task class,
-the client's preference, the cloud's health, queue and measured latency against the
-request's budget, and the edge model's confidence in its own answer. ``probe`` is only
-awaited when confidence is what decides, because it costs a few edge tokens.
+the client's preference, data residency (the cloud regions a request may reach), the cloud's
+health, queue and measured latency against the request's budget, and the edge model's
+confidence in its own answer. ``probe`` is only awaited when confidence is what decides,
+because it costs a few edge tokens.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class RoutingInputs:
     budget_left_ms: float | None = None
     edge_confidence: float | None = None  # filled in by the policy when it probes
     cloud_unavailable: str = "no cloud node is known to this edge"  # why, when cloud_available is false
+    allowed_regions: frozenset[str] | None = None  # cloud regions the data policy allows; None: any
+    residency: str = ""  # why the data policy keeps the request from every usable cloud; "": it does not
 
     def as_strings(self) -> dict[str, str]:
         out = {
@@ -45,6 +48,8 @@ class RoutingInputs:
         }
         if self.cloud_available:
             out |= {"cloud_queue": str(self.cloud_queue), "cloud_estimate_ms": f"{self.cloud_estimate_ms:.1f}"}
+        if self.allowed_regions is not None:
+            out["allowed_cloud_regions"] = ",".join(sorted(self.allowed_regions))
         if self.budget_left_ms is not None:
             out["budget_left_ms"] = f"{self.budget_left_ms:.1f}"
         if self.edge_confidence is not None:
@@ -69,6 +74,8 @@ class PerformancePolicy:
         if inputs.task in self.edge_tasks and inputs.preference != up_pb2.ROUTE_PREFERENCE_CLOUD:
             name = up_pb2.TaskClass.Name(inputs.task)
             return Route(False, up_pb2.ROUTE_REASON_EDGE_CAPABLE, f"{name} is answered at the edge")
+        if inputs.residency:
+            return Route(False, up_pb2.ROUTE_REASON_DATA_RESIDENCY, inputs.residency)
         if not inputs.cloud_available:
             return Route(False, up_pb2.ROUTE_REASON_CLOUD_UNAVAILABLE,
                          f"no cloud can take it: {inputs.cloud_unavailable}")

@@ -262,5 +262,5 @@ class AccessInterceptor(WrappingInterceptor):
 def _outcome(context: grpc.aio.ServicerContext) -> str:
     code = context.code() if hasattr(context, "code") else None
     if isinstance(code, grpc.StatusCode):
-        return code.name
+        return str(code.name)
     return "ERROR" if code is None else str(code)

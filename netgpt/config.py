@@ -22,8 +22,9 @@ T = TypeVar("T")
 
 
 @dataclass
-class TlsSettings:
-    """Every daemon's identity (PEM files from `netgpt pki`); plaintext only with ``insecure`` on loopback."""
+class DaemonSettings:
+    """What every daemon has: its identity (PEM files from `netgpt pki`; plaintext only with ``insecure``
+    on loopback) and its audit log."""
 
     tls_ca: str = ""  # CA certificate every peer must chain to
     tls_cert: str = ""  # this daemon's certificate (its CN is the node id, its OU the role)
@@ -33,7 +34,7 @@ class TlsSettings:
 
 
 @dataclass
-class CoreConfig(TlsSettings):
+class CoreConfig(DaemonSettings):
     listen: str = "0.0.0.0:50051"
     heartbeat_interval_s: float = 2.0
     store_dir: str = ""  # model store; empty: $XDG_DATA_HOME/netgpt/store (~/.local/share/netgpt/store)
@@ -45,7 +46,7 @@ class CoreConfig(TlsSettings):
 
 
 @dataclass
-class NodeConfig(TlsSettings):
+class NodeConfig(DaemonSettings):
     """Settings every serving node (edge or cloud) shares."""
 
     node_id: str = ""  # empty: the core assigns one

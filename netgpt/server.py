@@ -219,11 +219,13 @@ DEVELOPMENT = Security(PLAINTEXT)  # loopback only; what servicer-level tests us
 
 def _bind(server: grpc.aio.Server, address: str, transport: Transport) -> int:
     if isinstance(transport, Identity):
-        return server.add_secure_port(address, transport.server_credentials())
+        port: int = server.add_secure_port(address, transport.server_credentials())
+        return port
     if not is_loopback(address):
         raise StartupError(f"refusing to serve plaintext on {address}: give the daemon TLS material "
                            "(--tls-ca/--tls-cert/--tls-key) or listen on loopback with --insecure")
-    return server.add_insecure_port(address)
+    plain: int = server.add_insecure_port(address)
+    return plain
 
 
 def _split_host(address: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import structlog
 
-from netgpt.config import TlsSettings
+from netgpt.config import DaemonSettings
 from netgpt.errors import StartupError
 from netgpt.pki import Issued, check_pair, init_ca, issue, subject_of
 
@@ -108,7 +108,7 @@ def resolve(ca: str, cert: str, key: str, insecure: bool, address: str, what: st
     return identity
 
 
-def daemon_transport(settings: TlsSettings, what: str, role: str) -> Transport:
+def daemon_transport(settings: DaemonSettings, what: str, role: str) -> Transport:
     """A daemon's transport from its settings; its certificate must be for ``role``."""
     return resolve(settings.tls_ca, settings.tls_cert, settings.tls_key, settings.insecure,
                    getattr(settings, "listen", ""), what, roles=frozenset({role}))

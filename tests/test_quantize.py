@@ -13,6 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 import edge_node.quantize as quantize
+from edge_node.daemon import load_edge_model
 from edge_node.onnx_export import ensure_onnx_export
 from edge_node.ort_engine import OrtGpt2Model
 from edge_node.quality_gate import GATE_QUESTIONS
@@ -28,6 +29,7 @@ from edge_node.quantize import (
     matmul_weights_graph,
     open_cpu_session,
 )
+from netgpt.config import EdgeConfig
 from netgpt.engine import ModelLoadError, read_hf_config
 from netgpt.generation import SamplingParams, generate_tokens
 from tasks.prompt_completion.heldout import HELD_OUT
@@ -161,3 +163,10 @@ def test_gate_questions_are_held_out() -> None:
     assert {cell for cell, _ in GATE_QUESTIONS} == set(cells)
     for _, question in GATE_QUESTIONS:
         assert not _grams(question) & seen, question
+
+
+def test_edge_config_selects_the_quantized_graph() -> None:
+    """The ``quantization`` and ``max_batch`` settings reach the model the edge daemon serves."""
+    model = load_edge_model(EdgeConfig(model=str(STARTER), providers="cpu", quantization="int8", max_batch=3))
+    assert model.quantization == "int8" and model.quality["quantization"] == "int8"
+    assert model.batcher is not None and model.batcher.max_batch == 3

@@ -172,16 +172,28 @@ class ListNodesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[_common_pb2.NodeStatus, _Mapping]]] = ...) -> None: ...
 
 class RoutingPolicy(_message.Message):
-    __slots__ = ("edge_tasks", "confidence_threshold", "confidence_probe_tokens", "max_cloud_queue")
+    __slots__ = ("edge_tasks", "confidence_threshold", "confidence_probe_tokens", "max_cloud_queue", "residency", "verbatim_workflows")
     EDGE_TASKS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_PROBE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_CLOUD_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    RESIDENCY_FIELD_NUMBER: _ClassVar[int]
+    VERBATIM_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
     edge_tasks: _containers.RepeatedScalarFieldContainer[_user_plane_pb2.TaskClass]
     confidence_threshold: float
     confidence_probe_tokens: int
     max_cloud_queue: int
-    def __init__(self, edge_tasks: _Optional[_Iterable[_Union[_user_plane_pb2.TaskClass, str]]] = ..., confidence_threshold: _Optional[float] = ..., confidence_probe_tokens: _Optional[int] = ..., max_cloud_queue: _Optional[int] = ...) -> None: ...
+    residency: _containers.RepeatedCompositeFieldContainer[ResidencyRule]
+    verbatim_workflows: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, edge_tasks: _Optional[_Iterable[_Union[_user_plane_pb2.TaskClass, str]]] = ..., confidence_threshold: _Optional[float] = ..., confidence_probe_tokens: _Optional[int] = ..., max_cloud_queue: _Optional[int] = ..., residency: _Optional[_Iterable[_Union[ResidencyRule, _Mapping]]] = ..., verbatim_workflows: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResidencyRule(_message.Message):
+    __slots__ = ("cell_ids", "allowed_cloud_regions")
+    CELL_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_CLOUD_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    cell_ids: _containers.RepeatedScalarFieldContainer[str]
+    allowed_cloud_regions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cell_ids: _Optional[_Iterable[str]] = ..., allowed_cloud_regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetRoutingPolicyRequest(_message.Message):
     __slots__ = ("policy", "node_ids")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17netgpt/v1/profile.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\x0bUserProfile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bpreferences\x18\x02 \x03(\t\x12\x16\n\x0erecent_prompts\x18\x03 \x03(\t\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"=\n\x12GetProfileResponse\x12\'\n\x07profile\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.UserProfile\"K\n\x14UpdateProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bpreferences\x18\x02 \x03(\t\x12\r\n\x05merge\x18\x03 \x01(\x08\"@\n\x15UpdateProfileResponse\x12\'\n\x07profile\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.UserProfile\"\'\n\x14\x44\x65leteProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteProfileResponse2\x83\x02\n\x0eProfileService\x12I\n\nGetProfile\x12\x1c.netgpt.v1.GetProfileRequest\x1a\x1d.netgpt.v1.GetProfileResponse\x12R\n\rUpdateProfile\x12\x1f.netgpt.v1.UpdateProfileRequest\x1a .netgpt.v1.UpdateProfileResponse\x12R\n\rDeleteProfile\x12\x1f.netgpt.v1.DeleteProfileRequest\x1a .netgpt.v1.DeleteProfileResponseB\x88\x01\n\rcom.netgpt.v1B\x0cProfileProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17netgpt/v1/profile.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\x0bUserProfile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bpreferences\x18\x02 \x03(\t\x12\x16\n\x0erecent_prompts\x18\x03 \x03(\t\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"=\n\x12GetProfileResponse\x12\'\n\x07profile\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.UserProfile\"K\n\x14UpdateProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bpreferences\x18\x02 \x03(\t\x12\r\n\x05merge\x18\x03 \x01(\x08\"@\n\x15UpdateProfileResponse\x12\'\n\x07profile\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.UserProfile\"\'\n\x14\x44\x65leteProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x85\x01\n\x15\x44\x65leteProfileResponse\x12\x16\n\x0eprofile_erased\x18\x01 \x01(\x08\x12\x16\n\x0eprompts_erased\x18\x02 \x01(\r\x12\x1d\n\x15\x63\x61\x63hed_answers_erased\x18\x03 \x01(\r\x12\x1d\n\x15shared_calls_detached\x18\x04 \x01(\r2\x83\x02\n\x0eProfileService\x12I\n\nGetProfile\x12\x1c.netgpt.v1.GetProfileRequest\x1a\x1d.netgpt.v1.GetProfileResponse\x12R\n\rUpdateProfile\x12\x1f.netgpt.v1.UpdateProfileRequest\x1a .netgpt.v1.UpdateProfileResponse\x12R\n\rDeleteProfile\x12\x1f.netgpt.v1.DeleteProfileRequest\x1a .netgpt.v1.DeleteProfileResponseB\x88\x01\n\rcom.netgpt.v1B\x0cProfileProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,8 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEPROFILERESPONSE']._serialized_end=438
   _globals['_DELETEPROFILEREQUEST']._serialized_start=440
   _globals['_DELETEPROFILEREQUEST']._serialized_end=479
-  _globals['_DELETEPROFILERESPONSE']._serialized_start=481
-  _globals['_DELETEPROFILERESPONSE']._serialized_end=504
-  _globals['_PROFILESERVICE']._serialized_start=507
-  _globals['_PROFILESERVICE']._serialized_end=766
+  _globals['_DELETEPROFILERESPONSE']._serialized_start=482
+  _globals['_DELETEPROFILERESPONSE']._serialized_end=615
+  _globals['_PROFILESERVICE']._serialized_start=618
+  _globals['_PROFILESERVICE']._serialized_end=877
 # @@protoc_insertion_point(module_scope)

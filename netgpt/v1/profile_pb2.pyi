@@ -56,5 +56,13 @@ class DeleteProfileRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
 
 class DeleteProfileResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("profile_erased", "prompts_erased", "cached_answers_erased", "shared_calls_detached")
+    PROFILE_ERASED_FIELD_NUMBER: _ClassVar[int]
+    PROMPTS_ERASED_FIELD_NUMBER: _ClassVar[int]
+    CACHED_ANSWERS_ERASED_FIELD_NUMBER: _ClassVar[int]
+    SHARED_CALLS_DETACHED_FIELD_NUMBER: _ClassVar[int]
+    profile_erased: bool
+    prompts_erased: int
+    cached_answers_erased: int
+    shared_calls_detached: int
+    def __init__(self, profile_erased: _Optional[bool] = ..., prompts_erased: _Optional[int] = ..., cached_answers_erased: _Optional[int] = ..., shared_calls_detached: _Optional[int] = ...) -> None: ...

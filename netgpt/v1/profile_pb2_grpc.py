@@ -73,7 +73,9 @@ class ProfileServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteProfile(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Erases the user's profile and what this edge derived from the user's
+        requests: cached cloud answers and shared (coalesced) in-flight calls.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -39,6 +39,7 @@ class RouteReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_REASON_EDGE_CONFIDENT: _ClassVar[RouteReason]
     ROUTE_REASON_CLOUD_BUSY: _ClassVar[RouteReason]
     ROUTE_REASON_WORKFLOW: _ClassVar[RouteReason]
+    ROUTE_REASON_DATA_RESIDENCY: _ClassVar[RouteReason]
 
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -65,6 +66,7 @@ ROUTE_REASON_DIRECT: RouteReason
 ROUTE_REASON_EDGE_CONFIDENT: RouteReason
 ROUTE_REASON_CLOUD_BUSY: RouteReason
 ROUTE_REASON_WORKFLOW: RouteReason
+ROUTE_REASON_DATA_RESIDENCY: RouteReason
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_EOS: FinishReason
 FINISH_REASON_MAX_TOKENS: FinishReason
