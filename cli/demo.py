@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from pathlib import Path
 from typing import TextIO
 
 from cli.all_in_one import load_models, start_all_in_one
 from cli.client import Printer, Question, Transcript, ask
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.engine import LanguageModel
+from netgpt.tls import LocalPki
 from netgpt.v1 import user_plane_pb2 as up_pb2
 
 SAMPLE_QUESTIONS = [
@@ -35,17 +37,20 @@ async def run_demo(edge_model: str = "starter", cloud_model: str = "starter", ad
 
 async def _ask_all(gpt2: LanguageModel, llama: LanguageModel, state: str, printer: Printer) -> list[Transcript]:
     """The sample questions against a fresh all-in-one cluster whose core keeps its state under ``state``."""
+    pki = LocalPki(Path(state) / "pki")  # a throw-away CA: every hop is mutual TLS, as on real hosts
     cluster = await start_all_in_one(
         gpt2, llama, CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.5, store_dir=state),
         CloudConfig(node_id="cloud-1", listen="127.0.0.1:0"),
-        EdgeConfig(node_id="edge-1", listen="127.0.0.1:0", profiles_db=":memory:"))
+        EdgeConfig(node_id="edge-1", listen="127.0.0.1:0", profiles_db=":memory:"), pki=pki)
     printer.line(f"[demo]  core {cluster.core.address} | cloud {cluster.cloud.address} | edge {cluster.edge.address}")
+    printer.line("[demo]  mutual TLS on a throw-away CA; each UE asks with its own certificate")
     transcripts = []
     try:
         for question in SAMPLE_QUESTIONS:
             printer.line("")
             printer.line(f"[ue]    {question.ue_id} in {question.cell_id} asks: {question.prompt!r}")
-            transcripts.append(await ask(cluster.core.address, question, printer, cluster.operator))
+            ue = pki.identity("ue", question.ue_id)
+            transcripts.append(await ask(cluster.core.address, question, printer, ue))
     finally:
         await cluster.stop()
     return transcripts

@@ -1,4 +1,8 @@
-"""Finished cloud answers, reused for identical comprehensive prompts (TTL + size bound, LRU)."""
+"""Finished cloud answers, reused for identical comprehensive prompts (TTL + size bound, LRU).
+
+Each entry remembers the UEs whose requests it answered (its owners), so erasing a user
+(DeleteProfile) can drop every answer derived from their requests.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ class AnswerCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, list[Event]]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, list[Event], set[str]]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -38,7 +42,8 @@ class AnswerCache:
     def enabled(self) -> bool:
         return self.max_entries > 0 and self.ttl_s > 0
 
-    def get(self, key: str) -> list[Event] | None:
+    def get(self, key: str, owner: str = "") -> list[Event] | None:
+        """The cached answer, now also owned by ``owner`` (the UE it is replayed to)."""
         entry = self._entries.get(key)
         if entry is not None and self._clock() - entry[0] > self.ttl_s:
             del self._entries[key]
@@ -48,15 +53,24 @@ class AnswerCache:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
+        if owner:
+            entry[2].add(owner)
         return entry[1]
 
-    def put(self, key: str, events: list[Event]) -> None:
+    def put(self, key: str, events: list[Event], owners: set[str] | None = None) -> None:
         if not self.enabled:
             return
-        self._entries[key] = (self._clock(), events)
+        self._entries[key] = (self._clock(), events, set(owners or ()))
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    def forget(self, owner: str) -> int:
+        """Drop every answer ``owner``'s requests got; how many were dropped."""
+        keys = [key for key, entry in self._entries.items() if owner in entry[2]]
+        for key in keys:
+            del self._entries[key]
+        return len(keys)
 
     def __len__(self) -> int:
         return len(self._entries)

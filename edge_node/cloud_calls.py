@@ -5,6 +5,10 @@ Identical comprehensive prompts in flight at the same time share one upstream ca
 from the start, so a follower that joins late misses nothing, and the call is only
 cancelled when its last subscriber has gone. Finished answers go to the
 :class:`AnswerCache`. Both can be turned off.
+
+Calls and cached answers remember the UEs they served (their owners): :meth:`CloudGateway.forget`
+erases what derives from one user's requests — their cached answers, and the sharing of their
+calls in flight (no later request joins such a call, and its answer is not cached).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class CloudCall:
         self.error: Exception | None = None
         self.done = False
         self.subscribers = 0
+        self.owners: set[str] = set()  # UEs whose requests this call answers
+        self.cacheable = True  # false once an owner was erased: the answer must not outlive the call
         self._changed = asyncio.Condition()
         self.task = asyncio.create_task(self._run(peer, forward, deadline_s, token_timeout_s))
 
@@ -107,6 +113,14 @@ class CloudCall:
                 self.task.cancel()  # nobody is listening any more: stop the cloud's work
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """What :meth:`CloudGateway.forget` erased."""
+
+    cached_answers: int = 0
+    shared_calls: int = 0
+
+
 @dataclass
 class CloudAnswer:
     """How a cloud answer was obtained: ``cloud`` (a new call), ``coalesced`` or ``cache``."""
@@ -130,20 +144,33 @@ class CloudGateway:
                 "answer_cache_hits": self.cache.hits, "answer_cache_misses": self.cache.misses,
                 "answer_cache_entries": len(self.cache)}
 
-    def open(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None) -> CloudAnswer:
+    def open(self, peer: CloudPeer, forward: up_pb2.GenerateRequest, deadline_s: float | None,
+             owner: str = "") -> CloudAnswer:
+        """The answer to ``forward``: cached, shared with an identical call in flight, or a new call.
+        ``owner``: the UE the request comes from ("" for none), for :meth:`forget`."""
         key = request_key(forward, peer.model_tag)
         if key is not None and self.cache.enabled:
-            cached = self.cache.get(key)
+            cached = self.cache.get(key, owner)
             if cached is not None:
                 return CloudAnswer("cache", _replay(cached))
         if key is not None and self.coalesce and key in self._in_flight:
             self.coalesced += 1
-            return CloudAnswer("coalesced", self._in_flight[key].subscribe())
+            shared = self._in_flight[key]
+            shared.owners.add(owner)
+            return CloudAnswer("coalesced", shared.subscribe())
         self.cloud_calls += 1
         call = CloudCall(peer, forward, deadline_s, self.token_timeout_s)
+        call.owners.add(owner)
         if key is not None:
             self._track(key, call)
         return CloudAnswer("cloud", call.subscribe())
+
+    def forget(self, owner: str) -> Forgotten:
+        """Erase what derives from ``owner``'s requests: cached answers, and sharing of calls in flight."""
+        shared = [key for key, call in self._in_flight.items() if owner in call.owners]
+        for key in shared:
+            self._in_flight.pop(key).cacheable = False
+        return Forgotten(cached_answers=self.cache.forget(owner), shared_calls=len(shared))
 
     def _track(self, key: str, call: CloudCall) -> None:
         if self.coalesce:
@@ -152,8 +179,8 @@ class CloudGateway:
         def finished(_: asyncio.Task) -> None:
             if self._in_flight.get(key) is call:
                 del self._in_flight[key]
-            if call.error is None and call.events:
-                self.cache.put(key, call.events)
+            if call.error is None and call.events and call.cacheable:
+                self.cache.put(key, call.events, call.owners - {""})
 
         call.task.add_done_callback(finished)
 

@@ -88,6 +88,9 @@ class EdgeConfig(NodeConfig):
     knowledge: str = ""  # TOML knowledge base; empty: the bundled example
     knowledge_db: str = ":memory:"  # SQLite file the knowledge base is loaded into
     profiles_db: str = ""  # SQLite file of user profiles; empty: $NETGPT_DATA_DIR/profiles-<node_id>.sqlite
+    profile_history_size: int = 10  # desensitised recent prompts kept per profile; 0: none
+    profile_retention_s: float = 2592000.0  # prompts older, and profiles unused for longer, are erased; 0: kept
+    allowed_cloud_regions: list[str] = field(default_factory=list)  # clouds requests may reach; empty: any region
     providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
     quantization: str = "fp32"  # fp32 | int8 | int4: GPT-2 graph served; quantised ones pass a quality gate first
     max_batch: int = 8  # concurrent decode steps run as one ONNX Runtime batch (CPU); 1 = no batching

@@ -27,7 +27,7 @@ import {
   PromptKind,
   type Security,
   UserPlaneService,
-  createNetgptTransport,
+  openConnection,
   securityFromEnv,
 } from "../src/index.js";
 
@@ -58,14 +58,34 @@ export async function ask(
   security: Security,
   onText: (text: string) => void = () => {},
 ): Promise<Answer> {
-  const core = createClient(ControlPlaneService, createNetgptTransport(question.core, security));
-  const { session } = await core.establishSession({ ueId: question.ueId, cellId: question.cellId });
-  const edgeAddress = session?.servingEdge?.address;
-  if (!session || !edgeAddress) {
-    throw new ConnectError("the core returned a session without a serving edge", Code.Unavailable);
-  }
+  const coreConnection = openConnection(question.core, security);
+  const core = createClient(ControlPlaneService, coreConnection.transport);
   try {
-    const edge = createClient(UserPlaneService, createNetgptTransport(edgeAddress, security));
+    const { session } = await core.establishSession({ ueId: question.ueId, cellId: question.cellId });
+    const edgeAddress = session?.servingEdge?.address;
+    if (!session || !edgeAddress) {
+      throw new ConnectError("the core returned a session without a serving edge", Code.Unavailable);
+    }
+    try {
+      return await streamAnswer(question, session, edgeAddress, security, onText);
+    } finally {
+      await core.releaseSession({ sessionId: session.sessionId }).catch(() => undefined);
+    }
+  } finally {
+    coreConnection.close();
+  }
+}
+
+async function streamAnswer(
+  question: Question,
+  session: AiSession,
+  edgeAddress: string,
+  security: Security,
+  onText: (text: string) => void,
+): Promise<Answer> {
+  const edgeConnection = openConnection(edgeAddress, security);
+  try {
+    const edge = createClient(UserPlaneService, edgeConnection.transport);
     const stream = edge.generate(
       {
         sessionId: session.sessionId,
@@ -98,7 +118,7 @@ export async function ask(
     }
     throw new ConnectError("the edge ended the stream without a summary", Code.DataLoss);
   } finally {
-    await core.releaseSession({ sessionId: session.sessionId }).catch(() => undefined);
+    edgeConnection.close();
   }
 }
 

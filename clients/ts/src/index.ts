@@ -16,5 +16,5 @@ export * from "./gen/netgpt/v1/workflow_pb.js";
 export { toSafeNumber } from "./numbers.js";
 export { ConfigError, INSECURE_ENV, TLS_ENV, securityFromEnv } from "./security.js";
 export type { Plaintext, Security, TlsIdentity } from "./security.js";
-export { DEFAULT_TIMEOUT_MS, createNetgptTransport } from "./transport.js";
-export type { TransportOptions } from "./transport.js";
+export { DEFAULT_TIMEOUT_MS, createNetgptTransport, openConnection } from "./transport.js";
+export type { Connection, TransportOptions } from "./transport.js";

@@ -15,7 +15,7 @@ import {
   ConfigError,
   ControlPlaneService,
   NodeRole,
-  createNetgptTransport,
+  openConnection,
   securityFromEnv,
   toSafeNumber,
 } from "../src/index.js";
@@ -91,11 +91,16 @@ describe("examples/ask against the daemons", () => {
       t.skip("plaintext: the daemons know no caller to check");
       return;
     }
-    const client = createClient(ControlPlaneService, createNetgptTransport(question("").core, security));
-    await assert.rejects(client.establishSession({ ueId: `${ueId}-other`, cellId }), (err: unknown) => {
-      assert.equal(ConnectError.from(err).code, Code.PermissionDenied);
-      return true;
-    });
+    const connection = openConnection(question("").core, security);
+    try {
+      const client = createClient(ControlPlaneService, connection.transport);
+      await assert.rejects(client.establishSession({ ueId: `${ueId}-other`, cellId }), (err: unknown) => {
+        assert.equal(ConnectError.from(err).code, Code.PermissionDenied);
+        return true;
+      });
+    } finally {
+      connection.close();
+    }
   });
 });
 
