@@ -1,4 +1,8 @@
-"""The edges' routing policy as set through the control plane, delivered by heartbeat commands."""
+"""The edges' routing policy as set through the control plane, delivered by heartbeat commands.
+
+Besides routing thresholds it carries the edges' data rules: residency (which cloud regions
+requests from which cells may reach) and the workflows exempt from desensitisation.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from netgpt.errors import InvalidArgument
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
+from netgpt.validate import check_id
 
 MAX_PROBE_TOKENS = 64
+MAX_RESIDENCY_RULES = 256
 
 
 def check_policy(policy: cp_pb2.RoutingPolicy) -> None:
@@ -20,6 +26,20 @@ def check_policy(policy: cp_pb2.RoutingPolicy) -> None:
     unknown = [t for t in policy.edge_tasks if t not in up_pb2.TaskClass.values() or t == 0]
     if unknown:
         raise InvalidArgument(f"edge_tasks holds unknown task classes {unknown}")
+    check_data_rules(policy)
+
+
+def check_data_rules(policy: cp_pb2.RoutingPolicy) -> None:
+    """Residency rules and verbatim workflows: well-formed ids, a bounded number of rules."""
+    if len(policy.residency) > MAX_RESIDENCY_RULES:
+        raise InvalidArgument(f"residency holds {len(policy.residency)} rules; at most {MAX_RESIDENCY_RULES}")
+    for i, rule in enumerate(policy.residency):
+        for cell_id in rule.cell_ids:
+            check_id(cell_id, f"residency[{i}].cell_ids", required=True)
+        for region in rule.allowed_cloud_regions:
+            check_id(region, f"residency[{i}].allowed_cloud_regions", required=True)
+    for name in policy.verbatim_workflows:
+        check_id(name, "verbatim_workflows", required=True)
 
 
 ALL_EDGES = ""  # the key of the policy set for every edge, now and later

@@ -9,7 +9,9 @@ from cp.agent import ControlPlaneAgent
 from edge_node.answer_cache import AnswerCache
 from edge_node.cloud_calls import CloudGateway
 from edge_node.cloud_peers import CloudPeers
+from edge_node.data_policy import DataPolicy
 from edge_node.deployer import edge_deployer
+from edge_node.erasure import UserData
 from edge_node.knowledge import KnowledgeBase
 from edge_node.ort_engine import OrtGpt2Model
 from edge_node.personalise import Personaliser
@@ -93,10 +95,12 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     settings = EdgeSettings(node_id=who.node_id, cells=frozenset(config.cells))
     cache = AnswerCache(ttl_s=config.answer_cache_ttl_s, max_entries=config.answer_cache_size)
     gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce)
-    profiles = ProfileStore(profiles_path(config, settings.node_id))
+    profiles = ProfileStore(profiles_path(config, settings.node_id), config.profile_history_size,
+                            config.profile_retention_s)
     slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)))
     personaliser = Personaliser(knowledge, profiles, runner, intent_tokens=config.intent_tokens)
-    pipeline = EdgePipeline(settings, runner, personaliser, policy, gateway)
+    pipeline = EdgePipeline(settings, runner, personaliser, policy, gateway,
+                            DataPolicy.from_settings(config.allowed_cloud_regions))
     sessions = session_directory(cp_grpc.ControlPlaneServiceStub(core_channel), config.session_cache_s)
     workflows = workflow_directory(workflow_pb2_grpc.WorkflowServiceStub(core_channel), config.session_cache_s)
     shelf, blobs = blob_sharing(config, settings.node_id)
@@ -104,7 +108,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         blobs,
         Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, slot, limits_from(config), sessions, workflows),
                 up_grpc.add_UserPlaneServiceServicer_to_server),
-        Service("netgpt.v1.ProfileService", ProfileServicer(profiles),
+        Service("netgpt.v1.ProfileService", ProfileServicer(profiles, UserData(profiles, gateway)),
                 profile_grpc.add_ProfileServiceServicer_to_server),
     ], security=who.security(config, edge_rules(session_owner(sessions))))
     info = common_pb2.NodeInfo(

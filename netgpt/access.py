@@ -140,16 +140,35 @@ def peer_principal(context: grpc.aio.ServicerContext) -> Principal:
     return principal
 
 
-def _target(request: Any) -> dict[str, str]:
-    """The identifying fields of an audited request (names, versions, ids), without bulky payloads."""
+def _target(request: Any, prefix: str = "", depth: int = 1) -> dict[str, str]:
+    """The identifying fields of an audited request (names, versions, ids; one level of nesting,
+    e.g. a publish's ``manifest.name``), without bulky payloads."""
     if not isinstance(request, Message):
         return {}
     out: dict[str, str] = {}
     for fd, value in request.ListFields():
-        if fd.type != fd.TYPE_STRING:
-            continue
-        out[fd.name] = ",".join(value)[:200] if fd.is_repeated else value[:80]
+        if fd.type == fd.TYPE_STRING:
+            out[prefix + fd.name] = ",".join(value)[:200] if fd.is_repeated else value[:80]
+        elif fd.type == fd.TYPE_MESSAGE and not fd.is_repeated and depth > 0:
+            out.update(_target(value, f"{prefix}{fd.name}.", depth - 1))
     return out
+
+
+class _FirstMessage:
+    """A request stream that remembers its first message (what an audited upload names)."""
+
+    def __init__(self, requests: AsyncIterator[Any]) -> None:
+        self._requests = requests
+        self.first: Any = None
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        async for message in self._requests:
+            if self.first is None:
+                self.first = message
+            yield message
 
 
 @dataclass
@@ -187,6 +206,8 @@ class AccessInterceptor(WrappingInterceptor):
     def _audit(self, principal: Principal, method: str, request: Any, outcome: str, started: float) -> None:
         if self.audit is None:
             return
+        if isinstance(request, _FirstMessage):
+            request = request.first
         self.audit.write({"ts": round(time.time(), 3), "who": principal.name, "role": principal.role,
                           "method": method, "target": _target(request), "outcome": outcome,
                           "ms": round((time.monotonic() - started) * 1000, 1)})
@@ -205,6 +226,8 @@ class AccessInterceptor(WrappingInterceptor):
                 await self._check_owner(principal, rule, request, method)
             else:
                 request = self._checked_stream(request, principal, rule, method)
+                if rule.audit:
+                    request = _FirstMessage(request)
         except NetGptError as exc:
             await self._deny(context, exc, method)
             raise  # abort raised already; this keeps the type checker honest

@@ -16,6 +16,7 @@ from helpers import concise
 from pki import TEST_PKI, as_node, identity, operator, tls
 from structlog.testing import capture_logs
 
+from cmp.transfer_client import publish_file
 from core.daemon import start_core
 from netgpt.access_rules import cloud_rules, core_rules, edge_rules
 from netgpt.channels import open_channel
@@ -181,11 +182,15 @@ async def _as(address: str, who, request):
             yield event
 
 
-async def test_operator_actions_are_audited_with_who_what_and_outcome(cluster):
+async def test_operator_actions_are_audited_with_who_what_and_outcome(cluster, tmp_path: Path):
+    blob = tmp_path / "adapter.bin"
+    blob.write_bytes(b"\0" * 1000)
     async with open_channel(cluster.core.address, operator()) as channel:
         cmp = cmp_grpc.ComputePlaneServiceStub(channel)
         code = await _status(lambda: cmp.DeployModel(
             compute_plane_pb2.DeployModelRequest(name="no-such-model", version="v9", node_ids=["edge-1"]), timeout=5))
+        await publish_file(cmp, compute_plane_pb2.ModelManifest(
+            name="audited", version="v1", kind=common_pb2.MODEL_KIND_DATASET), blob)
     assert code == grpc.StatusCode.NOT_FOUND
     path = Path(cluster.core.store.root) / "audit.jsonl"
     await eventually(path.exists, "the audit log")
@@ -193,6 +198,8 @@ async def test_operator_actions_are_audited_with_who_what_and_outcome(cluster):
     assert entry["who"] == "operator" and entry["role"] == "operator"
     assert entry["target"]["name"] == "no-such-model" and entry["outcome"] == "NOT_FOUND"
     assert entry["ts"] > 0
+    upload = [e for e in _lines(path) if e["method"].endswith("/PublishModel")][-1]
+    assert upload["target"]["manifest.name"] == "audited" and upload["outcome"] == "OK"
 
 
 def _lines(path: Path) -> list[dict]:
