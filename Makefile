@@ -7,12 +7,15 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.netgpt-installed
 
-.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models wheel-check
+.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models stubs stubs-check proto-breaking proto-release wheel-check
 
 demo: $(STAMP)
 	$(VENV)/bin/netgpt demo
 
-test: $(STAMP)
+# tests/test_ts_client.py runs the TypeScript client: its npm packages come first where node exists
+NODE_DEPS := $(if $(shell command -v npm),node_modules/.bin/buf)
+
+test: $(STAMP) $(NODE_DEPS)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -41,12 +44,31 @@ lint: node_modules/.bin/buf
 	npx buf lint
 	npx buf format --diff --exit-code
 
-node_modules/.bin/buf: package.json package-lock.json
+node_modules/.bin/buf: package.json package-lock.json clients/ts/package.json
 	npm install --no-audit --no-fund  # not `npm ci`: the lock cannot list every platform binary of buf
 	touch $@
 
+# Client stubs in other languages, committed under clients/ (clients/README.md): TypeScript from npm's
+# protoc-gen-es, Go from Debian's protoc-gen-go + protoc-gen-go-grpc (apt-get install protoc-gen-go protoc-gen-go-grpc).
+stubs: node_modules/.bin/buf
+	clients/stubs.sh generate
+
+# stale-stub check (Go half only where the Debian plugins exist) and an offline Go build with Debian's toolchain
+stubs-check: node_modules/.bin/buf
+	clients/stubs.sh check
+	clients/stubs.sh go-build
+
+# wire/API compatibility with the last release of the protos: a committed image, so a plain clone can check
+proto-breaking: node_modules/.bin/buf
+	npx buf breaking --against protos/release/v1.binpb
+
+# at a release: the protos as they are become the baseline proto-breaking checks against
+proto-release: node_modules/.bin/buf
+	npx buf build --exclude-source-info -o protos/release/v1.binpb
+
 bench: $(STAMP)
 	$(PY) -m bench.edge_generation
+	$(PY) -m bench.desensitise
 	$(PY) -m bench.netgpt_vs_cloud
 	$(PY) -m bench.distribution
 	$(PY) -m bench.deploy

@@ -10,8 +10,9 @@ Three parts, one JSON report:
   greedily, batch 1, a 32-token prompt, exactly 64 new tokens (EOS suppressed, as
   ``min_new_tokens`` does for torch), on the same number of CPU threads. Runs alternate between
   paths so machine noise hits all alike; medians are reported, as ratios over torch.
-- batching: ``--concurrency`` generations at once on the int8 graph, their decode steps batched
-  (``max_batch`` = concurrency) vs each step run alone (``max_batch=1``); total tokens/s.
+- batching: ``--concurrency`` generations at once on each 124M graph, their decode steps batched
+  (``max_batch`` = concurrency) vs each step run alone (``max_batch=1``); total tokens/s, and
+  whether batching changes any token (it does for int8, which the edge therefore never batches).
 - quality (and speed) on the starter GPT-2 (``netgpt/assets/starter/gpt2``, 2.2M parameters,
   trained here): the export's quality gate figures for int8 and int4 (its own held-out
   questions) and the same measure on the prompt task's held-out evaluation questions
@@ -41,11 +42,13 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from edge_node.decode_batch import DecodeBatcher
 from edge_node.knowledge import KnowledgeBase
 from edge_node.ort_engine import OrtGpt2Model, create_session
 from edge_node.personalise import context_block
 from edge_node.quality_gate import ANSWER_CUE, INTENT_CUE, INTENT_TOKENS, bundled_knowledge, greedy_continuation
 from edge_node.quantize import (
+    BATCH_INVARIANT,
     GateSequence,
     QualityGateFailed,
     ensure_quantized_export,
@@ -214,30 +217,39 @@ def generate_together(model: OrtGpt2Model, prompts: list[list[int]], eos: int) -
     return [t for out in outputs for t in out]
 
 
-def batching(model_dir: Path, onnx_path: Path, threads: int, concurrency: int, repeats: int) -> dict:
-    """``concurrency`` generations at once: decode steps batched vs one run per step; aggregate tokens/s."""
+def batching(model_dir: Path, graphs: dict[str, Path], threads: int, concurrency: int, repeats: int) -> dict:
+    """``concurrency`` generations at once per graph: decode steps batched vs one run per step; total tokens/s.
+
+    The batched side is forced on for int8 too (the engine does not batch int8: see
+    ``edge_node.quantize.BATCH_INVARIANT``) to show why: its tokens then differ from unbatched ones.
+    """
     config = read_hf_config(model_dir, ("gpt2",))
     eos, vocab = int(config["eos_token_id"]), int(config["vocab_size"])
     rng = np.random.default_rng(SEED + 1)
     prompts = [random_prompt(rng, PROMPT_TOKENS - 3 * i, vocab, eos) for i in range(concurrency)]  # lengths differ
-    models = {"steps_batched": open_graph(model_dir, onnx_path, threads, concurrency),
-              "step_per_run": open_graph(model_dir, onnx_path, threads, 1)}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    tokens = {name: generate_together(model, prompts, eos) for name, model in models.items()}  # warm-up
-    for _ in range(repeats):
+    report: dict[str, dict] = {}
+    for quantization, path in graphs.items():
+        batched = open_graph(model_dir, path, threads, concurrency)
+        if batched.batcher is None:
+            batched.batcher = DecodeBatcher(batched.session, int(config["n_layer"]), concurrency)
+        models = {"steps_batched": batched, "step_per_run": open_graph(model_dir, path, threads, 1)}
+        times: dict[str, list[float]] = {name: [] for name in models}
+        tokens = {name: generate_together(model, prompts, eos) for name, model in models.items()}  # warm-up
+        for _ in range(repeats):
+            for name, model in models.items():
+                elapsed, _ = timed(lambda model=model: generate_together(model, prompts, eos))
+                times[name].append(elapsed)
+        rows: dict[str, dict] = {}
         for name, model in models.items():
-            elapsed, _ = timed(lambda model=model: generate_together(model, prompts, eos))
-            times[name].append(elapsed)
-    rows = {}
-    for name, model in models.items():
-        median = statistics.median(times[name])
-        batcher = model.batcher
-        rows[name] = {"max_batch": batcher.max_batch if batcher else 1, "median_s": median,
-                      "tokens_per_s": concurrency * NEW_TOKENS / median,
-                      "mean_batch": batcher.steps / batcher.runs if batcher and batcher.runs else 1.0}
-    return {"concurrency": concurrency, "graph": "int8", "results": rows,
-            "greedy_tokens_identical": tokens["steps_batched"] == tokens["step_per_run"],
+            median, batcher = statistics.median(times[name]), model.batcher
+            rows[name] = {"median_s": median, "tokens_per_s": concurrency * NEW_TOKENS / median,
+                          "mean_batch": batcher.steps / batcher.runs if batcher and batcher.runs else 1.0}
+        same = np.asarray(tokens["steps_batched"]) == np.asarray(tokens["step_per_run"])
+        report[quantization] = {
+            "results": rows, "served_batched": quantization in BATCH_INVARIANT,
+            "greedy_tokens_identical": bool(same.all()), "greedy_tokens_agreement": float(same.mean()),
             "ratio_batched_over_per_step": rows["steps_batched"]["tokens_per_s"] / rows["step_per_run"]["tokens_per_s"]}
+    return {"concurrency": concurrency, "graphs": report}
 
 
 def heldout_sequences(model_dir: Path, reference: ort.InferenceSession, knowledge: KnowledgeBase) -> list[GateSequence]:
@@ -277,7 +289,8 @@ def run(repeats: int, cache_root: Path, concurrency: int) -> dict:
     load_at_start = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
     big = ensure_bench_model(cache_root)
-    big_int8, _ = quantized_graph(big, "int8", cache_root)
+    big_graphs = {"fp32": ensure_quantized_export(big, "fp32", cache_root)}
+    big_graphs |= {q: quantized_graph(big, q, cache_root)[0] for q in QUANTIZED}
     prepare_s = time.perf_counter() - started
     speed_big, info_big = speed(big, cache_root, threads, repeats)
     speed_starter, info_starter = speed(STARTER, cache_root, threads, repeats)
@@ -288,7 +301,7 @@ def run(repeats: int, cache_root: Path, concurrency: int) -> dict:
         "speed_gpt2_124m_random": {"model": {"shape": "gpt2-124m", "seed": SEED, **info_big}, "results": speed_big},
         "speed_starter": {"model": {"shape": "starter gpt2 (4 layers, 192 hidden)", **info_starter},
                           "results": speed_starter},
-        "batching_gpt2_124m": batching(big, big_int8, threads, concurrency, max(1, repeats // 2)),
+        "batching_gpt2_124m": batching(big, big_graphs, threads, concurrency, max(1, repeats // 2)),
         "quality_starter": starter_quality(cache_root),
         "machine": {**machine_info(threads), "loadavg_1m_at_start": load_at_start},
     }
@@ -301,10 +314,13 @@ def print_table(report: dict) -> None:
             print(f"{'':<{len(part) + 2}}{name:<26}{row['median_s']:>10.3f}{row['tokens_per_s']:>10.1f}"
                   f"{row['ratio_over_torch']:>9.2f}")
     batch = report["batching_gpt2_124m"]
-    print(f"batching ({batch['concurrency']} concurrent, int8 124M): "
-          + ", ".join(f"{name} {row['tokens_per_s']:.1f} tok/s (mean batch {row['mean_batch']:.2f})"
-                      for name, row in batch["results"].items())
-          + f"; ratio {batch['ratio_batched_over_per_step']:.2f}x, tokens identical {batch['greedy_tokens_identical']}")
+    print(f"batching, {batch['concurrency']} concurrent generations on the 124M shape:")
+    for q, part in batch["graphs"].items():
+        rows = part["results"]
+        print(f"  {q}: batched {rows['steps_batched']['tokens_per_s']:.1f} tok/s (mean batch "
+              f"{rows['steps_batched']['mean_batch']:.2f}) vs per step {rows['step_per_run']['tokens_per_s']:.1f} tok/s"
+              f" = {part['ratio_batched_over_per_step']:.2f}x; tokens identical {part['greedy_tokens_identical']} "
+              f"({part['greedy_tokens_agreement']:.1%}); served batched: {part['served_batched']}")
     print(f"{'starter quality vs fp32':<28}{'texts':>6}{'ppl fp32':>10}{'ppl q':>10}{'+ppl':>8}{'agree':>8}"
           f"{'ans +ppl':>10}{'ans agree':>10}")
     for q, figures in report["quality_starter"].items():

@@ -101,6 +101,8 @@ class Outcome:
     route: str  # edge | cloud | cache | coalesced
     answer_ok: bool
     latency: dict[str, float]  # the summary's split (server side)
+    prompt_tokens: int  # what the generating model read (the cloud's, for a cloud answer relayed by the edge)
+    completion_tokens: int
 
 
 @dataclass
@@ -122,7 +124,10 @@ class Measured:
                 "answer_ok": float(np.mean([o.answer_ok for o in self.outcomes])) if self.outcomes else float("nan"),
                 "failures": self.failures,
                 "routes": {route: {"requests": len(items), "answer_ok": float(np.mean([o.answer_ok for o in items])),
-                                   "p95_last_token_ms": pct([o.last_token_ms for o in items], 95)}
+                                   "p50_last_token_ms": pct([o.last_token_ms for o in items], 50),
+                                   "p95_last_token_ms": pct([o.last_token_ms for o in items], 95),
+                                   "mean_prompt_tokens": float(np.mean([o.prompt_tokens for o in items])),
+                                   "mean_completion_tokens": float(np.mean([o.completion_tokens for o in items]))}
                            for route, items in sorted(routes.items())}}
 
     def time_split(self) -> dict[str, dict[str, float]]:
@@ -184,7 +189,8 @@ async def timed_stream(call, item: Item, venues: dict[str, list[str]]) -> Outcom
         route = "coalesced"
     latency = {f.name: getattr(summary.latency, f.name) for f in summary.latency.DESCRIPTOR.fields}
     return Outcome(((first or done) - started) * 1000, (done - started) * 1000, route,
-                   score_answer(summary.text, item.expected, venues.get(item.cell_id, [])), latency)
+                   score_answer(summary.text, item.expected, venues.get(item.cell_id, [])), latency,
+                   summary.prompt_tokens, summary.completion_tokens)
 
 
 async def run_requests(items: list[Item], concurrency: int, send) -> Measured:
@@ -298,11 +304,13 @@ def print_report(report: dict) -> None:
         print(f"{'metric':<22}{'netgpt':>12}{'cloud-only':>12}{'ratio':>8}")
         for key, ratio in ratios.items():
             print(f"{key:<22}{runs['netgpt'][key]:>12.3g}{runs['cloud_only'][key]:>12.3g}{ratio:>8.2f}")
-        print(f"{'route':<22}{'requests':>10}{'answer ok':>11}{'p95 last ms':>13}")
+        print(f"{'route':<22}{'requests':>10}{'answer ok':>11}{'p50 last ms':>13}{'p95 last ms':>13}"
+              f"{'prompt tok':>12}{'answer tok':>12}")
         for system in ("netgpt", "cloud_only"):
             for route, row in runs[system]["routes"].items():
                 print(f"{system + ' / ' + route:<22}{row['requests']:>10}{row['answer_ok']:>11.1%}"
-                      f"{row['p95_last_token_ms']:>13.1f}")
+                      f"{row['p50_last_token_ms']:>13.1f}{row['p95_last_token_ms']:>13.1f}"
+                      f"{row['mean_prompt_tokens']:>12.1f}{row['mean_completion_tokens']:>12.1f}")
         split = part["latency_split_ms"]["netgpt"]
         print("netgpt time split p50/p95 ms: " + ", ".join(
             f"{key} {v['p50']:.0f}/{v['p95']:.0f}" for key, v in split.items()))

@@ -39,7 +39,7 @@ class BatchingRunner(GenerationRunner):
         requested = time.perf_counter()
         self.scheduler.submit(request)
         self.queued += 1
-        admitted = finished = False
+        admitted = finished = failed = False
         produced, started = 0, requested
         try:
             while (item := await inbox.get()) is not None:
@@ -49,6 +49,7 @@ class BatchingRunner(GenerationRunner):
                     self.active += 1
                     continue
                 if isinstance(item, BaseException):
+                    failed = True
                     raise item
                 if not produced:
                     self._first_token_ms.append((time.perf_counter() - requested) * 1000.0)
@@ -60,7 +61,8 @@ class BatchingRunner(GenerationRunner):
             if not finished:
                 request.cancel.set()
                 self.scheduler.poke()
-                self.cancelled += 1
+                if not failed:  # the caller left (deadline, cancel); a failed step is not a cancellation
+                    self.cancelled += 1
             if admitted:
                 self.active -= 1
             else:

@@ -49,6 +49,7 @@ def cloud_runner(config: CloudConfig, model: object) -> GenerationRunner:
     packed = getattr(model, "packed", None) if config.batching else None
     if packed is None:
         return GenerationRunner(config.max_concurrency, config.max_queue)
+    getattr(model, "lora", None)  # a startup adapter's matrices load now: a bad adapter fails the start
     scheduler = BatchScheduler(packed, config.max_batch, config.max_batch_tokens, config.kv_cache_mb,
                                config.max_queue)
     return BatchingRunner(scheduler, config.max_concurrency, config.max_queue)

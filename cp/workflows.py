@@ -89,8 +89,8 @@ def parse_toml(text: str) -> Workflow:
     except RecursionError as exc:  # the nesting count above is a scan, not a parse: never INTERNAL
         raise InvalidArgument("workflow spec nests too deeply to parse") from exc
     if set(document) != {"workflow"} or not isinstance(document["workflow"], dict):
-        found = [excerpt(key, 32) for key in sorted(document)[:8]]
-        raise InvalidArgument(f"workflow spec must hold exactly one [workflow] table; found {found}")
+        found = ", ".join(excerpt(key, 32) for key in sorted(document)[:8])
+        raise InvalidArgument(f"workflow spec must hold exactly one [workflow] table; found [{found}]")
     return from_mapping(document["workflow"])
 
 
@@ -184,7 +184,7 @@ def _ordered(steps: list[Step]) -> tuple[Step, ...]:
         missing = [a for a in step.after if a not in by_id]
         if missing:
             raise InvalidArgument(f"step {step.id!r} runs after unknown step(s) "
-                                  f"{[excerpt(m, 32) for m in missing[:4]]}; steps: {list(by_id)}")
+                                  f"[{', '.join(excerpt(m, 32) for m in missing[:4])}]; steps: {list(by_id)}")
     sorter = graphlib.TopologicalSorter({s.id: s.after for s in steps})
     try:
         sorter.prepare()
@@ -204,7 +204,7 @@ def _ordered(steps: list[Step]) -> tuple[Step, ...]:
 def _no_unknown_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise InvalidArgument(f"{where} has unknown key(s) {[excerpt(k, 32) for k in unknown[:4]]}; "
+        raise InvalidArgument(f"{where} has unknown key(s) [{', '.join(excerpt(k, 32) for k in unknown[:4])}]; "
                               f"allowed: {sorted(allowed)}")
 
 

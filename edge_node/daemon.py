@@ -17,7 +17,7 @@ from edge_node.ort_engine import OrtGpt2Model
 from edge_node.personalise import Personaliser
 from edge_node.pipeline import EdgePipeline, EdgeSettings
 from edge_node.profile_servicer import ProfileServicer
-from edge_node.profiles import ProfileStore
+from edge_node.profiles import ProfileStore, RetentionSweep
 from edge_node.routing import PerformancePolicy
 from edge_node.servicer import EdgeUserPlane
 from edge_node.sessions import session_directory, session_owner, workflow_directory
@@ -97,6 +97,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce)
     profiles = ProfileStore(profiles_path(config, settings.node_id), config.profile_history_size,
                             config.profile_retention_s)
+    sweep = RetentionSweep(profiles)  # retention holds on an idle edge too
     slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)))
     personaliser = Personaliser(knowledge, profiles, runner, intent_tokens=config.intent_tokens)
     pipeline = EdgePipeline(settings, runner, personaliser, policy, gateway,
@@ -129,6 +130,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         .on("deploy", deployer.handle).on("rollback", deployer.handle)
         .on("start_training", trainer.handle).on("cancel_training", trainer.handle), who.transport)
     agent.start()
+    sweep.start()
     trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline,
-                      extras=[peers, core_channel, trainer], slot=slot, deployer=deployer)
+                      extras=[peers, core_channel, trainer, sweep], slot=slot, deployer=deployer)

@@ -7,7 +7,8 @@ Thread safety: one ``InferenceSession`` is shared by every decode session. ORT's
 is thread-safe and each session owns its KV cache, so unlike the cloud's serialised engine
 no lock is needed. On CPU, concurrent requests' decode steps are batched
 (:mod:`edge_node.decode_batch`, up to ``max_batch`` per run): a decode step is bound by reading
-the weights, which a batch reads once.
+the weights, which a batch reads once. Not for int8 graphs, whose rows are not independent
+(:data:`edge_node.quantize.BATCH_INVARIANT`): their steps run one per session, concurrently.
 
 KV cache on CUDA (and with ``max_batch=1``): ``present`` outputs of one step are bound, as ORT
 values on the execution device, as ``past`` inputs of the next (io_binding), so the cache stays
@@ -38,7 +39,7 @@ from edge_node.onnx_export import (
     present_names,
     weights_sha256,
 )
-from edge_node.quantize import ensure_quantized_export, quality_record
+from edge_node.quantize import BATCH_INVARIANT, ensure_quantized_export, quality_record
 from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
 from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer
@@ -218,7 +219,7 @@ class OrtGpt2Model:
         quality = quality_record(onnx_path)
         self.quantization = str(quality.get("quantization", "fp32"))
         self.quality = quality  # the quantisation gate's figures (empty for fp32)
-        batch = max_batch if self._device == "cpu" else 1
+        batch = max_batch if self._device == "cpu" and self.quantization in BATCH_INVARIANT else 1
         self.batcher = DecodeBatcher(session, self._n_layer, batch) if batch > 1 else None
 
     @classmethod

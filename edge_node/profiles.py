@@ -6,19 +6,23 @@ Only preferences are ever written into a comprehensive prompt; history stays her
 Data policy: everything stored is desensitised first (preferences and prompts), whatever
 the caller already did. Retention: at most ``history_size`` recent prompts per user, none
 older than ``retention_s``, and a profile not updated nor used for ``retention_s`` is
-erased whole; expired rows are invisible at once and deleted on the next write (and when
-the store opens). Deletion really deletes: ``secure_delete`` zeroes the freed bytes in
-the database file.
+erased whole; expired rows are invisible at once and deleted on the next write, when the
+store opens, and by :class:`RetentionSweep` on an idle edge. Deletion really deletes:
+``secure_delete`` zeroes the freed bytes in the database file.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import structlog
 
 from edge_node.desensitise import desensitise
 from netgpt.errors import InvalidArgument, NotFound
@@ -27,7 +31,10 @@ MAX_PREFERENCES = 16
 MAX_PREFERENCE_CHARS = 120
 HISTORY_LENGTH = 10
 RETENTION_S = 30 * 24 * 3600.0
+MAX_SWEEP_INTERVAL_S = 3600.0
 SCHEMA_VERSION = 1  # 1: prompts in their own table, desensitised; 0: a JSON "history" column of raw prompts
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -158,6 +165,33 @@ class ProfileStore:
             self._db.execute("UPDATE profiles SET preferences = ?, history = '[]' WHERE user_id = ?",
                              (json.dumps(list(dict.fromkeys(kept))), user_id))
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+class RetentionSweep:
+    """Purges expired profile data on a timer (a tenth of the retention period, at most hourly)."""
+
+    def __init__(self, store: ProfileStore, interval_s: float | None = None) -> None:
+        self.store = store
+        self.interval_s = interval_s or min(MAX_SWEEP_INTERVAL_S, max(1.0, store.retention_s / 10))
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.store.retention_s and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            purged = self.store.purge_expired()
+            if purged:
+                log.info("profiles.purged", rows=purged)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 def _check_id(user_id: str) -> None:

@@ -28,7 +28,7 @@ import structlog
 from google.protobuf.message import Message
 
 from netgpt.errors import NetGptError
-from netgpt.interceptors import Behaviour, WrappingInterceptor
+from netgpt.interceptors import Behaviour, WrappingInterceptor, rejection
 from netgpt.pki import NODE_ROLES, subject_of
 from netgpt.tls import Identity, Transport
 
@@ -223,7 +223,8 @@ class AccessInterceptor(WrappingInterceptor):
         try:
             principal, rule = await self._admit(method, context)
             if isinstance(request, Message):
-                await self._check_owner(principal, rule, request, method)
+                if rejection(request) is None:  # a body that failed validation is refused inside, with its reason
+                    await self._check_owner(principal, rule, request, method)
             else:
                 request = self._checked_stream(request, principal, rule, method)
                 if rule.audit:

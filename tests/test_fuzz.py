@@ -1,22 +1,27 @@
 """Fuzzing every RPC of every service of a real cluster (core, cloud, edge on tiny models).
 
 Each method gets a few hundred request bodies, seeded: random bytes, random messages built from
-the request type's descriptor (unknown enum values, huge and odd strings, boundary numbers), and
-mutations of both (flipped, cut, spliced bytes), as raw bytes through a generic channel call, so
-undecodable bodies go out too; client-streaming and bidi methods get streams of them. No answer
-may be INTERNAL or UNKNOWN (a user mistake is never the server's fault), and every server must
-still be SERVING afterwards. ``NETGPT_FUZZ_BODIES`` sets the bodies per method (default 200).
+the request type's descriptor (unknown enum values, huge and odd strings, boundary numbers),
+valid requests with one field replaced, and byte mutations of all of these (flipped, cut,
+spliced bytes). They go out as raw bytes through a generic channel call, so undecodable bodies
+go out too; client-streaming and bidi methods get streams of them; callers are the operator, a
+node and a UE. No answer may be INTERNAL or UNKNOWN (a user mistake is never the server's
+fault) or hang past its deadline, and every server must still be SERVING afterwards.
+``NETGPT_FUZZ_BODIES`` sets the bodies per method (default 200), ``NETGPT_FUZZ_SEED`` the seed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import os
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -24,18 +29,27 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import captured_events, new_session
+from helpers import captured_events, concise, new_session
 from pki import identity, operator
 
 from netgpt.channels import open_channel
+from netgpt.v1 import blob_pb2, common_pb2, profile_pb2, workflow_pb2
+from netgpt.v1 import compute_plane_pb2 as cmp_pb2
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.v1 import user_plane_pb2 as up_pb2
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "workflow.toml"
 BODIES = int(os.environ.get("NETGPT_FUZZ_BODIES", "200"))
 SEED = int(os.environ.get("NETGPT_FUZZ_SEED", "1123"))
 CONCURRENCY = 16
 CALL_TIMEOUT_S = 15.0
 MAX_REPLIES = 32  # of a streamed answer; the rest is cancelled
-NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+NEVER = {"INTERNAL", "UNKNOWN", "DEADLINE_EXCEEDED"}  # a server fault, or a hang
 NODE_ONLY = {"RegisterNode", "Heartbeat"}  # a node calls these only as itself
+# grpc-python aio's client, not the server: when the server ends a client stream (here: rejects a
+# body) while the client still writes, the failed write overwrites the server's status with this
+# (grpc/grpc#36066). The server's side is checked apart: it logs every INTERNAL it answers.
+CLIENT_WRITE_RACE = "Internal error from Core"
 
 STRINGS = ["", "edge-1", "cloud-1", "edge-fuzz", "ue-fuzz", "cell-harbour-1", "v1", "sess-000000000000",
            "0" * 64, "a" * 129, "x" * 5000, "../../etc/passwd", "ü\x00\n\t'\"", "%s%n{}", "[workflow]\nname='x'",
@@ -58,11 +72,40 @@ def _ints(field: FieldDescriptor) -> list[int]:
 
 
 class BodyMaker:
-    """Seeded request bodies for one message type: random, descriptor-built, and mutated."""
+    """Seeded request bodies for one method: random bytes, descriptor-built messages, valid
+    requests (``seeds``) with one field replaced, and byte mutations of all of them."""
 
-    def __init__(self, rng: random.Random, descriptor: Descriptor) -> None:
-        self.rng, self.descriptor = rng, descriptor
-        self.cls = message_factory.GetMessageClass(descriptor)
+    def __init__(self, rng: random.Random, descriptor: Descriptor, seeds: list[list[Message]],
+                 streaming: bool, strings: list[str]) -> None:
+        self.rng, self.descriptor, self.seeds, self.streaming = rng, descriptor, seeds, streaming
+        self.strings = strings
+
+    def bodies(self) -> list[bytes]:
+        """One request (a stream of 1..3 messages for a client-streaming method)."""
+        if self.seeds and self.rng.random() < 0.45:
+            messages: list[Message] = []
+            for message in self.rng.choice(self.seeds):
+                clone = type(message)()
+                clone.CopyFrom(message)
+                messages.append(clone)
+            index = self.rng.randrange(len(messages))
+            if self.rng.random() < 0.6:
+                self.tweak(messages[index])
+                return [m.SerializeToString() for m in messages]
+            raw = [m.SerializeToString() for m in messages]
+            raw[index] = self.mutate(raw[index])
+            return raw
+        count = self.rng.choice([1, 1, 2, 3]) if self.streaming else 1
+        return [self.body() for _ in range(count)]
+
+    def tweak(self, message: Message) -> None:
+        """One field of ``message`` (or of a message field inside it) replaced by a random value."""
+        nested = [f for f, _ in message.ListFields() if f.message_type is not None and not f.is_repeated]
+        if nested and self.rng.random() < 0.4:
+            message = getattr(message, self.rng.choice(nested).name)
+        field = self.rng.choice(message.DESCRIPTOR.fields)
+        message.ClearField(field.name)
+        self.fill(message, field, depth=1)
 
     def body(self) -> bytes:
         roll = self.rng.random()
@@ -107,7 +150,7 @@ class BodyMaker:
     def scalar(self, field: FieldDescriptor) -> object:
         rng = self.rng
         if field.type == FieldDescriptor.TYPE_STRING:
-            return rng.choice(STRINGS)
+            return rng.choice(self.strings)
         if field.type == FieldDescriptor.TYPE_BYTES:
             return rng.randbytes(rng.choice([0, 1, 16, 1000]))
         if field.type == FieldDescriptor.TYPE_BOOL:
@@ -138,6 +181,52 @@ class BodyMaker:
         return bytes(raw)
 
 
+def seeds(session: cp_pb2.AiSession, spare: cp_pb2.AiSession) -> dict[str, list[list[Message]]]:
+    """Valid requests per method (``Service.Method``): the fuzzer replaces one field at a time, so
+    it reaches the checks behind the first one."""
+    data = b"fuzz"
+    manifest = cmp_pb2.ModelManifest(name="fuzz", version="v1", kind=common_pb2.MODEL_KIND_ONNX_EDGE,
+                                     size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    node = common_pb2.NodeInfo(node_id="edge-fuzz", role=common_pb2.NODE_ROLE_EDGE, address="127.0.0.1:9",
+                               cell_ids=["cell-fuzz"])
+    spec = workflow_pb2.WorkflowSpec(name="fuzz-flow", latency_budget_ms=5000, priority=3, steps=[
+        workflow_pb2.WorkflowStep(id="p", function="personalise"),
+        workflow_pb2.WorkflowStep(id="g", function="generate_edge", after=["p"])])
+    generate = concise(session, "Where can I eat?", max_new_tokens=4)
+    cloud = up_pb2.GenerateRequest(session_id=session.session_id, kind=up_pb2.PROMPT_KIND_COMPREHENSIVE,
+                                   prompt="Harbour Fish Market is open. Where can I eat?",
+                                   params=up_pb2.GenerationParams(max_new_tokens=4))
+    one = {
+        "ControlPlaneService.RegisterNode": cp_pb2.RegisterNodeRequest(node=node),
+        "ControlPlaneService.Heartbeat": cp_pb2.HeartbeatRequest(node_id="edge-fuzz", sequence=1),
+        "ControlPlaneService.EstablishSession": cp_pb2.EstablishSessionRequest(
+            ue_id=session.ue_id, cell_id=session.cell_id, qos=common_pb2.QoS(priority=2, latency_budget_ms=900)),
+        "ControlPlaneService.GetSession": cp_pb2.GetSessionRequest(session_id=session.session_id),
+        "ControlPlaneService.ReleaseSession": cp_pb2.ReleaseSessionRequest(session_id=spare.session_id),
+        "ControlPlaneService.ListNodes": cp_pb2.ListNodesRequest(role=common_pb2.NODE_ROLE_EDGE),
+        "ControlPlaneService.SetRoutingPolicy": cp_pb2.SetRoutingPolicyRequest(
+            policy=cp_pb2.RoutingPolicy(edge_tasks=[up_pb2.TASK_CLASS_LOOKUP], max_cloud_queue=4)),
+        "ComputePlaneService.DescribeModelVersion": cmp_pb2.DescribeModelVersionRequest(name="fuzz", version="v1"),
+        "ComputePlaneService.FetchModel": cmp_pb2.FetchModelRequest(name="fuzz", version="v1"),
+        "ComputePlaneService.DeployModel": cmp_pb2.DeployModelRequest(name="fuzz", version="v1", node_ids=["edge-1"]),
+        "ComputePlaneService.GetDeploymentStatus": cmp_pb2.GetDeploymentStatusRequest(node_id="edge-1"),
+        "BlobService.FetchBlob": blob_pb2.FetchBlobRequest(sha256=manifest.sha256, node_id="edge-fuzz"),
+        "WorkflowService.ApplyWorkflow": workflow_pb2.ApplyWorkflowRequest(spec=spec),
+        "WorkflowService.GetWorkflow": workflow_pb2.GetWorkflowRequest(name="fuzz-flow"),
+        "UserPlaneService.Generate": generate,
+        "ProfileService.UpdateProfile": profile_pb2.UpdateProfileRequest(user_id=session.ue_id,
+                                                                          preferences=["seafood"]),
+        "ProfileService.GetProfile": profile_pb2.GetProfileRequest(user_id=session.ue_id),
+    }
+    found: dict[str, list[list[Message]]] = {name: [[message]] for name, message in one.items()}
+    found["UserPlaneService.Generate"].append([cloud])
+    found["WorkflowService.ApplyWorkflow"].append([workflow_pb2.ApplyWorkflowRequest(spec_toml=EXAMPLE.read_text())])
+    found["ComputePlaneService.PublishModel"] = [[
+        cmp_pb2.PublishModelRequest(manifest=manifest),
+        cmp_pb2.PublishModelRequest(chunk=cmp_pb2.ModelChunk(offset=0, data=data))]]
+    return found
+
+
 @dataclass
 class Target:
     name: str
@@ -150,8 +239,9 @@ async def _stream(bodies: list[bytes]) -> AsyncIterator[bytes]:
         yield body
 
 
-async def call(channel: grpc.aio.Channel, method: MethodDescriptor, bodies: list[bytes]) -> grpc.StatusCode:
-    """One raw call: the status it ended with (OK when it answered, or was cut after MAX_REPLIES)."""
+async def call(channel: grpc.aio.Channel, method: MethodDescriptor, bodies: list[bytes]) -> tuple[str, str]:
+    """One raw call: the status it ended with (OK when it answered, or was cut after MAX_REPLIES), and its
+    details; ``CLIENT_WRITE_RACE`` for the client library's own INTERNAL on a stream the server ended."""
     path = f"/{method.containing_service.full_name}/{method.name}"
     streaming = method.client_streaming, method.server_streaming
     kind = {(False, False): channel.unary_unary, (False, True): channel.unary_stream,
@@ -169,10 +259,12 @@ async def call(channel: grpc.aio.Channel, method: MethodDescriptor, bodies: list
         else:
             await rpc
     except grpc.aio.AioRpcError as exc:
-        return exc.code()
+        if method.client_streaming and exc.code() == grpc.StatusCode.INTERNAL and exc.details() == CLIENT_WRITE_RACE:
+            return "CLIENT_WRITE_RACE", CLIENT_WRITE_RACE
+        return exc.code().name, exc.details() or ""
     except asyncio.CancelledError:
-        return grpc.StatusCode.CANCELLED
-    return grpc.StatusCode.OK
+        return "CANCELLED", ""
+    return "OK", ""
 
 
 def methods_of(service: str) -> list[MethodDescriptor]:
@@ -183,7 +275,8 @@ def methods_of(service: str) -> list[MethodDescriptor]:
 async def fuzz_cluster(tiny_models):
     from harness import start_cluster
 
-    running = await start_cluster(*tiny_models, heartbeat_interval_s=0.3)
+    small = {"max_new_tokens": 16, "default_new_tokens": 8}  # bodies that generate stay cheap
+    running = await start_cluster(*tiny_models, heartbeat_interval_s=0.3, cloud=small, edge=small)
     yield running
     await running.stop()
 
@@ -198,7 +291,8 @@ async def _serving(address: str, services: list[str]) -> dict[str, str]:
 
 async def test_every_rpc_survives_random_and_mutated_bodies(fuzz_cluster):
     session = await new_session(fuzz_cluster.core.address)
-    STRINGS.extend([session.session_id, session.ue_id, session.ai_flow_id])
+    valid = seeds(session, await new_session(fuzz_cluster.core.address))
+    strings = [*STRINGS, session.session_id, session.ue_id, session.ai_flow_id]
     targets = [Target("core", fuzz_cluster.core.address, fuzz_cluster.core.server.services),
                Target("edge", fuzz_cluster.edge.address, fuzz_cluster.edge.server.services),
                Target("cloud", fuzz_cluster.cloud.address, fuzz_cluster.cloud.server.services)]
@@ -212,7 +306,10 @@ async def test_every_rpc_survives_random_and_mutated_bodies(fuzz_cluster):
             try:
                 for service in target.services:
                     for method in methods_of(service):
-                        await _fuzz_method(target, method, channels, rng, seen, failures)
+                        found = valid.get(f"{method.containing_service.name}.{method.name}", [])
+                        maker = BodyMaker(random.Random(rng.random()), method.input_type, found,
+                                          method.client_streaming, strings)
+                        await _fuzz_method(target, method, maker, channels, rng, seen, failures)
             finally:
                 for channel in channels.values():
                     await channel.close()
@@ -220,27 +317,29 @@ async def test_every_rpc_survives_random_and_mutated_bodies(fuzz_cluster):
     for (code, _), n in seen.items():
         by_code[code] += n
     print(f"fuzzed {len(fuzzed := {m for _, m in seen})} methods, {sum(seen.values())} calls: {dict(by_code)}")
+    internal = [f"{e.get('method')}: {str(e.get('exception', ''))[-600:]}" for e in logs if e["event"] == "rpc.failed"]
+    assert not internal, "\n".join(internal[:5])
     assert not failures, "\n".join(failures[:20])
-    assert not [e for e in logs if e["event"] == "rpc.failed"], "a request was answered INTERNAL"
     assert len(fuzzed) >= 30, sorted(fuzzed)  # every method of every service got its bodies
     for target in targets:
         statuses = await _serving(target.address, target.services)
         assert set(statuses.values()) == {"SERVING"}, (target.name, statuses)
 
 
-async def _fuzz_method(target: Target, method: MethodDescriptor, channels: dict[str, grpc.aio.Channel],
-                       rng: random.Random, seen: Counter[tuple[str, str]], failures: list[str]) -> None:
-    maker = BodyMaker(random.Random(rng.random()), method.input_type)
+async def _fuzz_method(target: Target, method: MethodDescriptor, maker: BodyMaker,
+                       channels: dict[str, grpc.aio.Channel], rng: random.Random,
+                       seen: Counter[tuple[str, str]], failures: list[str]) -> None:
+    started = time.monotonic()
     pending: list[tuple[str, list[bytes]]] = []
     for _ in range(BODIES):
         who = "node" if method.name in NODE_ONLY else rng.choices(["operator", "node", "ue"], [6, 2, 2])[0]
-        count = rng.choice([1, 1, 2, 3]) if method.client_streaming else 1
-        pending.append((who, [maker.body() for _ in range(count)]))
+        pending.append((who, maker.bodies()))
     for start in range(0, len(pending), CONCURRENCY):
         batch = pending[start:start + CONCURRENCY]
-        codes = await asyncio.gather(*(call(channels[who], method, bodies) for who, bodies in batch))
-        for (who, bodies), code in zip(batch, codes, strict=True):
-            seen[code.name, method.name] += 1
-            if code in NEVER or code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                failures.append(f"{target.name} {method.full_name} as {who}: {code.name} for "
+        results = await asyncio.gather(*(call(channels[who], method, bodies) for who, bodies in batch))
+        for (who, bodies), (code, details) in zip(batch, results, strict=True):
+            seen[code, method.name] += 1
+            if code in NEVER:
+                failures.append(f"{target.name} {method.full_name} as {who}: {code} {details[:200]!r} for "
                                 f"{[b[:80] for b in bodies]!r}")
+    print(f"fuzz {target.name} {method.full_name}: {time.monotonic() - started:.1f} s")

@@ -133,6 +133,15 @@ async def test_unknown_enum_value_is_rejected_before_any_event(hard_cluster, fie
     assert_invalid(result, field, "99")
 
 
+async def test_a_ue_sending_an_unknown_enum_value_is_told_the_field(hard_cluster):
+    session = await new_session(hard_cluster.core.address)
+    request = concise(session, "Where can I eat?", max_new_tokens=2, task=99)
+    error = await rejected(hard_cluster.edge.address, "/netgpt.v1.UserPlaneService/Generate",
+                           request.SerializeToString(), server_streaming=True,
+                           transport=identity("ue", session.ue_id))  # bound to its session: access checks first
+    assert_invalid(error, "task", "99")
+
+
 async def test_unknown_enum_value_anywhere_in_a_request_is_rejected(hard_cluster):
     error = await rejected(hard_cluster.core.address, CP + "ListNodes",
                            cp_pb2.ListNodesRequest(role=42).SerializeToString())  # type: ignore[arg-type]

@@ -167,6 +167,8 @@ def test_gate_questions_are_held_out() -> None:
 
 def test_edge_config_selects_the_quantized_graph() -> None:
     """The ``quantization`` and ``max_batch`` settings reach the model the edge daemon serves."""
-    model = load_edge_model(EdgeConfig(model=str(STARTER), providers="cpu", quantization="int8", max_batch=3))
-    assert model.quantization == "int8" and model.quality["quantization"] == "int8"
+    model = load_edge_model(EdgeConfig(model=str(STARTER), providers="cpu", quantization="int4", max_batch=3))
+    assert model.quantization == "int4" and model.quality["quantization"] == "int4"
     assert model.batcher is not None and model.batcher.max_batch == 3
+    int8 = load_edge_model(EdgeConfig(model=str(STARTER), providers="cpu", quantization="int8", max_batch=3))
+    assert int8.quantization == "int8" and int8.batcher is None  # its rows are not batch-invariant

@@ -61,5 +61,4 @@ async def test_typescript_client_against_the_daemons(cluster) -> None:
     status, output = await run(str(NODE), "--test", "--test-reporter=tap", "dist/test/ask.test.js",
                                env=client_env(cluster.core.address))
     assert status == 0, output
-    print(output)
     assert "# fail 0" in output and re.search(r"^# skip(ped)? 0$", output, re.MULTILINE), output

@@ -8,7 +8,7 @@
  *     node dist/examples/ask.js --core 127.0.0.1:50051 --ue ue-1 "Where can I eat near the harbour?"
  *   NETGPT_INSECURE=1 node dist/examples/ask.js "..."      # a `netgpt all-in-one --insecure` cluster
  *
- * With mutual TLS the certificate must be a `ue` certificate named like --ue (`netgpt pki issue ue ue-1`).
+ * With mutual TLS the certificate must be a `ue` certificate named like --ue (`netgpt pki issue --role ue --name ue-1`).
  */
 import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -98,6 +98,9 @@ async function streamAnswer(
     );
     let comprehensivePrompt = "";
     let text = "";
+    let summary: GenerationSummary | undefined;
+    // Read to the end of the stream (the summary is its last message): the call's status arrives
+    // with the end, and leaving the loop early would keep its deadline timer alive.
     for await (const response of stream) {
       const event = response.event;
       switch (event.case) {
@@ -113,10 +116,14 @@ async function streamAnswer(
           onText(`\n[cloud failed: ${event.value.reason}; the edge answers]\n`);
           break;
         case "summary":
-          return { session, comprehensivePrompt, text, summary: event.value };
+          summary = event.value;
+          break;
       }
     }
-    throw new ConnectError("the edge ended the stream without a summary", Code.DataLoss);
+    if (!summary) {
+      throw new ConnectError("the edge ended the stream without a summary", Code.DataLoss);
+    }
+    return { session, comprehensivePrompt, text, summary };
   } finally {
     edgeConnection.close();
   }

@@ -19,6 +19,8 @@ const _ = grpc.SupportPackageIsVersion7
 type ProfileServiceClient interface {
 	GetProfile(ctx context.Context, in *GetProfileRequest, opts ...grpc.CallOption) (*GetProfileResponse, error)
 	UpdateProfile(ctx context.Context, in *UpdateProfileRequest, opts ...grpc.CallOption) (*UpdateProfileResponse, error)
+	// Erases the user's profile and what this edge derived from the user's
+	// requests: cached cloud answers and shared (coalesced) in-flight calls.
 	DeleteProfile(ctx context.Context, in *DeleteProfileRequest, opts ...grpc.CallOption) (*DeleteProfileResponse, error)
 }
 
@@ -63,6 +65,8 @@ func (c *profileServiceClient) DeleteProfile(ctx context.Context, in *DeleteProf
 type ProfileServiceServer interface {
 	GetProfile(context.Context, *GetProfileRequest) (*GetProfileResponse, error)
 	UpdateProfile(context.Context, *UpdateProfileRequest) (*UpdateProfileResponse, error)
+	// Erases the user's profile and what this edge derived from the user's
+	// requests: cached cloud answers and shared (coalesced) in-flight calls.
 	DeleteProfile(context.Context, *DeleteProfileRequest) (*DeleteProfileResponse, error)
 	mustEmbedUnimplementedProfileServiceServer()
 }
