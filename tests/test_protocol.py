@@ -45,7 +45,7 @@ def test_buf_generate_runs_as_shipped(tmp_path: Path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     protos = sorted(p.stem for p in (ROOT / "protos" / "netgpt" / "v1").glob("*.proto"))
-    generated = tmp_path / "gen" / "es" / "netgpt" / "v1"
+    generated = tmp_path / "clients" / "ts" / "src" / "gen" / "netgpt" / "v1"
     assert sorted(p.name for p in generated.glob("*.ts")) == [f"{stem}_pb.ts" for stem in protos]
     user_plane = (generated / "user_plane_pb.ts").read_text()
     assert "export const UserPlaneService: GenService<" in user_plane
