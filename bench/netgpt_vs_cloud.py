@@ -10,6 +10,8 @@ Same run, same models, same requests for both systems:
   answers; edge → cloud crosses the link.
 - cloud-only: every concise prompt goes from the UE straight to the cloud model across the same
   link (the UE is as far from the cloud as the edge is), with no location context.
+- profile leg: the comprehensive prompts of NetGPT's cloud-answered requests sent straight to
+  the cloud, so NetGPT's cloud route splits into edge overhead and what the cloud itself needs.
 
 Workloads (each on a fresh cluster, so no answer cache carries over):
 - ``zipf``: Zipf(1.1) over 18 catalogue prompts in three cells (most requests repeat a prompt).
@@ -96,6 +98,8 @@ class Item:
 
 @dataclass
 class Outcome:
+    item: Item
+    comprehensive: str  # the prompt the edge built ("" on cloud-only)
     first_token_ms: float
     last_token_ms: float
     route: str  # edge | cloud | cache | coalesced
@@ -173,10 +177,12 @@ ROUTES = {common_pb2.NODE_ROLE_EDGE: "edge", common_pb2.NODE_ROLE_CLOUD: "cloud"
 
 
 async def timed_stream(call, item: Item, venues: dict[str, list[str]]) -> Outcome:
-    started, first, summary = time.perf_counter(), None, None
+    started, first, summary, comprehensive = time.perf_counter(), None, None, ""
     async for event in call:
         if first is None and event.HasField("tokens"):
             first = time.perf_counter()
+        if event.HasField("comprehensive_prompt"):
+            comprehensive = event.comprehensive_prompt.text
         if event.HasField("summary"):
             summary = event.summary
     done = time.perf_counter()
@@ -188,7 +194,7 @@ async def timed_stream(call, item: Item, venues: dict[str, list[str]]) -> Outcom
     elif summary.coalesced:
         route = "coalesced"
     latency = {f.name: getattr(summary.latency, f.name) for f in summary.latency.DESCRIPTOR.fields}
-    return Outcome(((first or done) - started) * 1000, (done - started) * 1000, route,
+    return Outcome(item, comprehensive, ((first or done) - started) * 1000, (done - started) * 1000, route,
                    score_answer(summary.text, item.expected, venues.get(item.cell_id, [])), latency,
                    summary.prompt_tokens, summary.completion_tokens)
 
@@ -247,11 +253,26 @@ async def one_workload(items: list[Item], models: tuple[OrtGpt2Model, LanguageMo
                     prompt=item.prompt, params=params, ran=common_pb2.RanContext(cell_id=item.cell_id)),
                     timeout=120), item, venues)
 
+            built: dict[Item, str] = {}
+            cloud_routed: list[Item] = []  # NetGPT's requests that the cloud answered, in order
+
+            def cloud_same_prompt(item: Item):
+                """What NetGPT's cloud leg costs without the edge: its comprehensive prompt straight to the cloud."""
+                return timed_stream(cloud.Generate(up_pb2.GenerateRequest(
+                    kind=up_pb2.PROMPT_KIND_COMPREHENSIVE, prompt=built[item], params=params,
+                    ran=common_pb2.RanContext(cell_id=item.cell_id)), timeout=120), item, venues)
+
             runs: dict[str, dict] = {}
             profiles = {}
-            for system, send, link in (("netgpt", via_edge, edge_link), ("cloud_only", cloud_only, ue_link)):
+            systems = (("netgpt", via_edge, edge_link), ("cloud_only", cloud_only, ue_link),
+                       ("cloud_given_netgpt_prompts", cloud_same_prompt, ue_link))
+            for system, send, link in systems:
                 calls_before, bytes_before = cluster.cloud.runner.completed, link.stats.bytes_up
-                measured = await run_requests(items, args.concurrency, send)
+                todo = items if system != "cloud_given_netgpt_prompts" else cloud_routed
+                measured = await run_requests(todo, args.concurrency, send)
+                if system == "netgpt":
+                    cloud_routed = [o.item for o in measured.outcomes if o.route == "cloud"]
+                    built.update({o.item: o.comprehensive for o in measured.outcomes if o.route == "cloud"})
                 runs[system] = measured.summary() | {
                     "cloud_calls": cluster.cloud.runner.completed - calls_before,
                     "bytes_to_cloud": link.stats.bytes_up - bytes_before,
@@ -269,9 +290,18 @@ async def one_workload(items: list[Item], models: tuple[OrtGpt2Model, LanguageMo
                   "bytes_to_cloud", "cloud_calls", "answer_ok"]
     ratios = {k: runs["netgpt"][k] / runs["cloud_only"][k] if runs["cloud_only"][k] else float("nan")
               for k in ratio_keys}
+    cloud_leg = runs.pop("cloud_given_netgpt_prompts")
+    netgpt_cloud = runs["netgpt"]["routes"].get("cloud", {})
+    profile = {
+        "netgpt_cloud_route": {k: netgpt_cloud.get(k) for k in ("requests", "p50_last_token_ms", "p95_last_token_ms")},
+        "same_prompts_straight_to_cloud": {k: cloud_leg[k] for k in ("p50_last_token_ms", "p95_last_token_ms")}
+        | {"requests": cloud_leg["routes"].get("cloud", {}).get("requests", 0)},
+        "netgpt_edge_split_ms": profiles["netgpt"], "cloud_only_split_ms": profiles["cloud_only"],
+        "note": "netgpt cloud route ≈ edge overhead (personalise + relay) + what the cloud needs for the "
+                "comprehensive prompt (prompt and answer tokens per route are in runs.*.routes)"}
     part = {"requests": len(items), "distinct_prompts": len({(i.cell_id, i.prompt) for i in items}),
             "requests_with_a_prompt_seen_once": sum(1 for i in items if items.count(i) == 1),
-            "runs": runs, "ratios_netgpt_over_cloud_only": ratios, "latency_split_ms": profiles}
+            "runs": runs, "ratios_netgpt_over_cloud_only": ratios, "where_netgpt_time_goes": profile}
     return part, cluster.pki
 
 
@@ -311,9 +341,14 @@ def print_report(report: dict) -> None:
                 print(f"{system + ' / ' + route:<22}{row['requests']:>10}{row['answer_ok']:>11.1%}"
                       f"{row['p50_last_token_ms']:>13.1f}{row['p95_last_token_ms']:>13.1f}"
                       f"{row['mean_prompt_tokens']:>12.1f}{row['mean_completion_tokens']:>12.1f}")
-        split = part["latency_split_ms"]["netgpt"]
+        profile = part["where_netgpt_time_goes"]
         print("netgpt time split p50/p95 ms: " + ", ".join(
-            f"{key} {v['p50']:.0f}/{v['p95']:.0f}" for key, v in split.items()))
+            f"{key} {v['p50']:.0f}/{v['p95']:.0f}" for key, v in profile["netgpt_edge_split_ms"].items()))
+        leg, route = profile["same_prompts_straight_to_cloud"], profile["netgpt_cloud_route"]
+        if route.get("requests"):
+            print(f"netgpt cloud route p50/p95 last token {route['p50_last_token_ms']:.0f}/"
+                  f"{route['p95_last_token_ms']:.0f} ms; the same {leg['requests']} comprehensive prompts sent "
+                  f"straight to the cloud {leg['p50_last_token_ms']:.0f}/{leg['p95_last_token_ms']:.0f} ms")
         print(f"failures: netgpt {runs['netgpt']['failures']}, cloud-only {runs['cloud_only']['failures']}; "
               f"edge counters {runs['netgpt']['edge_counters']}")
 
