@@ -13,9 +13,11 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
+from cp.qos import is_unset
 from cp.registry import NodeRegistry
 from cp.state_db import CoreState, MemoryState
 from netgpt.errors import NotFound, excerpt
@@ -30,6 +32,14 @@ SWEEP_BATCH = 1000  # per transaction of the periodic sweep, which yields to the
 REFRESH_FRACTION = 0.1  # extend a session's expiry on lookup once this fraction of the TTL has passed
 
 
+@dataclass(frozen=True)
+class UeDefaults:
+    """What the RAN knows of a UE (``cp.ran``): a session established without slice or QoS gets these."""
+
+    slice_id: str
+    qos: common_pb2.QoS
+
+
 class SessionTable:
     def __init__(self, registry: NodeRegistry, state: CoreState | None = None, ttl_s: float = DEFAULT_TTL_S,
                  wall: Callable[[], float] = time.time) -> None:
@@ -39,6 +49,7 @@ class SessionTable:
         self._state: CoreState = state if state is not None else MemoryState()
         self.ttl_s = ttl_s
         self._wall = wall
+        self.ue_defaults: Callable[[str], UeDefaults | None] = lambda ue_id: None  # set by the RAN view (cp.ran)
 
     @property
     def sweep_interval_s(self) -> float:
@@ -50,6 +61,11 @@ class SessionTable:
         check_id(request.cell_id, "cell_id (the cell the UE is attached to)", required=True)
         check_id(request.slice_id, "slice_id")
         check_qos(request.qos.priority, request.qos.latency_budget_ms)
+        slice_id, qos = request.slice_id, request.qos
+        known = self.ue_defaults(request.ue_id)
+        if known is not None:  # the client's own slice and QoS win; else the RAN's (QoS from the UE's 5QI)
+            slice_id = slice_id or known.slice_id
+            qos = known.qos if is_unset(qos) else qos
         edge = self._registry.pick_edge(request.cell_id)
         cloud = self._registry.pick_cloud()
         session = control_plane_pb2.AiSession(
@@ -57,8 +73,8 @@ class SessionTable:
             ai_flow_id=f"flow-{uuid.uuid4().hex[:12]}",
             ue_id=request.ue_id,
             cell_id=request.cell_id,
-            slice_id=request.slice_id,
-            qos=request.qos,
+            slice_id=slice_id,
+            qos=qos,
             serving_edge=edge.info,
             serving_cloud=cloud.info if cloud else common_pb2.NodeInfo(),
         )
@@ -92,6 +108,23 @@ class SessionTable:
     def release(self, session_id: str) -> None:
         self.get(session_id)
         self._state.delete_session(session_id)
+
+    def of_ue(self, ue_id: str) -> list[control_plane_pb2.AiSession]:
+        """The live sessions of ``ue_id`` (expired ones are left for the sweep), by session id."""
+        now = self._wall()
+        return [s.session for s in self._state.sessions_of_ue(ue_id) if s.expires_at is None or s.expires_at > now]
+
+    def reanchor(self, session_id: str, cell_id: str, edge: common_pb2.NodeInfo) -> control_plane_pb2.AiSession:
+        """Move a session to ``cell_id`` served by ``edge`` (a handover), keeping its id, flow, QoS and
+        expiry; NotFound when it is gone. The edges see the change on their next lookup."""
+        stored = self._state.get_session(session_id)
+        if stored is None:
+            raise NotFound(f"session {excerpt(session_id)} is unknown (released or expired)")
+        session = stored.session
+        session.cell_id = cell_id
+        session.serving_edge.CopyFrom(edge)
+        self._state.put_session(session, stored.expires_at)
+        return session
 
     def sweep(self, limit: int = SWEEP_BATCH) -> int:
         """Delete at most ``limit`` expired sessions; returns how many were deleted."""

@@ -30,7 +30,7 @@ from netgpt.v1 import control_plane_pb2 as cp_pb2
 log = structlog.get_logger(__name__)
 
 STATE_FILE = "core.sqlite"  # inside the store dir unless ``state_db`` names another file
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sessions.ue_id (the sessions of a UE, for handovers)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS workflows (
@@ -45,10 +45,12 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sessions (
         session_id TEXT PRIMARY KEY,
         expires_at REAL,            -- unix seconds, NULL = never
-        session    BLOB NOT NULL    -- netgpt.v1.AiSession, serialized
+        session    BLOB NOT NULL,   -- netgpt.v1.AiSession, serialized
+        ue_id      TEXT NOT NULL DEFAULT ''  -- the session's UE (schema 2)
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at)",
 )
+SESSIONS_BY_UE = "CREATE INDEX IF NOT EXISTS sessions_by_ue ON sessions (ue_id)"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class CoreState(Protocol):
         """Delete at most ``limit`` sessions whose expiry is ``<= now``; returns how many."""
         ...
     def session_count(self) -> int: ...
+    def sessions_of_ue(self, ue_id: str) -> list[StoredSession]:
+        """Every stored session of ``ue_id`` (expired ones included), by session id."""
+        ...
 
     def close(self) -> None: ...
 
@@ -158,6 +163,11 @@ class MemoryState:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def sessions_of_ue(self, ue_id: str) -> list[StoredSession]:
+        found = [s for s in self._sessions.values() if s.session.ue_id == ue_id]
+        return [StoredSession(_copy_session(s.session), s.expires_at)
+                for s in sorted(found, key=lambda s: s.session.session_id)]
+
     def close(self) -> None:
         pass
 
@@ -186,6 +196,9 @@ class SqliteState:
             with self._transaction():
                 for statement in SCHEMA:
                     self._db.execute(statement)
+                if version == 1:
+                    self._add_session_ues()
+                self._db.execute(SESSIONS_BY_UE)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             self._db.close()
@@ -193,6 +206,14 @@ class SqliteState:
         except StartupError:
             self._db.close()
             raise
+
+    def _add_session_ues(self) -> None:
+        """Schema 1 → 2: the UE id of each session in a column of its own (read from the stored session)."""
+        self._db.execute("ALTER TABLE sessions ADD COLUMN ue_id TEXT NOT NULL DEFAULT ''")
+        rows = self._db.execute("SELECT session_id, session FROM sessions").fetchall()
+        self._db.executemany("UPDATE sessions SET ue_id = ? WHERE session_id = ?",
+                             [(cp_pb2.AiSession.FromString(bytes(blob)).ue_id, sid) for sid, blob in rows])
+        log.info("state.migrated", path=str(self.path), to_version=2, sessions=len(rows))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -250,8 +271,9 @@ class SqliteState:
 
     def put_session(self, session: cp_pb2.AiSession, expires_at: float | None) -> None:
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO sessions (session_id, expires_at, session) VALUES (?, ?, ?)",
-                       (session.session_id, expires_at, session.SerializeToString(deterministic=True)))
+            db.execute("INSERT OR REPLACE INTO sessions (session_id, expires_at, session, ue_id) VALUES (?, ?, ?, ?)",
+                       (session.session_id, expires_at, session.SerializeToString(deterministic=True),
+                        session.ue_id))
 
     def get_session(self, session_id: str) -> StoredSession | None:
         rows = self._query("SELECT session, expires_at FROM sessions WHERE session_id = ?", (session_id,))
@@ -277,6 +299,11 @@ class SqliteState:
 
     def session_count(self) -> int:
         return int(self._query("SELECT count(*) FROM sessions")[0][0])
+
+    def sessions_of_ue(self, ue_id: str) -> list[StoredSession]:
+        rows = self._query("SELECT session, expires_at FROM sessions WHERE ue_id = ? ORDER BY session_id", (ue_id,))
+        return [StoredSession(cp_pb2.AiSession.FromString(bytes(blob)), None if exp is None else float(exp))
+                for blob, exp in rows]
 
     def close(self) -> None:
         with self._lock:

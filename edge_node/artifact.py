@@ -31,9 +31,9 @@ from edge_node.onnx_export import (
     load_torch_gpt2,
     weights_sha256,
 )
-from edge_node.ort_engine import OrtGpt2Model
+from edge_node.ort_engine import OrtGpt2Model, create_session
 from edge_node.quantize import ensure_quantized_export
-from netgpt.engine import ModelLoadError
+from netgpt.engine import ModelLoadError, read_hf_config
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.hashing import sha256_file
 from netgpt.torch_decode import TorchDecodeSession
@@ -78,9 +78,10 @@ def check_greedy(gpt2_dir: Path, model: OrtGpt2Model) -> None:
             raise ModelLoadError(f"ONNX greedy tokens differ from torch for {prompt!r}: {ours} vs {theirs}")
 
 
-def check_same_greedy(model: OrtGpt2Model, gated: Path) -> None:
+def check_same_greedy(gpt2_dir: Path, model: OrtGpt2Model, gated: Path) -> None:
     """An unpacked quantised artifact decodes exactly like the gated graph it was packed from."""
-    reference = OrtGpt2Model.load_exported(gated.parent, providers="cpu")
+    reference = OrtGpt2Model(create_session(gated, "cpu"), model.tokenizer, model.identity,
+                             read_hf_config(gpt2_dir, ("gpt2",)), gated)
     for prompt in GREEDY_PROMPTS:
         ours, theirs = _greedy(model, prompt), _greedy(reference, prompt)
         if ours != theirs:
@@ -107,7 +108,7 @@ def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOL
             if quantization == "fp32":
                 check_greedy(gpt2_dir, unpacked)
             else:
-                check_same_greedy(unpacked, served)
+                check_same_greedy(gpt2_dir, unpacked, served)
     except BaseException:
         out.unlink(missing_ok=True)
         raise

@@ -13,6 +13,8 @@ import pytest
 from onnx import numpy_helper
 
 import edge_node.quantize as quantize
+from cmp.archive import unpack
+from edge_node.artifact import build_edge_artifact
 from edge_node.daemon import load_edge_model
 from edge_node.onnx_export import ensure_onnx_export
 from edge_node.ort_engine import OrtGpt2Model
@@ -172,3 +174,13 @@ def test_edge_config_selects_the_quantized_graph() -> None:
     assert model.batcher is not None and model.batcher.max_batch == 3
     int8 = load_edge_model(EdgeConfig(model=str(STARTER), providers="cpu", quantization="int8", max_batch=3))
     assert int8.quantization == "int8" and int8.batcher is None  # its rows are not batch-invariant
+
+
+def test_quantized_edge_artifact_carries_the_gate_figures(cache_root: Path, tmp_path: Path) -> None:
+    artifact = build_edge_artifact(STARTER, tmp_path / "edge.tar", cache_root=cache_root, quantization="int4")
+    meta = artifact.metadata
+    assert meta["quantization"] == "int4" and float(meta["parity_max_abs_diff"]) <= 1e-4  # of the fp32 source
+    assert float(meta["gate_answers_greedy_agreement"]) >= MIN_GREEDY_AGREEMENT
+    assert float(meta["gate_whole_text_perplexity_increase"]) <= MAX_PERPLEXITY_INCREASE
+    served = OrtGpt2Model.load_exported(unpack(artifact.path, tmp_path / "unpacked"), providers="cpu")
+    assert served.quantization == "int4" and served.batcher is not None
