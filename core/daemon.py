@@ -18,6 +18,8 @@ from cmp.transfer_io import ZeroCopyChunks
 from cmp.upload_budget import UploadBudget
 from cp.placement import WorkflowTable
 from cp.policy import PolicyBook
+from cp.ran import RanView
+from cp.ran_servicer import RanServicer
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable, sweep_periodically
@@ -31,6 +33,7 @@ from netgpt.server import NetGptServer, Security, Service, start_server
 from netgpt.tls import daemon_transport
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+from netgpt.v1 import ran_pb2_grpc
 from netgpt.v1 import training_pb2_grpc as tr_grpc
 from netgpt.v1 import workflow_pb2_grpc as wf_grpc
 
@@ -92,6 +95,8 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
     return await start_server(config.listen, [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
+        Service("netgpt.v1.RanService", RanServicer(RanView(registry, sessions)),  # UE mobility, cell load, 5QI
+                ran_pb2_grpc.add_RanServiceServicer_to_server),
         Service("netgpt.v1.ComputePlaneService",
                 ComputePlaneServicer(registry, store,
                                      DeploymentBook(registry, store, peer_sources=config.peer_sources)),

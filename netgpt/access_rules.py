@@ -6,6 +6,10 @@
   training jobs, profiles).
 - ue: establish, read and release its own sessions; generate at the edge in its own session;
   read, update and delete its own profile.
+- ran (a testbed, a RIC xApp, a simulator): report UE attach, handover and detach and cell load
+  for any UE (not bound: the RAN speaks for its UEs). Operators may too. RAN events are frequent
+  (a handover per UE every few seconds) and telemetry-like: they go to the structlog ``ran.*``
+  events, not the fsynced audit log.
 
 A method missing from a table is refused (PERMISSION_DENIED): a new RPC is closed until someone
 decides who may call it (``tests/test_security.py`` checks every method of every service is listed).
@@ -19,6 +23,7 @@ from netgpt.access import NODES, OPERATOR, Owner, Principal, Rule, field_owner, 
 from netgpt.v1 import common_pb2
 
 UE = frozenset({"ue"})
+RAN = frozenset({"ran"})
 CP = "/netgpt.v1.ControlPlaneService/"
 CMP = "/netgpt.v1.ComputePlaneService/"
 TRAINING = "/netgpt.v1.TrainingService/"
@@ -26,6 +31,7 @@ WORKFLOW = "/netgpt.v1.WorkflowService/"
 BLOB = "/netgpt.v1.BlobService/"
 UP = "/netgpt.v1.UserPlaneService/"
 PROFILE = "/netgpt.v1.ProfileService/"
+RAN_SERVICE = "/netgpt.v1.RanService/"
 
 _READ = Rule(OPERATOR | NODES)
 _OPERATOR_READ = Rule(OPERATOR)
@@ -72,6 +78,20 @@ def core_rules(session_owner: Owner) -> dict[str, Rule]:
         WORKFLOW + "GetWorkflow": _READ,
         WORKFLOW + "ListWorkflows": _READ,
         BLOB + "FetchBlob": _BLOBS,
+        **ran_rules(),
+    }
+
+
+def ran_rules() -> dict[str, Rule]:
+    """RanService on the core: the RAN (and operators) report events and read the RAN view."""
+    events = Rule(RAN | OPERATOR, audit=False)
+    return {
+        RAN_SERVICE + "AttachUe": events,
+        RAN_SERVICE + "HandoverUe": events,
+        RAN_SERVICE + "DetachUe": events,
+        RAN_SERVICE + "ReportCellLoad": events,
+        RAN_SERVICE + "GetUe": Rule(RAN | OPERATOR),
+        RAN_SERVICE + "ListCells": Rule(RAN | OPERATOR),
     }
 
 

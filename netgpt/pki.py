@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from netgpt.errors import StartupError
 
-ROLES = ("core", "edge", "cloud", "operator", "ue")
+ROLES = ("core", "edge", "cloud", "operator", "ue", "ran")  # ran: a testbed, RIC xApp or simulator (UE mobility)
 NODE_ROLES = frozenset({"edge", "cloud"})
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")  # loopback always works; add real hosts with --host
 CA_DAYS = 3650
