@@ -8,6 +8,9 @@ The simulator plays the RAN (RanService: AttachUe, HandoverUe, DetachUe) and eve
   and keeps sending concise prompts to its serving edge, one after another;
 - after every RAN event the UE re-reads its session (GetSession) and sends its next request to the
   serving edge named there, never re-establishing; a request in flight finishes where it started;
+- a request that reaches the old edge after the core re-anchored the session but before the UE
+  re-read it is refused there (FAILED_PRECONDITION, nothing streamed, naming the serving edge): the
+  UE re-reads its session and sends it once more to the new edge (counted as ``redirected``);
 - on detach, the UE finishes its request in flight and the RAN detaches it (its sessions released).
 
 The report counts requests (ok / failed), the streams that were in flight across a handover, and
@@ -107,6 +110,7 @@ class SimReport:
     requests_ok: int = 0
     requests_failed: int = 0
     streams_across_handover: int = 0  # in flight when their UE was handed over; finished where they started
+    redirected: int = 0  # refused by the old edge before the UE re-read its session, then answered by the new one
     reestablished_sessions: int = 0  # sessions the UEs had to set up again (the goal: 0)
     handovers: list[HandoverRecord] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # the first few errors, for the report
@@ -117,7 +121,7 @@ class SimReport:
         served = [h.handover_to_served_ms for h in self.handovers if h.handover_to_served_ms is not None]
         return {"events": self.events, "requests_ok": self.requests_ok, "requests_failed": self.requests_failed,
                 "handovers": len(self.handovers), "edge_changes": len(moved),
-                "streams_across_handover": self.streams_across_handover,
+                "streams_across_handover": self.streams_across_handover, "redirected": self.redirected,
                 "reestablished_sessions": self.reestablished_sessions,
                 "reanchor_ms": _stats([h.reanchor_ms for h in self.handovers]),
                 "handover_rpc_ms": _stats([h.rpc_ms for h in self.handovers]),
@@ -148,6 +152,14 @@ class SimSettings:
     request_timeout_s: float = 60.0
     ran_transport: Transport | None = None  # who reports RAN events (None: the process's client identity)
     ue_transport: Callable[[str], Transport | None] = lambda ue_id: None  # who each UE is
+
+
+class _Moved(Exception):
+    """The edge refused the request, before streaming anything, because the session moved away."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _Channels:
@@ -283,7 +295,23 @@ class RanSimulator:
 
     async def _ask(self, ue: _Ue, session: cp_pb2.AiSession) -> tuple[str, float] | None:
         """One request to the session's serving edge: (the edge that answered, when its first reply
-        came, ``perf_counter``), or None when it failed."""
+        came, ``perf_counter``), or None when it failed. Refused by an edge that no longer serves the
+        session's cell, it goes once more to the serving edge the UE reads from the core."""
+        try:
+            return await self._ask_edge(ue, session)
+        except _Moved as moved:
+            await self._refresh(ue)
+            if ue.session.serving_edge.node_id == session.serving_edge.node_id:
+                self._failed(moved.reason)
+                return None
+            self.report.redirected += 1
+            try:
+                return await self._ask_edge(ue, ue.session)
+            except _Moved as again:
+                self._failed(again.reason)
+                return None
+
+    async def _ask_edge(self, ue: _Ue, session: cp_pb2.AiSession) -> tuple[str, float] | None:
         request = up_pb2.GenerateRequest(session_id=session.session_id, kind=up_pb2.PROMPT_KIND_CONCISE,
                                          prompt=self.settings.prompt, route=self.settings.route,
                                          params=up_pb2.GenerationParams(max_new_tokens=self.settings.max_new_tokens))
@@ -296,7 +324,10 @@ class RanSimulator:
                     edge = event.comprehensive_prompt.edge_node_id
                 finished = finished or event.HasField("summary")
         except grpc.aio.AioRpcError as exc:
-            self._failed(f"{ue.ue_id} at {session.serving_edge.node_id}: {exc.code().name}: {exc.details()}")
+            reason = f"{ue.ue_id} at {session.serving_edge.node_id}: {exc.code().name}: {exc.details()}"
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not first_reply:
+                raise _Moved(reason) from exc
+            self._failed(reason)
             return None
         if not finished:
             self._failed(f"{ue.ue_id} at {session.serving_edge.node_id}: stream ended without a summary")

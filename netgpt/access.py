@@ -11,6 +11,7 @@ not bound: they act for anyone, and every operator action is written to the audi
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -18,7 +19,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,40 +235,38 @@ class AccessInterceptor(WrappingInterceptor):
             raise  # abort raised already; this keeps the type checker honest
         return principal, rule, request
 
+    @contextlib.contextmanager
+    def _acting(self, principal: Principal, rule: Rule, method: str, request: Any,
+                context: grpc.aio.ServicerContext) -> Iterator[None]:
+        """The servicer runs as ``principal`` (``current_principal()``); audited calls are logged with
+        their outcome when they end, however they end."""
+        started = time.monotonic()
+        token = _current.set(principal)
+        outcome = "OK"
+        try:
+            yield
+        except BaseException:
+            outcome = _outcome(context)
+            raise
+        finally:
+            _current.reset(token)
+            if rule.audit:
+                self._audit(principal, method, request, outcome, started)
+
     def wrap_unary(self, fn: Behaviour, method: str) -> Behaviour:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.monotonic()
             principal, rule, request = await self._enter(method, request, context)
-            token = _current.set(principal)
-            outcome = "OK"
-            try:
+            with self._acting(principal, rule, method, request, context):
                 return await fn(request, context)
-            except BaseException:
-                outcome = _outcome(context)
-                raise
-            finally:
-                _current.reset(token)
-                if rule.audit:
-                    self._audit(principal, method, request, outcome, started)
 
         return unary
 
     def wrap_stream(self, fn: Behaviour, method: str) -> Behaviour:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.monotonic()
             principal, rule, request = await self._enter(method, request, context)
-            token = _current.set(principal)
-            outcome = "OK"
-            try:
+            with self._acting(principal, rule, method, request, context):
                 async for item in fn(request, context):
                     yield item
-            except BaseException:
-                outcome = _outcome(context)
-                raise
-            finally:
-                _current.reset(token)
-                if rule.audit:
-                    self._audit(principal, method, request, outcome, started)
 
         return stream
 
