@@ -26,9 +26,7 @@ import argparse
 import asyncio
 import json
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -37,13 +35,14 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from bench.models import random_model_folder
 from cloud_node.batching_runner import BatchingRunner
 from cloud_node.llama_engine import LlamaModel
 from cloud_node.lora import make_lora_adapter
 from cloud_node.scheduler import BatchScheduler
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams, TokenPiece
-from netgpt.tiny_models import default_cache_root, ensure_tiny_models
+from netgpt.tiny_models import default_cache_root
 from up.runner import GenerationRunner
 
 SEED = 0
@@ -59,25 +58,10 @@ PROMPTS = [
 
 def ensure_bench_llama(cache_root: Path) -> Path:
     """The 58M LLaMA folder (seeded random weights + the tiny tokenizer), built once."""
-    final = cache_root / "bench" / f"llama-58m-seed{SEED}-v{BENCH_MODEL_VERSION}"
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    try:
-        torch.manual_seed(SEED)
-        config = LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-                             num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048)
-        LlamaForCausalLM(config).eval().save_pretrained(staging, safe_serialization=True)
-        for item in ensure_tiny_models(cache_root).tokenizer_dir.iterdir():
-            shutil.copy(item, staging / item.name)
-        try:
-            staging.rename(final)
-        except OSError:  # a concurrent run won the race; its folder is identical
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    config = LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
+                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048)
+    return random_model_folder(cache_root, f"llama-58m-seed{SEED}-v{BENCH_MODEL_VERSION}", SEED,
+                               lambda: LlamaForCausalLM(config))
 
 
 def ensure_adapters(model_dir: Path, cache_root: Path) -> list[Path]:

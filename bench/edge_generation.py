@@ -27,10 +27,8 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +40,7 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from bench.models import random_model_folder
 from edge_node.decode_batch import DecodeBatcher
 from edge_node.knowledge import KnowledgeBase
 from edge_node.ort_engine import OrtGpt2Model, create_session
@@ -58,7 +57,7 @@ from edge_node.quantize import (
     quantize_onnx,
 )
 from netgpt.engine import ModelIdentity, read_hf_config
-from netgpt.tiny_models import default_cache_root, ensure_tiny_models
+from netgpt.tiny_models import default_cache_root
 from tasks.prompt_completion.heldout import HELD_OUT
 
 SEED = 0
@@ -72,24 +71,8 @@ HELDOUT_ANSWER_TOKENS = 40
 
 def ensure_bench_model(cache_root: Path) -> Path:
     """A GPT-2 base shaped folder with seeded random weights and the tiny tokenizer (built once)."""
-    final = cache_root / "bench" / f"gpt2-124m-seed{SEED}-v{BENCH_MODEL_VERSION}"
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    try:
-        torch.manual_seed(SEED)
-        GPT2LMHeadModel(GPT2Config()).eval().save_pretrained(staging, safe_serialization=True)
-        # the loader needs a tokenizer.json; the measured loops use ids, never text
-        for item in ensure_tiny_models(cache_root).tokenizer_dir.iterdir():
-            shutil.copy(item, staging / item.name)
-        try:
-            staging.rename(final)
-        except OSError:  # a concurrent run won the race; its folder is identical
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return random_model_folder(cache_root, f"gpt2-124m-seed{SEED}-v{BENCH_MODEL_VERSION}", SEED,
+                               lambda: GPT2LMHeadModel(GPT2Config()))
 
 
 def torch_generate(model: GPT2LMHeadModel, prompt: list[int]) -> list[int]:
