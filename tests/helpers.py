@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import grpc
 import structlog
 from pki import as_node
 from structlog.testing import capture_logs
@@ -82,3 +83,28 @@ async def register_as_node(core_address: str, info: common_pb2.NodeInfo) -> cp_p
     async with open_channel(core_address, as_node(info)) as channel:
         return await cp_grpc.ControlPlaneServiceStub(channel).RegisterNode(cp_pb2.RegisterNodeRequest(node=info),
                                                                            timeout=5)
+
+
+class RecordGenerate(grpc.aio.ServerInterceptor):
+    """On a server (the cloud: what it sees, byte for byte): keeps every Generate request it receives,
+    and holds the answers while ``gate`` is clear."""
+
+    def __init__(self) -> None:
+        self.requests: list[up_pb2.GenerateRequest] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or not details.method.endswith("/Generate"):
+            return handler
+        inner = handler.unary_stream
+
+        async def recorded(request, context):
+            self.requests.append(request)
+            await self.gate.wait()
+            async for event in inner(request, context):
+                yield event
+
+        return grpc.unary_stream_rpc_method_handler(recorded, request_deserializer=handler.request_deserializer,
+                                                    response_serializer=handler.response_serializer)

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from harness import eventually, start_cluster
-from helpers import captured_events, concise, generate, new_session
+from helpers import RecordGenerate, captured_events, concise, generate, new_session
 
 from cli.client import Question, establish
 from cli.main import build_parser
@@ -39,30 +39,6 @@ def raw_pii_in(blob: bytes | str) -> list[str]:
 def database_bytes(path: Path) -> bytes:
     """The SQLite file and any journal beside it, as they are on disk."""
     return b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
-
-
-class RecordGenerate(grpc.aio.ServerInterceptor):
-    """On the cloud: keeps every Generate request it receives, and holds the answers while ``gate`` is clear."""
-
-    def __init__(self) -> None:
-        self.requests: list[up_pb2.GenerateRequest] = []
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or not details.method.endswith("/Generate"):
-            return handler
-        inner = handler.unary_stream
-
-        async def recorded(request, context):
-            self.requests.append(request)
-            await self.gate.wait()
-            async for event in inner(request, context):
-                yield event
-
-        return grpc.unary_stream_rpc_method_handler(recorded, request_deserializer=handler.request_deserializer,
-                                                    response_serializer=handler.response_serializer)
 
 
 # -- profile store: desensitised, bounded, expiring, really deleted ---------------------------------------------

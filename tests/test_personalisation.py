@@ -7,7 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 from harness import start_cluster
-from helpers import concise, generate, new_session
+from helpers import RecordGenerate, concise, generate, new_session
 
 from edge_node.knowledge import KnowledgeBase
 from edge_node.profiles import ProfileStore
@@ -79,27 +79,6 @@ def test_profile_store_merge_replace_limits_and_durability(tmp_path: Path):
         reopened.update("ue-1", ["x" * 121], merge=True)
     with pytest.raises(InvalidArgument):
         reopened.update("ue-1", [f"p{i}" for i in range(17)], merge=False)
-
-
-class RecordGenerate(grpc.aio.ServerInterceptor):
-    """Keeps every Generate request a server receives (what the cloud sees, byte for byte)."""
-
-    def __init__(self) -> None:
-        self.requests: list[up_pb2.GenerateRequest] = []
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or not details.method.endswith("/Generate"):
-            return handler
-        inner = handler.unary_stream
-
-        async def recorded(request, context):
-            self.requests.append(request)
-            async for event in inner(request, context):
-                yield event
-
-        return grpc.unary_stream_rpc_method_handler(recorded, request_deserializer=handler.request_deserializer,
-                                                    response_serializer=handler.response_serializer)
 
 
 async def test_profile_personalises_and_never_leaves_the_edge(models):
