@@ -50,7 +50,8 @@ def admit(request: GenerationRequest, session: cp_pb2.AiSession, cells: frozense
     sent = request.ran.cell_id
     if sent and sent != session.cell_id:
         raise InvalidArgument(f"ran.cell_id {excerpt(sent)} is not the cell of session {session.session_id}, "
-                              f"{session.cell_id!r}; after a handover, establish a new session")
+                              f"{session.cell_id!r}; after a handover, re-read the session (GetSession) "
+                              "for its new cell and edge")
     if session.cell_id not in cells:
         raise FailedPrecondition(f"this edge does not serve cell {session.cell_id!r} of session "
                                  f"{session.session_id}; send the request to the session's serving edge "

@@ -12,7 +12,7 @@ from edge_node.pipeline import EdgePipeline
 from edge_node.request import EdgeRequest, admit
 from edge_node.sessions import CoreLookup
 from edge_node.workflow_plan import DEFAULT_PLAN, plan_from_workflow
-from netgpt.errors import InvalidArgument
+from netgpt.errors import FailedPrecondition, InvalidArgument
 from netgpt.model_slot import ModelSlot
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
@@ -37,7 +37,11 @@ class EdgeUserPlane(up_grpc.UserPlaneServiceServicer):
             raise InvalidArgument("edge nodes take concise prompts from UEs (PROMPT_KIND_CONCISE)")
         decoded = decode_request(request, self.limits)  # bad input fails before the core is asked anything
         session = await self.sessions.get(decoded.session_id)
-        ran = admit(decoded, session, self.pipeline.settings.cells)
+        try:
+            ran = admit(decoded, session, self.pipeline.settings.cells)
+        except (InvalidArgument, FailedPrecondition):  # a cached session may predate a handover: ask once more
+            session = await self.sessions.refresh(decoded.session_id)
+            ran = admit(decoded, session, self.pipeline.settings.cells)
         plan = plan_from_workflow(await self.workflows.get(decoded.workflow)) if decoded.workflow else DEFAULT_PLAN
         edge_request = EdgeRequest(request=decoded, session_id=session.session_id, ran=ran, plan=plan,
                                    deadline_s=context.time_remaining(), served=self.slot.current)

@@ -25,6 +25,11 @@ class CoreLookup(Generic[T]):
         self._ttl_s = ttl_s
         self._cache: dict[str, tuple[float, T]] = {}
 
+    async def refresh(self, key: str) -> T:
+        """The core's current answer, not the cached one (e.g. a session re-anchored by a handover)."""
+        self._cache.pop(key, None)
+        return await self.get(key)
+
     async def get(self, key: str) -> T:
         if not key:
             raise InvalidArgument(f"{self._what} is required")
