@@ -14,7 +14,7 @@ from cloud_node.daemon import load_cloud_model, start_cloud
 from core.daemon import CoreHandle, start_core
 from edge_node.daemon import load_edge_model, load_knowledge, start_edge
 from netgpt.channels import has_default_transport, set_default_transport
-from netgpt.config import CloudConfig, CoreConfig, EdgeConfig, DaemonSettings
+from netgpt.config import CloudConfig, CoreConfig, DaemonSettings, EdgeConfig
 from netgpt.engine import LanguageModel
 from netgpt.tls import PLAINTEXT, LocalPki, Transport
 from node.runtime import NodeHandle
