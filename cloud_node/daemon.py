@@ -31,6 +31,8 @@ from node.runtime import (
     load_report,
     model_folder,
     node_identity,
+    node_metrics,
+    serve_node_metrics,
 )
 from up.convert import model_ref
 from up.runner import GenerationRunner
@@ -67,7 +69,7 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
     server = await start_server(config.listen, [
         blobs,
         Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
-    ], interceptors, security=who.security(config, cloud_rules()))
+    ], interceptors, security=who.security(config, cloud_rules()), metrics=node_metrics(config))
     info = common_pb2.NodeInfo(
         node_id=node_id, role=common_pb2.NODE_ROLE_CLOUD,
         address=advertised_address(config, server),
@@ -86,5 +88,6 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
                               .on("start_training", trainer.handle).on("cancel_training", trainer.handle),
                               who.transport)
     agent.start()
+    serve_node_metrics(server, config, agent)
     trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, slot=slot, deployer=deployer, extras=[trainer])

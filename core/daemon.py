@@ -29,6 +29,7 @@ from netgpt.access import AuditLog
 from netgpt.access_rules import core_rules
 from netgpt.config import CoreConfig
 from netgpt.errors import StartupError
+from netgpt.metrics import DaemonMetrics, core_metrics
 from netgpt.server import NetGptServer, Security, Service, start_server
 from netgpt.tls import daemon_transport
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -86,6 +87,9 @@ async def start_core(config: CoreConfig) -> CoreHandle:
     log.info("core.state", state_db=str(getattr(state, "path", ":memory:")), workflows=len(workflows),
              routing_policy=policies.for_all_edges is not None, sessions=len(sessions),
              session_ttl_s=config.session_ttl_s)
+    if server.metrics is not None:
+        server.metrics.add(lambda: core_metrics(registry.statuses, lambda: len(sessions), lambda: uploads.bytes_served))
+        server.serve_metrics(config.metrics_listen)
     sweeper = asyncio.create_task(sweep_periodically(sessions), name="core-session-sweeper")
     return CoreHandle(server, registry, sessions, store, workflows, policies, state, sweeper, uploads)
 
@@ -107,7 +111,8 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
         Service("netgpt.v1.TrainingService",
                 TrainingServicer(JobBook(registry, store, FileJobStore(store.root / "training-jobs"))),
                 tr_grpc.add_TrainingServiceServicer_to_server),
-    ], [ZeroCopyChunks()], security=_security(config, sessions, store))
+    ], [ZeroCopyChunks()], security=_security(config, sessions, store),
+        metrics=DaemonMetrics() if config.metrics_listen else None)
 
 
 def _security(config: CoreConfig, sessions: SessionTable, store: ModelStore) -> Security:

@@ -64,6 +64,10 @@ class ControlPlaneAgent:
         self._channel = open_channel(core_address, transport)
         self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
 
+    def current_load(self) -> common_pb2.NodeLoad:
+        """What the next heartbeat will report (also what the node's metrics endpoint shows)."""
+        return self._load()
+
     @property
     def node_id(self) -> str:
         return self.info.node_id

@@ -44,6 +44,8 @@ from node.runtime import (
     load_report,
     model_folder,
     node_identity,
+    node_metrics,
+    serve_node_metrics,
 )
 from up.convert import model_ref
 from up.runner import GenerationRunner
@@ -111,7 +113,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
                 up_grpc.add_UserPlaneServiceServicer_to_server),
         Service("netgpt.v1.ProfileService", ProfileServicer(profiles, UserData(profiles, gateway)),
                 profile_grpc.add_ProfileServiceServicer_to_server),
-    ], security=who.security(config, edge_rules(session_owner(sessions))))
+    ], security=who.security(config, edge_rules(session_owner(sessions))), metrics=node_metrics(config))
     info = common_pb2.NodeInfo(
         node_id=settings.node_id, role=common_pb2.NODE_ROLE_EDGE, address=advertised_address(config, server),
         region=config.region, cell_ids=config.cells,
@@ -130,6 +132,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         .on("deploy", deployer.handle).on("rollback", deployer.handle)
         .on("start_training", trainer.handle).on("cancel_training", trainer.handle), who.transport)
     agent.start()
+    serve_node_metrics(server, config, agent)
     sweep.start()
     trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline,

@@ -30,6 +30,7 @@ class DaemonSettings:
     tls_cert: str = ""  # this daemon's certificate (its CN is the node id, its OU the role)
     tls_key: str = ""  # this daemon's private key
     insecure: bool = False  # plaintext, no identities: loopback development only (logs a warning)
+    metrics_listen: str = ""  # host:port of a Prometheus /metrics endpoint; empty: off
     audit_log: str = ""  # operator actions as JSON lines; empty: audit.jsonl in the store (core) or data dir (nodes)
 
 

@@ -18,6 +18,7 @@ from netgpt.access import AccessInterceptor, AuditLog, Rule
 from netgpt.alloc import tune_for_transfers
 from netgpt.errors import StartupError
 from netgpt.interceptors import Behaviour, ErrorMappingInterceptor, WrappingInterceptor
+from netgpt.metrics import DaemonMetrics
 from netgpt.tls import PLAINTEXT, Identity, Transport, is_loopback
 
 log = structlog.get_logger(__name__)
@@ -174,6 +175,14 @@ class NetGptServer:
     host: str
     services: list[str] = field(default_factory=list)
     gate: DrainGate = field(default_factory=DrainGate)
+    metrics: DaemonMetrics | None = None  # the daemon's Prometheus registry, when it serves one
+    metrics_port: int = 0
+
+    def serve_metrics(self, address: str) -> None:
+        """Start ``/metrics`` on ``address`` (after the daemon registered its collectors)."""
+        if self.metrics is not None and address:
+            self.metrics_port = self.metrics.serve(address)
+            log.info("metrics.serving", address=f"{_split_host(address)}:{self.metrics_port}")
 
     @property
     def address(self) -> str:
@@ -202,6 +211,8 @@ class NetGptServer:
                 log.warning("server.drain_timeout", address=self.address, grace_s=grace_s,
                             in_flight=self.gate.in_flight)
         await self.server.stop(0)
+        if self.metrics is not None:
+            self.metrics.stop()
         log.info("server.stopped", address=self.address)
 
 
@@ -235,7 +246,7 @@ def _split_host(address: str) -> str:
 
 async def start_server(address: str, services: Sequence[Service],
                        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
-                       security: Security = DEVELOPMENT) -> NetGptServer:
+                       security: Security = DEVELOPMENT, metrics: DaemonMetrics | None = None) -> NetGptServer:
     """Bind ``address`` (port 0 = ephemeral), register services + health + reflection, start.
 
     ``security`` says who may call (mutual TLS + the access table; plaintext only on loopback);
@@ -244,7 +255,8 @@ async def start_server(address: str, services: Sequence[Service],
     tune_for_transfers()  # every daemon streams artifacts (the core's store, the nodes' blobs)
     gate = DrainGate()  # outermost: a draining server refuses new work before auth or anything else runs
     access = AccessInterceptor(rules=security.rules, transport=security.transport, audit=security.audit)
-    server = grpc.aio.server(interceptors=[gate, access, *interceptors, ErrorMappingInterceptor()],
+    counted = [metrics.rpc] if metrics is not None else []
+    server = grpc.aio.server(interceptors=[gate, access, *counted, *interceptors, ErrorMappingInterceptor()],
                              options=SERVER_OPTIONS)
     for service in services:
         service.add(service.servicer, server)
@@ -260,7 +272,7 @@ async def start_server(address: str, services: Sequence[Service],
         raise BindError(f"cannot listen on {address}: address in use or invalid")
     await server.start()
     handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names,
-                          gate=gate)
+                          gate=gate, metrics=metrics)
     await handle.set_serving(True)
     tls = security.transport
     log.info("server.started", address=handle.address, services=names,

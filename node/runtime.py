@@ -19,6 +19,7 @@ from netgpt.access import AuditLog, Rule
 from netgpt.config import NodeConfig
 from netgpt.engine import ModelLoadError
 from netgpt.errors import StartupError
+from netgpt.metrics import DaemonMetrics, node_load_metrics
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import NetGptServer, Security, Service
 from netgpt.tiny_models import TinyModels, ensure_tiny_models
@@ -69,6 +70,18 @@ class NodeIdentity:
     def security(self, config: NodeConfig, rules: dict[str, Rule]) -> Security:
         audit = Path(config.audit_log).expanduser() if config.audit_log else data_dir() / f"audit-{self.node_id}.jsonl"
         return Security(self.transport, rules, AuditLog(audit))
+
+
+def node_metrics(config: NodeConfig) -> DaemonMetrics | None:
+    """The node's Prometheus registry when ``metrics_listen`` is set (pass it to start_server)."""
+    return DaemonMetrics() if config.metrics_listen else None
+
+
+def serve_node_metrics(server: NetGptServer, config: NodeConfig, agent: ControlPlaneAgent) -> None:
+    """Expose the node's load report (the heartbeat's figures) next to the per-RPC metrics, and serve."""
+    if server.metrics is not None:
+        server.metrics.add(lambda: node_load_metrics(agent.current_load, agent.node_id))
+        server.serve_metrics(config.metrics_listen)
 
 
 def node_identity(config: NodeConfig, role: str) -> NodeIdentity:
