@@ -31,6 +31,7 @@ from netgpt.config import CoreConfig
 from netgpt.errors import StartupError
 from netgpt.metrics import DaemonMetrics, core_metrics
 from netgpt.server import NetGptServer, Security, Service, start_server
+from netgpt.tasks import cancel_and_wait
 from netgpt.tls import daemon_transport
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -63,8 +64,7 @@ class CoreHandle:
             await self.server.stop(grace_s)
         finally:
             if self.sweeper is not None:
-                self.sweeper.cancel()
-                await asyncio.gather(self.sweeper, return_exceptions=True)
+                await cancel_and_wait(self.sweeper)
             self.state.close()
 
 

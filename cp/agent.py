@@ -22,6 +22,7 @@ import grpc
 import structlog
 
 from netgpt.channels import open_channel
+from netgpt.tasks import cancel_and_wait
 from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -77,8 +78,7 @@ class ControlPlaneAgent:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)  # its heartbeat loop uses wait_for, which can swallow one cancel
         await self._channel.close()
 
     def retry_cap_s(self) -> float:

@@ -14,7 +14,6 @@ store opens, and by :class:`RetentionSweep` on an idle edge. Deletion really del
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 import threading
@@ -26,6 +25,7 @@ import structlog
 
 from edge_node.desensitise import desensitise
 from netgpt.errors import InvalidArgument, NotFound
+from netgpt.tasks import cancel_and_wait
 
 MAX_PREFERENCES = 16
 MAX_PREFERENCE_CHARS = 120
@@ -188,9 +188,7 @@ class RetentionSweep:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
 

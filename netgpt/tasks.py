@@ -7,6 +7,20 @@ from collections.abc import Coroutine
 from typing import Any
 
 
+async def cancel_and_wait(*tasks: asyncio.Task[Any], every_s: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until they are done, cancelling again while one keeps running.
+
+    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that arrives as its inner
+    future completes (gh-86296), so one ``cancel()`` may not end a loop that uses it; a task
+    that survived the first one gets another every ``every_s`` instead of being awaited forever.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=every_s)
+
+
 class TaskGroup:
     """Tasks that outlive the call that started them (a deploy, a training job) but not their owner."""
 
@@ -28,6 +42,4 @@ class TaskGroup:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def cancel_all(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
