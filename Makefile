@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.netgpt-installed
 
-.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models stubs stubs-check proto-breaking proto-release wheel-check
+.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models netmgmt-models stubs stubs-check proto-breaking proto-release wheel-check
 
 demo: $(STAMP)
 	$(VENV)/bin/netgpt demo
@@ -81,6 +81,12 @@ bench: $(STAMP)
 # the trained starter models (netgpt/assets/starter, committed): rebuilt from the seeded recipe, ~15 min on 2 cores
 starter-models: $(STAMP)
 	$(PY) -m tasks.prompt_completion.starter --threads 1
+
+# the network-management models (netgpt/assets/netmgmt, committed): popularity prediction and intent inference,
+# GPT-2 fine-tuned from the starter GPT-2 by the project's trainer on seeded data; ~25 min on 2 cores
+netmgmt-models: $(STAMP)
+	$(PY) -m tasks.popularity.recipe --threads 1
+	$(PY) -m tasks.intent.recipe --threads 1
 
 clean-cache:
 	rm -rf $${NETGPT_CACHE_DIR:-$$HOME/.cache/netgpt}

@@ -29,7 +29,7 @@ async def start_fleet_edge(core_address: str, node_id: str, root: Path, model: L
     """One edge node on 127.0.0.1:0 with its own deploy folder under ``root``."""
     config = EdgeConfig(**{"node_id": node_id, "listen": "127.0.0.1:0", "core": core_address, "cells": ["cell-1"],
                            "profiles_db": ":memory:", "deploy_dir": str(root / node_id), "intent_tokens": 0,
-                           **overrides})
+                           "popularity_model": "none", "intent_model": "none", **overrides})
     if not _KNOWLEDGE:
         _KNOWLEDGE.append(load_knowledge(config))
     return await start_edge(config, model, _KNOWLEDGE[0])  # type: ignore[arg-type]  # the edge runs any LanguageModel

@@ -1,14 +1,18 @@
-"""``netgpt eval prompt``: the concise → comprehensive prompt → answer task on the held-out questions.
+"""``netgpt eval prompt|popularity|intent``: the research's tasks on data the models never saw.
 
-Runs the held-out set through an all-in-one cluster with the models under test and with the
-baseline models, adds the retrieval-only baseline, prints one table and writes JSON (``--out``).
+``prompt`` runs the held-out questions through an all-in-one cluster with the models under test and
+with the baseline models and adds the retrieval-only baseline; ``popularity`` and ``intent`` run
+the edge's network-management models (ONNX, as the edge serves them) against their baselines.
+Each prints one table (a row per method) and writes JSON with ``--json FILE``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 from cli.common import Subparsers, quiet
 
@@ -23,8 +27,35 @@ def add_commands(sub: Subparsers) -> None:
                         help="models of the baseline rows, edge and cloud (default: tiny; none: no such rows)")
     prompt.add_argument("--limit", type=int, default=0, help="only the first N held-out questions (0: all)")
     prompt.add_argument("--max-new-tokens", type=int, default=0, help="answer length (default: the evaluation's)")
-    prompt.add_argument("--out", type=Path, help="write the report as JSON here")
+    prompt.add_argument("--json", "--out", dest="out", type=Path, help="write the report as JSON here")
     prompt.set_defaults(run=quiet(_prompt))
+    for task, text in (("popularity", "popularity prediction: the fine-tuned GPT-2 vs persistence, time-of-day "
+                                      "frequency and logistic regression, on the held-out intervals"),
+                       ("intent", "intent inference: the fine-tuned GPT-2 vs a rule/regex extractor, on held-out "
+                                  "phrasings and vocabulary")):
+        parser = tasks.add_parser(task, help=text, description=text)
+        parser.add_argument("--model", type=Path, default=None, help="a fine-tuned GPT-2 folder (default: packaged)")
+        parser.add_argument("--limit", type=int, default=0, help="only the first N test items (0: all)")
+        parser.add_argument("--json", "--out", dest="out", type=Path, help="write the report as JSON here")
+        parser.set_defaults(run=quiet(_netmgmt), task=task)
+
+
+def _write(report: Any, out: Path | None) -> None:
+    print(report.table())
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+
+
+def _netmgmt(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    module = importlib.import_module(f"tasks.{args.task}.evaluate")
+    with tqdm(desc=f"eval {args.task}", unit="item") as bar:
+        report = module.evaluate(model_dir=args.model, limit=args.limit, progress=bar.update)
+    _write(report, args.out)
+    return 0
 
 
 def _prompt(args: argparse.Namespace) -> int:
@@ -43,9 +74,5 @@ def _prompt(args: argparse.Namespace) -> int:
         with tqdm(total=len(questions), desc=f"eval {edge} + {cloud}", unit="q") as bar:
             report += evaluate(edge, cloud, questions, max_new_tokens, progress=bar.update)
     report += retrieval_baseline(questions)
-    print(report.table())
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.out}")
+    _write(report, args.out)
     return 0

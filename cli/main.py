@@ -1,8 +1,8 @@
 """The ``netgpt`` command: builds the parser from one module per command group and runs it.
 
 Command groups, in ``--help`` order: daemons (core, cloud, edge), ask, nodes, policy, model,
-workflow, data, train, eval, pki, demo, ran-sim. Each module exposes ``add_commands(sub)``; errors become
-messages and exit statuses in one place (:func:`cli.common.report_error`).
+workflow, data, train, eval, intent + popularity, pki, demo, ran-sim. Each module exposes
+``add_commands(sub)``; errors become messages and exit statuses in one place (:func:`cli.common.report_error`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import sys
 
 import grpc
 
-from cli import ask, daemons, data, demo_command, eval, model, nodes, pki, policy, ran_sim, train, workflow
+from cli import ask, daemons, data, demo_command, eval, model, netmgmt, nodes, pki, policy, ran_sim, train, workflow
 from cli.common import report_error, use_client_identity
 from netgpt.errors import StartupError
 
-COMMAND_GROUPS = (daemons, ask, nodes, policy, model, workflow, data, train, eval, pki, demo_command, ran_sim)
+COMMAND_GROUPS = (daemons, ask, nodes, policy, model, workflow, data, train, eval, netmgmt, pki,
+                  demo_command, ran_sim)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,9 @@ def edge_loader(providers: str) -> Loader:
 
 
 def edge_deployer(config: EdgeConfig, node_id: str, slot: ModelSlot, on_swap: Callable[[Served], None],
-                  blobs: BlobCache | None = None, transport: Transport | None = None) -> Deployer:
+                  blobs: BlobCache | None = None, transport: Transport | None = None, sub_dir: str = "") -> Deployer:
+    """``sub_dir``: a folder of its own under the node's deploy dir (a task model's deployer)."""
+    folder = deploy_dir(config, node_id) / sub_dir if sub_dir else deploy_dir(config, node_id)
     return Deployer(slot, common_pb2.MODEL_KIND_ONNX_EDGE, edge_loader(config.providers), config.core,
-                    deploy_dir(config, node_id), on_swap, blobs=blobs, node_id=node_id,
+                    folder, on_swap, blobs=blobs, node_id=node_id,
                     transport=transport)

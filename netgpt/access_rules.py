@@ -6,6 +6,8 @@
   training jobs, profiles).
 - ue: establish, read and release its own sessions; generate at the edge in its own session;
   read, update and delete its own profile.
+- network management at the edge: operators infer intents; operators, the RAN and nodes predict
+  popularity (a content cache deciding what to prefetch).
 - ran (a testbed, a RIC xApp, a simulator): report UE attach, handover and detach and cell load
   for any UE (not bound: the RAN speaks for its UEs). Operators may too. RAN events are frequent
   (a handover per UE every few seconds) and telemetry-like: they go to the structlog ``ran.*``
@@ -32,6 +34,7 @@ BLOB = "/netgpt.v1.BlobService/"
 UP = "/netgpt.v1.UserPlaneService/"
 PROFILE = "/netgpt.v1.ProfileService/"
 RAN_SERVICE = "/netgpt.v1.RanService/"
+NETMGMT = "/netgpt.v1.NetworkManagementService/"
 
 _READ = Rule(OPERATOR | NODES)
 _OPERATOR_READ = Rule(OPERATOR)
@@ -103,6 +106,8 @@ def edge_rules(session_owner: Owner) -> dict[str, Rule]:
         PROFILE + "UpdateProfile": Rule(UE | OPERATOR, owner=field_owner("user_id")),
         PROFILE + "DeleteProfile": operator_action(roles=UE | OPERATOR, owner=field_owner("user_id")),
         BLOB + "FetchBlob": _BLOBS,
+        NETMGMT + "PredictPopularity": Rule(OPERATOR | RAN | NODES),  # a cache or xApp in the RAN, peer nodes
+        NETMGMT + "InferIntent": Rule(OPERATOR),
     }
 
 

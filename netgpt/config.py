@@ -105,6 +105,10 @@ class EdgeConfig(NodeConfig):
     answer_cache_ttl_s: float = 60.0  # finished cloud answers reused for this long (0 disables)
     answer_cache_size: int = 1024  # most cached answers (0 disables)
     session_cache_s: float = 10.0  # sessions and workflows looked up at the core are reused this long
+    popularity_model: str = "packaged"  # GPT-2 of PredictPopularity: packaged | a folder | none
+    intent_model: str = "packaged"  # GPT-2 of InferIntent: packaged | a folder | none
+    popularity_log: str = ""  # view log CSV (timestamp,title) PredictPopularity reads intervals from; empty: none
+    popularity_interval_s: float = 21600.0  # length of one interval of the view log (the research: 6 h)
 
 
 SECTIONS: dict[str, type] = {"core": CoreConfig, "cloud": CloudConfig, "edge": EdgeConfig}

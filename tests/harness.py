@@ -28,6 +28,9 @@ async def eventually(predicate: Callable[[], object], what: str, timeout_s: floa
         await asyncio.sleep(poll_s)
 
 
+NO_TASK_MODELS = {"popularity_model": "none", "intent_model": "none"}  # tests of network management set them
+
+
 async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_interval_s: float = 0.5,
                         cloud: dict[str, Any] | None = None, edge: dict[str, Any] | None = None,
                         cloud_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
@@ -41,6 +44,6 @@ async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_int
                                 "store_dir": tempfile.mkdtemp(prefix="netgpt-test-store-"), **(core or {})})
     cloud_config = CloudConfig(**{"node_id": "cloud-1", "listen": "127.0.0.1:0", **(cloud or {})})
     edge_config = EdgeConfig(**{"node_id": "edge-1", "listen": "127.0.0.1:0", "profiles_db": ":memory:",
-                                **(edge or {})})
+                                **NO_TASK_MODELS, **(edge or {})})
     return await start_all_in_one(gpt2, llama, core_config, cloud_config, edge_config, cloud_interceptors,
                                   pki=TEST_PKI)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import eventually, start_cluster
+from harness import NO_TASK_MODELS, eventually, start_cluster
 from helpers import kinds
 from pki import identity, tls
 from slow_model import SlowModel
@@ -88,7 +88,8 @@ async def two_edges(models):
                                   edge={"cells": EDGE_1_CELLS, "session_cache_s": 0.0, "intent_tokens": 0})
     config = EdgeConfig(**{**tls("edge", "edge-2"), "node_id": "edge-2", "listen": "127.0.0.1:0",
                            "core": cluster.core.address, "cells": EDGE_2_CELLS, "profiles_db": ":memory:",
-                           "deploy_dir": tempfile.mkdtemp(prefix="netgpt-edge-2-"), "intent_tokens": 0})
+                           "deploy_dir": tempfile.mkdtemp(prefix="netgpt-edge-2-"), "intent_tokens": 0,
+                           **NO_TASK_MODELS})
     edge_2 = await start_edge(config, gpt2, load_knowledge(config))  # type: ignore[arg-type]
     await eventually(lambda: any(s.info.node_id == "edge-2" and s.health == common_pb2.NODE_HEALTH_SERVING
                                  for s in cluster.core.registry.statuses(common_pb2.NODE_ROLE_EDGE)),

@@ -29,6 +29,7 @@ from netgpt.v1 import (
     common_pb2,
     compute_plane_pb2,
     control_plane_pb2,
+    network_management_pb2,
     profile_pb2,
     ran_pb2,
     training_pb2,
@@ -53,7 +54,8 @@ def test_every_rpc_has_an_access_rule():
     """Deny by default is the safety net; a method missing here would be closed to everyone, by accident."""
     core_served = _methods(control_plane_pb2, compute_plane_pb2, training_pb2, workflow_pb2, blob_pb2, ran_pb2)
     assert core_served == set(core_rules(lambda request: ""))
-    assert _methods(user_plane_pb2, profile_pb2, blob_pb2) == set(edge_rules(lambda request: ""))
+    edge_served = _methods(user_plane_pb2, profile_pb2, blob_pb2, network_management_pb2)
+    assert edge_served == set(edge_rules(lambda request: ""))
     assert _methods(user_plane_pb2, blob_pb2) == set(cloud_rules())
 
 

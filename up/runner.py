@@ -13,8 +13,9 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import structlog
 
@@ -23,6 +24,7 @@ from netgpt.errors import ResourceExhausted
 from netgpt.generation import GenerationCancelled, SamplingParams, TokenPiece, generate_tokens
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 Handoff = asyncio.Queue[TokenPiece | BaseException | None]  # worker thread → caller; None: finished
 
@@ -70,6 +72,15 @@ class GenerationRunner:
                 yield item
         finally:
             cancel.set()  # no-op when finished; stops the thread when the caller left early
+
+    async def call(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (a forward pass that is not a token stream: scoring, a short greedy read) on a
+        decode slot, under the same admission control as generations."""
+        await self._acquire()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, work)
+        future.add_done_callback(lambda _: self._release(loop))
+        return await future
 
     def _work(self, model: LanguageModel, prompt_ids: list[int], params: SamplingParams,
               cancel: threading.Event, loop: asyncio.AbstractEventLoop, queue: Handoff) -> None:

@@ -1,0 +1,113 @@
+"""The edge's network-management models (popularity prediction, intent inference) beside its
+prompt-completion GPT-2: one model slot and one deployer per task.
+
+Each task model is a GPT-2 edge artifact like the main one and is published, deployed and rolled
+back with the same compute-plane commands. A deploy goes to the task whose served model has the
+deploy's model *name* (``gpt2-popularity``, ``gpt2-intent``); every other deploy goes to the main
+model. A rollback undoes the last deploy this node ran, whichever slot it went to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cmp.agent import Deployer
+from edge_node.deployer import edge_deployer
+from edge_node.intent import packaged_model_dir as packaged_intent
+from edge_node.ort_engine import OrtGpt2Model
+from edge_node.popularity import packaged_model_dir as packaged_popularity
+from netgpt.config import EdgeConfig
+from netgpt.errors import StartupError
+from netgpt.model_slot import ModelSlot, Served
+from netgpt.tls import Transport
+from netgpt.v1 import common_pb2
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from up.convert import model_ref
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str  # the task: popularity | intent
+    model_name: str  # the model name its versions are published under; deploys of it go to this task
+    packaged: Callable[[], Path]  # the trained model shipped in the package
+
+    def setting(self, config: EdgeConfig) -> str:
+        return str(getattr(config, f"{self.name}_model"))
+
+
+TASKS = (TaskSpec("popularity", "gpt2-popularity", packaged_popularity),
+         TaskSpec("intent", "gpt2-intent", packaged_intent))
+
+
+def task_folder(spec: TaskSpec, value: str) -> Path | None:
+    """``<task>_model`` → folder: ``packaged`` (the shipped model), a path, or ``none``/empty (task off)."""
+    if value in ("", "none"):
+        return None
+    folder = spec.packaged() if value == "packaged" else Path(value)
+    if not (folder / "config.json").is_file():
+        raise StartupError(f"{spec.name}_model: {folder} is not a GPT-2 folder (no config.json); "
+                           "use packaged, none, or a fine-tuned model's folder")
+    return folder
+
+
+def load_task_models(config: EdgeConfig) -> dict[str, OrtGpt2Model]:
+    """The configured task models, exported to ONNX on first use (cached) and opened; blocking."""
+    models = {}
+    for spec in TASKS:
+        folder = task_folder(spec, spec.setting(config))
+        if folder is not None:
+            models[spec.name] = OrtGpt2Model.load(folder, providers=config.providers, name=spec.model_name,
+                                                  max_batch=1)
+    return models
+
+
+def task_slots(models: Mapping[str, OrtGpt2Model]) -> dict[str, ModelSlot]:
+    return {task: ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)))
+            for task, model in models.items()}
+
+
+class TaskDeployers:
+    """The main deployer and one per task slot, behind the one ``deploy``/``rollback`` handler."""
+
+    def __init__(self, main: Deployer, tasks: Mapping[str, Deployer]) -> None:
+        self.main = main
+        self.tasks = dict(tasks)
+        self._last = main  # the deployer of the last deploy: a rollback undoes that one
+
+    def for_model(self, name: str) -> Deployer:
+        return next((d for d in self.tasks.values() if d.slot.current.ref.name == name), self.main)
+
+    def handle(self, command: cp_pb2.NodeCommand) -> bool:
+        if command.WhichOneof("command") == "deploy":
+            self._last = self.for_model(command.deploy.model.name)
+        return self._last.handle(command)
+
+    def states(self) -> list[common_pb2.DeploymentState]:
+        states = self.main.states()
+        for deployer in self.tasks.values():
+            states.extend(deployer.states())
+        return states
+
+    def served(self) -> list[common_pb2.ModelRef]:
+        """Main model first: the core reads a node's first served model as the one it serves."""
+        return [self.main.slot.current.ref, *(d.slot.current.ref for d in self.tasks.values())]
+
+    async def idle(self) -> None:
+        for deployer in [self.main, *self.tasks.values()]:
+            await deployer.idle()
+
+    async def close(self) -> None:
+        for deployer in self.tasks.values():
+            await deployer.close()
+
+
+def task_deployers(config: EdgeConfig, node_id: str, main: Deployer, slots: Mapping[str, ModelSlot],
+                   transport: Transport | None) -> TaskDeployers:
+    """A deployer per task slot, in its own folder with its own blob shelf (the main model's shelf is
+    the one peers fetch from)."""
+    deployers = {task: edge_deployer(config, node_id, slot, lambda served: None, transport=transport,
+                                     sub_dir=task)
+                 for task, slot in slots.items()}
+    return TaskDeployers(main, deployers)
