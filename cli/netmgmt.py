@@ -45,7 +45,7 @@ def add_commands(sub: Subparsers) -> None:
     predict.add_argument("--log", type=Path, default=None,
                          help="a view log CSV (timestamp,title) read here and sent as the history window; "
                               "default: the edge's own popularity_log")
-    predict.add_argument("--interval-s", type=float, default=21600.0, help="interval length of --log (default: 6 h)")
+    predict.add_argument("--interval-s", type=int, default=21600, help="interval length of --log (default: 6 h)")
     predict.add_argument("--top-k", type=int, default=10, help="titles to print (0: all)")
     predict.set_defaults(run=quiet(sync(_predict)))
 
@@ -95,7 +95,7 @@ async def _intent(args: argparse.Namespace) -> int:
     return 0 if not reply.needs_clarification else 3
 
 
-def window_request(log: Path, interval: int, interval_s: float, top_k: int) -> nm_pb2.PredictPopularityRequest:
+def window_request(log: Path, interval: int, interval_s: int, top_k: int) -> nm_pb2.PredictPopularityRequest:
     from edge_node.popularity import DEFAULT_LAGS, ViewLog
 
     views = ViewLog.from_csv(log, interval_s)

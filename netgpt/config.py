@@ -108,7 +108,7 @@ class EdgeConfig(NodeConfig):
     popularity_model: str = "packaged"  # GPT-2 of PredictPopularity: packaged | a folder | none
     intent_model: str = "packaged"  # GPT-2 of InferIntent: packaged | a folder | none
     popularity_log: str = ""  # view log CSV (timestamp,title) PredictPopularity reads intervals from; empty: none
-    popularity_interval_s: float = 21600.0  # length of one interval of the view log (the research: 6 h)
+    popularity_interval_s: int = 21600  # length of one interval of the view log (the research: 6 h)
 
 
 SECTIONS: dict[str, type] = {"core": CoreConfig, "cloud": CloudConfig, "edge": EdgeConfig}
