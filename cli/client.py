@@ -10,6 +10,7 @@ import grpc
 
 from netgpt.channels import DEFAULT_TIMEOUT_S, open_channel
 from netgpt.tls import Transport
+from netgpt.tracing import tracer
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -109,6 +110,13 @@ async def ask(core_address: str, question: Question, printer: Printer | None = N
 
     ``transport``: who asks (None: the process's client identity)."""
     printer = printer or Printer(None)
+    with tracer(__name__).start_as_current_span("netgpt.ask", attributes={"netgpt.ue_id": question.ue_id,
+                                                                            "netgpt.cell_id": question.cell_id}):
+        return await _ask(core_address, question, printer, transport)
+
+
+async def _ask(core_address: str, question: Question, printer: Printer, transport: Transport | None) -> Transcript:
+    """One trace from the UE: the session's establishment, the answer's stream, the release."""
     async with open_channel(core_address, transport) as core_channel:
         core = cp_grpc.ControlPlaneServiceStub(core_channel)
         session = await establish(core, question)

@@ -11,6 +11,7 @@ from typing import Any
 from cli.common import Run, Subparsers
 from netgpt import config as cfg
 from netgpt.logs import configure_logging
+from netgpt.tracing import configure_tracing
 
 
 def add_commands(sub: Subparsers) -> None:
@@ -29,6 +30,7 @@ def _daemon(section: str, cls: type, serve: Callable[[Any], Coroutine[Any, Any, 
     def run(args: argparse.Namespace) -> int:
         config = cfg.load(cls, section, args)
         configure_logging(json=True, level=config.log_level)
+        configure_tracing(f"netgpt-{section}", config.otlp_endpoint)
         asyncio.run(serve(config))
         return 0
 

@@ -6,6 +6,7 @@ import json
 
 import grpc
 
+from netgpt import tracing
 from netgpt.errors import StartupError
 from netgpt.server import MAX_MESSAGE_BYTES
 from netgpt.tls import Identity, Transport
@@ -72,9 +73,11 @@ def open_channel(address: str, transport: Transport | None = None) -> grpc.aio.C
     """An aio channel to ``address`` (host:port) with the project defaults: mutual TLS with
     ``transport``'s certificate (the process default when None), or plaintext when it is PLAINTEXT."""
     transport = default_transport() if transport is None else transport
+    traced = tracing.client_interceptors()  # the caller's trace context goes out as traceparent
     if isinstance(transport, Identity):
-        return grpc.aio.secure_channel(address, transport.channel_credentials(), options=CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(address, transport.channel_credentials(), options=CHANNEL_OPTIONS,
+                                       interceptors=traced)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=traced)
 
 
 def remaining_s(context: grpc.aio.ServicerContext, cap_s: float | None = None) -> float | None:

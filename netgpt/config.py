@@ -32,6 +32,7 @@ class DaemonSettings:
     insecure: bool = False  # plaintext, no identities: loopback development only (logs a warning)
     metrics_listen: str = ""  # host:port of a Prometheus /metrics endpoint; empty: off
     audit_log: str = ""  # operator actions as JSON lines; empty: audit.jsonl in the store (core) or data dir (nodes)
+    otlp_endpoint: str = ""  # host:port of an OpenTelemetry collector (OTLP/gRPC) to export spans to; empty: none
 
 
 @dataclass

@@ -8,11 +8,14 @@ from typing import Any, TextIO
 
 import structlog
 
+from netgpt.tracing import add_trace_ids
+
 
 def configure_logging(json: bool = True, level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog once per process. Daemons log JSON to stderr."""
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

@@ -14,6 +14,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from netgpt import tracing
 from netgpt.access import AccessInterceptor, AuditLog, Rule
 from netgpt.alloc import tune_for_transfers
 from netgpt.errors import StartupError
@@ -256,7 +257,8 @@ async def start_server(address: str, services: Sequence[Service],
     gate = DrainGate()  # outermost: a draining server refuses new work before auth or anything else runs
     access = AccessInterceptor(rules=security.rules, transport=security.transport, audit=security.audit)
     counted = [metrics.rpc] if metrics is not None else []
-    server = grpc.aio.server(interceptors=[gate, access, *counted, *interceptors, ErrorMappingInterceptor()],
+    traced = tracing.server_interceptor()  # continues the caller's trace: refusals show in it too
+    server = grpc.aio.server(interceptors=[gate, traced, access, *counted, *interceptors, ErrorMappingInterceptor()],
                              options=SERVER_OPTIONS)
     for service in services:
         service.add(service.servicer, server)
