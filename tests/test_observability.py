@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -78,3 +80,30 @@ def test_a_taken_metrics_port_is_a_startup_error():
             DaemonMetrics().serve(f"127.0.0.1:{port}")
     finally:
         first.stop()
+
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "examples" / "grafana" / "netgpt-dashboard.json"
+SERIES_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
+
+
+def _exported_names(text: str) -> set[str]:
+    """Every metric family and series name in a /metrics page."""
+    names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    names |= {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines() if line and line[0] != "#"}
+    return names
+
+
+async def test_the_grafana_dashboard_queries_only_metrics_the_daemons_export(observed):
+    session = await new_session(observed.core.address)
+    await generate(observed.edge.address, concise(session, "When does the library close?"))  # fills histograms
+    exported: set[str] = set()
+    for name in ("core", "cloud", "edge"):
+        exported |= _exported_names(await asyncio.to_thread(_scrape, getattr(observed, name).server.metrics_port))
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert len(queries) >= 10
+    referenced = {name for query in queries for name in re.findall(r"\bnetgpt_[a-z0-9_]+", query)}
+    missing = sorted(name for name in referenced if name not in exported)
+    assert not missing, f"the dashboard queries metrics no daemon exports: {missing}"
+    families = {name for name in referenced if not name.endswith(SERIES_SUFFIXES)}
+    assert {"netgpt_queue_depth", "netgpt_heartbeat_age_seconds", "netgpt_deployments"} <= families
