@@ -2,20 +2,23 @@
 metadata, OpenTelemetry spans for every RPC served and every RPC called, and the trace id in
 every structlog event logged inside a span, so one request can be followed across hosts.
 
-Every server (``start_server``) and every channel (``open_channel``) is instrumented with
-OpenTelemetry's own gRPC interceptors (``opentelemetry-instrumentation-grpc``). Spans are always
+Every server (``start_server``) is instrumented with OpenTelemetry's own gRPC server interceptor
+(``opentelemetry-instrumentation-grpc``); every channel (``open_channel``) with
+:class:`TraceContext`, because the package's aio *client* interceptors await the end of a
+call before handing it back (a client stream written with ``call.write`` then never starts) and
+wrap server streams in a generator that cannot be cancelled. Spans are always
 created, so logs always carry ``trace_id``; they leave the process only when a daemon is given an
 ``otlp_endpoint`` (the optional ``netgpt[otlp]`` extra) or a test adds an exporter.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import grpc
-from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -68,10 +71,88 @@ def server_interceptor() -> grpc.aio.ServerInterceptor:
     return interceptor
 
 
+def _method_name(method: str | bytes) -> str:
+    return method.decode() if isinstance(method, bytes) else method
+
+
+def _finished_code(call: grpc.aio.Call) -> grpc.StatusCode | None:
+    """The status code of a call that is done, read without the event loop: ``call.code()`` of a
+    finished call returns without suspending. None if it would suspend."""
+    pending = call.code()
+    try:
+        pending.send(None)
+    except StopIteration as stop:
+        code: grpc.StatusCode = stop.value
+        return code
+    pending.close()
+    return None
+
+
+def _end_span(span: trace.Span, call: grpc.aio.Call) -> None:
+    """Ends the CLIENT span in the call's done callback, so it is finished when the caller sees the end."""
+    code = _finished_code(call)
+    if code is not None:
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code != grpc.StatusCode.OK:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
+    span.end()
+
+
+class TraceContext:
+    """A CLIENT span per call, its context sent as ``traceparent`` metadata; the call object goes back
+    to the caller untouched (writes, reads, cancel) and the span ends when the call does. grpc.aio
+    files an interceptor under its first matching kind only, hence one subclass per kind."""
+
+    async def _call(self, continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
+                    details: grpc.aio.ClientCallDetails, request: Any) -> Any:
+        method = _method_name(details.method)
+        service, _, name = method.lstrip("/").partition("/")
+        span = tracer(__name__).start_span(method.lstrip("/"), kind=trace.SpanKind.CLIENT, attributes={
+            "rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        for key, value in carrier.items():
+            metadata.add(key, value)
+        try:
+            call = await continuation(details._replace(metadata=metadata), request)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+            span.end()
+            raise
+        call.add_done_callback(lambda done: _end_span(span, done))
+        return call
+
+
+class _UnaryUnary(TraceContext, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
+                                    request: Any) -> Any:
+        return await self._call(continuation, client_call_details, request)
+
+
+class _UnaryStream(TraceContext, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
+                                     request: Any) -> Any:
+        return await self._call(continuation, client_call_details, request)
+
+
+class _StreamUnary(TraceContext, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
+                                     request_iterator: Any) -> Any:
+        return await self._call(continuation, client_call_details, request_iterator)
+
+
+class _StreamStream(TraceContext, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
+                                      request_iterator: Any) -> Any:
+        return await self._call(continuation, client_call_details, request_iterator)
+
+
 def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    """A CLIENT span per call, its context injected as ``traceparent`` metadata."""
+    """:class:`TraceContext` for each kind of call (stateless, shared by every channel)."""
     if "client" not in _state:
-        _state["client"] = list(aio_client_interceptors(tracer_provider=tracer_provider()))  # type: ignore[no-untyped-call]
+        _state["client"] = [_UnaryUnary(), _UnaryStream(), _StreamUnary(), _StreamStream()]
     interceptors: list[grpc.aio.ClientInterceptor] = _state["client"]
     return interceptors
 

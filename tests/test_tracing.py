@@ -81,7 +81,9 @@ async def test_a_request_is_one_trace_from_the_ue_through_edge_and_cloud(traced,
     edge_span, cloud_span = sorted(servers, key=lambda s: len(ancestors(s, index)))
     assert ancestors(edge_span, index)[-1].context.span_id == root.get_span_context().span_id
     assert edge_span in ancestors(cloud_span, index)  # the cloud's span hangs off the edge's
-    assert index[cloud_span.parent.span_id].kind == SpanKind.CLIENT  # through the edge's outgoing call
+    outgoing = index[cloud_span.parent.span_id]
+    assert outgoing.kind == SpanKind.CLIENT  # through the edge's outgoing call, ended with its status
+    assert outgoing.attributes["rpc.grpc.status_code"] == 0
     establish = [s for s in mine if s.kind == SpanKind.SERVER and s.name.endswith("/EstablishSession")]
     assert establish, "the core's span is in the same trace"
 
