@@ -33,6 +33,7 @@ from node.runtime import (
     node_identity,
     node_metrics,
     serve_node_metrics,
+    transfer_counters,
 )
 from up.convert import model_ref
 from up.runner import GenerationRunner
@@ -65,7 +66,7 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
     servicer = CloudUserPlane(slot, CloudGenerator(runner), limits_from(config))
     who = node_identity(config, "cloud")
     node_id = who.node_id
-    shelf, blobs = blob_sharing(config, node_id)
+    shelf, blobs, uploads = blob_sharing(config, node_id)
     server = await start_server(config.listen, [
         blobs,
         Service("netgpt.v1.UserPlaneService", servicer, up_grpc.add_UserPlaneServiceServicer_to_server),
@@ -82,8 +83,8 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
                               who.transport)
     trainer = cloud_trainer(config, info.node_id, slot, who.transport)
     agent = ControlPlaneAgent(config.core, info,
-                              lambda: load_report(runner, [slot.current.ref], deployments=deployer.states(),
-                                                  training=trainer.states(), blobs=shelf.held()),
+                              lambda: load_report(runner, [slot.current.ref], transfer_counters(uploads, deployer),
+                                                  deployer.states(), trainer.states(), shelf.held()),
                               CommandDispatcher().on("deploy", deployer.handle).on("rollback", deployer.handle)
                               .on("start_training", trainer.handle).on("cancel_training", trainer.handle),
                               who.transport)

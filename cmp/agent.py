@@ -128,6 +128,10 @@ def describe(exc: BaseException) -> str:
     return one_line(exc)
 
 
+def ref_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
 def same_version(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
     return (a.name, a.version, a.sha256) == (b.name, b.version, b.sha256)
 
@@ -143,6 +147,7 @@ class Deployer:
         self.kind = kind
         self.retry = retry
         self.fetch_attempts = 0  # FetchModel calls made (tests and logs see resumes)
+        self.bytes_fetched = 0  # artifact bytes fetched from the core and peers (resumed parts counted once)
         self._load = load
         self._on_swap = on_swap
         self._history = history
@@ -272,6 +277,7 @@ class Deployer:
             await fetch.run()
         else:
             await self._fetch_from_core(record, dest)
+        self.bytes_fetched += ref_size(dest)
         return await asyncio.to_thread(self.blobs.admit, dest, ref.sha256)
 
     def _blob_stub(self, source: Source) -> blob_grpc.BlobServiceStub:

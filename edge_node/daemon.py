@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from edge_node.data_policy import DataPolicy
 from edge_node.deployer import edge_deployer
 from edge_node.erasure import UserData
 from edge_node.knowledge import KnowledgeBase
+from edge_node.netmgmt import load_task_models, load_view_log, task_deployers, task_slots
+from edge_node.netmgmt_servicer import NetworkManagementServicer
 from edge_node.ort_engine import OrtGpt2Model
 from edge_node.personalise import Personaliser
 from edge_node.pipeline import EdgePipeline, EdgeSettings
@@ -30,6 +33,7 @@ from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2, workflow_pb2_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+from netgpt.v1 import network_management_pb2_grpc as nm_grpc
 from netgpt.v1 import profile_pb2_grpc as profile_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
@@ -46,6 +50,7 @@ from node.runtime import (
     node_identity,
     node_metrics,
     serve_node_metrics,
+    transfer_counters,
 )
 from up.convert import model_ref
 from up.runner import GenerationRunner
@@ -106,34 +111,43 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
                             DataPolicy.from_settings(config.allowed_cloud_regions))
     sessions = session_directory(cp_grpc.ControlPlaneServiceStub(core_channel), config.session_cache_s)
     workflows = workflow_directory(workflow_pb2_grpc.WorkflowServiceStub(core_channel), config.session_cache_s)
-    shelf, blobs = blob_sharing(config, settings.node_id)
+    shelf, blobs, uploads = blob_sharing(config, settings.node_id)
+    tasks = task_slots(await asyncio.to_thread(load_task_models, config))
+    view_log = await asyncio.to_thread(load_view_log, config)
     server = await start_server(config.listen, [
         blobs,
         Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, slot, limits_from(config), sessions, workflows),
                 up_grpc.add_UserPlaneServiceServicer_to_server),
         Service("netgpt.v1.ProfileService", ProfileServicer(profiles, UserData(profiles, gateway)),
                 profile_grpc.add_ProfileServiceServicer_to_server),
+        Service("netgpt.v1.NetworkManagementService", NetworkManagementServicer(tasks, runner, view_log),
+                nm_grpc.add_NetworkManagementServiceServicer_to_server),
     ], security=who.security(config, edge_rules(session_owner(sessions))), metrics=node_metrics(config))
     info = common_pb2.NodeInfo(
         node_id=settings.node_id, role=common_pb2.NODE_ROLE_EDGE, address=advertised_address(config, server),
         region=config.region, cell_ids=config.cells,
         capabilities=common_pb2.Capabilities(
             accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency,
-            max_context_tokens=model.max_context, models=[slot.current.ref]),
+            max_context_tokens=model.max_context, models=[slot.current.ref, *(t.current.ref for t in tasks.values())]),
     )
     deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served), shelf,
                              who.transport)
+    deployers = task_deployers(config, settings.node_id, deployer, tasks, who.transport)
     trainer = edge_trainer(config, settings.node_id, slot.current.ref, who.transport)
+
+    def report() -> common_pb2.NodeLoad:
+        counters = gateway.counters() | transfer_counters(uploads, deployer, *deployers.tasks.values())
+        return load_report(runner, deployers.served(), counters, deployers.states(), trainer.states(), shelf.held())
+
     agent = ControlPlaneAgent(
-        config.core, info, lambda: load_report(runner, [slot.current.ref], gateway.counters(), deployer.states(),
-                                               trainer.states(), shelf.held()),
+        config.core, info, report,
         CommandDispatcher().on("peers_update", peers.apply)
         .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
-        .on("deploy", deployer.handle).on("rollback", deployer.handle)
+        .on("deploy", deployers.handle).on("rollback", deployers.handle)
         .on("start_training", trainer.handle).on("cancel_training", trainer.handle), who.transport)
     agent.start()
     serve_node_metrics(server, config, agent)
     sweep.start()
     trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline,
-                      extras=[peers, core_channel, trainer, sweep], slot=slot, deployer=deployer)
+                      extras=[peers, core_channel, trainer, sweep, deployers], slot=slot, deployer=deployer)

@@ -15,18 +15,23 @@ from netgpt.v1 import common_pb2
 from node.runtime import deploy_dir
 
 
-def edge_loader(providers: str) -> Loader:
+def edge_loader(providers: str, check: Callable[[OrtGpt2Model], object] | None = None) -> Loader:
+    """``check(model)`` raises when the loaded model cannot do the slot's job (a task model's reader)."""
     def load(folder: Path, ref: common_pb2.ModelRef) -> OrtGpt2Model:
-        return OrtGpt2Model.load_exported(folder, providers=providers, name=ref.name, version=ref.version,
-                                          sha256=ref.sha256)
+        model = OrtGpt2Model.load_exported(folder, providers=providers, name=ref.name, version=ref.version,
+                                           sha256=ref.sha256)
+        if check is not None:
+            check(model)
+        return model
 
     return load
 
 
 def edge_deployer(config: EdgeConfig, node_id: str, slot: ModelSlot, on_swap: Callable[[Served], None],
-                  blobs: BlobCache | None = None, transport: Transport | None = None, sub_dir: str = "") -> Deployer:
+                  blobs: BlobCache | None = None, transport: Transport | None = None, sub_dir: str = "",
+                  check: Callable[[OrtGpt2Model], object] | None = None) -> Deployer:
     """``sub_dir``: a folder of its own under the node's deploy dir (a task model's deployer)."""
     folder = deploy_dir(config, node_id) / sub_dir if sub_dir else deploy_dir(config, node_id)
-    return Deployer(slot, common_pb2.MODEL_KIND_ONNX_EDGE, edge_loader(config.providers), config.core,
+    return Deployer(slot, common_pb2.MODEL_KIND_ONNX_EDGE, edge_loader(config.providers, check), config.core,
                     folder, on_swap, blobs=blobs, node_id=node_id,
                     transport=transport)

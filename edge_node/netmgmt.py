@@ -15,10 +15,13 @@ from pathlib import Path
 
 from cmp.agent import Deployer
 from edge_node.deployer import edge_deployer
+from edge_node.intent import IntentReader
 from edge_node.intent import packaged_model_dir as packaged_intent
 from edge_node.ort_engine import OrtGpt2Model
+from edge_node.popularity import PopularityPredictor, ViewLog
 from edge_node.popularity import packaged_model_dir as packaged_popularity
 from netgpt.config import EdgeConfig
+from netgpt.engine import LanguageModel
 from netgpt.errors import StartupError
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.tls import Transport
@@ -32,13 +35,15 @@ class TaskSpec:
     name: str  # the task: popularity | intent
     model_name: str  # the model name its versions are published under; deploys of it go to this task
     packaged: Callable[[], Path]  # the trained model shipped in the package
+    reader: Callable[[LanguageModel], object]  # the task's reader over a model; raises if the model cannot serve it
 
     def setting(self, config: EdgeConfig) -> str:
         return str(getattr(config, f"{self.name}_model"))
 
 
-TASKS = (TaskSpec("popularity", "gpt2-popularity", packaged_popularity),
-         TaskSpec("intent", "gpt2-intent", packaged_intent))
+TASKS = (TaskSpec("popularity", "gpt2-popularity", packaged_popularity, PopularityPredictor),
+         TaskSpec("intent", "gpt2-intent", packaged_intent, IntentReader))
+SPECS = {spec.name: spec for spec in TASKS}
 
 
 def task_folder(spec: TaskSpec, value: str) -> Path | None:
@@ -61,6 +66,18 @@ def load_task_models(config: EdgeConfig) -> dict[str, OrtGpt2Model]:
             models[spec.name] = OrtGpt2Model.load(folder, providers=config.providers, name=spec.model_name,
                                                   max_batch=1)
     return models
+
+
+def load_view_log(config: EdgeConfig) -> ViewLog | None:
+    """The view log PredictPopularity reads intervals from (``popularity_log``), or None; blocking."""
+    if not config.popularity_log:
+        return None
+    if config.popularity_interval_s <= 0:
+        raise StartupError(f"popularity_interval_s must be > 0, got {config.popularity_interval_s}")
+    try:
+        return ViewLog.from_csv(Path(config.popularity_log), config.popularity_interval_s)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"popularity_log {config.popularity_log}: {exc}") from exc
 
 
 def task_slots(models: Mapping[str, OrtGpt2Model]) -> dict[str, ModelSlot]:
@@ -108,6 +125,6 @@ def task_deployers(config: EdgeConfig, node_id: str, main: Deployer, slots: Mapp
     """A deployer per task slot, in its own folder with its own blob shelf (the main model's shelf is
     the one peers fetch from)."""
     deployers = {task: edge_deployer(config, node_id, slot, lambda served: None, transport=transport,
-                                     sub_dir=task)
+                                     sub_dir=task, check=SPECS[task].reader)
                  for task, slot in slots.items()}
     return TaskDeployers(main, deployers)

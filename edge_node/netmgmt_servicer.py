@@ -13,6 +13,7 @@ import grpc
 import structlog
 
 from edge_node.intent import Intent, IntentReader, Reading
+from edge_node.netmgmt import SPECS
 from edge_node.popularity import DEFAULT_LAGS, PopularityPredictor, ViewLog
 from netgpt.errors import FailedPrecondition, InvalidArgument, Unavailable
 from netgpt.model_slot import ModelSlot, Served
@@ -59,16 +60,22 @@ class NetworkManagementServicer(nm_grpc.NetworkManagementServiceServicer):
         self.slots = slots
         self.runner = runner
         self.view_log = view_log
+        self._readers: dict[str, tuple[Served, object]] = {}  # per task: the reader of the served model
 
-    def _served(self, task: str) -> Served:
+    def _reader(self, task: str) -> tuple[Served, object]:
+        """The task's served model and its reader, built once per model version (a hot swap builds anew)."""
         slot = self.slots.get(task)
         if slot is None:
             raise Unavailable(f"this edge serves no {task} model (its {task}_model setting is none)")
-        return slot.current
+        cached = self._readers.get(task)
+        if cached is None or cached[0] is not slot.current:
+            cached = self._readers[task] = (slot.current, SPECS[task].reader(slot.current.model))
+        return cached
 
     async def PredictPopularity(self, request: nm_pb2.PredictPopularityRequest,
                                 context: grpc.aio.ServicerContext) -> nm_pb2.PredictPopularityResponse:
-        served = self._served("popularity")
+        served, predictor = self._reader("popularity")
+        assert isinstance(predictor, PopularityPredictor)
         source = request.WhichOneof("source")
         if source == "history":
             first, history = request.history.first_interval, window_from_proto(request.history)
@@ -79,7 +86,6 @@ class NetworkManagementServicer(nm_grpc.NetworkManagementServiceServicer):
             first, history = self.view_log.window(request.interval, DEFAULT_LAGS)
         else:
             raise InvalidArgument("set history (a window of views per title) or interval (of the edge's view log)")
-        predictor = PopularityPredictor(served.model)
         ranked = await self.runner.call(lambda: predictor.rank(history, first, request.top_k))
         target = first + len(next(iter(history.values())))
         log.info("popularity.predicted", interval=target, titles=len(history), model=served.ref.version,
@@ -90,8 +96,8 @@ class NetworkManagementServicer(nm_grpc.NetworkManagementServiceServicer):
 
     async def InferIntent(self, request: nm_pb2.InferIntentRequest,
                           context: grpc.aio.ServicerContext) -> nm_pb2.InferIntentResponse:
-        served = self._served("intent")
-        reader = IntentReader(served.model)
+        served, reader = self._reader("intent")
+        assert isinstance(reader, IntentReader)
         reading = await self.runner.call(lambda: reader.read(request.text))
         log.info("intent.inferred", action=reading.intent.action, fields=sorted(reading.confidence),
                  needs_clarification=reading.needs_clarification, missing=reading.missing_fields,

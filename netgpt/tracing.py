@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -64,9 +64,12 @@ def configure_tracing(service: str, otlp_endpoint: str = "") -> None:
 
 
 def server_interceptor() -> grpc.aio.ServerInterceptor:
-    """Continues the caller's trace (or starts one) in a SERVER span around each handler."""
+    """Continues the caller's trace (or starts one) in a SERVER span around each handler. Not around
+    the health service: its Watch writes with ``context.write``, which OpenTelemetry's aio server
+    interceptor (expecting an async generator) breaks; probes are not worth a span each anyway."""
     if "server" not in _state:
-        _state["server"] = aio_server_interceptor(tracer_provider=tracer_provider())  # type: ignore[no-untyped-call]
+        _state["server"] = aio_server_interceptor(  # type: ignore[no-untyped-call]
+            tracer_provider=tracer_provider(), filter_=filters.negate(filters.health_check()))
     interceptor: grpc.aio.ServerInterceptor = _state["server"]
     return interceptor
 

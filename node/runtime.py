@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from cmp.agent import Deployer
 from cmp.blob_cache import BlobCache
@@ -104,18 +105,32 @@ def deploy_dir(config: NodeConfig, node_id: str) -> Path:
     return Path(config.deploy_dir).expanduser() if config.deploy_dir else data_dir() / "deployments" / node_id
 
 
-def blob_sharing(config: NodeConfig, node_id: str) -> tuple[BlobCache, Service]:
+class BlobSharing(NamedTuple):
+    shelf: BlobCache  # verified blobs this node holds
+    service: Service  # the BlobService serving them to peers
+    uploads: UploadBudget  # what those uploads may use, and the bytes they sent
+
+
+def blob_sharing(config: NodeConfig, node_id: str) -> BlobSharing:
     """The node's shelf of verified blobs and the BlobService that serves it to peers within
     ``upload_streams`` / ``upload_peers`` / ``upload_mib_s``."""
     shelf = BlobCache(deploy_dir(config, node_id) / "blobs")
     budget = UploadBudget(config.upload_streams, config.upload_mib_s * (1 << 20), max_peers=config.upload_peers)
-    return shelf, blob_service(shelf, budget)
+    return BlobSharing(shelf, blob_service(shelf, budget), budget)
+
+
+def transfer_counters(uploads: UploadBudget, *deployers: Deployer) -> dict[str, int]:
+    """Artifact bytes this node sent to peers and fetched for its deployments (load report counters)."""
+    return {"blob_bytes_served": uploads.bytes_served,
+            "artifact_bytes_fetched": sum(d.bytes_fetched for d in deployers)}
 
 
 def advertise_model(info: common_pb2.NodeInfo, served: Served) -> None:
-    """After a swap: what the node tells the core when it (re-)registers."""
+    """After a swap of the node's main model (listed first; task models follow): what the node tells
+    the core when it (re-)registers."""
+    others = list(info.capabilities.models[1:])
     del info.capabilities.models[:]
-    info.capabilities.models.append(served.ref)
+    info.capabilities.models.extend([served.ref, *others])
     info.capabilities.max_context_tokens = served.model.max_context
 
 

@@ -1,0 +1,113 @@
+"""The intent model's training data: JSONL prompt/completion pairs for the project's trainer.
+
+Each line is ``{"prompt": "<|request|>{normalised request}<|intent|>", "completion": "{keyword line}"}``
+(the trainer appends EOS). Requests come from the seeded generator (training split) or from a
+user's own labelled file, one JSON object per line::
+
+    {"text": "build a 10 Gbit/s link from Access 1 to Cloud 2", "intent": {"action": "create",
+     "source": "Access 1", "destination": "Cloud 2", "bandwidth_mbps": 10000}}
+    {"text": "...", "target": "act: delete; src: Access 1; dst: Cloud 2"}
+
+(``intent`` uses NetworkIntent's field names; ``target`` is a keyword line, ``none`` for a text
+with no request). ``python -m tasks.intent.dataset --labelled FILE --out train.jsonl`` converts
+such a file; without ``--labelled`` it writes the generated training split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from dataclasses import fields
+from pathlib import Path
+
+from edge_node.intent import Intent, normalise, parse_line, prompt_text, to_target
+from netgpt.errors import InvalidArgument, excerpt
+from tasks.intent.generator import Request, generate
+
+SEED = 2024
+TRAIN_EXAMPLES = 6000
+_FIELD_TYPES = {f.name: f.type for f in fields(Intent)}
+
+
+def example(request: Request) -> dict[str, str]:
+    """One trainer record: the prompt the reader builds at serving time and the keyword line."""
+    return {"prompt": prompt_text(normalise(request.text)), "completion": request.target}
+
+
+def write_dataset(requests: Iterable[Request], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for request in requests:
+            out.write(json.dumps(example(request), ensure_ascii=False) + "\n")
+    return path
+
+
+def build_dataset(path: Path, seed: int = SEED, n: int = TRAIN_EXAMPLES) -> Path:
+    """The generated training split as the trainer's JSONL."""
+    return write_dataset(generate(n, seed), path)
+
+
+def _intent_from(record: dict[str, object], where: str) -> Intent:
+    if "target" in record:
+        target = record["target"]
+        if not isinstance(target, str):
+            raise InvalidArgument(f"{where}: 'target' must be a keyword line string")
+        parsed = parse_line(target)
+        if parsed.problems:
+            raise InvalidArgument(f"{where}: bad keyword line: {'; '.join(parsed.problems)}")
+        return parsed.intent
+    values = record.get("intent")
+    if not isinstance(values, dict):
+        raise InvalidArgument(f"{where}: expected 'intent' (an object of NetworkIntent fields) or 'target'")
+    unknown = sorted(set(values) - set(_FIELD_TYPES))
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown intent fields {unknown[:5]}")
+    intent = Intent(**values)
+    parsed = parse_line(to_target(intent))  # the same checks as a generated line
+    if parsed.problems or parsed.intent != intent:
+        raise InvalidArgument(f"{where}: intent does not fit the keyword line: {'; '.join(parsed.problems)}")
+    return intent
+
+
+def read_labelled(path: Path) -> list[Request]:
+    """A user's labelled requests (``text`` + ``intent`` or ``target`` per line), or InvalidArgument."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc}") from None
+    requests = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"{where}: malformed JSON ({exc.msg}): {excerpt(line)}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record["text"].strip():
+            raise InvalidArgument(f"{where}: expected an object with a non-empty 'text': {excerpt(line)}")
+        try:
+            requests.append(Request(record["text"], _intent_from(record, where)))
+        except TypeError as exc:
+            raise InvalidArgument(f"{where}: {exc}") from None
+    if not requests:
+        raise InvalidArgument(f"{path} holds no labelled requests")
+    return requests
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the intent model's training JSONL.")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--labelled", type=Path, help="your own labelled requests (JSONL: text + intent/target)")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("-n", type=int, default=TRAIN_EXAMPLES, help="generated requests (without --labelled)")
+    args = parser.parse_args(argv)
+    requests = read_labelled(args.labelled) if args.labelled else generate(args.n, args.seed)
+    write_dataset(requests, args.out)
+    print(f"{len(requests)} examples -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
