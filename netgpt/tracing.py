@@ -128,34 +128,26 @@ class TraceContext:
         return call
 
 
-class _UnaryUnary(TraceContext, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
-                                    request: Any) -> Any:
+def _for_kind(kind: type, method: str) -> type:
+    """A :class:`TraceContext` interceptor of one kind of call: ``method`` is that kind's hook."""
+
+    async def intercept(self: TraceContext, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
+                        request: Any) -> Any:
         return await self._call(continuation, client_call_details, request)
 
-
-class _UnaryStream(TraceContext, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
-                                     request: Any) -> Any:
-        return await self._call(continuation, client_call_details, request)
+    return type(f"TraceContext{kind.__name__}", (TraceContext, kind), {method: intercept})
 
 
-class _StreamUnary(TraceContext, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
-                                     request_iterator: Any) -> Any:
-        return await self._call(continuation, client_call_details, request_iterator)
-
-
-class _StreamStream(TraceContext, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails,
-                                      request_iterator: Any) -> Any:
-        return await self._call(continuation, client_call_details, request_iterator)
+_KINDS = ((grpc.aio.UnaryUnaryClientInterceptor, "intercept_unary_unary"),
+          (grpc.aio.UnaryStreamClientInterceptor, "intercept_unary_stream"),
+          (grpc.aio.StreamUnaryClientInterceptor, "intercept_stream_unary"),
+          (grpc.aio.StreamStreamClientInterceptor, "intercept_stream_stream"))
 
 
 def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
     """:class:`TraceContext` for each kind of call (stateless, shared by every channel)."""
     if "client" not in _state:
-        _state["client"] = [_UnaryUnary(), _UnaryStream(), _StreamUnary(), _StreamStream()]
+        _state["client"] = [_for_kind(kind, method)() for kind, method in _KINDS]
     interceptors: list[grpc.aio.ClientInterceptor] = _state["client"]
     return interceptors
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,20 +78,18 @@ def parse_record(record: Any, where: str, line: int = 0) -> Example:
                           f"'output'); found {sorted(record)[:8]}")
 
 
-def read_jsonl(path: Path, max_examples: int | None = None) -> list[Example]:
-    """All examples of a JSONL file (at most ``max_examples``), or InvalidArgument naming the bad line."""
+def jsonl_records(path: Path, what: str = "dataset") -> Iterator[tuple[str, int, str, Any]]:
+    """(``path:line``, line number, line, parsed JSON) of every non-blank line of a UTF-8 JSONL file;
+    InvalidArgument for an unreadable file or a line that is not JSON, naming it."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InvalidArgument(f"dataset {path} does not exist") from None
+        raise InvalidArgument(f"{what} {path} does not exist") from None
     except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"dataset {path} is not UTF-8 text (byte {exc.start})") from None
+        raise InvalidArgument(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
-        raise InvalidArgument(f"dataset {path} cannot be read: {exc.strerror}") from None
-    examples: list[Example] = []
+        raise InvalidArgument(f"{what} {path} cannot be read: {exc.strerror}") from None
     for number, line in enumerate(text.splitlines(), start=1):
-        if max_examples is not None and len(examples) >= max_examples:
-            break
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -100,6 +98,15 @@ def read_jsonl(path: Path, max_examples: int | None = None) -> list[Example]:
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"{where}: malformed JSON ({exc.msg} at column {exc.colno}): "
                                   f"{excerpt(line)}") from None
+        yield where, number, line, record
+
+
+def read_jsonl(path: Path, max_examples: int | None = None) -> list[Example]:
+    """All examples of a JSONL file (at most ``max_examples``), or InvalidArgument naming the bad line."""
+    examples: list[Example] = []
+    for where, number, line, record in jsonl_records(path):
+        if max_examples is not None and len(examples) >= max_examples:
+            break
         try:
             examples.append(parse_record(record, where, number))
         except InvalidArgument as exc:

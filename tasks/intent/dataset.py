@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edge_node.intent import Intent, normalise, parse_line, prompt_text, to_target
 from netgpt.errors import InvalidArgument, excerpt
+from netgpt.training.dataset import jsonl_records
 from tasks.intent.generator import Request, generate
 
 SEED = 2024
@@ -72,19 +73,8 @@ def _intent_from(record: dict[str, object], where: str) -> Intent:
 
 def read_labelled(path: Path) -> list[Request]:
     """A user's labelled requests (``text`` + ``intent`` or ``target`` per line), or InvalidArgument."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"cannot read {path}: {exc}") from None
     requests = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"{where}: malformed JSON ({exc.msg}): {excerpt(line)}") from None
+    for where, _number, line, record in jsonl_records(path, "labelled requests"):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record["text"].strip():
             raise InvalidArgument(f"{where}: expected an object with a non-empty 'text': {excerpt(line)}")
         try:

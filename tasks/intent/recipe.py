@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import tempfile
@@ -34,6 +33,7 @@ from netgpt.training.dataset import file_sha256
 from netgpt.training.trainer import TrainConfig, train
 from tasks.intent.dataset import SEED, TRAIN_EXAMPLES, build_dataset
 from tasks.prompt_completion.starter import _progress_logger, _replace, folder_bytes, save_fp16
+from tasks.recipes import recipe_arguments
 
 log = structlog.get_logger("netgpt.intent.recipe")
 
@@ -110,14 +110,7 @@ def build(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0, evalua
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the model goes")
-    parser.add_argument("--quick", action="store_true", help="a few steps only: checks the recipe, not the model")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
-    args = parser.parse_args(argv)
-    if args.quick and args.out.resolve() == DEFAULT_OUT.resolve():
-        parser.error("--quick builds a throw-away model: pass --out DIR so the committed one is kept")
+    args = recipe_arguments(__doc__, DEFAULT_OUT, argv)
     configure_logging(json=False, level="info")
     record = build(args.out, args.quick, args.threads, not args.no_eval)
     print(json.dumps({"metrics": record["metrics"], "evaluation": record.get("evaluation")}, indent=2))

@@ -11,7 +11,6 @@ recipe, not the model.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import tempfile
@@ -34,6 +33,7 @@ from tasks.popularity.dataset import write_dataset
 from tasks.popularity.intervals import TRAIN_TOP_K, LabelledWindow, chronological_split, training_windows
 from tasks.popularity.synth import DEFAULT_SEED, SynthConfig, generate
 from tasks.prompt_completion.starter import _progress_logger, _replace, folder_bytes, save_fp16
+from tasks.recipes import recipe_arguments
 
 log = structlog.get_logger("netgpt.popularity.recipe")
 
@@ -119,12 +119,7 @@ def build_model(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the model goes")
-    parser.add_argument("--quick", action="store_true", help="a few steps only: checks the recipe, not the model")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation recorded in recipe.json")
-    args = parser.parse_args(argv)
+    args = recipe_arguments(__doc__, DEFAULT_OUT, argv)
     configure_logging(json=False, level="info")
     record = build_model(args.out, args.quick, args.threads, evaluate_model=not args.no_eval)
     print(json.dumps(record["metrics"], indent=2))

@@ -1,0 +1,20 @@
+"""What every task model's recipe shares on its command line (``python -m tasks.<task>.recipe``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def recipe_arguments(doc: str | None, default_out: Path, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``--out``, ``--quick``, ``--threads``, ``--no-eval``; a quick build must not replace the shipped model."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--out", type=Path, default=default_out, help="where the model goes")
+    parser.add_argument("--quick", action="store_true", help="a few steps only: checks the recipe, not the model")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation recorded in recipe.json")
+    args = parser.parse_args(argv)
+    if args.quick and args.out.resolve() == default_out.resolve():
+        parser.error("--quick builds a throw-away model: pass --out DIR so the shipped one is kept")
+    return args
