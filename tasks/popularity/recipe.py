@@ -39,14 +39,14 @@ log = structlog.get_logger("netgpt.popularity.recipe")
 
 SEED = DEFAULT_SEED
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "netgpt" / "assets" / "netmgmt" / "popularity"
-# ~108 tokens per example, 1,700 per step: ~10 minutes at ~3,000 tokens/s on one idle CPU thread
+# ~108 tokens per example, 1,700 per step: ~11.5 minutes at ~3,800 tokens/s on one CPU thread
 TRAIN = TrainConfig(method="full", max_steps=1500, batch_size=16, learning_rate=2e-3, warmup_steps=30,
                     weight_decay=0.01, seed=SEED, eval_fraction=0.02)
 QUICK_WINDOWS = 160
 # Windows from the training 95 % of several logs: the titles' names are drawn from one pool with a
 # different popularity in each log, so the model has to read the history, not remember names.
 TRAIN_LOGS = 4
-TARGET_STRIDE = 3  # every 3rd target of each log (3 is coprime with the 4 day parts): ~27,000 windows
+TARGET_STRIDE = 3  # every 3rd target of each log (3 is coprime with the 4 day parts): ~17,800 windows
 
 
 def starter_gpt2() -> Path:
