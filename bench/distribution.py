@@ -34,13 +34,13 @@ from pathlib import Path
 import grpc
 
 from cmp.transfer_client import fetch_to_file, publish_file
+from cmp.transfer_io import TransferStub
 from netgpt.channels import open_channel, set_default_transport
 from netgpt.hashing import CHUNK_SIZE, sha256_file
 from netgpt.logs import configure_logging
 from netgpt.tls import PLAINTEXT
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
-from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 
 _LEN = struct.Struct("!Q")
 
@@ -149,7 +149,7 @@ async def measure(args: argparse.Namespace, workdir: Path, artifact: Path, peer:
     times: dict[str, list[tuple[float, float, float]]] = {"publish": [], "fetch": [], "raw_put": [], "raw_get": []}
     fetched = workdir / "fetched.bin"
     async with open_channel(peer["core"]) as channel:
-        stub = cmp_grpc.ComputePlaneServiceStub(channel)
+        stub = TransferStub(channel)
         for run in range(args.repeats):
             manifest = cmp_pb2.ModelManifest(name="bench-artifact", version=f"r{run}", size_bytes=size,
                                              sha256=digest, kind=common_pb2.MODEL_KIND_CHECKPOINT)

@@ -22,6 +22,7 @@ import grpc
 from tqdm import tqdm
 
 from cli.common import DEFAULT_TIMEOUT_S, Subparsers, core_actions, enum_choices, on_core
+from cmp.transfer_io import TransferStub
 from netgpt.errors import StartupError
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
@@ -127,7 +128,7 @@ def _wait_flags(parser: argparse.ArgumentParser) -> None:
 
 def _stub_call(core: str, call: Callable[[cmp_grpc.ComputePlaneServiceStub], Awaitable[T]]) -> T:
     """``call`` on the core's compute plane, on an event loop of its own."""
-    return asyncio.run(on_core(core, cmp_grpc.ComputePlaneServiceStub, call))
+    return asyncio.run(on_core(core, TransferStub, call))  # the generated stub, downloads without copies
 
 
 # --- export and publish ---------------------------------------------------------------

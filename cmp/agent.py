@@ -36,6 +36,7 @@ from cmp.convert import plan_from_proto, tallies_to_proto
 from cmp.distribution import FetchPlan, Source, SourceTally
 from cmp.peer_fetch import DEFAULT_PEER_POLICY, PeerFetch, PeerFetchPolicy
 from cmp.transfer_client import fetch_to_file
+from cmp.transfer_io import TransferStub
 from netgpt.channels import open_channel
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import DataLoss, FailedPrecondition, NetGptError, one_line
@@ -44,7 +45,6 @@ from netgpt.tasks import TaskGroup
 from netgpt.tls import Transport
 from netgpt.v1 import blob_pb2_grpc as blob_grpc
 from netgpt.v1 import common_pb2
-from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.words import enum_word
 
@@ -157,7 +157,7 @@ class Deployer:
         self._lock = asyncio.Lock()  # one command at a time, FIFO
         self._tasks = TaskGroup()
         self._channel = open_channel(core_address, transport)
-        self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
+        self._stub = TransferStub(self._channel)
         self._peer_policy = peer_policy
         self.node_id = node_id
         self._peer_channels: dict[str, grpc.aio.Channel] = {}

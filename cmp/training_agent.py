@@ -35,13 +35,13 @@ from cmp.agent import RETRYABLE, RetryPolicy, describe, status_code
 from cmp.archive import unpack
 from cmp.convert import METHODS, train_settings
 from cmp.transfer_client import fetch_to_file, publish_file
+from cmp.transfer_io import TransferStub
 from netgpt.channels import open_channel
 from netgpt.errors import DataLoss
 from netgpt.tasks import TaskGroup
 from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
-from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.words import enum_word
 
@@ -186,7 +186,7 @@ class TrainingAgent:
         self._lock = asyncio.Lock()  # one job at a time, FIFO
         self._tasks = TaskGroup()
         self._channel = open_channel(core_address, transport)
-        self._stub = cmp_grpc.ComputePlaneServiceStub(self._channel)
+        self._stub = TransferStub(self._channel)
 
     # --- commands from the control plane (sync: called from the heartbeat loop) -------------
 

@@ -19,6 +19,7 @@ import grpc
 
 from netgpt.v1 import blob_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
+from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 
 T = TypeVar("T")
 Data = bytes | memoryview  # a chunk's bytes; a memoryview when decoded without a copy (ChunkView)
@@ -107,6 +108,9 @@ class ChunkView:
     def WhichOneof(self, group: str) -> str:  # the protobuf method it stands in for
         return "chunk"
 
+    def HasField(self, name: str) -> bool:  # the protobuf method it stands in for
+        return name == "chunk"
+
 
 def _varint(raw: memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
@@ -164,3 +168,25 @@ class ZeroCopyChunks(grpc.aio.ServerInterceptor):
             return decode_chunk(raw, 2) or parse(raw)
 
         return handler._replace(request_deserializer=deserialize)
+
+
+FETCH_METHOD = "/netgpt.v1.ComputePlaneService/FetchModel"
+FETCH_CHUNK_FIELD = cmp_pb2.FetchModelResponse.DESCRIPTOR.fields_by_name["chunk"].number
+
+
+def decode_fetch_response(raw: bytes) -> cmp_pb2.FetchModelResponse | ChunkView:
+    """A FetchModel message: chunks as :class:`ChunkView` over gRPC's own bytes, the rest as protobuf."""
+    return decode_chunk(raw, FETCH_CHUNK_FIELD) or cmp_pb2.FetchModelResponse.FromString(raw)
+
+
+class TransferStub(cmp_grpc.ComputePlaneServiceStub):
+    """The generated stub whose FetchModel hands chunks over without copying them: the mirror of
+    :class:`ZeroCopyChunks` on the receiving side of a download (protobuf's parse and ``chunk.data``
+    would copy every MiB twice on the event loop)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        super().__init__(channel)
+        self.FetchModel = channel.unary_stream(
+            FETCH_METHOD, request_serializer=cmp_pb2.FetchModelRequest.SerializeToString,
+            response_deserializer=decode_fetch_response)
+

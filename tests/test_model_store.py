@@ -16,6 +16,7 @@ from cmp.blobio import HashingWriter
 from cmp.manifest import Manifest
 from cmp.store import ModelStore
 from cmp.transfer_client import fetch_to_file, publish_file
+from cmp.transfer_io import TransferStub
 from core.daemon import CoreHandle, start_core
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
@@ -74,7 +75,7 @@ async def core(store_dir: Path):
 @pytest.fixture
 async def stub(core):
     async with open_channel(core.address) as channel:
-        yield cmp_grpc.ComputePlaneServiceStub(channel)
+        yield TransferStub(channel)  # the generated stub, FetchModel's chunks decoded without copies
 
 
 async def publish(stub, messages: list[cmp_pb2.PublishModelRequest]) -> cmp_pb2.PublishModelResponse:
@@ -397,3 +398,15 @@ def test_chunks_decoded_by_hand_match_protobuf_and_anything_else_falls_back():
         assert view is not None and (view.offset, bytes(view.data)) == (offset, data)
     manifest = cmp_pb2.PublishModelRequest(manifest=cmp_pb2.ModelManifest(name="m")).SerializeToString()
     assert decode_chunk(manifest, 2) is None and decode_chunk(b"\x12\x05\x08", 2) is None
+
+
+def test_fetch_responses_decode_chunks_as_views_and_the_rest_as_protobuf():
+    from cmp.transfer_io import ChunkView, chunk_message, decode_fetch_response
+
+    chunk = decode_fetch_response(chunk_message(cmp_pb2.FetchModelResponse, 7, b"abc").SerializeToString())
+    assert isinstance(chunk, ChunkView) and (chunk.WhichOneof("part"), chunk.chunk.offset) == ("chunk", 7)
+    assert bytes(chunk.chunk.data) == b"abc"
+    trailer = cmp_pb2.FetchModelResponse(trailer=cmp_pb2.FetchModelTrailer(size_bytes=3, sha256="ab"))
+    decoded = decode_fetch_response(trailer.SerializeToString())
+    assert isinstance(decoded, cmp_pb2.FetchModelResponse) and decoded.trailer.size_bytes == 3
+
