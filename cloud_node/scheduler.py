@@ -18,6 +18,7 @@ After the pass each request picks its token with its own sampling parameters and
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ class BatchRequest:
     prefilled: int = 0  # prompt tokens already in the cache
     next_token: int | None = None  # the token the next decode step feeds
     picker: TokenPicker | None = None
+    # the submitter's context (bound session/flow ids, the current span): the scheduler thread logs
+    # this request's events inside it
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -149,7 +153,8 @@ class BatchScheduler:
     def _drop_cancelled(self) -> None:
         for request in [r for r in self.running if r.cancel.is_set()]:
             self._finish(request)
-            log.info("batch.cancelled", prefilled=request.prefilled, produced=_produced(request))
+            request.context.run(log.info, "batch.cancelled", prefilled=request.prefilled,
+                                produced=_produced(request))
         self.waiting = [r for r in self.waiting if not r.cancel.is_set()]
 
     def _admit(self) -> None:

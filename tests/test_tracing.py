@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+import structlog
 from harness import start_cluster
 from helpers import concise, generate, new_session
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -17,6 +18,7 @@ from netgpt.errors import StartupError
 from netgpt.logs import configure_logging
 from netgpt.tracing import add_span_processor, configure_tracing, tracer
 from netgpt.v1 import user_plane_pb2 as up_pb2
+from up.runner import GenerationRunner
 
 GENERATE = "/netgpt.v1.UserPlaneService/Generate"
 
@@ -92,6 +94,22 @@ async def test_a_request_is_one_trace_from_the_ue_through_edge_and_cloud(traced,
     assert traced_events, "daemon log events carry the request's trace id"
     span_ids = {format(span.context.span_id, "016x") for span in mine}
     assert all(line["span_id"] in span_ids for line in traced_events)
+
+
+async def test_work_on_a_decode_thread_logs_with_the_callers_trace_and_bound_ids():
+    logs = io.StringIO()
+    configure_logging(json=True, level="info", stream=logs)
+    runner = GenerationRunner(max_concurrency=1, max_queue=1)
+    try:
+        with tracer("test.caller").start_as_current_span("caller") as span, \
+                structlog.contextvars.bound_contextvars(session_id="sess-7", flow_id="flow-7"):
+            await runner.call(lambda: structlog.get_logger("test.thread").info("work.on_thread"))
+    finally:
+        runner.shutdown()
+        configure_logging(json=True, level=os.environ.get("NETGPT_TEST_LOG", "warning"))
+    [line] = [json.loads(text) for text in logs.getvalue().splitlines() if "work.on_thread" in text]
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert (line["session_id"], line["flow_id"]) == ("sess-7", "flow-7")
 
 
 def test_an_otlp_endpoint_without_the_exporter_is_a_startup_error():

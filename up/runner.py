@@ -9,6 +9,8 @@ the thread stops within one forward pass and frees its slot.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import statistics
 import threading
 import time
@@ -27,6 +29,14 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 Handoff = asyncio.Queue[TokenPiece | BaseException | None]  # worker thread → caller; None: finished
+
+def in_caller_context(work: Callable[..., T]) -> Callable[..., T]:
+    """``work`` to run on a decode thread inside a copy of the caller's context: its log events
+    keep the bound session/flow ids and the current span's trace id (``run_in_executor``, unlike
+    ``asyncio.to_thread``, does not carry contextvars over)."""
+    context = contextvars.copy_context()
+    return functools.partial(context.run, work)
+
 
 class GenerationRunner:
     def __init__(self, max_concurrency: int = 2, max_queue: int = 16) -> None:
@@ -59,7 +69,8 @@ class GenerationRunner:
         loop = asyncio.get_running_loop()
         queue: Handoff = asyncio.Queue()
         cancel = threading.Event()
-        worker = loop.run_in_executor(self._executor, self._work, model, prompt_ids, params, cancel, loop, queue)
+        worker = loop.run_in_executor(self._executor, in_caller_context(self._work), model, prompt_ids, params, cancel,
+                                      loop, queue)
         worker.add_done_callback(lambda _: self._release(loop))
         first = True
         try:
@@ -78,7 +89,7 @@ class GenerationRunner:
         decode slot, under the same admission control as generations."""
         await self._acquire()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, work)
+        future = loop.run_in_executor(self._executor, in_caller_context(work))
         future.add_done_callback(lambda _: self._release(loop))
         return await future
 
