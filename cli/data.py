@@ -1,8 +1,12 @@
-"""``netgpt data ...``: build the concise → comprehensive prompt → answer datasets, and check a JSONL file.
+"""``netgpt data ...``: build the training datasets (JSONL) of the research's tasks, and check one.
 
-``build edge|cloud --out FILE --seed N --n N`` writes a seeded dataset (formats:
-``tasks/prompt_completion/build.py``, README "Datasets and evaluation") with a progress bar;
-``check FILE`` validates a dataset, built here or brought by a user, line by line.
+``build edge|cloud --out FILE --seed N --n N`` writes a seeded concise → comprehensive prompt →
+answer dataset (formats: ``tasks/prompt_completion/build.py``, README "Datasets and evaluation")
+with a progress bar; ``build popularity`` the popularity model's windows of a view log (``--log``,
+default the seeded synthetic one) and ``build intent`` the intent model's requests (``--labelled``,
+default generated): the formats the shipped network-management models were trained on, for a
+fine-tuning job (``netgpt train start --role edge ...``). ``check FILE`` validates a dataset,
+built here or brought by a user, line by line.
 """
 
 from __future__ import annotations
@@ -12,17 +16,22 @@ from pathlib import Path
 
 from cli.common import Subparsers, quiet, usage_error
 
-BUILDERS = ("edge", "cloud")
+BUILDERS = ("edge", "cloud", "popularity", "intent")
 
 
 def add_commands(sub: Subparsers) -> None:
     data = sub.add_parser("data", help="build and check training datasets (JSONL)")
     actions = data.add_subparsers(dest="action", required=True)
-    build = actions.add_parser("build", help="write a seeded dataset for the edge (a) or the cloud (b) model")
+    build = actions.add_parser("build", help="write a dataset: edge (a), cloud (b), popularity or intent")
     build.add_argument("which", choices=BUILDERS)
     build.add_argument("--out", type=Path, required=True, help="JSONL file to write")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--n", type=int, default=4000, help="number of examples (default: 4000)")
+    build.add_argument("--log", type=Path, help="popularity: a view log CSV (timestamp,title) instead of the "
+                                                "synthetic log of --seed")
+    build.add_argument("--interval-s", type=int, default=21600, help="popularity: interval length (default: 6 h)")
+    build.add_argument("--labelled", type=Path, help="intent: your labelled requests (JSONL: text + intent/target) "
+                                                     "instead of generated ones")
     build.set_defaults(run=quiet(_build))
     check = actions.add_parser("check", help="validate a JSONL dataset: every line {prompt, completion}")
     check.add_argument("file", type=Path)
@@ -36,11 +45,47 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.n <= 0:
         return usage_error(args, f"--n must be positive, got {args.n}")
+    if args.which in ("popularity", "intent"):
+        return _build_task_dataset(args)
     builder = build.build_edge_dataset if args.which == "edge" else build.build_cloud_dataset
     with tqdm(total=args.n, desc=f"{args.which} dataset", unit="ex") as bar:
         out = builder(args.out, args.seed, args.n, progress=bar.update)
     print(f"wrote {args.n} examples to {out}")
     return 0
+
+
+def _build_task_dataset(args: argparse.Namespace) -> int:
+    from netgpt.errors import InvalidArgument
+
+    try:
+        count = _popularity_dataset(args) if args.which == "popularity" else _intent_dataset(args)
+    except InvalidArgument as exc:
+        return usage_error(args, str(exc))
+    print(f"wrote {count} examples to {args.out}")
+    return 0
+
+
+def _popularity_dataset(args: argparse.Namespace) -> int:
+    from edge_node.popularity import ViewLog
+    from netgpt.errors import InvalidArgument
+    from tasks.popularity.dataset import log_training_windows, write_dataset
+    from tasks.popularity.synth import generate
+
+    views = ViewLog.from_csv(args.log, args.interval_s) if args.log else generate(args.seed).view_log()
+    windows = log_training_windows(views)
+    if not windows:
+        raise InvalidArgument(f"the view log has {views.num_intervals} intervals: too short for a training window "
+                              "(12 intervals of titles, 12 of history, then the 5 % held out)")
+    return write_dataset(args.out, windows[::max(1, len(windows) // args.n)][:args.n])
+
+
+def _intent_dataset(args: argparse.Namespace) -> int:
+    from tasks.intent.dataset import read_labelled, write_dataset
+    from tasks.intent.generator import generate
+
+    requests = read_labelled(args.labelled) if args.labelled else generate(args.n, args.seed)
+    write_dataset(requests, args.out)
+    return len(requests)
 
 
 def _check(args: argparse.Namespace) -> int:

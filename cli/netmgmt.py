@@ -14,6 +14,7 @@ from google.protobuf.json_format import MessageToDict
 
 from cli.common import DEFAULT_TIMEOUT_S, Subparsers, add_core_flag, quiet, sync
 from cli.nodes import list_nodes
+from cli.view_logs import add_view_log_commands
 from netgpt.channels import open_channel
 from netgpt.errors import StartupError
 from netgpt.node_status import models_served
@@ -48,6 +49,7 @@ def add_commands(sub: Subparsers) -> None:
     predict.add_argument("--interval-s", type=int, default=21600, help="interval length of --log (default: 6 h)")
     predict.add_argument("--top-k", type=int, default=10, help="titles to print (0: all)")
     predict.set_defaults(run=quiet(sync(_predict)))
+    add_view_log_commands(actions)
 
 
 async def edge_address(args: argparse.Namespace, model_name: str) -> str:

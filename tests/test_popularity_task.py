@@ -283,3 +283,30 @@ def test_predictor_ranks_and_validates(predictor: PopularityPredictor) -> None:
             predictor.probabilities(history, 0)
     with pytest.raises(InvalidArgument, match="first_interval"):
         predictor.probabilities({"a": [1]}, -1)
+
+
+async def test_cli_writes_view_logs_and_training_datasets(tmp_path: Path, capsys) -> None:
+    from helpers import cli
+
+    from edge_node.popularity import ViewLog
+    from netgpt.training.dataset import read_jsonl
+
+    views = tmp_path / "views.csv"
+    assert await cli("popularity", "synth", "--out", str(views), "--days", "10", "--seed", "5") == 0
+    assert ViewLog.from_csv(views).num_intervals == 40
+    data = tmp_path / "popularity.jsonl"
+    assert await cli("data", "build", "popularity", "--log", str(views), "--out", str(data), "--n", "40") == 0
+    examples = read_jsonl(data)
+    assert len(examples) == 40 and all(e.prompt.startswith("<|movie|>") for e in examples)
+    assert all(e.completion.endswith(("<|appear|>0", "<|appear|>1")) for e in examples)
+    short = tmp_path / "short.csv"
+    assert await cli("popularity", "synth", "--out", str(short), "--days", "6") == 0
+    assert await cli("data", "build", "popularity", "--log", str(short), "--out", str(data)) == 2
+    assert "too short" in capsys.readouterr().err
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("userId,movieId,rating,timestamp\n1,10,4.0,1700000000\n2,10,3.5,1700000100\n3,11,5,oops\n")
+    assert await cli("popularity", "import", "movielens", str(ratings), "--out", str(tmp_path / "ml.csv")) == 2
+    assert f"{ratings}:4" in capsys.readouterr().err  # the bad line is named
+    intents = tmp_path / "intent.jsonl"
+    assert await cli("data", "build", "intent", "--out", str(intents), "--n", "25", "--seed", "3") == 0
+    assert len(read_jsonl(intents)) == 25

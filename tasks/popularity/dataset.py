@@ -19,8 +19,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from edge_node.popularity import LABELS, render_header, render_history, render_question
-from tasks.popularity.intervals import LabelledWindow
+from edge_node.popularity import DEFAULT_LAGS, LABELS, ViewLog, render_header, render_history, render_question
+from tasks.popularity.intervals import LabelledWindow, chronological_split, training_windows
+
+TARGET_STRIDE = 3  # every 3rd training target of a log (3 is coprime with the 4 day parts)
 
 
 def record(window: LabelledWindow) -> dict[str, str]:
@@ -38,3 +40,11 @@ def write_dataset(path: Path, items: Iterable[LabelledWindow]) -> int:
             stream.write(json.dumps(record(item), ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+
+def log_training_windows(view_log: ViewLog, stride: int = TARGET_STRIDE) -> list[LabelledWindow]:
+    """The labelled windows of a log's training 95 % (every ``stride``-th target), as the recipe takes
+    them from each synthetic log; a user's own log (``ViewLog.from_csv``) goes through the same."""
+    split = chronological_split(view_log.num_intervals, DEFAULT_LAGS)
+    return list(training_windows(view_log, split.train_targets[::stride], DEFAULT_LAGS))

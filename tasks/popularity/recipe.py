@@ -29,8 +29,8 @@ from edge_node.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, SPECIAL_TOKENS
 from netgpt.logs import configure_logging
 from netgpt.training.dataset import file_sha256
 from netgpt.training.trainer import TrainConfig, train
-from tasks.popularity.dataset import write_dataset
-from tasks.popularity.intervals import TRAIN_TOP_K, LabelledWindow, chronological_split, training_windows
+from tasks.popularity.dataset import TARGET_STRIDE, log_training_windows, write_dataset
+from tasks.popularity.intervals import TRAIN_TOP_K, LabelledWindow, chronological_split
 from tasks.popularity.synth import DEFAULT_SEED, SynthConfig, generate
 from tasks.prompt_completion.starter import _progress_logger, _replace, folder_bytes, save_fp16
 from tasks.recipes import recipe_arguments
@@ -46,7 +46,6 @@ QUICK_WINDOWS = 160
 # Windows from the training 95 % of several logs: the titles' names are drawn from one pool with a
 # different popularity in each log, so the model has to read the history, not remember names.
 TRAIN_LOGS = 4
-TARGET_STRIDE = 3  # every 3rd target of each log (3 is coprime with the 4 day parts): ~17,800 windows
 
 
 def starter_gpt2() -> Path:
@@ -75,8 +74,8 @@ def build_model(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0, 
     train_windows: list[LabelledWindow] = []
     for log_seed in seeds:
         view_log = generate(log_seed, synth).view_log()
-        split = chronological_split(view_log.num_intervals, DEFAULT_LAGS)
-        train_windows += training_windows(view_log, split.train_targets[::TARGET_STRIDE], DEFAULT_LAGS)
+        split = chronological_split(view_log.num_intervals, DEFAULT_LAGS)  # recorded in recipe.json
+        train_windows += log_training_windows(view_log)  # ~4,460 per log
     if quick:
         train_windows = train_windows[:: max(1, len(train_windows) // QUICK_WINDOWS)]
     config = replace(TRAIN, seed=seed, threads=threads)
