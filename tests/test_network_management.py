@@ -180,3 +180,40 @@ async def test_task_model_deploys_and_rolls_back_beside_the_main_model(netmgmt, 
     reply = await stub(netmgmt.edge.address).InferIntent(
         nm_pb2.InferIntentRequest(text="tear down the connection from Access 1 to Cloud 2"), timeout=30)
     assert reply.model_version != "v2"
+
+
+async def test_popularity_model_is_retrained_through_a_job_deployed_and_served(netmgmt, tmp_path):
+    """data → fine-tune (a training job on the edge, from the shipped model as a stored checkpoint) →
+    ONNX artifact → deploy to the popularity slot → PredictPopularity answers with the new version."""
+    from cmp.archive import pack_folder
+    from edge_node.popularity import packaged_model_dir as popularity_dir
+    from netgpt.v1 import training_pb2 as tr_pb2
+    from netgpt.v1 import training_pb2_grpc as tr_grpc
+    from tasks.popularity.dataset import log_training_windows, write_dataset
+    from tasks.popularity.synth import SynthConfig, generate
+
+    channel = open_channel(netmgmt.core.address)
+    cmp = cmp_grpc.ComputePlaneServiceStub(channel)
+    training = tr_grpc.TrainingServiceStub(channel)
+    await publish(cmp, pack_folder(popularity_dir(), tmp_path / "base.tar"), "gpt2-popularity-base", "v1",
+                  common_pb2.MODEL_KIND_CHECKPOINT)
+    data = tmp_path / "pop.jsonl"
+    write_dataset(data, log_training_windows(generate(11, SynthConfig(days=10)).view_log())[:16])
+    await publish(cmp, data, "pop-windows", "v1", common_pb2.MODEL_KIND_DATASET)
+    spec = tr_pb2.TrainingJobSpec(
+        name="popularity", method=tr_pb2.TRAINING_METHOD_FULL, role=common_pb2.NODE_ROLE_EDGE,
+        base=tr_pb2.StoredVersion(name="gpt2-popularity-base", version="v1"),
+        dataset=tr_pb2.StoredVersion(name="pop-windows", version="v1"), seed=3,
+        hyper_parameters=tr_pb2.HyperParameters(max_steps=2, batch_size=4, learning_rate=1e-4, threads=1),
+        output_name="gpt2-popularity", output_version="v2")
+    job = (await training.StartTrainingJob(tr_pb2.StartTrainingJobRequest(spec=spec), timeout=10)).job
+    final = [reply.job async for reply in training.WatchTrainingJob(
+        tr_pb2.WatchTrainingJobRequest(job_id=job.id), timeout=240)][-1]
+    assert final.state == common_pb2.TRAINING_STATE_SUCCEEDED, final.error
+    command = (await deploy(cmp, "gpt2-popularity", "v2", ("edge-1",)))["edge-1"]
+    state = await settled(cmp, "edge-1", command)
+    assert state.phase == common_pb2.DEPLOYMENT_PHASE_SERVING, state.error
+    reply = await stub(netmgmt.edge.address).PredictPopularity(nm_pb2.PredictPopularityRequest(
+        history=window(40, steady=[9] * DEFAULT_LAGS)), timeout=30)
+    assert reply.model_version == "v2" and reply.titles[0].title == "steady"
+    await channel.close()
