@@ -26,7 +26,7 @@ from cp.qos import check_five_qi, qos_for
 from cp.registry import NodeRegistry
 from cp.sessions import SessionTable, UeDefaults
 from netgpt.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, excerpt
-from netgpt.v1 import common_pb2
+from netgpt.v1 import common_pb2, control_plane_pb2
 from netgpt.validate import check_id
 
 log = structlog.get_logger(__name__)
@@ -203,7 +203,22 @@ class RanView:
             except NotFound:
                 continue  # released meanwhile
             moved.append(Reanchored(session_id, from_cell, cell_id, from_edge, edge.node_id))
+        self._tell_old_edges(moved)
         return moved, (self._clock() - started) * 1000
+
+    def _tell_old_edges(self, moved: list[Reanchored]) -> None:
+        """Each edge a session moved from (or moved cell on) drops its cached copy with its next
+        heartbeat, so a request that still reaches it is redirected within one heartbeat rather than
+        answered with the old cell for up to its ``session_cache_s``."""
+        by_edge: dict[str, list[str]] = {}
+        for item in moved:
+            by_edge.setdefault(item.from_edge_id, []).append(item.session_id)
+        for edge_id, session_ids in by_edge.items():
+            try:
+                self._registry.queue_command(edge_id, control_plane_pb2.NodeCommand(
+                    sessions_moved=control_plane_pb2.SessionsMoved(session_ids=session_ids)))
+            except NotFound:
+                pass  # that edge is gone: nothing of it to correct
 
     def _serves(self, node_id: str, cell_id: str) -> bool:
         """Whether edge ``node_id`` is registered, serving, and covers ``cell_id``."""

@@ -143,6 +143,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         config.core, info, report,
         CommandDispatcher().on("peers_update", peers.apply)
         .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
+        .on("sessions_moved", lambda command: sessions.forget(command.sessions_moved.session_ids))
         .on("deploy", deployers.handle).on("rollback", deployers.handle)
         .on("start_training", trainer.handle).on("cancel_training", trainer.handle), who.transport)
     agent.start()

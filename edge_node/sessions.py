@@ -4,7 +4,7 @@ on every request's path and a short core outage does not stop established sessio
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -24,6 +24,11 @@ class CoreLookup(Generic[T]):
         self._what = what
         self._ttl_s = ttl_s
         self._cache: dict[str, tuple[float, T]] = {}
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop cached answers (the core said they changed): the next ``get`` asks the core."""
+        for key in keys:
+            self._cache.pop(key, None)
 
     async def refresh(self, key: str) -> T:
         """The core's current answer, not the cached one (e.g. a session re-anchored by a handover)."""

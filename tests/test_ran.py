@@ -81,11 +81,12 @@ def test_sessions_of_a_ue_survive_the_schema_upgrade(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 async def two_edges(models):
-    """Core + cloud + edge-1 (harbour, campus; a gate to hold its decoding) + edge-2 (station)."""
+    """Core + cloud + edge-1 (harbour, campus; a gate to hold its decoding; sessions cached 300 s, so only
+    the core's SessionsMoved makes it re-read a moved one) + edge-2 (station)."""
     gpt2, llama = models
     slow = SlowModel(gpt2, 0.0)
     cluster = await start_cluster(slow, llama, heartbeat_interval_s=0.3,
-                                  edge={"cells": EDGE_1_CELLS, "session_cache_s": 0.0, "intent_tokens": 0})
+                                  edge={"cells": EDGE_1_CELLS, "session_cache_s": 300.0, "intent_tokens": 0})
     config = EdgeConfig(**{**tls("edge", "edge-2"), "node_id": "edge-2", "listen": "127.0.0.1:0",
                            "core": cluster.core.address, "cells": EDGE_2_CELLS, "profiles_db": ":memory:",
                            "deploy_dir": tempfile.mkdtemp(prefix="netgpt-edge-2-"), "intent_tokens": 0,
@@ -118,6 +119,21 @@ def _ask(session: cp_pb2.AiSession) -> up_pb2.GenerateRequest:
     return up_pb2.GenerateRequest(session_id=session.session_id, kind=up_pb2.PROMPT_KIND_CONCISE,
                                   prompt="where can I get a coffee?", route=up_pb2.ROUTE_PREFERENCE_EDGE,
                                   params=up_pb2.GenerationParams(max_new_tokens=6))
+
+
+async def _refused(address: str, ue_id: str, request: up_pb2.GenerateRequest,
+                   timeout_s: float = 15.0) -> grpc.aio.AioRpcError:
+    """The error the edge at ``address`` answers ``request`` with, once it stops answering it (asked
+    every 0.1 s, for at most ``timeout_s``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await _generate(address, ue_id, request)
+        except grpc.aio.AioRpcError as exc:
+            return exc
+        assert loop.time() < deadline, f"{address} still answers after {timeout_s} s"
+        await asyncio.sleep(0.1)
 
 
 async def _generate(address: str, ue_id: str, request: up_pb2.GenerateRequest) -> list[up_pb2.GenerateResponse]:
@@ -201,10 +217,10 @@ async def test_handover_reanchors_the_session_and_a_stream_in_flight_finishes_wh
     events = await _generate(edge_2.address, "ue-move", _ask(after))
     assert kinds(events)[-1] == "summary" and _answered_by(events) == "edge-2"
 
-    with pytest.raises(grpc.aio.AioRpcError) as old_edge:  # edge-1 looks the session up afresh (cache 0 s)
-        await _generate(session.serving_edge.address, "ue-move", _ask(after))
-    assert old_edge.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "edge-2" in old_edge.value.details()
+    # edge-1 cached the session for 300 s; the core's SessionsMoved (its next heartbeat, 0.3 s) makes it
+    # look the session up afresh, and a request that still reaches it is redirected to edge-2
+    refused = await _refused(session.serving_edge.address, "ue-move", _ask(after))
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION and "edge-2" in (refused.details() or "")
     await _ran(core, "DetachUe", ran_pb2.DetachUeRequest(ue_id="ue-move"))
 
 

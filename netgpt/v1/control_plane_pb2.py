@@ -29,7 +29,7 @@ from netgpt.v1 import training_pb2 as netgpt_dot_v1_dot_training__pb2
 from netgpt.v1 import user_plane_pb2 as netgpt_dot_v1_dot_user__plane__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnetgpt/v1/control_plane.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14netgpt/v1/blob.proto\x1a\x16netgpt/v1/common.proto\x1a\x18netgpt/v1/training.proto\x1a\x1anetgpt/v1/user_plane.proto\"8\n\x13RegisterNodeRequest\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\"F\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"X\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.NodeLoad\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"=\n\x11HeartbeatResponse\x12(\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.NodeCommand\"\xe4\x02\n\x0bNodeCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12.\n\x0cpeers_update\x18\x02 \x01(\x0b\x32\x16.netgpt.v1.PeersUpdateH\x00\x12\x32\n\x0erouting_policy\x18\x03 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicyH\x00\x12*\n\x06\x64\x65ploy\x18\x04 \x01(\x0b\x32\x18.netgpt.v1.DeployCommandH\x00\x12.\n\x08rollback\x18\x05 \x01(\x0b\x32\x1a.netgpt.v1.RollbackCommandH\x00\x12\x39\n\x0estart_training\x18\x06 \x01(\x0b\x32\x1f.netgpt.v1.StartTrainingCommandH\x00\x12;\n\x0f\x63\x61ncel_training\x18\x07 \x01(\x0b\x32 .netgpt.v1.CancelTrainingCommandH\x00\x42\t\n\x07\x63ommand\"W\n\rDeployCommand\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\"\n\x04plan\x18\x02 \x01(\x0b\x32\x14.netgpt.v1.FetchPlan\"\x11\n\x0fRollbackCommand\"\x99\x01\n\x14StartTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\x12!\n\x04\x62\x61se\x18\x03 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12$\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\"\'\n\x15\x43\x61ncelTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0bPeersUpdate\x12*\n\x0b\x63loud_nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"h\n\x17\x45stablishSessionRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x1b\n\x03qos\x18\x04 \x01(\x0b\x32\x0e.netgpt.v1.QoS\"A\n\x18\x45stablishSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"\x89\x02\n\tAiSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nai_flow_id\x18\x02 \x01(\t\x12\r\n\x05ue_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x04 \x01(\t\x12\x10\n\x08slice_id\x18\x05 \x01(\t\x12\x1b\n\x03qos\x18\x06 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12)\n\x0cserving_edge\x18\x07 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12*\n\rserving_cloud\x18\x08 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\";\n\x12GetSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"+\n\x15ReleaseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x18\n\x16ReleaseSessionResponse\"5\n\x10ListNodesRequest\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"9\n\x11ListNodesResponse\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"\xf8\x01\n\rRoutingPolicy\x12(\n\nedge_tasks\x18\x01 \x03(\x0e\x32\x14.netgpt.v1.TaskClass\x12!\n\x14\x63onfidence_threshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x17\x63onfidence_probe_tokens\x18\x03 \x01(\r\x12\x17\n\x0fmax_cloud_queue\x18\x04 \x01(\r\x12+\n\tresidency\x18\x05 \x03(\x0b\x32\x18.netgpt.v1.ResidencyRule\x12\x1a\n\x12verbatim_workflows\x18\x06 \x03(\tB\x17\n\x15_confidence_threshold\"@\n\rResidencyRule\x12\x10\n\x08\x63\x65ll_ids\x18\x01 \x03(\t\x12\x1d\n\x15\x61llowed_cloud_regions\x18\x02 \x03(\t\"U\n\x17SetRoutingPolicyRequest\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy\x12\x10\n\x08node_ids\x18\x02 \x03(\t\",\n\x18SetRoutingPolicyResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"\x19\n\x17GetRoutingPolicyRequest\"D\n\x18GetRoutingPolicyResponse\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy2\xb3\x05\n\x13\x43ontrolPlaneService\x12O\n\x0cRegisterNode\x12\x1e.netgpt.v1.RegisterNodeRequest\x1a\x1f.netgpt.v1.RegisterNodeResponse\x12J\n\tHeartbeat\x12\x1b.netgpt.v1.HeartbeatRequest\x1a\x1c.netgpt.v1.HeartbeatResponse(\x01\x30\x01\x12[\n\x10\x45stablishSession\x12\".netgpt.v1.EstablishSessionRequest\x1a#.netgpt.v1.EstablishSessionResponse\x12I\n\nGetSession\x12\x1c.netgpt.v1.GetSessionRequest\x1a\x1d.netgpt.v1.GetSessionResponse\x12U\n\x0eReleaseSession\x12 .netgpt.v1.ReleaseSessionRequest\x1a!.netgpt.v1.ReleaseSessionResponse\x12\x46\n\tListNodes\x12\x1b.netgpt.v1.ListNodesRequest\x1a\x1c.netgpt.v1.ListNodesResponse\x12[\n\x10SetRoutingPolicy\x12\".netgpt.v1.SetRoutingPolicyRequest\x1a#.netgpt.v1.SetRoutingPolicyResponse\x12[\n\x10GetRoutingPolicy\x12\".netgpt.v1.GetRoutingPolicyRequest\x1a#.netgpt.v1.GetRoutingPolicyResponseB\x8d\x01\n\rcom.netgpt.v1B\x11\x43ontrolPlaneProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnetgpt/v1/control_plane.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14netgpt/v1/blob.proto\x1a\x16netgpt/v1/common.proto\x1a\x18netgpt/v1/training.proto\x1a\x1anetgpt/v1/user_plane.proto\"8\n\x13RegisterNodeRequest\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\"F\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"X\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.NodeLoad\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"=\n\x11HeartbeatResponse\x12(\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.NodeCommand\"\x98\x03\n\x0bNodeCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12.\n\x0cpeers_update\x18\x02 \x01(\x0b\x32\x16.netgpt.v1.PeersUpdateH\x00\x12\x32\n\x0erouting_policy\x18\x03 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicyH\x00\x12*\n\x06\x64\x65ploy\x18\x04 \x01(\x0b\x32\x18.netgpt.v1.DeployCommandH\x00\x12.\n\x08rollback\x18\x05 \x01(\x0b\x32\x1a.netgpt.v1.RollbackCommandH\x00\x12\x39\n\x0estart_training\x18\x06 \x01(\x0b\x32\x1f.netgpt.v1.StartTrainingCommandH\x00\x12;\n\x0f\x63\x61ncel_training\x18\x07 \x01(\x0b\x32 .netgpt.v1.CancelTrainingCommandH\x00\x12\x32\n\x0esessions_moved\x18\x08 \x01(\x0b\x32\x18.netgpt.v1.SessionsMovedH\x00\x42\t\n\x07\x63ommand\"$\n\rSessionsMoved\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\"W\n\rDeployCommand\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\"\n\x04plan\x18\x02 \x01(\x0b\x32\x14.netgpt.v1.FetchPlan\"\x11\n\x0fRollbackCommand\"\x99\x01\n\x14StartTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\x12!\n\x04\x62\x61se\x18\x03 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12$\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\"\'\n\x15\x43\x61ncelTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0bPeersUpdate\x12*\n\x0b\x63loud_nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"h\n\x17\x45stablishSessionRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x1b\n\x03qos\x18\x04 \x01(\x0b\x32\x0e.netgpt.v1.QoS\"A\n\x18\x45stablishSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"\x89\x02\n\tAiSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nai_flow_id\x18\x02 \x01(\t\x12\r\n\x05ue_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x04 \x01(\t\x12\x10\n\x08slice_id\x18\x05 \x01(\t\x12\x1b\n\x03qos\x18\x06 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12)\n\x0cserving_edge\x18\x07 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12*\n\rserving_cloud\x18\x08 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\";\n\x12GetSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"+\n\x15ReleaseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x18\n\x16ReleaseSessionResponse\"5\n\x10ListNodesRequest\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"9\n\x11ListNodesResponse\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"\xf8\x01\n\rRoutingPolicy\x12(\n\nedge_tasks\x18\x01 \x03(\x0e\x32\x14.netgpt.v1.TaskClass\x12!\n\x14\x63onfidence_threshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x17\x63onfidence_probe_tokens\x18\x03 \x01(\r\x12\x17\n\x0fmax_cloud_queue\x18\x04 \x01(\r\x12+\n\tresidency\x18\x05 \x03(\x0b\x32\x18.netgpt.v1.ResidencyRule\x12\x1a\n\x12verbatim_workflows\x18\x06 \x03(\tB\x17\n\x15_confidence_threshold\"@\n\rResidencyRule\x12\x10\n\x08\x63\x65ll_ids\x18\x01 \x03(\t\x12\x1d\n\x15\x61llowed_cloud_regions\x18\x02 \x03(\t\"U\n\x17SetRoutingPolicyRequest\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy\x12\x10\n\x08node_ids\x18\x02 \x03(\t\",\n\x18SetRoutingPolicyResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"\x19\n\x17GetRoutingPolicyRequest\"D\n\x18GetRoutingPolicyResponse\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy2\xb3\x05\n\x13\x43ontrolPlaneService\x12O\n\x0cRegisterNode\x12\x1e.netgpt.v1.RegisterNodeRequest\x1a\x1f.netgpt.v1.RegisterNodeResponse\x12J\n\tHeartbeat\x12\x1b.netgpt.v1.HeartbeatRequest\x1a\x1c.netgpt.v1.HeartbeatResponse(\x01\x30\x01\x12[\n\x10\x45stablishSession\x12\".netgpt.v1.EstablishSessionRequest\x1a#.netgpt.v1.EstablishSessionResponse\x12I\n\nGetSession\x12\x1c.netgpt.v1.GetSessionRequest\x1a\x1d.netgpt.v1.GetSessionResponse\x12U\n\x0eReleaseSession\x12 .netgpt.v1.ReleaseSessionRequest\x1a!.netgpt.v1.ReleaseSessionResponse\x12\x46\n\tListNodes\x12\x1b.netgpt.v1.ListNodesRequest\x1a\x1c.netgpt.v1.ListNodesResponse\x12[\n\x10SetRoutingPolicy\x12\".netgpt.v1.SetRoutingPolicyRequest\x1a#.netgpt.v1.SetRoutingPolicyResponse\x12[\n\x10GetRoutingPolicy\x12\".netgpt.v1.GetRoutingPolicyRequest\x1a#.netgpt.v1.GetRoutingPolicyResponseB\x8d\x01\n\rcom.netgpt.v1B\x11\x43ontrolPlaneProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,47 +46,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATRESPONSE']._serialized_start=397
   _globals['_HEARTBEATRESPONSE']._serialized_end=458
   _globals['_NODECOMMAND']._serialized_start=461
-  _globals['_NODECOMMAND']._serialized_end=817
-  _globals['_DEPLOYCOMMAND']._serialized_start=819
-  _globals['_DEPLOYCOMMAND']._serialized_end=906
-  _globals['_ROLLBACKCOMMAND']._serialized_start=908
-  _globals['_ROLLBACKCOMMAND']._serialized_end=925
-  _globals['_STARTTRAININGCOMMAND']._serialized_start=928
-  _globals['_STARTTRAININGCOMMAND']._serialized_end=1081
-  _globals['_CANCELTRAININGCOMMAND']._serialized_start=1083
-  _globals['_CANCELTRAININGCOMMAND']._serialized_end=1122
-  _globals['_PEERSUPDATE']._serialized_start=1124
-  _globals['_PEERSUPDATE']._serialized_end=1181
-  _globals['_ESTABLISHSESSIONREQUEST']._serialized_start=1183
-  _globals['_ESTABLISHSESSIONREQUEST']._serialized_end=1287
-  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_start=1289
-  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_end=1354
-  _globals['_AISESSION']._serialized_start=1357
-  _globals['_AISESSION']._serialized_end=1622
-  _globals['_GETSESSIONREQUEST']._serialized_start=1624
-  _globals['_GETSESSIONREQUEST']._serialized_end=1663
-  _globals['_GETSESSIONRESPONSE']._serialized_start=1665
-  _globals['_GETSESSIONRESPONSE']._serialized_end=1724
-  _globals['_RELEASESESSIONREQUEST']._serialized_start=1726
-  _globals['_RELEASESESSIONREQUEST']._serialized_end=1769
-  _globals['_RELEASESESSIONRESPONSE']._serialized_start=1771
-  _globals['_RELEASESESSIONRESPONSE']._serialized_end=1795
-  _globals['_LISTNODESREQUEST']._serialized_start=1797
-  _globals['_LISTNODESREQUEST']._serialized_end=1850
-  _globals['_LISTNODESRESPONSE']._serialized_start=1852
-  _globals['_LISTNODESRESPONSE']._serialized_end=1909
-  _globals['_ROUTINGPOLICY']._serialized_start=1912
-  _globals['_ROUTINGPOLICY']._serialized_end=2160
-  _globals['_RESIDENCYRULE']._serialized_start=2162
-  _globals['_RESIDENCYRULE']._serialized_end=2226
-  _globals['_SETROUTINGPOLICYREQUEST']._serialized_start=2228
-  _globals['_SETROUTINGPOLICYREQUEST']._serialized_end=2313
-  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_start=2315
-  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_end=2359
-  _globals['_GETROUTINGPOLICYREQUEST']._serialized_start=2361
-  _globals['_GETROUTINGPOLICYREQUEST']._serialized_end=2386
-  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_start=2388
-  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_end=2456
-  _globals['_CONTROLPLANESERVICE']._serialized_start=2459
-  _globals['_CONTROLPLANESERVICE']._serialized_end=3150
+  _globals['_NODECOMMAND']._serialized_end=869
+  _globals['_SESSIONSMOVED']._serialized_start=871
+  _globals['_SESSIONSMOVED']._serialized_end=907
+  _globals['_DEPLOYCOMMAND']._serialized_start=909
+  _globals['_DEPLOYCOMMAND']._serialized_end=996
+  _globals['_ROLLBACKCOMMAND']._serialized_start=998
+  _globals['_ROLLBACKCOMMAND']._serialized_end=1015
+  _globals['_STARTTRAININGCOMMAND']._serialized_start=1018
+  _globals['_STARTTRAININGCOMMAND']._serialized_end=1171
+  _globals['_CANCELTRAININGCOMMAND']._serialized_start=1173
+  _globals['_CANCELTRAININGCOMMAND']._serialized_end=1212
+  _globals['_PEERSUPDATE']._serialized_start=1214
+  _globals['_PEERSUPDATE']._serialized_end=1271
+  _globals['_ESTABLISHSESSIONREQUEST']._serialized_start=1273
+  _globals['_ESTABLISHSESSIONREQUEST']._serialized_end=1377
+  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_start=1379
+  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_end=1444
+  _globals['_AISESSION']._serialized_start=1447
+  _globals['_AISESSION']._serialized_end=1712
+  _globals['_GETSESSIONREQUEST']._serialized_start=1714
+  _globals['_GETSESSIONREQUEST']._serialized_end=1753
+  _globals['_GETSESSIONRESPONSE']._serialized_start=1755
+  _globals['_GETSESSIONRESPONSE']._serialized_end=1814
+  _globals['_RELEASESESSIONREQUEST']._serialized_start=1816
+  _globals['_RELEASESESSIONREQUEST']._serialized_end=1859
+  _globals['_RELEASESESSIONRESPONSE']._serialized_start=1861
+  _globals['_RELEASESESSIONRESPONSE']._serialized_end=1885
+  _globals['_LISTNODESREQUEST']._serialized_start=1887
+  _globals['_LISTNODESREQUEST']._serialized_end=1940
+  _globals['_LISTNODESRESPONSE']._serialized_start=1942
+  _globals['_LISTNODESRESPONSE']._serialized_end=1999
+  _globals['_ROUTINGPOLICY']._serialized_start=2002
+  _globals['_ROUTINGPOLICY']._serialized_end=2250
+  _globals['_RESIDENCYRULE']._serialized_start=2252
+  _globals['_RESIDENCYRULE']._serialized_end=2316
+  _globals['_SETROUTINGPOLICYREQUEST']._serialized_start=2318
+  _globals['_SETROUTINGPOLICYREQUEST']._serialized_end=2403
+  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_start=2405
+  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_end=2449
+  _globals['_GETROUTINGPOLICYREQUEST']._serialized_start=2451
+  _globals['_GETROUTINGPOLICYREQUEST']._serialized_end=2476
+  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_start=2478
+  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_end=2546
+  _globals['_CONTROLPLANESERVICE']._serialized_start=2549
+  _globals['_CONTROLPLANESERVICE']._serialized_end=3240
 # @@protoc_insertion_point(module_scope)

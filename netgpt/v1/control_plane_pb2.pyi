@@ -44,7 +44,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[NodeCommand, _Mapping]]] = ...) -> None: ...
 
 class NodeCommand(_message.Message):
-    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training")
+    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training", "sessions_moved")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PEERS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class NodeCommand(_message.Message):
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     START_TRAINING_FIELD_NUMBER: _ClassVar[int]
     CANCEL_TRAINING_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_MOVED_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     peers_update: PeersUpdate
     routing_policy: RoutingPolicy
@@ -59,7 +60,14 @@ class NodeCommand(_message.Message):
     rollback: RollbackCommand
     start_training: StartTrainingCommand
     cancel_training: CancelTrainingCommand
-    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ...) -> None: ...
+    sessions_moved: SessionsMoved
+    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ..., sessions_moved: _Optional[_Union[SessionsMoved, _Mapping]] = ...) -> None: ...
+
+class SessionsMoved(_message.Message):
+    __slots__ = ("session_ids",)
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeployCommand(_message.Message):
     __slots__ = ("model", "plan")
