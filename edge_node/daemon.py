@@ -132,7 +132,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     )
     deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served), shelf,
                              who.transport)
-    deployers = task_deployers(config, settings.node_id, deployer, tasks, who.transport)
+    deployers = task_deployers(config, settings.node_id, deployer, tasks, who.transport, info)
     trainer = edge_trainer(config, settings.node_id, slot.current.ref, who.transport)
 
     def report() -> common_pb2.NodeLoad:

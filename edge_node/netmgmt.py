@@ -121,10 +121,16 @@ class TaskDeployers:
 
 
 def task_deployers(config: EdgeConfig, node_id: str, main: Deployer, slots: Mapping[str, ModelSlot],
-                   transport: Transport | None) -> TaskDeployers:
+                   transport: Transport | None, info: common_pb2.NodeInfo) -> TaskDeployers:
     """A deployer per task slot, in its own folder with its own blob shelf (the main model's shelf is
-    the one peers fetch from)."""
-    deployers = {task: edge_deployer(config, node_id, slot, lambda served: None, transport=transport,
-                                     sub_dir=task, check=SPECS[task].reader)
+    the one peers fetch from); after a task model's swap, ``info`` (what the node registers with)
+    lists the versions now served."""
+    def advertise(_served: Served) -> None:
+        del info.capabilities.models[:]
+        info.capabilities.models.extend(result.served())
+
+    deployers = {task: edge_deployer(config, node_id, slot, advertise, transport=transport, sub_dir=task,
+                                     check=SPECS[task].reader)
                  for task, slot in slots.items()}
-    return TaskDeployers(main, deployers)
+    result = TaskDeployers(main, deployers)
+    return result

@@ -175,6 +175,9 @@ async def test_task_model_deploys_and_rolls_back_beside_the_main_model(netmgmt, 
     counters = netmgmt.core.registry.node_status("edge-1").load.counters
     assert counters["artifact_bytes_fetched"] >= artifact.stat().st_size  # the transfer shows in the load report
     assert served_versions()[main_before.name] == main_before.version
+    registered = {m.name: m.version for m in netmgmt.edge.agent.info.capabilities.models}  # what a re-registration says
+    assert registered["gpt2-intent"] == "v2" and registered[main_before.name] == main_before.version
+    assert netmgmt.edge.agent.info.capabilities.models[0].name == main_before.name  # the main model first
     undo = await rollback(cmp, "edge-1")
     assert (await settled(cmp, "edge-1", undo)).phase == common_pb2.DEPLOYMENT_PHASE_SERVING
     reply = await stub(netmgmt.edge.address).InferIntent(
