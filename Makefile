@@ -77,6 +77,9 @@ bench: $(STAMP)
 	$(PY) -m bench.train_deploy --role cloud --steps 200
 	$(PY) -m bench.train_deploy --role edge --method full --steps 50
 	$(PY) -m bench.ran_mobility
+	$(PY) -m bench.cloud_batching
+	$(PY) -m bench.popularity_cache
+	$(PY) -m bench.security
 
 # the trained starter models (netgpt/assets/starter, committed): rebuilt from the seeded recipe, ~15 min on 2 cores
 starter-models: $(STAMP)
