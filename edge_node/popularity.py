@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -272,49 +272,56 @@ class ViewLog:
         return first, {self.titles[i]: [int(v) for v in block[:, i]] for i in chosen}
 
 
-def read_views_csv(path: Path) -> tuple[list[int], list[str]]:
-    """(timestamps, titles) of a ``timestamp,title`` CSV; InvalidArgument naming the bad line."""
+def csv_rows(path: Path, what: str = "view log", encoding: str = "utf-8") -> Iterator[tuple[int, list[str]]]:
+    """(line number, row) of a CSV file (a view log, or a log an importer converts); InvalidArgument
+    naming the file, or the line, that cannot be read."""
     try:
-        stream = path.open(newline="", encoding="utf-8")
+        stream = path.open(newline="", encoding=encoding)
     except FileNotFoundError:
-        raise InvalidArgument(f"view log {path} does not exist") from None
+        raise InvalidArgument(f"{what} {path} does not exist") from None
     except OSError as exc:
-        raise InvalidArgument(f"view log {path} cannot be read: {exc.strerror}") from None
-    timestamps: list[int] = []
-    titles: list[str] = []
+        raise InvalidArgument(f"{what} {path} cannot be read: {exc.strerror}") from None
     with stream:
         reader = csv.reader(stream)
         try:
-            header = [cell.strip().lower() for cell in next(reader, [])]
-            if "timestamp" not in header or "title" not in header:
-                raise InvalidArgument(f"{path}:1: the header must name the columns timestamp and title, got "
-                                      f"{excerpt(','.join(header))}")
-            ts_col, title_col = header.index("timestamp"), header.index("title")
             for row in reader:
-                if not row or not any(cell.strip() for cell in row):
-                    continue
-                where = f"{path}:{reader.line_num}"
-                if len(row) <= max(ts_col, title_col):
-                    raise InvalidArgument(f"{where}: expected at least {max(ts_col, title_col) + 1} columns, got "
-                                          f"{len(row)}: {excerpt(','.join(row))}")
-                try:
-                    stamp = int(row[ts_col].strip())
-                except ValueError:
-                    raise InvalidArgument(f"{where}: timestamp {excerpt(row[ts_col])} is not whole unix "
-                                          "seconds") from None
-                if stamp < 0:
-                    raise InvalidArgument(f"{where}: timestamp {stamp} is negative")
-                title = row[title_col].strip()
-                try:
-                    check_title(title)
-                except InvalidArgument as exc:
-                    raise InvalidArgument(f"{where}: {exc}") from None
-                timestamps.append(stamp)
-                titles.append(title)
-        except UnicodeDecodeError as exc:
-            raise InvalidArgument(f"view log {path} is not UTF-8 text (byte {exc.start})") from None
+                yield reader.line_num, row
+        except UnicodeDecodeError as exc:  # raised reading the line after the last one counted
+            raise InvalidArgument(f"{path}:{reader.line_num + 1}: not {encoding} text (byte {exc.start})") from None
         except csv.Error as exc:
             raise InvalidArgument(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+
+
+def read_views_csv(path: Path) -> tuple[list[int], list[str]]:
+    """(timestamps, titles) of a ``timestamp,title`` CSV; InvalidArgument naming the bad line."""
+    timestamps: list[int] = []
+    titles: list[str] = []
+    rows = csv_rows(path)
+    header = [cell.strip().lower() for cell in next(rows, (1, []))[1]]
+    if "timestamp" not in header or "title" not in header:
+        raise InvalidArgument(f"{path}:1: the header must name the columns timestamp and title, got "
+                              f"{excerpt(','.join(header))}")
+    ts_col, title_col = header.index("timestamp"), header.index("title")
+    for number, row in rows:
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        where = f"{path}:{number}"
+        if len(row) <= max(ts_col, title_col):
+            raise InvalidArgument(f"{where}: expected at least {max(ts_col, title_col) + 1} columns, got "
+                                  f"{len(row)}: {excerpt(','.join(row))}")
+        try:
+            stamp = int(row[ts_col].strip())
+        except ValueError:
+            raise InvalidArgument(f"{where}: timestamp {excerpt(row[ts_col])} is not whole unix seconds") from None
+        if stamp < 0:
+            raise InvalidArgument(f"{where}: timestamp {stamp} is negative")
+        title = row[title_col].strip()
+        try:
+            check_title(title)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{where}: {exc}") from None
+        timestamps.append(stamp)
+        titles.append(title)
     if not timestamps:
         raise InvalidArgument(f"view log {path} has no views (only a header)")
     return timestamps, titles

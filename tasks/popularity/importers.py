@@ -16,31 +16,15 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge_node.popularity import write_views_csv
+from edge_node.popularity import csv_rows, write_views_csv
 from netgpt.errors import InvalidArgument, excerpt
 
 DAY_S = 86400
-
-
-def _open(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, list[str]]]:
-    """(line number, row) of a CSV file; InvalidArgument if it cannot be read."""
-    try:
-        stream = path.open(newline="", encoding=encoding)
-    except OSError as exc:
-        raise InvalidArgument(f"{path} cannot be read: {exc.strerror}") from None
-    with stream:
-        reader = csv.reader(stream)
-        try:
-            for row in reader:
-                yield reader.line_num, row
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InvalidArgument(f"{path}:{reader.line_num + 1}: unreadable CSV ({exc})") from None
 
 
 def _clean(title: str) -> str:
@@ -51,7 +35,7 @@ def _clean(title: str) -> str:
 
 def movielens_titles(path: Path) -> dict[str, str]:
     titles: dict[str, str] = {}
-    for number, row in _open(path):
+    for number, row in csv_rows(path, "titles file"):
         if number == 1 and row and row[0].strip().lower() == "movieid":
             continue
         if len(row) < 2:
@@ -65,7 +49,7 @@ def movielens_views(ratings: Path, movies: Path | None = None) -> list[tuple[int
     titles = movielens_titles(movies) if movies is not None else {}
     views: list[tuple[int, str]] = []
     columns: dict[str, int] = {}
-    for number, row in _open(ratings):
+    for number, row in csv_rows(ratings, "ratings file"):
         if number == 1:
             columns = {name.strip().lower(): i for i, name in enumerate(row)}
             if "movieid" not in columns or "timestamp" not in columns:
@@ -88,7 +72,7 @@ def movielens_views(ratings: Path, movies: Path | None = None) -> list[tuple[int
 
 def netflix_titles(path: Path) -> dict[str, str]:
     titles: dict[str, str] = {}
-    for number, row in _open(path, encoding="latin-1"):
+    for number, row in csv_rows(path, "titles file", encoding="latin-1"):
         if len(row) < 3:
             raise InvalidArgument(f"{path}:{number}: expected movieId,year,title, got {excerpt(','.join(row))}")
         titles[row[0].strip()] = _clean(",".join(row[2:]))
