@@ -128,10 +128,6 @@ def describe(exc: BaseException) -> str:
     return one_line(exc)
 
 
-def ref_size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
 def same_version(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
     return (a.name, a.version, a.sha256) == (b.name, b.version, b.sha256)
 
@@ -277,7 +273,7 @@ class Deployer:
             await fetch.run()
         else:
             await self._fetch_from_core(record, dest)
-        self.bytes_fetched += ref_size(dest)
+        self.bytes_fetched += dest.stat().st_size  # the verified whole: a resumed part counts once
         return await asyncio.to_thread(self.blobs.admit, dest, ref.sha256)
 
     def _blob_stub(self, source: Source) -> blob_grpc.BlobServiceStub:

@@ -149,6 +149,7 @@ def decode_chunk(raw: bytes, field: int) -> ChunkView | None:
 
 
 PUBLISH_METHOD = "/netgpt.v1.ComputePlaneService/PublishModel"
+PUBLISH_CHUNK_FIELD = cmp_pb2.PublishModelRequest.DESCRIPTOR.fields_by_name["chunk"].number
 
 
 class ZeroCopyChunks(grpc.aio.ServerInterceptor):
@@ -165,7 +166,7 @@ class ZeroCopyChunks(grpc.aio.ServerInterceptor):
         parse = handler.request_deserializer  # the error mapping's checked parser: manifests are validated
 
         def deserialize(raw: bytes) -> cmp_pb2.PublishModelRequest | ChunkView:
-            return decode_chunk(raw, 2) or parse(raw)
+            return decode_chunk(raw, PUBLISH_CHUNK_FIELD) or parse(raw)
 
         return handler._replace(request_deserializer=deserialize)
 

@@ -127,12 +127,13 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         node_id=settings.node_id, role=common_pb2.NODE_ROLE_EDGE, address=advertised_address(config, server),
         region=config.region, cell_ids=config.cells,
         capabilities=common_pb2.Capabilities(
-            accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency,
-            max_context_tokens=model.max_context, models=[slot.current.ref, *(t.current.ref for t in tasks.values())]),
+            accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency),
     )
-    deployer = edge_deployer(config, settings.node_id, slot, lambda served: advertise_model(info, served), shelf,
+    deployer = edge_deployer(config, settings.node_id, slot,
+                             lambda served: advertise_model(info, served, deployers.served()), shelf,
                              who.transport)
     deployers = task_deployers(config, settings.node_id, deployer, tasks, who.transport, info)
+    advertise_model(info, slot.current, deployers.served())  # its models (main first) and context length
     trainer = edge_trainer(config, settings.node_id, slot.current.ref, who.transport)
 
     def report() -> common_pb2.NodeLoad:

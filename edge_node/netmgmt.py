@@ -27,6 +27,7 @@ from netgpt.model_slot import ModelSlot, Served
 from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
+from node.runtime import advertise_model
 from up.convert import model_ref
 
 
@@ -126,8 +127,7 @@ def task_deployers(config: EdgeConfig, node_id: str, main: Deployer, slots: Mapp
     the one peers fetch from); after a task model's swap, ``info`` (what the node registers with)
     lists the versions now served."""
     def advertise(_served: Served) -> None:
-        del info.capabilities.models[:]
-        info.capabilities.models.extend(result.served())
+        advertise_model(info, main.slot.current, result.served())
 
     deployers = {task: edge_deployer(config, node_id, slot, advertise, transport=transport, sub_dir=task,
                                      check=SPECS[task].reader)

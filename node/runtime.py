@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -125,12 +125,12 @@ def transfer_counters(uploads: UploadBudget, *deployers: Deployer) -> dict[str, 
             "artifact_bytes_fetched": sum(d.bytes_fetched for d in deployers)}
 
 
-def advertise_model(info: common_pb2.NodeInfo, served: Served) -> None:
-    """After a swap of the node's main model (listed first; task models follow): what the node tells
-    the core when it (re-)registers."""
-    others = list(info.capabilities.models[1:])
+def advertise_model(info: common_pb2.NodeInfo, served: Served,
+                    models: Sequence[common_pb2.ModelRef] = ()) -> None:
+    """After a swap: what the node tells the core when it (re-)registers. ``served`` is its main
+    model; ``models`` every model it serves, the main one first (default: the main one only)."""
     del info.capabilities.models[:]
-    info.capabilities.models.extend([served.ref, *others])
+    info.capabilities.models.extend(models or [served.ref])
     info.capabilities.max_context_tokens = served.model.max_context
 
 

@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 Handoff = asyncio.Queue[TokenPiece | BaseException | None]  # worker thread → caller; None: finished
 
+
 def in_caller_context(work: Callable[..., T]) -> Callable[..., T]:
     """``work`` to run on a decode thread inside a copy of the caller's context: its log events
     keep the bound session/flow ids and the current span's trace id (``run_in_executor``, unlike
