@@ -9,13 +9,13 @@ user's own labelled file, one JSON object per line::
     {"text": "...", "target": "act: delete; src: Access 1; dst: Cloud 2"}
 
 (``intent`` uses NetworkIntent's field names; ``target`` is a keyword line, ``none`` for a text
-with no request). ``python -m tasks.intent.dataset --labelled FILE --out train.jsonl`` converts
-such a file; without ``--labelled`` it writes the generated training split.
+with no request). ``netgpt data build intent --labelled FILE --out train.jsonl`` converts such a
+file; without ``--labelled`` it writes generated requests (``--seed 2024 --n 6000``: the recipe's
+training split).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterable
 from dataclasses import fields
@@ -84,20 +84,3 @@ def read_labelled(path: Path) -> list[Request]:
     if not requests:
         raise InvalidArgument(f"{path} holds no labelled requests")
     return requests
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the intent model's training JSONL.")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--labelled", type=Path, help="your own labelled requests (JSONL: text + intent/target)")
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("-n", type=int, default=TRAIN_EXAMPLES, help="generated requests (without --labelled)")
-    args = parser.parse_args(argv)
-    requests = read_labelled(args.labelled) if args.labelled else generate(args.n, args.seed)
-    write_dataset(requests, args.out)
-    print(f"{len(requests)} examples -> {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,19 +9,17 @@
   date, or — with ``spread_seed`` — at a seeded uniform second of that day. 6-hour intervals of
   Netflix data are therefore not real time-of-day information: prefer ``--interval-s 86400``.
 
-``python -m tasks.popularity.importers movielens ratings.csv [--movies movies.csv] --out views.csv``
-``python -m tasks.popularity.importers netflix training_set/ [--titles movie_titles.csv] --out views.csv``
+The command line is ``netgpt popularity import movielens|netflix ... --out views.csv`` (``cli/view_logs.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge_node.popularity import csv_rows, write_views_csv
+from edge_node.popularity import csv_rows
 from netgpt.errors import InvalidArgument, excerpt
 
 DAY_S = 86400
@@ -114,30 +112,3 @@ def netflix_views(folder: Path, titles_file: Path | None = None,
         raise InvalidArgument(f"{folder} has no ratings")
     views.sort()
     return views
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Convert a viewer log to the canonical timestamp,title CSV.")
-    sub = parser.add_subparsers(dest="source", required=True)
-    lens = sub.add_parser("movielens", help="MovieLens ratings.csv (+ movies.csv)")
-    lens.add_argument("ratings", type=Path)
-    lens.add_argument("--movies", type=Path)
-    flix = sub.add_parser("netflix", help="Netflix Prize training_set/ folder of mv_*.txt (+ movie_titles.csv)")
-    flix.add_argument("folder", type=Path)
-    flix.add_argument("--titles", type=Path)
-    flix.add_argument("--spread-seed", type=int, help="spread each day's views over the day (seeded)")
-    for p in (lens, flix):
-        p.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    try:
-        views = (movielens_views(args.ratings, args.movies) if args.source == "movielens"
-                 else netflix_views(args.folder, args.titles, args.spread_seed))
-    except InvalidArgument as exc:
-        parser.exit(2, f"error: {exc}\n")
-    count = write_views_csv(args.out, views)
-    print(f"{count} views of {len({t for _, t in views})} titles -> {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
