@@ -68,6 +68,6 @@ class BatchingRunner(GenerationRunner):
             else:
                 self.queued -= 1
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = False) -> None:
         self.scheduler.close()
-        super().shutdown()
+        super().shutdown(wait)

@@ -142,5 +142,6 @@ class GenerationRunner:
 
         loop.create_task(notify())
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self, wait: bool = False) -> None:
+        """Stop taking work; ``wait``: also join the worker threads (and with them their OpenMP teams)."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
