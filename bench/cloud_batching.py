@@ -178,7 +178,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "transformers": transformers.__version__, "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-        "note": "shared 2-core CPU, other jobs running: compare ratios from this run, not absolute numbers",
+        "note": "2-core VM on a shared host: compare ratios from one run, not absolute numbers across runs",
         "base": [], "mixed_adapters": [],
     }
     for streams in levels:
