@@ -42,6 +42,7 @@ from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import DataLoss, FailedPrecondition, NetGptError, one_line
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.tasks import TaskGroup
+from netgpt.threads import in_own_thread
 from netgpt.tls import Transport
 from netgpt.v1 import blob_pb2_grpc as blob_grpc
 from netgpt.v1 import common_pb2
@@ -231,7 +232,7 @@ class Deployer:
         folder = await asyncio.to_thread(self._verify_and_stage, artifact, ref)
         record.set(P.DEPLOYMENT_PHASE_LOADING)
         try:
-            model = await asyncio.to_thread(self._load_and_check, folder, ref)
+            model = await in_own_thread(self._load_and_check, folder, ref)  # torch: see netgpt.threads
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -39,6 +39,7 @@ from cmp.transfer_io import TransferStub
 from netgpt.channels import open_channel
 from netgpt.errors import DataLoss
 from netgpt.tasks import TaskGroup
+from netgpt.threads import in_own_thread
 from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
@@ -272,7 +273,7 @@ class TrainingAgent:
                 out = folder / "package"
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir(parents=True)
-                package = await asyncio.to_thread(self._package, PackageRequest(
+                package = await in_own_thread(self._package, PackageRequest(  # torch: see netgpt.threads
                     result.output_dir, result.method, base, out))
                 if record.cancel_requested:
                     raise Cancelled()
