@@ -25,7 +25,10 @@ def add_commands(sub: Subparsers) -> None:
     prompt.add_argument("--cloud-model", default="starter", help="cloud LLaMA: a folder, starter or tiny")
     prompt.add_argument("--baseline-models", default="tiny",
                         help="models of the baseline rows, edge and cloud (default: tiny; none: no such rows)")
-    prompt.add_argument("--limit", type=int, default=0, help="only the first N held-out questions (0: all)")
+    prompt.add_argument("--questions", choices=("heldout", "dev"), default="heldout",
+                        help="held-out questions (the reported figure) or the development set (for choosing "
+                             "between recipe variants without touching the held-out set)")
+    prompt.add_argument("--limit", type=int, default=0, help="only the first N questions (0: all)")
     prompt.add_argument("--max-new-tokens", type=int, default=0, help="answer length (default: the evaluation's)")
     prompt.add_argument("--json", "--out", dest="out", type=Path, help="write the report as JSON here")
     prompt.set_defaults(run=quiet(_prompt))
@@ -61,10 +64,12 @@ def _netmgmt(args: argparse.Namespace) -> int:
 def _prompt(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from tasks.prompt_completion.devset import DEV
     from tasks.prompt_completion.evaluate import MAX_NEW_TOKENS, Report, evaluate, retrieval_baseline
     from tasks.prompt_completion.heldout import HELD_OUT
 
-    questions = HELD_OUT[:args.limit] if args.limit > 0 else HELD_OUT
+    chosen = DEV if args.questions == "dev" else HELD_OUT
+    questions = chosen[:args.limit] if args.limit > 0 else chosen
     max_new_tokens = args.max_new_tokens or MAX_NEW_TOKENS
     pairs = [(args.edge_model, args.cloud_model)]
     if args.baseline_models != "none":

@@ -14,6 +14,7 @@ from edge_node.personalise import context_block
 from netgpt.config import EdgeConfig
 from netgpt.training.dataset import read_jsonl
 from tasks.prompt_completion.build import ANSWER_CUE, INTENT_CUE, MAX_FACTS, build_cloud_dataset, build_edge_dataset
+from tasks.prompt_completion.devset import DEV
 from tasks.prompt_completion.evaluate import (
     CLOUD_ONLY,
     EDGE_ONLY,
@@ -105,20 +106,22 @@ def _grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
-def test_heldout_questions_share_no_phrasing_with_the_templates() -> None:
+def test_heldout_and_dev_questions_share_no_phrasing_with_the_templates_or_each_other() -> None:
     cells = real_cells()
     names = [v.name for _, venues in cells.values() for v in venues]
     training = set()
     phrasings = {p.lower() for p in all_phrasings(names)}
     for text in phrasings:
         training |= _grams(text)
-    assert 60 <= len(HELD_OUT) <= 100
-    assert {q.cell_id for q in HELD_OUT} == set(cells)
-    for q in HELD_OUT:
-        assert q.question.lower() not in phrasings
-        assert not _grams(q.question) & training, q.question
-        cell_names = {v.name for v in cells[q.cell_id][1]}
-        assert q.expected and set(q.expected) <= cell_names, q
+    heldout = set().union(*(_grams(q.question) for q in HELD_OUT))
+    assert 60 <= len(HELD_OUT) <= 100 and 30 <= len(DEV) < len(HELD_OUT)
+    for questions, apart in ((HELD_OUT, training), (DEV, training | heldout)):
+        assert {q.cell_id for q in questions} == set(cells)
+        for q in questions:
+            assert q.question.lower() not in phrasings
+            assert not _grams(q.question) & apart, q.question
+            cell_names = {v.name for v in cells[q.cell_id][1]}
+            assert q.expected and set(q.expected) <= cell_names, q
 
 
 def test_scorer_scores_hand_made_transcripts() -> None:
