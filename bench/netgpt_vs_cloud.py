@@ -217,8 +217,8 @@ async def run_requests(items: list[Item], concurrency: int, send) -> Measured:
 
 
 async def one_workload(items: list[Item], models: tuple[OrtGpt2Model, LanguageModel], args: argparse.Namespace,
-                       pki: LocalPki | None) -> tuple[dict, LocalPki | None]:
-    """Both systems over ``items`` on a fresh cluster; (report part, the cluster's PKI to reuse)."""
+                       pki: LocalPki) -> dict:
+    """Both systems over ``items`` on a fresh cluster whose daemons hold certificates of ``pki``."""
     gpt2, llama = models
     params = up_pb2.GenerationParams(max_new_tokens=args.max_new_tokens)
     edge_link, ue_link = EmulatedLink("", args.rtt_ms, args.mbit_s), EmulatedLink("", args.rtt_ms, args.mbit_s)
@@ -230,6 +230,7 @@ async def one_workload(items: list[Item], models: tuple[OrtGpt2Model, LanguageMo
         EdgeConfig(listen="127.0.0.1:0", max_queue=256, profiles_db=":memory:", max_concurrency=args.edge_concurrency,
                    max_batch=args.edge_concurrency),
         pki=pki)
+    cluster.scratch.append(Path(store))
     edge_link.upstream = ue_link.upstream = cluster.cloud.address
     ue_side = await ue_link.start()
     venues = cell_venues()
@@ -302,7 +303,7 @@ async def one_workload(items: list[Item], models: tuple[OrtGpt2Model, LanguageMo
     part = {"requests": len(items), "distinct_prompts": len({(i.cell_id, i.prompt) for i in items}),
             "requests_with_a_prompt_seen_once": sum(1 for i in items if items.count(i) == 1),
             "runs": runs, "ratios_netgpt_over_cloud_only": ratios, "where_netgpt_time_goes": profile}
-    return part, cluster.pki
+    return part
 
 
 async def bench(args: argparse.Namespace) -> dict:
@@ -314,9 +315,10 @@ async def bench(args: argparse.Namespace) -> dict:
     workloads = {"zipf": zipf_workload(args.requests, args.zipf, args.seed),
                  "long_tail": long_tail_workload(args.requests, args.zipf, args.unique_share, args.seed)}
     report: dict[str, object] = {}
-    pki = None
-    for name, items in workloads.items():
-        report[name], pki = await one_workload(items, (gpt2, llama), args, pki)
+    with tempfile.TemporaryDirectory(prefix="netgpt-bench-pki-") as folder:
+        pki = LocalPki(Path(folder))
+        for name, items in workloads.items():
+            report[name] = await one_workload(items, (gpt2, llama), args, pki)
     return {"workloads": report,
             "settings": {"requests": args.requests, "zipf": args.zipf, "unique_share": args.unique_share,
                          "concurrency": args.concurrency, "max_new_tokens": args.max_new_tokens, "seed": args.seed,

@@ -74,9 +74,11 @@ async def _start(pki: LocalPki) -> tuple[Cluster, NodeHandle]:
         CloudConfig(listen="127.0.0.1:0"),
         EdgeConfig(listen="127.0.0.1:0", cells=EDGE_1_CELLS, profiles_db=":memory:", answer_cache_ttl_s=0,
                    intent_tokens=0), pki=pki)
+    deploy_dir = tempfile.mkdtemp(prefix="netgpt-bench-edge-2-")
+    cluster.scratch += [Path(store), Path(deploy_dir)]
     config = EdgeConfig(**pki.settings("edge", "edge-2"), node_id="edge-2", listen="127.0.0.1:0",
                         core=cluster.core.address, cells=EDGE_2_CELLS, profiles_db=":memory:", answer_cache_ttl_s=0,
-                        intent_tokens=0, deploy_dir=tempfile.mkdtemp(prefix="netgpt-bench-edge-2-"))
+                        intent_tokens=0, deploy_dir=deploy_dir)
     edge_2 = await start_edge(config, gpt2, load_knowledge(config))  # type: ignore[arg-type]
     while "edge-2" not in {s.info.node_id for s in cluster.core.registry.statuses()}:
         await asyncio.sleep(0.05)
@@ -134,8 +136,10 @@ async def _paired(core: str, pki: LocalPki, pairs: int, max_new_tokens: int) -> 
 
 
 async def bench(ues: int, duration_s: float, dwell_s: float, pairs: int, max_new_tokens: int) -> dict[str, object]:
-    pki = LocalPki(Path(tempfile.mkdtemp(prefix="netgpt-bench-ran-pki-")))
+    pki_folder = Path(tempfile.mkdtemp(prefix="netgpt-bench-ran-pki-"))
+    pki = LocalPki(pki_folder)
     cluster, edge_2 = await _start(pki)
+    cluster.scratch.append(pki_folder)
     try:
         trace = mobility_trace(ues, duration_s, dwell_s)
         settings = SimSettings(core=cluster.core.address, max_new_tokens=max_new_tokens,

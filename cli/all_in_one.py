@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,11 +28,16 @@ class Cluster:
     edge: NodeHandle
     pki: LocalPki | None = None  # the throw-away CA the cluster runs on (None: plaintext development)
     operator: Transport = field(default=PLAINTEXT)  # the identity a client of this cluster calls with
+    scratch: list[Path] = field(default_factory=list)  # folders made for this cluster alone, removed on stop
 
     async def stop(self) -> None:
-        await self.edge.stop(1.0)
-        await self.cloud.stop(1.0)
-        await self.core.stop(1.0)
+        try:
+            await self.edge.stop(1.0)
+            await self.cloud.stop(1.0)
+            await self.core.stop(1.0)
+        finally:
+            for folder in self.scratch:  # the throw-away CA's private keys must not outlive the cluster
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_models(edge_model: str = "tiny", cloud_model: str = "tiny",
@@ -68,20 +74,28 @@ async def start_all_in_one(gpt2: LanguageModel, llama: LanguageModel, core: Core
     identity if it has none: the all-in-one process is also the operator's client.
     """
     operator: Transport = PLAINTEXT
+    scratch: list[Path] = []
     if not core.insecure:
-        pki = pki or LocalPki(Path(tempfile.mkdtemp(prefix="netgpt-pki-")))
+        if pki is None:
+            scratch.append(Path(tempfile.mkdtemp(prefix="netgpt-pki-")))
+            pki = LocalPki(scratch[0])
         secure_with(pki, core, cloud, edge)
         operator = pki.identity("operator", "operator")
         _adopt_default(operator)
-    core_node = await start_core(core)
-    cloud.core = edge.core = core_node.address
-    knowledge = load_knowledge(edge)
-    edge.cells = edge.cells or sorted(knowledge.cells)
-    cloud_node = await start_cloud(cloud, llama, cloud_interceptors)
-    await asyncio.wait_for(cloud_node.agent.registered.wait(), ready_timeout_s)
-    edge_node = await start_edge(edge, gpt2, knowledge)
-    await asyncio.wait_for(edge_node.peers.wait_known(), ready_timeout_s)
-    return Cluster(core_node, cloud_node, edge_node, pki, operator)
+    try:
+        core_node = await start_core(core)
+        cloud.core = edge.core = core_node.address
+        knowledge = load_knowledge(edge)
+        edge.cells = edge.cells or sorted(knowledge.cells)
+        cloud_node = await start_cloud(cloud, llama, cloud_interceptors)
+        await asyncio.wait_for(cloud_node.agent.registered.wait(), ready_timeout_s)
+        edge_node = await start_edge(edge, gpt2, knowledge)
+        await asyncio.wait_for(edge_node.peers.wait_known(), ready_timeout_s)
+    except BaseException:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Cluster(core_node, cloud_node, edge_node, pki, operator, scratch)
 
 
 def _adopt_default(operator: Transport) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -39,11 +40,13 @@ async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_int
     override fields of CoreConfig/CloudConfig/EdgeConfig (e.g. store_dir, max_concurrency).
 
     Every daemon runs with mutual TLS on certificates of the suite's CA (``tests/pki.py``)."""
+    store = Path(tempfile.mkdtemp(prefix="netgpt-test-store-"))
     core_config = CoreConfig(**{**tls("core", "core"), "listen": "127.0.0.1:0",
-                                "heartbeat_interval_s": heartbeat_interval_s,
-                                "store_dir": tempfile.mkdtemp(prefix="netgpt-test-store-"), **(core or {})})
+                                "heartbeat_interval_s": heartbeat_interval_s, "store_dir": str(store), **(core or {})})
     cloud_config = CloudConfig(**{"node_id": "cloud-1", "listen": "127.0.0.1:0", **(cloud or {})})
     edge_config = EdgeConfig(**{"node_id": "edge-1", "listen": "127.0.0.1:0", "profiles_db": ":memory:",
                                 **NO_TASK_MODELS, **(edge or {})})
-    return await start_all_in_one(gpt2, llama, core_config, cloud_config, edge_config, cloud_interceptors,
-                                  pki=TEST_PKI)
+    cluster = await start_all_in_one(gpt2, llama, core_config, cloud_config, edge_config, cloud_interceptors,
+                                     pki=TEST_PKI)
+    cluster.scratch.append(store)
+    return cluster

@@ -6,12 +6,16 @@ process's default client identity (what ``open_channel(address)`` uses) is the o
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
 from netgpt.tls import Identity, LocalPki
 
-TEST_PKI = LocalPki(Path(tempfile.mkdtemp(prefix="netgpt-test-pki-")))
+_FOLDER = Path(tempfile.mkdtemp(prefix="netgpt-test-pki-"))
+atexit.register(shutil.rmtree, _FOLDER, ignore_errors=True)
+TEST_PKI = LocalPki(_FOLDER)
 
 
 def tls(role: str, name: str) -> dict[str, str]:

@@ -87,9 +87,11 @@ async def two_edges(models):
     slow = SlowModel(gpt2, 0.0)
     cluster = await start_cluster(slow, llama, heartbeat_interval_s=0.3,
                                   edge={"cells": EDGE_1_CELLS, "session_cache_s": 300.0, "intent_tokens": 0})
+    deploy_dir = Path(tempfile.mkdtemp(prefix="netgpt-edge-2-"))
+    cluster.scratch.append(deploy_dir)
     config = EdgeConfig(**{**tls("edge", "edge-2"), "node_id": "edge-2", "listen": "127.0.0.1:0",
                            "core": cluster.core.address, "cells": EDGE_2_CELLS, "profiles_db": ":memory:",
-                           "deploy_dir": tempfile.mkdtemp(prefix="netgpt-edge-2-"), "intent_tokens": 0,
+                           "deploy_dir": str(deploy_dir), "intent_tokens": 0,
                            **NO_TASK_MODELS})
     edge_2 = await start_edge(config, gpt2, load_knowledge(config))  # type: ignore[arg-type]
     await eventually(lambda: any(s.info.node_id == "edge-2" and s.health == common_pb2.NODE_HEALTH_SERVING
