@@ -65,9 +65,9 @@ def load_edge_model(config: EdgeConfig) -> OrtGpt2Model:
 
 def load_knowledge(config: EdgeConfig) -> KnowledgeBase:
     if config.knowledge:
-        return KnowledgeBase.load(Path(config.knowledge), config.knowledge_db)
+        return KnowledgeBase.load(Path(config.knowledge), config.knowledge_db, config.fact_min_share)
     with resources.as_file(resources.files("netgpt.assets") / "knowledge.toml") as bundled:
-        return KnowledgeBase.load(bundled, config.knowledge_db)
+        return KnowledgeBase.load(bundled, config.knowledge_db, config.fact_min_share)
 
 
 def profiles_path(config: EdgeConfig, node_id: str) -> str:

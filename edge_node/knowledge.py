@@ -1,9 +1,11 @@
 """The edge's location knowledge: venues, facilities and local facts per cell, in SQLite.
 
 Loaded from a TOML file (format below; example: netgpt/assets/knowledge.toml) into
-SQLite with an FTS5 index, and queried when the edge builds a comprehensive prompt:
-only the UE's cell, ranked by BM25 over the prompt's words plus the categories those
-words imply ("eat" → restaurant, cafe)::
+SQLite with an FTS5 index (Porter-stemmed: "burger" finds "burgers"), and queried when the
+edge builds a comprehensive prompt: only the UE's cell, ranked by BM25 over the prompt's
+words plus the categories those words imply ("eat" → restaurant, cafe), keeping the venues
+whose relevance is at least ``min_share`` of the best one's (a weak match is a distractor
+for the small models that read the list, not a help)::
 
     [cells.cell-harbour-1]
     area = "Harbour district"
@@ -28,9 +30,11 @@ from pathlib import Path
 from netgpt.errors import StartupError
 
 _WORD = re.compile(r"[a-z0-9]+")
+SCHEMA_VERSION = 2  # 2: Porter-stemmed index; a knowledge_db file of another version is rebuilt
+DEFAULT_MIN_SHARE = 0.5
 _STOPWORDS = frozenset(
     "a an and are at be can do does for from get how i in is it me my near of on or the to what when where "
-    "which who with you your there this that".split()
+    "which who with you your there this that need want find looking look like please some any".split()
 )
 # Words in a prompt that point at a category of venue.
 CATEGORY_HINTS: dict[str, tuple[str, ...]] = {
@@ -59,17 +63,20 @@ class Venue:
 
 
 class KnowledgeBase:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, min_share: float = DEFAULT_MIN_SHARE) -> None:
+        if not 0.0 <= min_share <= 1.0:
+            raise StartupError(f"fact_min_share must be in [0, 1], got {min_share:g}")
         self._db = db
+        self.min_share = min_share
 
     @classmethod
-    def load(cls, path: Path, db_path: str = ":memory:") -> KnowledgeBase:
+    def load(cls, path: Path, db_path: str = ":memory:", min_share: float = DEFAULT_MIN_SHARE) -> KnowledgeBase:
         """Parse the TOML file into SQLite (``db_path``: a file to keep it, default in memory)."""
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise StartupError(f"knowledge base {path}: {exc}") from exc
-        kb = cls(_open(db_path))
+        kb = cls(_open(db_path), min_share)
         kb.replace(parse_cells(data, str(path)))
         return kb
 
@@ -92,18 +99,21 @@ class KnowledgeBase:
         return row[0] if row else ""
 
     def venues(self, cell_id: str, prompt: str, limit: int = 3) -> list[Venue]:
-        """The cell's most relevant venues for the prompt; the cell's first ones if nothing matches."""
+        """The cell's most relevant venues for the prompt, at most ``limit``, none below ``min_share`` of
+        the best one's relevance; the cell's first venue if nothing matches."""
         terms = query_terms(prompt)
         rows: list[tuple] = []
         if terms:
             match = " OR ".join(f'"{t}"' for t in terms)
             rows = self._db.execute(
-                "SELECT v.cell_id, v.name, v.category, v.description, v.hours FROM venues_fts f "
+                "SELECT v.cell_id, v.name, v.category, v.description, v.hours, bm25(venues_fts) FROM venues_fts f "
                 "JOIN venues v ON v.id = f.rowid WHERE venues_fts MATCH ? AND v.cell_id = ? "
                 "ORDER BY bm25(venues_fts), v.id LIMIT ?", (match, cell_id, limit)).fetchall()
-        if not rows:
-            rows = self._db.execute("SELECT cell_id, name, category, description, hours FROM venues "
-                                    "WHERE cell_id = ? ORDER BY id LIMIT 1", (cell_id,)).fetchall()
+        if rows:  # bm25() is negative, more so the better the match
+            best = rows[0][-1]
+            return [Venue(*row[:-1]) for row in rows if row[-1] <= self.min_share * best]
+        rows = self._db.execute("SELECT cell_id, name, category, description, hours FROM venues "
+                                "WHERE cell_id = ? ORDER BY id LIMIT 1", (cell_id,)).fetchall()
         return [Venue(*row) for row in rows]
 
     def facts_for(self, cell_id: str, prompt: str, limit: int = 3) -> list[str]:
@@ -139,13 +149,19 @@ def _venue(cell_id: str, raw: object, source: str) -> Venue:
 
 def _open(db_path: str) -> sqlite3.Connection:
     db = sqlite3.connect(db_path, check_same_thread=False)
+    if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # load() refills it anyway
+        db.executescript("""
+            DROP TRIGGER IF EXISTS venues_ai; DROP TRIGGER IF EXISTS venues_ad;
+            DROP TABLE IF EXISTS venues_fts; DROP TABLE IF EXISTS venues; DROP TABLE IF EXISTS cells;
+        """)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.executescript("""
         CREATE TABLE IF NOT EXISTS cells (cell_id TEXT PRIMARY KEY, area TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS venues (id INTEGER PRIMARY KEY, cell_id TEXT NOT NULL, name TEXT NOT NULL,
             category TEXT NOT NULL, description TEXT NOT NULL, hours TEXT NOT NULL);
         CREATE INDEX IF NOT EXISTS venues_by_cell ON venues (cell_id);
         CREATE VIRTUAL TABLE IF NOT EXISTS venues_fts USING fts5(name, category, description,
-            content='venues', content_rowid='id');
+            content='venues', content_rowid='id', tokenize='porter unicode61');
         CREATE TRIGGER IF NOT EXISTS venues_ai AFTER INSERT ON venues BEGIN
             INSERT INTO venues_fts(rowid, name, category, description)
             VALUES (new.id, new.name, new.category, new.description);

@@ -89,6 +89,7 @@ class EdgeConfig(NodeConfig):
     cells: list[str] = field(default_factory=list)
     knowledge: str = ""  # TOML knowledge base; empty: the bundled example
     knowledge_db: str = ":memory:"  # SQLite file the knowledge base is loaded into
+    fact_min_share: float = 0.5  # a listed fact's BM25 relevance is at least this share of the best one's; 0: any
     profiles_db: str = ""  # SQLite file of user profiles; empty: $NETGPT_DATA_DIR/profiles-<node_id>.sqlite
     profile_history_size: int = 10  # desensitised recent prompts kept per profile; 0: none
     profile_retention_s: float = 2592000.0  # prompts older, and profiles unused for longer, are erased; 0: kept

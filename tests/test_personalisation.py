@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import grpc
@@ -9,7 +10,7 @@ import pytest
 from harness import start_cluster
 from helpers import RecordGenerate, concise, generate, new_session
 
-from edge_node.knowledge import KnowledgeBase
+from edge_node.knowledge import SCHEMA_VERSION, KnowledgeBase
 from edge_node.profiles import ProfileStore
 from netgpt.channels import open_channel
 from netgpt.errors import InvalidArgument, StartupError
@@ -46,8 +47,33 @@ def test_unknown_cell_has_no_facts_and_knowledge_persists(tmp_path: Path, kb):
     KnowledgeBase.load(BUNDLED, str(db))
     reopened = KnowledgeBase.load(BUNDLED, str(db))
     assert reopened.cells == ["cell-campus-2", "cell-harbour-1", "cell-station-3"]  # reload replaces, no duplicates
-    facts = reopened.facts_for("cell-harbour-1", "seafood", limit=10)  # the word, then its category
-    assert [f.split(" (")[0] for f in facts] == ["Harbour Fish Market", "Quayside Noodle Bar"]
+    assert _names(reopened.venues("cell-harbour-1", "seafood", limit=10)) == ["Harbour Fish Market"]
+
+
+def _names(venues: list) -> list[str]:
+    return [v.name for v in venues]
+
+
+def test_words_find_their_stems_and_weak_matches_are_left_out(kb):
+    assert _names(kb.venues("cell-station-3", "Is there a burger place?")) == ["Upper Level Food Court"]  # "burgers"
+    loose = KnowledgeBase.load(BUNDLED, min_share=0.0)  # the word, then its category ("seafood" → restaurant)
+    assert _names(loose.venues("cell-harbour-1", "seafood", limit=10)) == ["Harbour Fish Market", "Quayside Noodle Bar"]
+    with pytest.raises(StartupError, match=r"fact_min_share must be in \[0, 1\], got 1.5"):
+        KnowledgeBase.load(BUNDLED, min_share=1.5)
+
+
+def test_a_knowledge_db_file_of_an_older_schema_is_rebuilt(tmp_path: Path):
+    db = tmp_path / "kb.sqlite"
+    with sqlite3.connect(db) as old:  # version 1: no stemming, no user_version
+        old.executescript("CREATE TABLE cells (cell_id TEXT PRIMARY KEY, area TEXT NOT NULL);"
+                          "CREATE TABLE venues (id INTEGER PRIMARY KEY, cell_id TEXT NOT NULL, name TEXT NOT NULL,"
+                          " category TEXT NOT NULL, description TEXT NOT NULL, hours TEXT NOT NULL);"
+                          "CREATE VIRTUAL TABLE venues_fts USING fts5(name, category, description, content='venues',"
+                          " content_rowid='id');")
+    reopened = KnowledgeBase.load(BUNDLED, str(db))
+    assert _names(reopened.venues("cell-station-3", "burger")) == ["Upper Level Food Court"]
+    with sqlite3.connect(db) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("text, needle", [

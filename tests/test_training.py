@@ -192,3 +192,24 @@ def test_starter_models_name_the_fitting_venue_and_its_hours(name: str) -> None:
     out = model.generate(ids, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.eos_token_id)
     answer = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     assert "Harbour Fish Market" in answer and "11:00-22:00" in answer, answer
+
+
+def test_the_starter_recipe_gives_the_same_weights_serially_and_one_process_per_model(tmp_path: Path) -> None:
+    """``--jobs 2`` (make starter-models) only saves wall time: the quick recipe's weights are byte-identical."""
+    from tasks.prompt_completion.starter import build_starter
+
+    serial = build_starter(tmp_path / "serial", quick=True, threads=1, jobs=1)
+    parallel = build_starter(tmp_path / "parallel", quick=True, threads=1, jobs=2)
+    assert serial["models"].keys() == parallel["models"].keys() == {"gpt2", "llama"}
+    for name in ("gpt2", "llama"):
+        weights = [(tmp_path / run / name / "model.safetensors").read_bytes() for run in ("serial", "parallel")]
+        assert weights[0] == weights[1], name
+        assert serial["models"][name]["metrics"]["train_loss"] == parallel["models"][name]["metrics"]["train_loss"]
+
+
+def test_the_committed_weights_stay_under_25_mb() -> None:
+    """The starter and network-management models are committed; the project allows 25 MB of them in all."""
+    assets = Path(__file__).resolve().parents[1] / "netgpt" / "assets"
+    weights = sum(p.stat().st_size for folder in ("starter", "netmgmt") for p in (assets / folder).rglob("*")
+                  if p.is_file())
+    assert 0 < weights < 25_000_000, f"{weights:,} bytes"

@@ -75,7 +75,7 @@ def sample_case(rng: random.Random, world: World, pools: dict[bool, list[str]]) 
         return None
     need = rng.choice(needs)
     phrasing = phrase(rng, need, venue)
-    facts = world.knowledge.venues(cell_id, phrasing.text, MAX_FACTS)
+    facts = world.venues(cell_id, phrasing.text, MAX_FACTS)
     target = _answering(facts, need, venue if phrasing.named else None)
     if target is None:
         return None

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +89,7 @@ def architecture(name: str, vocab_size: int, eos_id: int) -> PretrainedConfig:
         return GPT2Config(vocab_size=vocab_size, n_positions=CONTEXT, n_embd=192, n_layer=4, n_head=6,
                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                           bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
                        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=CONTEXT,
                        tie_word_embeddings=True, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
 
@@ -131,7 +133,28 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def build_starter(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0) -> dict[str, Any]:
+def _train_one(recipe: Recipe, work: Path, staging: Path, threads: int) -> dict[str, Any]:
+    """One model of the recipe, trained on its dataset and saved into ``staging``; what recipe.json records."""
+    configure_logging(json=False, level="info")  # a worker process starts with no logging set up
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(staging / "tokenizer")
+    dataset = DATASETS[recipe.name](work / f"{recipe.name}.jsonl", SEED, recipe.examples)
+    base = init_base(recipe.name, tokenizer, work / f"base-{recipe.name}")
+    config = TrainConfig(**{**asdict(recipe.config), "threads": threads})
+    result: TrainResult = train(base, dataset, work / f"run-{recipe.name}", config,
+                                progress=_progress_logger(recipe.name))
+    save_fp16(result.output_dir, tokenizer, staging / recipe.name)
+    return {
+        "dataset": {"builder": DATASETS[recipe.name].__name__, "examples": recipe.examples,
+                    "sha256": file_sha256(dataset)},
+        "architecture": architecture(recipe.name, len(tokenizer), 0).to_diff_dict() | {"model_type": recipe.name},
+        "train": {k: v for k, v in asdict(config).items() if k != "threads"},
+        "params": result.total_params, "steps": result.steps,
+        "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
+        "bytes": folder_bytes(staging / recipe.name),
+    }
+
+
+def build_starter(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0, jobs: int = 1) -> dict[str, Any]:
     """Run the whole recipe into ``out`` (replaced only at the end); returns what recipe.json records."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="netgpt-starter-") as tmp:
@@ -144,24 +167,15 @@ def build_starter(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0
                                   "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                                                "tokenizers": tokenizers.__version__},
                                   "machine": f"{platform.machine()} CPU, {threads or torch.get_num_threads()} "
-                                             "torch thread(s)"}
-        for recipe in (_scaled(r, quick) for r in RECIPES):
-            dataset = DATASETS[recipe.name](work / f"{recipe.name}.jsonl", SEED, recipe.examples)
-            base = init_base(recipe.name, tokenizer, work / f"base-{recipe.name}")
-            config = TrainConfig(**{**asdict(recipe.config), "threads": threads})
-            result: TrainResult = train(base, dataset, work / f"run-{recipe.name}", config,
-                                        progress=_progress_logger(recipe.name))
-            save_fp16(result.output_dir, tokenizer, staging / recipe.name)
-            record["models"][recipe.name] = {
-                "dataset": {"builder": DATASETS[recipe.name].__name__, "examples": recipe.examples,
-                            "sha256": file_sha256(dataset)},
-                "architecture": architecture(recipe.name, len(tokenizer), 0).to_diff_dict() | {"model_type":
-                                                                                                recipe.name},
-                "train": {k: v for k, v in asdict(config).items() if k != "threads"},
-                "params": result.total_params, "steps": result.steps,
-                "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
-                "bytes": folder_bytes(staging / recipe.name),
-            }
+                                             f"torch thread(s) per model, {max(jobs, 1)} model(s) at a time"}
+        recipes = [_scaled(r, quick) for r in RECIPES]
+        if jobs > 1:  # one process per model, each with its own ``threads``: same weights, less wall time
+            with ProcessPoolExecutor(min(jobs, len(recipes)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                done = list(pool.map(_train_one, recipes, [work] * len(recipes), [staging] * len(recipes),
+                                     [threads] * len(recipes)))
+        else:
+            done = [_train_one(recipe, work, staging, threads) for recipe in recipes]
+        record["models"] = dict(zip((r.name for r in recipes), done, strict=True))
         record["wall_seconds"] = round(time.perf_counter() - started, 1)
         record["total_bytes"] = folder_bytes(staging)
         (staging / "recipe.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -184,10 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the starter models go")
     parser.add_argument("--quick", action="store_true", help="a few steps only: checks the recipe, not the models")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per model (0 = torch's default)")
+    parser.add_argument("--jobs", type=int, default=1, help="models trained at once, each in its own process")
     args = parser.parse_args(argv)
     configure_logging(json=False, level="info")
-    record = build_starter(args.out, args.quick, args.threads)
+    record = build_starter(args.out, args.quick, args.threads, args.jobs)
     print(json.dumps({name: m["metrics"] for name, m in record["models"].items()}, indent=2))
     print(f"wall {record['wall_seconds']} s, {record['total_bytes'] / 2**20:.1f} MiB in {args.out}")
     return 0

@@ -2,8 +2,9 @@
 knowledge base's categories) plus the real one bundled with the edge (``netgpt/assets/knowledge.toml``).
 
 Training mostly on invented venues makes the models copy the venue that fits from the listed facts
-instead of memorising the 17 real ones. Both worlds load into one :class:`KnowledgeBase`, so the
-datasets retrieve facts exactly as an edge does at run time.
+instead of memorising the 17 real ones. Each world has a :class:`KnowledgeBase` of its own: the
+real cells' is the bundled file loaded as an edge loads it, so BM25's corpus statistics, and with
+them the ranking and the relative cut of weak facts, are exactly an edge's at run time.
 """
 
 from __future__ import annotations
@@ -81,11 +82,17 @@ CATEGORY_OF: dict[str, str] = {
 
 @dataclass
 class World:
-    """Cells (real and synthetic) and the knowledge base holding them all."""
+    """Cells (real and synthetic) and a knowledge base per world."""
 
     cells: Cells
     real: frozenset[str]  # the real cells' ids
-    knowledge: KnowledgeBase
+    real_knowledge: KnowledgeBase  # the bundled file, as an edge loads it
+    synthetic_knowledge: KnowledgeBase
+
+    def venues(self, cell_id: str, prompt: str, limit: int) -> list[Venue]:
+        """What an edge holding this cell's world retrieves for the prompt."""
+        knowledge = self.real_knowledge if cell_id in self.real else self.synthetic_knowledge
+        return knowledge.venues(cell_id, prompt, limit)
 
     def cell_ids(self, real: bool) -> list[str]:
         """The real or the synthetic cells' ids, sorted."""
@@ -134,14 +141,8 @@ def _hours(rng: random.Random) -> str:
 
 def build_world(seed: int, synthetic: int = SYNTHETIC_CELLS) -> World:
     """The real cells and ``synthetic`` invented ones in one in-memory knowledge base."""
-    real = real_cells()
-    cells = synthetic_cells(seed, synthetic) | real
-    return World(cells, frozenset(real), _knowledge(cells))
-
-
-def _knowledge(cells: Cells) -> KnowledgeBase:
-    """A knowledge base opened from the bundled file, its contents then replaced by ``cells``."""
+    real, invented = real_cells(), synthetic_cells(seed, synthetic)
     with resources.as_file(resources.files("netgpt.assets") / "knowledge.toml") as bundled:
-        knowledge = KnowledgeBase.load(bundled)
-    knowledge.replace(cells)
-    return knowledge
+        real_knowledge, synthetic_knowledge = KnowledgeBase.load(bundled), KnowledgeBase.load(bundled)
+    synthetic_knowledge.replace(invented)
+    return World(invented | real, frozenset(real), real_knowledge, synthetic_knowledge)
