@@ -101,7 +101,8 @@ async def test_bad_input_is_invalid_argument(cluster, prompt, fields, needle):
 async def test_prompt_that_overflows_the_context_names_the_limit(cluster):
     session = await new_session(cluster.core.address)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await generate(cluster.edge.address, concise(session, "seafood " * 240, max_new_tokens=200))
+        # ~1,980 characters (under max_prompt_chars) of ~440 tokens, + 256 new tokens > 512
+        await generate(cluster.edge.address, concise(session, "seafood, " * 220, max_new_tokens=256))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "model context of 512 tokens" in err.value.details()
 
