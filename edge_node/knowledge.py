@@ -27,11 +27,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
 
 _WORD = re.compile(r"[a-z0-9]+")
 SCHEMA_VERSION = 2  # 2: Porter-stemmed index; a knowledge_db file of another version is rebuilt
-DEFAULT_MIN_SHARE = 0.5
+DEFAULT_MIN_SHARE = EdgeConfig.fact_min_share  # one default, the edge setting's
 _STOPWORDS = frozenset(
     "a an and are at be can do does for from get how i in is it me my near of on or the to what when where "
     "which who with you your there this that need want find looking look like please some any".split()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,12 +170,12 @@ def build_starter(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0
                                   "machine": f"{platform.machine()} CPU, {threads or torch.get_num_threads()} "
                                              f"torch thread(s) per model, {max(jobs, 1)} model(s) at a time"}
         recipes = [_scaled(r, quick) for r in RECIPES]
+        train_one = partial(_train_one, work=work, staging=staging, threads=threads)
         if jobs > 1:  # one process per model, each with its own ``threads``: same weights, less wall time
             with ProcessPoolExecutor(min(jobs, len(recipes)), mp_context=multiprocessing.get_context("spawn")) as pool:
-                done = list(pool.map(_train_one, recipes, [work] * len(recipes), [staging] * len(recipes),
-                                     [threads] * len(recipes)))
+                done = list(pool.map(train_one, recipes))
         else:
-            done = [_train_one(recipe, work, staging, threads) for recipe in recipes]
+            done = [train_one(recipe) for recipe in recipes]
         record["models"] = dict(zip((r.name for r in recipes), done, strict=True))
         record["wall_seconds"] = round(time.perf_counter() - started, 1)
         record["total_bytes"] = folder_bytes(staging)

@@ -140,7 +140,7 @@ def _hours(rng: random.Random) -> str:
 
 
 def build_world(seed: int, synthetic: int = SYNTHETIC_CELLS) -> World:
-    """The real cells and ``synthetic`` invented ones in one in-memory knowledge base."""
+    """The real cells and ``synthetic`` invented ones, each world in an in-memory knowledge base of its own."""
     real, invented = real_cells(), synthetic_cells(seed, synthetic)
     with resources.as_file(resources.files("netgpt.assets") / "knowledge.toml") as bundled:
         real_knowledge, synthetic_knowledge = KnowledgeBase.load(bundled), KnowledgeBase.load(bundled)
