@@ -26,10 +26,11 @@ from tasks.prompt_completion.evaluate import (
     score_prompt,
 )
 from tasks.prompt_completion.heldout import HELD_OUT
-from tasks.prompt_completion.synth import real_cells
+from tasks.prompt_completion.synth import build_world, real_cells
 from tasks.prompt_completion.templates import NEEDS_BY_NAME, all_phrasings
 
 N = 80
+SEED = 7
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -40,8 +41,8 @@ def _rows(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("prompt-task")
-    return {"edge": build_edge_dataset(folder / "edge.jsonl", seed=7, n=N),
-            "cloud": build_cloud_dataset(folder / "cloud.jsonl", seed=7, n=N)}
+    return {"edge": build_edge_dataset(folder / "edge.jsonl", seed=SEED, n=N),
+            "cloud": build_cloud_dataset(folder / "cloud.jsonl", seed=SEED, n=N)}
 
 
 def _facts(prompt: str) -> list[str]:
@@ -50,7 +51,7 @@ def _facts(prompt: str) -> list[str]:
 
 def test_datasets_are_deterministic_for_a_seed_and_differ_across_seeds(datasets, tmp_path: Path) -> None:
     for name, builder in (("edge", build_edge_dataset), ("cloud", build_cloud_dataset)):
-        again = builder(tmp_path / f"{name}-again.jsonl", seed=7, n=N).read_bytes()
+        again = builder(tmp_path / f"{name}-again.jsonl", seed=SEED, n=N).read_bytes()
         other = builder(tmp_path / f"{name}-other.jsonl", seed=8, n=N).read_bytes()
         assert again == datasets[name].read_bytes()
         assert other != again
@@ -75,17 +76,39 @@ def test_every_line_has_the_runtime_prompt_shape(datasets) -> None:
 
 
 def test_prompts_list_the_facts_the_edge_retrieves(datasets) -> None:
-    """On the real knowledge base the prompt's block is exactly what a running edge would build."""
+    """On the real knowledge base an edge prompt's block is exactly what a running edge would build; a
+    cloud prompt lists the same facts plus its distractors, in any order."""
     knowledge, areas = load_knowledge(EdgeConfig()), {c: area for c, (area, _) in real_cells().items()}
-    real = [row for row in _rows(datasets["cloud"]) if row["meta"]["source"] == "real"]
-    assert real, "some lines must use the real knowledge base"
-    for row in real:
-        meta = row["meta"]
-        facts = knowledge.facts_for(meta["cell_id"], meta["request"], MAX_FACTS)
-        preferences = re.findall(r"^User preferences: (.*)\.$", row["prompt"], re.M)
-        block = context_block(meta["request"], meta["cell_id"], areas[meta["cell_id"]], facts,
-                              preferences[0].split("; ") if preferences else [])
-        assert row["prompt"].startswith(block + INTENT_CUE)
+    for name in ("edge", "cloud"):
+        real = [row for row in _rows(datasets[name]) if row["meta"]["source"] == "real"]
+        assert real, "some lines must use the real knowledge base"
+        for row in real:
+            meta = row["meta"]
+            facts = knowledge.facts_for(meta["cell_id"], meta["request"], MAX_FACTS)
+            listed = [f for f in _facts(row["prompt"]) if f.split(" (", 1)[0] not in meta.get("distractors", [])]
+            assert sorted(listed) == sorted(facts)
+            if name == "cloud":
+                continue
+            preferences = re.findall(r"^User preferences: (.*)\.$", row["prompt"], re.M)
+            block = context_block(meta["request"], meta["cell_id"], areas[meta["cell_id"]], facts,
+                                  preferences[0].split("; ") if preferences else [])
+            assert row["prompt"].startswith(block + INTENT_CUE)
+
+
+def test_only_cloud_prompts_list_distractors_and_none_fits_the_need(datasets) -> None:
+    cloud, cells = _rows(datasets["cloud"]), build_world(SEED).cells
+    assert not any("distractors" in row["meta"] for row in _rows(datasets["edge"]))
+    with_distractors = [row for row in cloud if "distractors" in row["meta"]]
+    assert 0 < len(with_distractors) < len(cloud)
+    for row in with_distractors:
+        meta, need = row["meta"], NEEDS_BY_NAME[row["meta"]["need"]]
+        assert len(_facts(row["prompt"])) <= MAX_FACTS
+        assert meta["venue"] not in meta["distractors"]
+        for fact in _facts(row["prompt"]):
+            name = fact.split(" (", 1)[0]
+            if name in meta["distractors"]:
+                venue = next(v for v in cells[meta["cell_id"]][1] if v.name == name)
+                assert not need.fits(venue), f"{name} fits {need.name}: not a distractor"
 
 
 def test_cloud_completions_name_a_listed_venue_that_fits(datasets) -> None:

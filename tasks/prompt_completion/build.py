@@ -13,10 +13,14 @@ itself (completions carry none). Prompts are built exactly as the edge builds th
   ``" Harbour Fish Market, open 11:00-22:00."``.
 - cloud (b), Alpaca-style instruction answering: the comprehensive prompt (ending ``"Answer:"``) →
   ``" Try Harbour Fish Market: seafood restaurant on the quay, ..., open 11:00-22:00."``; grounded
-  only in the listed facts (the venue it names is always one of them).
+  only in the listed facts (the venue it names is always one of them). Some prompts also list
+  distractors, venues of the cell that do not fit, in a random order (:meth:`Case.with_distractors`):
+  the edge's relevance cut leaves 86 % of the prompts with one fact, the fitting one, and a model
+  trained on those alone copies the first line it is shown.
 
 ``meta``: source (synthetic | real), cell_id, need, kind, question (find | hours), template,
-request (the concise prompt), venue (the answer's venue), facts (the listed venues' names).
+request (the concise prompt), venue (the answer's venue), facts (the listed venues' names),
+and, on a cloud line that lists any, distractors (the listed venues the edge did not retrieve).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge_node.knowledge import Venue
@@ -36,6 +40,7 @@ MAX_FACTS = 3  # what the edge's Personaliser lists (its max_facts)
 REAL_SHARE = 0.2  # share of examples on the real knowledge base (training phrasings only)
 PREFERENCE_SHARE = 0.3  # share of examples whose user has profile preferences
 NO_INTENT_SHARE = 0.15  # share of answer prompts with an empty intent (an edge with intent_tokens=0)
+CLOUD_DISTRACTOR_SHARE = 0.5  # share of cloud prompts that also list venues of the cell that do not fit
 CORPUS_EXAMPLES = 3000  # examples of each dataset in the tokenizer corpus
 INTENT_CUE = "\nIntent: The user wants"
 ANSWER_CUE = "\nAnswer:"
@@ -48,12 +53,29 @@ class Case:
 
     cell_id: str
     source: str
+    area: str
+    preferences: list[str]
     need: Need
     phrasing: Phrasing
     facts: list[Venue]
     target: Venue
-    block: str
     intent: str  # what the edge should write after "The user wants"
+    distractors: tuple[str, ...] = ()  # listed venues the edge did not retrieve (see with_distractors)
+
+    @property
+    def block(self) -> str:
+        return context_block(self.phrasing.text, self.cell_id, self.area, [v.as_fact() for v in self.facts],
+                             self.preferences)
+
+    def with_distractors(self, rng: random.Random, venues: list[Venue]) -> Case:
+        """The same question with up to ``MAX_FACTS`` facts: the retrieved ones plus venues of the cell
+        that do not fit the need, in a random order (distractors as in RAFT: the answer has to be read
+        from the list, not taken from its first line)."""
+        spare = [v for v in venues if v not in self.facts and not self.need.fits(v)]
+        extra = rng.sample(spare, min(len(spare), rng.randint(0, MAX_FACTS - len(self.facts))))
+        facts = rng.sample(self.facts + extra, len(self.facts) + len(extra))
+        target = _answering(facts, self.need, self.target if self.phrasing.named else None)
+        return replace(self, facts=facts, target=target or self.target, distractors=tuple(v.name for v in extra))
 
     def prompt(self, intent: str) -> str:
         return f"{self.block}{INTENT_CUE}{intent}{ANSWER_CUE}"
@@ -61,7 +83,8 @@ class Case:
     def meta(self, kind: str) -> dict[str, object]:
         return {"source": self.source, "cell_id": self.cell_id, "need": self.need.name, "kind": kind,
                 "question": self.phrasing.kind, "template": self.phrasing.template, "request": self.phrasing.text,
-                "venue": self.target.name, "facts": [v.name for v in self.facts]}
+                "venue": self.target.name, "facts": [v.name for v in self.facts]} | \
+            ({"distractors": list(self.distractors)} if self.distractors else {})
 
 
 def sample_case(rng: random.Random, world: World, pools: dict[bool, list[str]]) -> Case | None:
@@ -80,9 +103,8 @@ def sample_case(rng: random.Random, world: World, pools: dict[bool, list[str]]) 
     if target is None:
         return None
     preferences = rng.sample(PREFERENCES, rng.randint(1, 2)) if rng.random() < PREFERENCE_SHARE else []
-    block = context_block(phrasing.text, cell_id, area, [v.as_fact() for v in facts], preferences)
     source = "real" if cell_id in world.real else "synthetic"
-    return Case(cell_id, source, need, phrasing, facts, target, block, f" {rng.choice(need.intents)}.")
+    return Case(cell_id, source, area, preferences, need, phrasing, facts, target, f" {rng.choice(need.intents)}.")
 
 
 def _answering(facts: list[Venue], need: Need, named: Venue | None) -> Venue | None:
@@ -123,15 +145,18 @@ def cloud_example(rng: random.Random, case: Case) -> dict[str, object]:
 
 
 def examples(seed: int, n: int, make: Callable[[random.Random, Case], dict[str, object]], salt: str,
-             progress: Progress | None = None) -> Iterator[dict[str, object]]:
-    """``n`` examples, the same for the same seed."""
-    world, rng = build_world(seed), random.Random(f"{salt}-{seed}")
+             progress: Progress | None = None, distractor_share: float = 0.0) -> Iterator[dict[str, object]]:
+    """``n`` examples, the same for the same seed. ``distractor_share``: share of cases listing distractors
+    (drawn from a stream of its own, so the cases themselves do not change)."""
+    world, rng, order = build_world(seed), random.Random(f"{salt}-{seed}"), random.Random(f"{salt}-order-{seed}")
     pools = {real: world.cell_ids(real) for real in (False, True)}
     made = 0
     while made < n:
         case = sample_case(rng, world, pools)
         if case is None:
             continue
+        if order.random() < distractor_share:
+            case = case.with_distractors(order, world.cells[case.cell_id][1])
         made += 1
         if progress:
             progress(1)
@@ -156,7 +181,7 @@ def build_edge_dataset(out: Path, seed: int, n: int, progress: Progress | None =
 
 def build_cloud_dataset(out: Path, seed: int, n: int, progress: Progress | None = None) -> Path:
     """Dataset (b): comprehensive prompt → grounded answer, as JSONL at ``out``."""
-    return write_jsonl(out, examples(seed, n, cloud_example, "cloud", progress))
+    return write_jsonl(out, examples(seed, n, cloud_example, "cloud", progress, CLOUD_DISTRACTOR_SHARE))
 
 
 def corpus_texts(seed: int) -> list[str]:
