@@ -18,6 +18,7 @@ from cmp.convert import (
 from cmp.deployments import DeploymentBook
 from cmp.nodes import NodeDirectory, nodes_by_model
 from cmp.store import ModelStore
+from cmp.transfer_io import MANIFEST_ACCEPTED
 from cmp.transfer_server import fetch_responses, receive_publish
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -41,7 +42,8 @@ class ComputePlaneServicer(cmp_grpc.ComputePlaneServiceServicer):
 
     async def PublishModel(self, request_iterator: AsyncIterator[cmp_pb2.PublishModelRequest],
                            context: grpc.aio.ServicerContext) -> cmp_pb2.PublishModelResponse:
-        return await receive_publish(self.store, request_iterator)
+        return await receive_publish(self.store, request_iterator,
+                                     accepted=lambda: context.send_initial_metadata(MANIFEST_ACCEPTED))
 
     async def ListModelVersions(self, request: cmp_pb2.ListModelVersionsRequest,
                                 context: grpc.aio.ServicerContext) -> cmp_pb2.ListModelVersionsResponse:

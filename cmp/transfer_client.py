@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 import grpc
 import structlog
 
 from cmp.blobio import HashingWriter, fsync_dir, iter_chunks
-from cmp.transfer_io import BackgroundWriter, chunk_message, read_ahead
+from cmp.transfer_io import MANIFEST_ACCEPTED, BackgroundWriter, chunk_message, read_ahead
 from netgpt.alloc import tune_for_transfers
 from netgpt.errors import DataLoss
 from netgpt.hashing import sha256_file
@@ -23,6 +23,7 @@ log = structlog.get_logger(__name__)
 
 Progress = Callable[[int, int], None]  # (bytes done, total bytes)
 DEFAULT_TRANSFER_TIMEOUT_S = 3600.0  # a whole multi-GB checkpoint must fit in one call's deadline
+GO_AHEAD_S = 5.0  # how long a publish waits for the server's go-ahead before streaming regardless
 
 
 async def publish_file(stub: cmp_grpc.ComputePlaneServiceStub, manifest: cmp_pb2.ModelManifest, path: Path,
@@ -35,18 +36,60 @@ async def publish_file(stub: cmp_grpc.ComputePlaneServiceStub, manifest: cmp_pb2
     claim.CopyFrom(manifest)
     claim.size_bytes = claim.size_bytes or path.stat().st_size
     claim.sha256 = claim.sha256 or await asyncio.to_thread(sha256_file, path)
+
+    async def messages() -> AsyncIterator[cmp_pb2.PublishModelRequest]:
+        yield cmp_pb2.PublishModelRequest(manifest=claim)
+        async for offset, data in read_ahead(iter_chunks(path)):
+            yield chunk_message(cmp_pb2.PublishModelRequest, offset, data)
+            if progress is not None:  # the chunk before has been sent
+                progress(offset + len(data), claim.size_bytes)
+
+    return await publish_messages(stub, messages(), timeout_s)
+
+
+async def publish_messages(stub: cmp_grpc.ComputePlaneServiceStub,
+                           messages: AsyncIterable[cmp_pb2.PublishModelRequest] | Iterable[cmp_pb2.PublishModelRequest],
+                           timeout_s: float = DEFAULT_TRANSFER_TIMEOUT_S,
+                           go_ahead_s: float = GO_AHEAD_S) -> cmp_pb2.PublishModelResponse:
+    """PublishModel with ``messages`` (manifest first): the chunks go only after the server's go-ahead
+    header. A rejected manifest (ALREADY_EXISTS, INVALID_ARGUMENT) then raises with the server's
+    status; streaming straight away, a chunk in flight when the server ends the call fails in grpc's
+    client as INTERNAL "Failed execute_batch", hiding it."""
+    stream = aiter(messages) if isinstance(messages, AsyncIterable) else _async(messages)
     call = stub.PublishModel(timeout=timeout_s)
     try:
-        await call.write(cmp_pb2.PublishModelRequest(manifest=claim))
-        async for offset, data in read_ahead(iter_chunks(path)):
-            await call.write(chunk_message(cmp_pb2.PublishModelRequest, offset, data))
-            if progress is not None:
-                progress(offset + len(data), claim.size_bytes)
-        await call.done_writing()
-        reply: cmp_pb2.PublishModelResponse = await call
+        first = await anext(stream, None)
+        if first is not None:
+            await call.write(first)
+            if not await _go_ahead(call, go_ahead_s):
+                reply: cmp_pb2.PublishModelResponse = await call  # raises the server's status
+                return reply
+        try:
+            async for message in stream:
+                await call.write(message)
+            await call.done_writing()
+        except asyncio.InvalidStateError:
+            pass  # the server has ended the call: its status follows
+        reply = await call
         return reply
     finally:
         call.cancel()  # no-op once finished; stops the upload if anything above raised
+
+
+async def _go_ahead(call: grpc.aio.StreamUnaryCall, wait_s: float) -> bool:
+    """True once the server accepted the manifest; False when it ended the call instead. A core from
+    before the go-ahead sends no header until the end: after ``wait_s`` the chunks go anyway."""
+    try:
+        headers = await asyncio.wait_for(asyncio.shield(call.initial_metadata()), wait_s)
+    except TimeoutError:
+        log.warning("cmp.publish.no_go_ahead", waited_s=wait_s)
+        return True
+    return tuple(headers or ()) == MANIFEST_ACCEPTED
+
+
+async def _async(items: Iterable[cmp_pb2.PublishModelRequest]) -> AsyncIterator[cmp_pb2.PublishModelRequest]:
+    for item in items:
+        yield item
 
 
 async def fetch_to_file(stub: cmp_grpc.ComputePlaneServiceStub, name: str, version: str, dest: Path,

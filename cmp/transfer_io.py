@@ -149,6 +149,7 @@ def decode_chunk(raw: bytes, field: int) -> ChunkView | None:
 
 
 PUBLISH_METHOD = "/netgpt.v1.ComputePlaneService/PublishModel"
+MANIFEST_ACCEPTED = (("netgpt-manifest", "accepted"),)  # PublishModel's response header: the chunks may follow
 PUBLISH_CHUNK_FIELD = cmp_pb2.PublishModelRequest.DESCRIPTOR.fields_by_name["chunk"].number
 
 

@@ -4,7 +4,7 @@ it, and FetchBlob (ranges of a verified blob, from the core's store or a node's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -24,8 +24,10 @@ log = structlog.get_logger(__name__)
 
 
 async def receive_publish(store: ModelStore, requests: AsyncIterator[cmp_pb2.PublishModelRequest | ChunkView],
-                          ) -> cmp_pb2.PublishModelResponse:
-    """Manifest first, then chunks into a staging file; registered only if size and sha256 match."""
+                          accepted: Callable[[], Awaitable[None]] | None = None) -> cmp_pb2.PublishModelResponse:
+    """Manifest first, then chunks into a staging file; registered only if size and sha256 match.
+    ``accepted`` runs once the manifest is (the servicer sends the response headers: the client's
+    go-ahead for the chunks)."""
     first = await anext(aiter(requests), None)
     if first is None or isinstance(first, ChunkView) or first.WhichOneof("part") != "manifest":
         raise InvalidArgument("the first PublishModel message must carry the manifest")
@@ -33,6 +35,8 @@ async def receive_publish(store: ModelStore, requests: AsyncIterator[cmp_pb2.Pub
     bound = log.bind(model=claim.name, version=claim.version)
     bound.info("cmp.publish.started", size_bytes=claim.size_bytes, sha256=claim.sha256)
     with store.begin_upload(claim) as upload:
+        if accepted is not None:
+            await accepted()
         async with BackgroundWriter(upload.write) as writer:
             async for request in requests:
                 if request.WhichOneof("part") != "chunk":

@@ -14,9 +14,11 @@ from pki import tls
 
 from cmp.blobio import HashingWriter
 from cmp.manifest import Manifest
+from cmp.servicer import ComputePlaneServicer
 from cmp.store import ModelStore
-from cmp.transfer_client import fetch_to_file, publish_file
-from cmp.transfer_io import TransferStub
+from cmp.transfer_client import fetch_to_file, publish_file, publish_messages
+from cmp.transfer_io import MANIFEST_ACCEPTED, TransferStub
+from cmp.transfer_server import receive_publish
 from core.daemon import CoreHandle, start_core
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
@@ -79,7 +81,7 @@ async def stub(core):
 
 
 async def publish(stub, messages: list[cmp_pb2.PublishModelRequest]) -> cmp_pb2.PublishModelResponse:
-    return await stub.PublishModel(iter(messages), timeout=30)
+    return await publish_messages(stub, messages, timeout_s=30)
 
 
 async def fetch(stub, **request) -> list[cmp_pb2.FetchModelResponse]:
@@ -234,6 +236,53 @@ async def test_same_version_with_other_content_is_already_exists(stub, store_dir
                                                 timeout=5)
     assert described.manifest.sha256 == sha(data)
     assert len(files_under(store_dir / "blobs")) == 1 and files_under(store_dir / "staging") == []
+
+
+async def test_a_rejected_manifest_is_its_status_every_time(stub):
+    """The chunks wait for the server's go-ahead, so no send is in flight when it rejects the manifest
+    (streaming straight away, grpc's client now and then reports that send as INTERNAL)."""
+    data, other = random_bytes(seed=1), random_bytes(seed=2)
+    await publish(stub, upload_messages(claim(data), data))
+    codes = []
+    for _ in range(40):
+        with pytest.raises(ERR) as err:
+            await publish(stub, upload_messages(claim(other), other))
+        codes.append(err.value.code())
+    assert set(codes) == {grpc.StatusCode.ALREADY_EXISTS}
+
+
+async def test_a_core_without_the_go_ahead_still_takes_the_upload(tmp_path: Path):
+    """A core from before the go-ahead header: after the wait the chunks go anyway."""
+
+    class CoreBeforeTheGoAhead(ComputePlaneServicer):
+        async def PublishModel(self, request_iterator, context):
+            return await receive_publish(self.store, request_iterator)
+
+    server = grpc.aio.server()
+    cmp_grpc.add_ComputePlaneServiceServicer_to_server(CoreBeforeTheGoAhead({}, ModelStore(tmp_path / "store")),
+                                                       server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            data = random_bytes(seed=4)
+            stub = cmp_grpc.ComputePlaneServiceStub(channel)
+            reply = await publish_messages(stub, upload_messages(claim(data), data), timeout_s=30, go_ahead_s=0.2)
+        assert reply.manifest.sha256 == sha(data)
+    finally:
+        await server.stop(0)
+
+
+async def test_the_server_accepts_a_manifest_with_a_response_header(stub):
+    """The go-ahead that other languages' clients wait for (protos: PublishModel)."""
+    data = random_bytes(seed=3)
+    call = stub.PublishModel(timeout=30)
+    await call.write(cmp_pb2.PublishModelRequest(manifest=claim(data)))
+    assert tuple(await call.initial_metadata()) == MANIFEST_ACCEPTED
+    for message in upload_messages(claim(data), data)[1:]:
+        await call.write(message)
+    await call.done_writing()
+    assert (await call).manifest.sha256 == sha(data)
 
 
 async def test_unknown_version_is_not_found_and_bad_names_invalid(stub):

@@ -24,6 +24,9 @@ type ComputePlaneServiceClient interface {
 	// order. Nothing is registered unless every byte arrived and the sha256
 	// matches (DATA_LOSS otherwise). Content already stored is kept once.
 	// The same name and version with different content is ALREADY_EXISTS.
+	// Once the manifest is accepted the server sends the response header
+	// "netgpt-manifest: accepted": a client that waits for it before sending
+	// chunks gets a rejected manifest's status, not a failed send racing it.
 	PublishModel(ctx context.Context, opts ...grpc.CallOption) (ComputePlaneService_PublishModelClient, error)
 	// Model versions in the store, optionally of one name.
 	ListModelVersions(ctx context.Context, in *ListModelVersionsRequest, opts ...grpc.CallOption) (*ListModelVersionsResponse, error)
@@ -186,6 +189,9 @@ type ComputePlaneServiceServer interface {
 	// order. Nothing is registered unless every byte arrived and the sha256
 	// matches (DATA_LOSS otherwise). Content already stored is kept once.
 	// The same name and version with different content is ALREADY_EXISTS.
+	// Once the manifest is accepted the server sends the response header
+	// "netgpt-manifest: accepted": a client that waits for it before sending
+	// chunks gets a rejected manifest's status, not a failed send racing it.
 	PublishModel(ComputePlaneService_PublishModelServer) error
 	// Model versions in the store, optionally of one name.
 	ListModelVersions(context.Context, *ListModelVersionsRequest) (*ListModelVersionsResponse, error)

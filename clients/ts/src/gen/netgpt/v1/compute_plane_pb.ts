@@ -615,6 +615,9 @@ export const ComputePlaneService: GenService<{
    * order. Nothing is registered unless every byte arrived and the sha256
    * matches (DATA_LOSS otherwise). Content already stored is kept once.
    * The same name and version with different content is ALREADY_EXISTS.
+   * Once the manifest is accepted the server sends the response header
+   * "netgpt-manifest: accepted": a client that waits for it before sending
+   * chunks gets a rejected manifest's status, not a failed send racing it.
    *
    * @generated from rpc netgpt.v1.ComputePlaneService.PublishModel
    */
