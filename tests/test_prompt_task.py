@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -10,10 +11,18 @@ import pytest
 
 from cli.main import main
 from edge_node.daemon import load_knowledge
+from edge_node.knowledge import Venue
 from edge_node.personalise import context_block
 from netgpt.config import EdgeConfig
 from netgpt.training.dataset import read_jsonl
-from tasks.prompt_completion.build import ANSWER_CUE, INTENT_CUE, MAX_FACTS, build_cloud_dataset, build_edge_dataset
+from tasks.prompt_completion.build import (
+    ANSWER_CUE,
+    INTENT_CUE,
+    MAX_FACTS,
+    Case,
+    build_cloud_dataset,
+    build_edge_dataset,
+)
 from tasks.prompt_completion.devset import DEV
 from tasks.prompt_completion.evaluate import (
     CLOUD_ONLY,
@@ -27,7 +36,7 @@ from tasks.prompt_completion.evaluate import (
 )
 from tasks.prompt_completion.heldout import HELD_OUT
 from tasks.prompt_completion.synth import build_world, real_cells
-from tasks.prompt_completion.templates import NEEDS_BY_NAME, all_phrasings
+from tasks.prompt_completion.templates import NEEDS_BY_NAME, Phrasing, all_phrasings
 
 N = 80
 SEED = 7
@@ -109,6 +118,23 @@ def test_only_cloud_prompts_list_distractors_and_none_fits_the_need(datasets) ->
             if name in meta["distractors"]:
                 venue = next(v for v in cells[meta["cell_id"]][1] if v.name == name)
                 assert not need.fits(venue), f"{name} fits {need.name}: not a distractor"
+
+
+def test_distractors_never_fit_the_need_and_the_answer_follows_the_order() -> None:
+    fish, grill, bus, museum = (Venue("c", "Fish House", "restaurant", "seafood restaurant"),
+                                Venue("c", "Seafood Grill", "restaurant", "oysters and grilled fish"),
+                                Venue("c", "Bus Stop", "transport", "bus line 3"),
+                                Venue("c", "Museum", "culture", "local history"))
+    case = Case("c", "synthetic", "Old town", [], NEEDS_BY_NAME["seafood"],
+                Phrasing("Where can I eat seafood?", "t", "find", named=False), [fish], fish, " to eat seafood.")
+    for seed in range(50):
+        shown = case.with_distractors(random.Random(seed), [fish, grill, bus, museum])
+        assert grill not in shown.facts and fish in shown.facts and len(shown.facts) <= MAX_FACTS
+        assert shown.target == fish and set(shown.distractors) == {v.name for v in shown.facts} - {"Fish House"}
+    two = Case("c", "synthetic", "Old town", [], NEEDS_BY_NAME["seafood"],
+               Phrasing("Where can I eat seafood?", "t", "find", named=False), [fish, grill], fish, "")
+    targets = {two.with_distractors(random.Random(seed), [fish, grill, bus]).target.name for seed in range(50)}
+    assert targets == {"Fish House", "Seafood Grill"}  # the first listed of the fitting ones
 
 
 def test_cloud_completions_name_a_listed_venue_that_fits(datasets) -> None:
