@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,11 @@ def _facts(prompt: str) -> list[str]:
     return [line[2:] for line in prompt.splitlines() if line.startswith("- ")]
 
 
+def _name(fact: str) -> str:
+    """The venue's name in a listed fact, ``"Name (category): description..."``."""
+    return fact.split(" (", 1)[0]
+
+
 def test_datasets_are_deterministic_for_a_seed_and_differ_across_seeds(datasets, tmp_path: Path) -> None:
     for name, builder in (("edge", build_edge_dataset), ("cloud", build_cloud_dataset)):
         again = builder(tmp_path / f"{name}-again.jsonl", seed=SEED, n=N).read_bytes()
@@ -94,7 +100,7 @@ def test_prompts_list_the_facts_the_edge_retrieves(datasets) -> None:
         for row in real:
             meta = row["meta"]
             facts = knowledge.facts_for(meta["cell_id"], meta["request"], MAX_FACTS)
-            listed = [f for f in _facts(row["prompt"]) if f.split(" (", 1)[0] not in meta.get("distractors", [])]
+            listed = [f for f in _facts(row["prompt"]) if _name(f) not in meta.get("distractors", [])]
             assert sorted(listed) == sorted(facts)
             if name == "cloud":
                 continue
@@ -111,13 +117,13 @@ def test_only_cloud_prompts_list_distractors_and_none_fits_the_need(datasets) ->
     assert 0 < len(with_distractors) < len(cloud)
     for row in with_distractors:
         meta, need = row["meta"], NEEDS_BY_NAME[row["meta"]["need"]]
-        assert len(_facts(row["prompt"])) <= MAX_FACTS
+        listed = [_name(fact) for fact in _facts(row["prompt"])]
+        assert len(listed) <= MAX_FACTS
         assert meta["venue"] not in meta["distractors"]
-        for fact in _facts(row["prompt"]):
-            name = fact.split(" (", 1)[0]
-            if name in meta["distractors"]:
-                venue = next(v for v in cells[meta["cell_id"]][1] if v.name == name)
-                assert not need.fits(venue), f"{name} fits {need.name}: not a distractor"
+        for name in meta["distractors"]:
+            assert name in listed
+            venue = next(v for v in cells[meta["cell_id"]][1] if v.name == name)
+            assert not need.fits(venue), f"{name} fits {need.name}: not a distractor"
 
 
 def test_distractors_never_fit_the_need_and_the_answer_follows_the_order() -> None:
@@ -131,8 +137,7 @@ def test_distractors_never_fit_the_need_and_the_answer_follows_the_order() -> No
         shown = case.with_distractors(random.Random(seed), [fish, grill, bus, museum])
         assert grill not in shown.facts and fish in shown.facts and len(shown.facts) <= MAX_FACTS
         assert shown.target == fish and set(shown.distractors) == {v.name for v in shown.facts} - {"Fish House"}
-    two = Case("c", "synthetic", "Old town", [], NEEDS_BY_NAME["seafood"],
-               Phrasing("Where can I eat seafood?", "t", "find", named=False), [fish, grill], fish, "")
+    two = replace(case, facts=[fish, grill])
     targets = {two.with_distractors(random.Random(seed), [fish, grill, bus]).target.name for seed in range(50)}
     assert targets == {"Fish House", "Seafood Grill"}  # the first listed of the fitting ones
 
