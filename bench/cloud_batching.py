@@ -28,7 +28,7 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -76,15 +76,16 @@ def ensure_adapters(model_dir: Path, cache_root: Path) -> list[Path]:
 
 
 async def drive(stream: Callable[[LanguageModel, list[int]], AsyncIterator[TokenPiece]],
-                models: list[LanguageModel], streams: int) -> tuple[dict[str, float], list[list[int]]]:
-    """``streams`` concurrent requests (model i % len(models), prompt i % 4) started at once."""
+                models: list[LanguageModel], streams: int,
+                prompts: Sequence[str] = PROMPTS) -> tuple[dict[str, float], list[list[int]]]:
+    """``streams`` concurrent requests (model i % len(models), prompt i % len(prompts)) started at once."""
     first_ms: list[float] = []
     counts: list[int] = []
     tokens: list[list[int]] = [[] for _ in range(streams)]
 
     async def one(index: int) -> None:
         model = models[index % len(models)]
-        ids = model.tokenizer.encode(PROMPTS[index % len(PROMPTS)], add_special_tokens=False)
+        ids = model.tokenizer.encode(prompts[index % len(prompts)], add_special_tokens=False)
         began, produced = time.perf_counter(), 0
         async for piece in stream(model, ids):
             tokens[index].append(piece.token_id)
@@ -104,7 +105,8 @@ async def drive(stream: Callable[[LanguageModel, list[int]], AsyncIterator[Token
 
 
 def run_case(serial_models: list[LanguageModel], batched_models: list[LanguageModel], base: LlamaModel,
-             streams: int, params: SamplingParams, repeats: int = 1) -> dict[str, object]:
+             streams: int, params: SamplingParams, repeats: int = 1,
+             prompts: Sequence[str] = PROMPTS) -> dict[str, object]:
     """Both engines ``repeats`` times, alternating so machine noise hits both alike; the median run of each.
 
     Each run gets a fresh runner that is shut down, its threads joined, before the other engine
@@ -125,7 +127,7 @@ def run_case(serial_models: list[LanguageModel], batched_models: list[LanguageMo
             -> tuple[dict[str, float], list[list[int]]]:
         runner = make()
         try:
-            return await drive(lambda m, ids: runner.stream(m, ids, params), models, streams)
+            return await drive(lambda m, ids: runner.stream(m, ids, params), models, streams, prompts)
         finally:
             await asyncio.to_thread(runner.shutdown, True)
 

@@ -34,9 +34,9 @@ from bench.distribution import machine
 from bench.edge_generation import ensure_bench_model
 from cmp.archive import unpack
 from cmp.transfer_client import fetch_to_file, publish_file
-from edge_node.artifact import build_edge_artifact
 from edge_node.daemon import load_knowledge, start_edge
-from edge_node.ort_engine import OrtGpt2Model
+from edge_node.model.artifact import build_edge_artifact
+from edge_node.model.ort_engine import OrtGpt2Model
 from netgpt.channels import open_channel, set_default_transport
 from netgpt.config import EdgeConfig
 from netgpt.logs import configure_logging

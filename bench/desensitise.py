@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_node.desensitise import desensitise
-from edge_node.profiles import ProfileStore
+from edge_node.serving.desensitise import desensitise
+from edge_node.serving.profiles import ProfileStore
 
 REPORT = Path(__file__).parent / "reports" / "desensitise.json"
 
-OLD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # edge_node/desensitise.py before the data policy
+OLD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [  # edge_node/serving/desensitise.py before the data policy
     ("[email]", re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")),
     ("[card]", re.compile(r"\b\d(?:[ -]?\d){12,18}\b")),
     ("[phone]", re.compile(r"(?<!\w)\+?\d[\d ()-]{6,}\d\b")),

@@ -41,14 +41,11 @@ import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from bench.models import random_model_folder
-from edge_node.decode_batch import DecodeBatcher
-from edge_node.knowledge import KnowledgeBase
-from edge_node.ort_engine import OrtGpt2Model, create_session
-from edge_node.personalise import context_block
-from edge_node.quality_gate import ANSWER_CUE, INTENT_CUE, INTENT_TOKENS, bundled_knowledge, greedy_continuation
-from edge_node.quantize import (
+from edge_node.model.decode_batch import DecodeBatcher
+from edge_node.model.ort_engine import OrtGpt2Model, create_session
+from edge_node.model.quality_gate import INTENT_TOKENS, GateSequence, bundled_knowledge, greedy_continuation
+from edge_node.model.quantize import (
     BATCH_INVARIANT,
-    GateSequence,
     QualityGateFailed,
     ensure_quantized_export,
     measure_quality,
@@ -56,6 +53,8 @@ from edge_node.quantize import (
     quality_record,
     quantize_onnx,
 )
+from edge_node.serving.knowledge import KnowledgeBase
+from edge_node.serving.prompt_format import ANSWER_CUE, INTENT_CUE, context_block
 from netgpt.engine import ModelIdentity, read_hf_config
 from netgpt.tiny_models import default_cache_root
 from tasks.prompt_completion.heldout import HELD_OUT
@@ -204,7 +203,7 @@ def batching(model_dir: Path, graphs: dict[str, Path], threads: int, concurrency
     """``concurrency`` generations at once per graph: decode steps batched vs one run per step; total tokens/s.
 
     The batched side is forced on for int8 too (the engine does not batch int8: see
-    ``edge_node.quantize.BATCH_INVARIANT``) to show why: its tokens then differ from unbatched ones.
+    ``edge_node.model.quantize.BATCH_INVARIANT``) to show why: its tokens then differ from unbatched ones.
     """
     config = read_hf_config(model_dir, ("gpt2",))
     eos, vocab = int(config["eos_token_id"]), int(config["vocab_size"])

@@ -11,7 +11,7 @@ from typing import Any
 
 from cmp.archive import pack
 from edge_node.daemon import load_knowledge, start_edge
-from edge_node.knowledge import KnowledgeBase
+from edge_node.serving.knowledge import KnowledgeBase
 from netgpt.config import EdgeConfig
 from netgpt.engine import LanguageModel
 from netgpt.hashing import sha256_file

@@ -39,8 +39,8 @@ from cmp.distribution import DeployTree, FetchPlan, Peer
 from cmp.pieces import Pieces
 from cmp.transfer_client import publish_file
 from core.daemon import start_core
-from edge_node.artifact import build_edge_artifact
 from edge_node.daemon import load_edge_model
+from edge_node.model.artifact import build_edge_artifact
 from netgpt.channels import open_channel, set_default_transport
 from netgpt.config import CoreConfig, EdgeConfig
 from netgpt.hashing import sha256_file

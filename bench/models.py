@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
 
+from netgpt.build_once import build_once
 from netgpt.tiny_models import ensure_tiny_models
 
 
@@ -18,19 +18,12 @@ def random_model_folder(cache_root: Path, name: str, seed: int, build: Callable[
     loaders need a tokenizer.json; the measured loops use ids, never text). Built in a staging
     folder and renamed into place, so a half-written folder is never used."""
     final = cache_root / "bench" / name
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         torch.manual_seed(seed)
         build().eval().save_pretrained(staging, safe_serialization=True)
         for item in ensure_tiny_models(cache_root).tokenizer_dir.iterdir():
             shutil.copy(item, staging / item.name)
-        try:
-            staging.rename(final)
-        except OSError:  # a concurrent run won the race; its folder is identical
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    build_once(final, fill)
     return final

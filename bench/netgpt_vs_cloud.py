@@ -42,12 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
+from appkit.all_in_one import Cluster, start_all_in_one
+from appkit.client import Question, establish
 from bench.link import EmulatedLink
-from cli.all_in_one import Cluster, start_all_in_one
-from cli.client import Question, establish
 from cloud_node.daemon import load_cloud_model
 from edge_node.daemon import load_edge_model
-from edge_node.ort_engine import OrtGpt2Model
+from edge_node.model.ort_engine import OrtGpt2Model
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.engine import LanguageModel

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_node.content_cache import ContentCache
-from edge_node.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, ViewLog, load_predictor, packaged_model_dir
+from bench.content_cache import ContentCache
+from edge_node.netmgmt.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, ViewLog, load_predictor, packaged_model_dir
 from tasks.popularity.intervals import chronological_split
 from tasks.popularity.synth import DEFAULT_SEED, generate
 

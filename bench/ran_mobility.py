@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cli.all_in_one import Cluster, load_models, start_all_in_one
-from cli.ran_sim import SimSettings, TraceEvent, run_trace
+from appkit.all_in_one import Cluster, load_models, start_all_in_one
+from appkit.ran_sim import SimSettings, TraceEvent, run_trace
 from edge_node.daemon import load_knowledge, start_edge
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig

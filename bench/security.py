@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.all_in_one import Cluster, load_models, start_all_in_one
-from cli.client import Question, establish
+from appkit.all_in_one import Cluster, load_models, start_all_in_one
+from appkit.client import Question, establish
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.logs import configure_logging

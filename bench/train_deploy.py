@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from appkit.all_in_one import load_models
 from bench.distribution import machine
-from cli.all_in_one import load_models
 from cmp.transfer_client import publish_file
 from netgpt.channels import open_channel
 from netgpt.logs import configure_logging
@@ -69,7 +69,7 @@ async def first_request(core: str, edge: str, role: int) -> up_pb2.GenerationSum
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> dict:
-    from cli.all_in_one import start_all_in_one  # after logging is configured
+    from appkit.all_in_one import start_all_in_one  # after logging is configured
     from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 
     gpt2, llama = load_models(args.model, args.model)

@@ -1,1 +1,1 @@
-"""The ``netgpt`` command line and the apps on top of the planes: client, topology view, demo."""
+"""The ``netgpt`` command line: argument parsing and printing over the apps in ``appkit``."""

@@ -28,7 +28,8 @@ def add_commands(sub: Subparsers) -> None:
 
 
 async def _ask(args: argparse.Namespace) -> int:
-    from cli.client import Printer, Question, ask
+    from appkit.client import Question, ask
+    from cli.printer import Printer
 
     question = Question(prompt=args.prompt, ue_id=args.ue, cell_id=args.cell, task=TASKS[args.task],
                         route=ROUTES[args.route], workflow=args.workflow, max_new_tokens=args.max_new_tokens,

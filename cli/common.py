@@ -12,7 +12,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
-from typing import TypeVar
+from typing import TypeAlias, TypeVar, cast
 
 import grpc
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
@@ -32,10 +32,12 @@ __all__ = ["DEFAULT_CORE", "DEFAULT_TIMEOUT_S", "Run", "Subparsers", "add_core_f
 DEFAULT_CORE: str = NodeConfig.core
 
 Run = Callable[[argparse.Namespace], int]
-Subparsers = argparse._SubParsersAction  # what ``add_subparsers`` returns; each module adds its commands to it
+# what ``add_subparsers`` returns; each module adds its commands to it (a string: not subscriptable at run time)
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 S = TypeVar("S")
 T = TypeVar("T")
+E = TypeVar("E", bound=int)  # a protobuf enum's value type (``common_pb2.NodeRole``)
 
 
 def add_core_flag(parser: argparse.ArgumentParser) -> None:
@@ -76,26 +78,29 @@ def use_client_identity(args: argparse.Namespace, env: Mapping[str, str] | None 
 # --- enum choices from the protos ---------------------------------------------------------
 
 
-def enum_choices(enum: EnumTypeWrapper, unspecified: str | None = None,
-                 exclude: Collection[str] = ()) -> dict[str, int]:
+def enum_choices(enum: type[E], unspecified: str | None = None,
+                 exclude: Collection[str] = ()) -> dict[str, E]:
     """``{word: value}`` for an enum's values, words as :func:`netgpt.words.enum_word` writes them
     with ``-`` (``MODEL_KIND_ONNX_EDGE`` → ``onnx-edge``). ``*_UNSPECIFIED`` is left out unless
     ``unspecified`` names the word that selects it (``auto``, ``all``); ``exclude`` drops words."""
-    choices: dict[str, int] = {}
-    for value in enum.values():
-        word = enum_word(enum, value, sep="-")
+    # The generated stubs declare an enum as an int subclass (``common_pb2.NodeRole``) whose metaclass is
+    # EnumTypeWrapper, and type its values() as plain int: the casts only restore the enum's own value type.
+    wrapper = cast(EnumTypeWrapper, enum)
+    choices: dict[str, E] = {}
+    for value in wrapper.values():
+        word = enum_word(wrapper, value, sep="-")
         if value == 0:
             if unspecified:
-                choices[unspecified] = 0
+                choices[unspecified] = cast(E, value)
         elif word not in exclude:
-            choices[word] = value
+            choices[word] = cast(E, value)
     return choices
 
 
-def enum_list(choices: dict[str, int]) -> Callable[[str], list[int]]:
+def enum_list(choices: Mapping[str, E]) -> Callable[[str], list[E]]:
     """An argparse ``type`` for comma-separated words of ``choices`` (``lookup,chat`` → ``[2, 1]``)."""
 
-    def parse(text: str) -> list[int]:
+    def parse(text: str) -> list[E]:
         words = [w.strip().lower().replace("_", "-") for w in text.split(",") if w.strip()]
         unknown = [w for w in words if w not in choices]
         if unknown:

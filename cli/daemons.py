@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from cli.common import Run, Subparsers
 from netgpt import config as cfg
@@ -15,18 +15,31 @@ from netgpt.tracing import configure_tracing
 
 
 def add_commands(sub: Subparsers) -> None:
-    for name, cls, serve, text in (
-        ("core", cfg.CoreConfig, _serve_core, "core controller: control plane + compute plane"),
-        ("cloud", cfg.CloudConfig, _serve_cloud, "cloud node: LLaMA (+LoRA) on torch"),
-        ("edge", cfg.EdgeConfig, _serve_edge, "edge node: GPT-2 on ONNX Runtime, personalisation, routing"),
+    for name, cls, run, text in (  # each run is typed with its own settings class
+        ("core", cfg.CoreConfig, _daemon("core", cfg.CoreConfig, _serve_core),
+         "core controller: control plane + compute plane"),
+        ("cloud", cfg.CloudConfig, _daemon("cloud", cfg.CloudConfig, _serve_cloud),
+         "cloud node: LLaMA (+LoRA) on torch"),
+        ("edge", cfg.EdgeConfig, _daemon("edge", cfg.EdgeConfig, _serve_edge),
+         "edge node: GPT-2 on ONNX Runtime, personalisation, routing"),
     ):
         daemon = sub.add_parser(name, help=text, description=f"{text}. Settings: defaults < --config [{name}] "
                                 f"< NETGPT_{name.upper()}_<KEY> env < flags.")
         cfg.add_flags(daemon, cls)
-        daemon.set_defaults(run=_daemon(name, cls, serve))
+        daemon.set_defaults(run=run)
 
 
-def _daemon(section: str, cls: type, serve: Callable[[Any], Coroutine[Any, Any, None]]) -> Run:
+class _Settings(Protocol):
+    """What running a daemon reads of its settings (CoreConfig, CloudConfig, EdgeConfig)."""
+
+    log_level: str
+    otlp_endpoint: str
+
+
+C = TypeVar("C", bound=_Settings)
+
+
+def _daemon(section: str, cls: type[C], serve: Callable[[C], Coroutine[Any, Any, None]]) -> Run:
     def run(args: argparse.Namespace) -> int:
         config = cfg.load(cls, section, args)
         configure_logging(json=True, level=config.log_level)

@@ -66,7 +66,7 @@ def _build_task_dataset(args: argparse.Namespace) -> int:
 
 
 def _popularity_dataset(args: argparse.Namespace) -> int:
-    from edge_node.popularity import ViewLog
+    from edge_node.netmgmt.popularity import ViewLog
     from netgpt.errors import InvalidArgument
     from tasks.popularity.dataset import log_training_windows, write_dataset
     from tasks.popularity.synth import generate

@@ -8,13 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from cli.all_in_one import Cluster, load_models, start_all_in_one
-from cli.client import Printer, Question, Transcript, ask
+from appkit.all_in_one import Cluster, load_models, start_all_in_one
+from appkit.client import Question, Transcript, ask
 from cli.netmgmt import format_ranking, format_reading
-from edge_node.popularity import write_views_csv
+from cli.printer import Printer
+from cloud_node.llama_engine import LlamaModel
+from edge_node.model.ort_engine import OrtGpt2Model
+from edge_node.netmgmt.popularity import write_views_csv
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
-from netgpt.engine import LanguageModel
 from netgpt.tls import LocalPki
 from netgpt.v1 import network_management_pb2 as nm_pb2
 from netgpt.v1 import network_management_pb2_grpc as nm_grpc
@@ -42,7 +44,7 @@ async def run_demo(edge_model: str = "starter", cloud_model: str = "starter", ad
     return transcripts
 
 
-async def _ask_all(gpt2: LanguageModel, llama: LanguageModel, state: str, printer: Printer) -> list[Transcript]:
+async def _ask_all(gpt2: OrtGpt2Model, llama: LlamaModel, state: str, printer: Printer) -> list[Transcript]:
     """The sample questions against a fresh all-in-one cluster whose core keeps its state under ``state``."""
     pki = LocalPki(Path(state) / "pki")  # a throw-away CA: every hop is mutual TLS, as on real hosts
     views = await asyncio.to_thread(demo_view_log, Path(state) / "views.csv")

@@ -1,6 +1,7 @@
 """``netgpt model ...``: the model lifecycle from the command line, through the compute plane.
 
-export-edge (GPT-2 folder → parity-checked ONNX artifact, optionally published), publish,
+export-edge (GPT-2 folder → parity-checked ONNX artifact, optionally published), import (GGUF
+file or Hugging Face folder → checkpoint, cached, published with its lineage), publish,
 list, show, fetch, deploy, rollback, status. Transfers show a progress bar (tqdm, on
 stderr); sizes are printed human-readable.
 """
@@ -13,16 +14,14 @@ import json
 import tarfile
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from tqdm import tqdm
 
-from cli.common import DEFAULT_TIMEOUT_S, Subparsers, core_actions, enum_choices, on_core
-from cmp.transfer_io import TransferStub
+from cli.common import DEFAULT_TIMEOUT_S, Subparsers, core_actions, enum_choices
+from cli.model_import import add_import_arguments, run_import
+from cli.transfers import human_size, kind_word, progress_bar, publish_with_progress, stub_call
 from netgpt.errors import StartupError
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
@@ -38,39 +37,8 @@ FINAL_PHASES = {common_pb2.DEPLOYMENT_PHASE_SERVING, common_pb2.DEPLOYMENT_PHASE
 T = TypeVar("T")
 
 
-def human_size(size: int) -> str:
-    """``1536`` → ``1.5 KiB``: binary units, three significant digits."""
-    if size < 1024:
-        return f"{size} B"
-    units = ("KiB", "MiB", "GiB", "TiB")
-    value, index = size / 1024, 0
-    while value >= 1024 and index < len(units) - 1:
-        value, index = value / 1024, index + 1
-    unit = units[index]
-    return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
-
-
-def kind_word(kind: int) -> str:
-    return enum_word(common_pb2.ModelKind, kind, sep="-")
-
-
 def phase_word(phase: int) -> str:
     return enum_word(common_pb2.DeploymentPhase, phase, sep="-")
-
-
-@contextmanager
-def progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callback drawing a byte progress bar on stderr."""
-    bar = tqdm(desc=what, unit="B", unit_scale=True, unit_divisor=1024, leave=True)
-    try:
-        def update(done: int, total: int) -> None:
-            if bar.total != total:
-                bar.reset(total=total)
-            bar.update(done - bar.n)
-
-        yield update
-    finally:
-        bar.close()
 
 
 def add_commands(sub: Subparsers) -> None:
@@ -84,6 +52,10 @@ def add_commands(sub: Subparsers) -> None:
     export.add_argument("--name", help="model name in the store (with --publish)")
     export.add_argument("--version", help="version in the store (with --publish)")
     export.add_argument("--base-model", default="", help="what it was made from (default: the folder's name)")
+
+    imports = action("import", run_import, "convert a GGUF file or Hugging Face folder to a checkpoint (cached) and "
+                                           "publish it with its lineage")
+    add_import_arguments(imports)
 
     publish = action("publish", _run_publish, "publish a file or folder (packed as a tar) to the model store")
     publish.add_argument("path", type=Path)
@@ -126,18 +98,13 @@ def _wait_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait")
 
 
-def _stub_call(core: str, call: Callable[[cmp_grpc.ComputePlaneServiceStub], Awaitable[T]]) -> T:
-    """``call`` on the core's compute plane, on an event loop of its own."""
-    return asyncio.run(on_core(core, TransferStub, call))  # the generated stub, downloads without copies
-
-
 # --- export and publish ---------------------------------------------------------------
 
 
 def _run_export_edge(args: argparse.Namespace) -> int:
     if args.publish and not (args.name and args.version):
         raise StartupError("--publish needs --name and --version")
-    from edge_node.artifact import build_edge_artifact  # torch + onnx: only for this command
+    from edge_node.model.artifact import build_edge_artifact  # torch + onnx: only for this command
 
     print(f"exporting {args.gpt2_dir} to ONNX and checking it against torch ...")
     artifact = build_edge_artifact(args.gpt2_dir, args.out)
@@ -188,25 +155,11 @@ def _folder_metadata(folder: Path, kind: str) -> dict[str, str]:
     return metadata
 
 
-def publish_with_progress(core: str, manifest: cmp_pb2.ModelManifest, path: Path) -> None:
-    """Upload ``path`` to the core's store as ``manifest`` (chunked, sha256-checked), with a progress bar."""
-    from cmp.transfer_client import publish_file
-
-    async def upload(stub: cmp_grpc.ComputePlaneServiceStub) -> cmp_pb2.PublishModelResponse:
-        with progress_bar(f"publish {manifest.name} {manifest.version}") as progress:
-            return await publish_file(stub, manifest, path, progress=progress)
-
-    reply = _stub_call(core, upload)
-    m = reply.manifest
-    print(f"published {m.name} {m.version} ({kind_word(m.kind)}, {human_size(m.size_bytes)}, sha256 {m.sha256})"
-          + (" - content already stored, kept once" if reply.deduplicated else ""))
-
-
 # --- store queries ----------------------------------------------------------------------
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    reply = _stub_call(args.core, lambda stub: stub.ListModelVersions(
+    reply = stub_call(args.core, lambda stub: stub.ListModelVersions(
         cmp_pb2.ListModelVersionsRequest(name=args.name), timeout=DEFAULT_TIMEOUT_S))
     print(f"{'NAME':<24} {'VERSION':<16} {'KIND':<13} {'SIZE':>10}  {'SHA256':<12}  {'BASE':<16} CREATED")
     for m in reply.manifests:
@@ -217,7 +170,7 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    reply = _stub_call(args.core, lambda stub: stub.DescribeModelVersion(
+    reply = stub_call(args.core, lambda stub: stub.DescribeModelVersion(
         cmp_pb2.DescribeModelVersionRequest(name=args.name, version=args.version), timeout=DEFAULT_TIMEOUT_S))
     m = reply.manifest
     print(f"name:       {m.name}\nversion:    {m.version}\nkind:       {kind_word(m.kind)}\n"
@@ -235,7 +188,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
         with progress_bar(f"fetch {args.name} {args.version}") as progress:
             return await fetch_to_file(stub, args.name, args.version, args.out, progress=progress)
 
-    manifest = _stub_call(args.core, download)
+    manifest = stub_call(args.core, download)
     print(f"{args.out}: {human_size(manifest.size_bytes)}, sha256 {manifest.sha256} verified")
     return 0
 
@@ -276,21 +229,21 @@ def format_status(nodes: list[cmp_pb2.NodeDeployments], recent: int = 3) -> str:
 def _run_deploy(args: argparse.Namespace) -> int:
     request = cmp_pb2.DeployModelRequest(name=args.name, version=args.version, node_ids=args.node,
                                          role=ROLES[args.role])
-    reply = _stub_call(args.core, lambda stub: stub.DeployModel(request, timeout=DEFAULT_TIMEOUT_S))
+    reply = stub_call(args.core, lambda stub: stub.DeployModel(request, timeout=DEFAULT_TIMEOUT_S))
     commands = {n.node_id: n.deployments[0].command_id for n in reply.nodes}
     print(f"deploy {args.name} {args.version} queued for {', '.join(commands)}")
     return _follow(args, commands) if args.wait else 0
 
 
 def _run_rollback(args: argparse.Namespace) -> int:
-    reply = _stub_call(args.core, lambda stub: stub.RollbackModel(
+    reply = stub_call(args.core, lambda stub: stub.RollbackModel(
         cmp_pb2.RollbackModelRequest(node_id=args.node), timeout=DEFAULT_TIMEOUT_S))
     print(f"rollback queued for {args.node}")
     return _follow(args, {args.node: reply.node.deployments[0].command_id}) if args.wait else 0
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    reply = _stub_call(args.core, lambda stub: stub.GetDeploymentStatus(
+    reply = stub_call(args.core, lambda stub: stub.GetDeploymentStatus(
         cmp_pb2.GetDeploymentStatusRequest(node_id=args.node), timeout=DEFAULT_TIMEOUT_S))
     print(format_status(list(reply.nodes)) or "no nodes registered")
     return 0
@@ -320,4 +273,4 @@ def _follow(args: argparse.Namespace, commands: dict[str, str]) -> int:
             await asyncio.sleep(0.3)
         return int(any(s.phase == common_pb2.DEPLOYMENT_PHASE_FAILED for s in final.values()))
 
-    return _stub_call(args.core, follow)
+    return stub_call(args.core, follow)

@@ -98,7 +98,7 @@ async def _intent(args: argparse.Namespace) -> int:
 
 
 def window_request(log: Path, interval: int, interval_s: int, top_k: int) -> nm_pb2.PredictPopularityRequest:
-    from edge_node.popularity import DEFAULT_LAGS, ViewLog
+    from edge_node.netmgmt.popularity import DEFAULT_LAGS, ViewLog
 
     views = ViewLog.from_csv(log, interval_s)
     target = views.num_intervals if interval < 0 else interval

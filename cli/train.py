@@ -216,7 +216,8 @@ def _run_local(args: argparse.Namespace) -> int:
     from netgpt.training.worker import TrainingProcess
 
     base, data = Path(args.base), Path(args.data)
-    config = TrainConfig(**train_settings(training_settings(args)))
+    # train_settings returns TrainConfig's field names with values of their types, as dict[str, object]
+    config = TrainConfig(**train_settings(training_settings(args)))  # type: ignore[arg-type]
     out: Path = args.out
     if out.exists():
         raise StartupError(f"{out} exists; choose a new --out folder")
@@ -245,7 +246,7 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _run_dataset_publish(args: argparse.Namespace) -> int:
-    from cli.model import publish_with_progress
+    from cli.transfers import publish_with_progress
     from netgpt.training.dataset import file_sha256, read_jsonl
     from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 

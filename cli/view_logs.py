@@ -34,7 +34,7 @@ def add_view_log_commands(actions: Subparsers) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from edge_node.popularity import write_views_csv
+    from edge_node.netmgmt.popularity import write_views_csv
     from tasks.popularity.synth import SynthConfig, generate
 
     if args.days < 4:
@@ -45,7 +45,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from edge_node.popularity import write_views_csv
+    from edge_node.netmgmt.popularity import write_views_csv
     from netgpt.errors import InvalidArgument
     from tasks.popularity.importers import movielens_views, netflix_views
 

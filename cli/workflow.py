@@ -44,7 +44,8 @@ def format_workflow(workflow: wf_pb2.Workflow) -> str:
 
 async def apply_file(core: str, path: Path) -> wf_pb2.Workflow:
     request = wf_pb2.ApplyWorkflowRequest(spec_toml=path.read_text(encoding="utf-8"))
-    reply = await call_core(core, wf_grpc.WorkflowServiceStub, lambda stub: stub.ApplyWorkflow, request)
+    reply: wf_pb2.ApplyWorkflowResponse = await call_core(core, wf_grpc.WorkflowServiceStub,
+                                                          lambda stub: stub.ApplyWorkflow, request)
     return reply.workflow
 
 

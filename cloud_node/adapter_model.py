@@ -12,47 +12,38 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
+from typing import Protocol
 
 from cloud_node.lora_weights import LoraWeights
-from cloud_node.packed_forward import PackedLlama, Segment
+from cloud_node.packed_forward import PackedLlama, PackedSession
 from netgpt.engine import ModelIdentity
-from netgpt.generation import DecodeSession
-
-if TYPE_CHECKING:
-    from cloud_node.llama_engine import LlamaModel
-
-_FIRST_ROOM = 64  # decode positions a single-sequence cache starts with beyond the prompt; doubled when full
+from netgpt.generation import DecodeSession, Tokenizer
 
 
-class PackedSession:
-    """A single-sequence :class:`DecodeSession` on the packed engine (the unbatched path), under the base's lock."""
+class AdapterBase(Protocol):
+    """What an adapter needs of the base it sits on (:class:`~cloud_node.llama_engine.LlamaModel`).
 
-    def __init__(self, packed: PackedLlama, lora: LoraWeights | None, lock: threading.Lock) -> None:
-        self._packed, self._lora, self._lock = packed, lora, lock
-        self._cache = packed.new_cache(1)
+    A protocol rather than the class itself, so this module does not import the engine that imports it.
+    """
 
-    def prefill(self, input_ids: list[int]) -> np.ndarray:
-        self._cache = self._packed.new_cache(len(input_ids) + _FIRST_ROOM)
-        return self._run(input_ids)
+    tokenizer: Tokenizer
+    max_context: int
+    device: str
+    dtype: str
+    base_dir: Path | None
+    lock: threading.Lock
 
-    def advance(self, token_id: int) -> np.ndarray:
-        if self._cache.length + 1 > self._cache.capacity:
-            self._cache = self._cache.grown(2 * self._cache.capacity)
-        return self._run([token_id])
+    @property
+    def packed(self) -> PackedLlama: ...
 
-    def _run(self, ids: list[int]) -> np.ndarray:
-        with self._lock:
-            logits: np.ndarray = self._packed.forward([Segment(self._cache, ids, self._lora)])[0].cpu().numpy()
-        return logits
+    def adapter_view(self, adapter_dir: Path, name: str | None = None, version: str | None = None) -> LlamaAdapter:
+        ...
 
 
 class LlamaAdapter:
     """A deployed LoRA adapter on ``base``: a ``LanguageModel`` that shares the base's weights."""
 
-    def __init__(self, base: LlamaModel, lora: LoraWeights, identity: ModelIdentity, adapter_dir: Path) -> None:
+    def __init__(self, base: AdapterBase, lora: LoraWeights, identity: ModelIdentity, adapter_dir: Path) -> None:
         self.base = base
         self.lora: LoraWeights | None = lora
         self.identity = identity

@@ -16,6 +16,7 @@ from cloud_node.servicer import CloudUserPlane
 from cloud_node.training import cloud_trainer
 from cp.agent import ControlPlaneAgent
 from netgpt.access_rules import cloud_rules
+from netgpt.checkpoint.pretrained import PRETRAINED, PRETRAINED_NAME, shipped_adapter
 from netgpt.config import CloudConfig
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import Service, start_server
@@ -42,8 +43,18 @@ from up.runner import GenerationRunner
 def load_cloud_model(config: CloudConfig) -> LlamaModel:
     """Load the configured checkpoint (raises ModelLoadError with a one-line reason)."""
     model_dir = model_folder(config.model, "cloud (LLaMA)", lambda tiny: tiny.llama_dir)
-    adapter = Path(config.adapter) if config.adapter else None
-    return LlamaModel.load(model_dir, adapter_dir=adapter, device=config.device, dtype=config.dtype)
+    return LlamaModel.load(model_dir, adapter_dir=startup_adapter(config), device=config.device, dtype=config.dtype,
+                           name=PRETRAINED_NAME if config.model == PRETRAINED else None)
+
+
+def startup_adapter(config: CloudConfig) -> Path | None:
+    """The adapter a cloud starts with: ``adapter`` as given (``none``: the bare base), or for the pretrained
+    base the LoRA adapter shipped in the package (``make pretrained-adapter``), when it is there."""
+    if config.adapter == "none":
+        return None
+    if config.adapter:
+        return Path(config.adapter).expanduser()
+    return shipped_adapter() if config.model == PRETRAINED else None
 
 
 def cloud_runner(config: CloudConfig, model: object) -> GenerationRunner:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cloud_node.adapter_model import LlamaAdapter
 from cloud_node.llama_engine import LlamaModel
-from cmp.agent import Deployer, Loader
 from cmp.blob_cache import BlobCache
+from cmp.deployer import Deployer, Loader
 from netgpt.config import CloudConfig
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.model_slot import ModelSlot, Served

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from cloud_node.adapter_model import LlamaAdapter, PackedSession
+from cloud_node.adapter_model import LlamaAdapter
 from cloud_node.lora import adapter_weights_file, attach_lora_adapter
 from cloud_node.lora_weights import LoraWeights, load_lora_weights
-from cloud_node.packed_forward import PackedLlama
+from cloud_node.packed_forward import PackedLlama, PackedSession
 from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
 from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer

@@ -16,9 +16,11 @@ read-only; when the HF model carries a peft adapter of its own, its ``base_layer
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
@@ -136,6 +138,31 @@ class PackedLlama:
         attended = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
         merged = attended.transpose(1, 2).reshape(1, total, self.heads * self.head_dim)
         return _project(linears["o_proj"], merged, lora, index, "o_proj")
+
+
+_FIRST_ROOM = 64  # decode positions a single-sequence cache starts with beyond the prompt; doubled when full
+
+
+class PackedSession:
+    """A single-sequence :class:`DecodeSession` on the packed engine (the unbatched path), under the base's lock."""
+
+    def __init__(self, packed: PackedLlama, lora: LoraWeights | None, lock: threading.Lock) -> None:
+        self._packed, self._lora, self._lock = packed, lora, lock
+        self._cache = packed.new_cache(1)
+
+    def prefill(self, input_ids: list[int]) -> np.ndarray:
+        self._cache = self._packed.new_cache(len(input_ids) + _FIRST_ROOM)
+        return self._run(input_ids)
+
+    def advance(self, token_id: int) -> np.ndarray:
+        if self._cache.length + 1 > self._cache.capacity:
+            self._cache = self._cache.grown(2 * self._cache.capacity)
+        return self._run([token_id])
+
+    def _run(self, ids: list[int]) -> np.ndarray:
+        with self._lock:
+            logits: np.ndarray = self._packed.forward([Segment(self._cache, ids, self._lora)])[0].cpu().numpy()
+        return logits
 
 
 def _transposed_head(lm_head: torch.nn.Module, device: torch.device) -> torch.Tensor | None:

@@ -42,7 +42,7 @@ class Admitted:
 
 
 ADMITTED = Admitted()
-Emit = Callable[[TokenPiece | Admitted | BaseException | None], None]  # None: finished
+Emit = Callable[[TokenPiece | Admitted | BaseException | None], object]  # None: finished; what it returns is ignored
 
 
 @dataclass(eq=False)

@@ -1,23 +1,20 @@
-"""Compute plane proto <-> domain conversion, in one place."""
+"""Compute plane proto <-> domain conversion, in one place: records (``cmp.records``, manifests,
+fetch plans) to and from their protos. The commands built from them are ``cmp.commands``."""
 
 from __future__ import annotations
 
 from datetime import UTC
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from cmp.distribution import FetchPlan, Source, SourceTally
 from cmp.manifest import Manifest
 from cmp.nodes import ModelKey
 from cmp.pieces import Pieces
+from cmp.records import Job, NodeDeployments
 from netgpt.node_status import serving_ref
 from netgpt.v1 import blob_pb2, common_pb2, training_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
-from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.words import enum_word
-
-if TYPE_CHECKING:  # type only: cmp.deployments and cmp.training_jobs import this module
-    from cmp.deployments import NodeDeployments
-    from cmp.training_jobs import Job
 
 _PREFIX = "MODEL_KIND_"
 
@@ -66,13 +63,6 @@ def served_models_to_proto(groups: dict[ModelKey, list[str]]) -> list[cmp_pb2.Se
             for (n, v, s, k), ids in groups.items()]
 
 
-def deploy_command(command_id: str, ref: common_pb2.ModelRef, plan: FetchPlan | None = None) -> cp_pb2.NodeCommand:
-    command = cp_pb2.NodeCommand(command_id=command_id, deploy=cp_pb2.DeployCommand(model=ref))
-    if plan is not None:
-        command.deploy.plan.CopyFrom(plan_to_proto(plan))
-    return command
-
-
 def plan_to_proto(plan: FetchPlan) -> blob_pb2.FetchPlan:
     return blob_pb2.FetchPlan(
         sources=[blob_pb2.BlobSource(node_id=s.node_id, address=s.address, origin=s.origin) for s in plan.sources],
@@ -92,21 +82,6 @@ def plan_from_proto(ref: common_pb2.ModelRef, message: blob_pb2.FetchPlan) -> Fe
 def tallies_to_proto(tallies: list[SourceTally]) -> list[common_pb2.TransferSource]:
     return [common_pb2.TransferSource(node_id=t.source.node_id, address=t.source.address, bytes=t.bytes,
                                       dropped=t.dropped, error=t.error) for t in tallies if t.bytes or t.dropped]
-
-
-def rollback_command(command_id: str) -> cp_pb2.NodeCommand:
-    return cp_pb2.NodeCommand(command_id=command_id, rollback=cp_pb2.RollbackCommand())
-
-
-def pending_state(command: cp_pb2.NodeCommand, at_s: float) -> common_pb2.DeploymentState:
-    """How a queued command shows until its node reports on it."""
-    ref = command.deploy.model if command.HasField("deploy") else common_pb2.ModelRef()
-    state = common_pb2.DeploymentState(command_id=command.command_id, model=ref,
-                                       phase=common_pb2.DEPLOYMENT_PHASE_PENDING,
-                                       rollback=command.HasField("rollback"))
-    state.started_at.FromNanoseconds(int(at_s * 1e9))
-    state.updated_at.CopyFrom(state.started_at)
-    return state
 
 
 def node_deployments_to_proto(node: NodeDeployments) -> cmp_pb2.NodeDeployments:
@@ -134,8 +109,6 @@ def job_to_proto(job: Job) -> training_pb2.TrainingJob:
 
 def job_from_proto(message: training_pb2.TrainingJob) -> Job:
     """A job kept by a core before it restarted."""
-    from cmp.training_jobs import Job  # runtime import: that module imports this one
-
     report = common_pb2.TrainingJobState(
         job_id=message.id, state=message.state, step=message.step, total_steps=message.total_steps,
         train_loss=message.train_loss, eval_loss=message.eval_loss, tokens_per_second=message.tokens_per_second,
@@ -143,16 +116,6 @@ def job_from_proto(message: training_pb2.TrainingJob) -> Job:
         updated_at=message.updated_at)
     return Job(id=message.id, spec=message.spec, node_id=message.node_id, base=message.base,
                dataset=message.dataset, created_at=message.created_at.ToNanoseconds() / 1e9, report=report)
-
-
-def start_training_command(job: Job) -> cp_pb2.NodeCommand:
-    return cp_pb2.NodeCommand(command_id=f"train-{job.id}", start_training=cp_pb2.StartTrainingCommand(
-        job_id=job.id, spec=job.spec, base=job.base, dataset=job.dataset))
-
-
-def cancel_training_command(job_id: str) -> cp_pb2.NodeCommand:
-    return cp_pb2.NodeCommand(command_id=f"cancel-{job_id}",
-                              cancel_training=cp_pb2.CancelTrainingCommand(job_id=job_id))
 
 
 def train_settings(spec: training_pb2.TrainingJobSpec) -> dict[str, object]:

@@ -2,7 +2,7 @@
 commands on the nodes' heartbeat streams, and merge what the nodes report into one status.
 
 The nodes do the work and own the truth (they report every command's phase in their
-heartbeats, see ``cmp.agent``); the core only remembers the commands it queued
+heartbeats, see ``cmp.deployer``); the core only remembers the commands it queued
 that no node has reported yet, so status shows them as PENDING. Like the registry this
 is memory only: after a core restart the nodes' own reports rebuild it.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from cmp.convert import deploy_command, manifest_ref, pending_state, rollback_command
+from cmp.commands import deploy_command, pending_state, rollback_command
+from cmp.convert import manifest_ref
 from cmp.distribution import MAX_SOURCES, DeployTree, Peer
 from cmp.manifest import Manifest
 from cmp.nodes import NodeDirectory
+from cmp.records import NodeDeployments
 from cmp.store import ModelStore
 from netgpt.errors import FailedPrecondition, InvalidArgument
 from netgpt.node_status import serving_ref
@@ -27,15 +28,6 @@ from netgpt.words import enum_word
 
 KIND_ROLE = {"onnx_edge": common_pb2.NODE_ROLE_EDGE, "lora_adapter": common_pb2.NODE_ROLE_CLOUD}
 MAX_PENDING = 16  # per node: commands a node never picks up must not pile up forever
-
-
-@dataclass(frozen=True)
-class NodeDeployments:
-    """One node as deployments see it: its status, the commands it has not reported on yet (newest
-    first), then the deployments it reports."""
-
-    status: common_pb2.NodeStatus
-    deployments: list[common_pb2.DeploymentState]
 
 
 def role_word(role: int) -> str:

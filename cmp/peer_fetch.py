@@ -32,6 +32,7 @@ from cmp.transfer_client import Progress
 from netgpt.alloc import tune_for_transfers
 from netgpt.errors import DataLoss, NetGptError, Unavailable
 from netgpt.hashing import CHUNK_SIZE
+from netgpt.status import status_code
 from netgpt.v1 import blob_pb2
 from netgpt.v1 import blob_pb2_grpc as blob_grpc
 
@@ -119,7 +120,7 @@ class PeerFetch:
                     continue
                 except (grpc.aio.AioRpcError, NetGptError) as exc:
                     self._todo.appendleft(index)
-                    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else exc.code
+                    code = status_code(exc)
                     detail = _detail(exc)
                 finally:
                     self._in_flight -= 1

@@ -22,22 +22,17 @@ import asyncio
 import json
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import structlog
 
-from cmp.agent import RETRYABLE, RetryPolicy, describe, status_code
 from cmp.archive import unpack
+from cmp.blobio import atomic_write
 from cmp.convert import METHODS, train_settings
-from cmp.transfer_client import fetch_to_file, publish_file
-from cmp.transfer_io import TransferStub
-from netgpt.channels import open_channel
-from netgpt.errors import DataLoss
+from cmp.node_kit import CoreLink, NodeRecord, RetryPolicy
 from netgpt.tasks import TaskGroup
 from netgpt.threads import in_own_thread
 from netgpt.tls import Transport
@@ -89,7 +84,7 @@ ServingBase = Callable[[], BaseModel]  # the node's serving model as a trainable
 
 
 @dataclass
-class TrainingRecord:
+class TrainingRecord(NodeRecord):
     """The node's record of one job, reported in every heartbeat."""
 
     command: cp_pb2.StartTrainingCommand
@@ -100,13 +95,9 @@ class TrainingRecord:
     eval_loss: float = 0.0
     tokens_per_second: float = 0.0
     eta_s: float = 0.0
-    error: str = ""
-    error_code: int = 0
     result: common_pb2.ModelRef = field(default_factory=common_pb2.ModelRef)
     resumed_from_step: int = -1  # the step this process's run started from (> 0: resumed)
     cancel_requested: bool = False
-    started_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
 
     @property
     def job_id(self) -> str:
@@ -116,29 +107,25 @@ class TrainingRecord:
     def done(self) -> bool:
         return self.state in (S.TRAINING_STATE_SUCCEEDED, S.TRAINING_STATE_FAILED, S.TRAINING_STATE_CANCELLED)
 
-    def set(self, state: common_pb2.TrainingState, **fields: Any) -> None:
-        self.state, self.updated_at = state, time.time()
-        for name, value in fields.items():
-            setattr(self, name, value)
+    def set(self, state: common_pb2.TrainingState, /, **fields: Any) -> None:
+        self.state = state
+        self._update(**fields)
         log.info("training.job", job_id=self.job_id, state=enum_word(common_pb2.TrainingState, state),
                  step=self.step, total_steps=self.total_steps, **({"error": self.error} if self.error else {}))
 
     def progress(self, step: int, total: int, train_loss: float | None, eval_loss: float | None,
                  tokens_per_s: float, eta_s: float | None) -> None:
-        self.step, self.total_steps, self.updated_at = step, total, time.time()
+        self._update(step=step, total_steps=total)
         self.train_loss = _finite(train_loss, self.train_loss)
         self.eval_loss = _finite(eval_loss, self.eval_loss)
         self.tokens_per_second = _finite(tokens_per_s, self.tokens_per_second)
         self.eta_s = _finite(eta_s, self.eta_s)
 
     def to_proto(self) -> common_pb2.TrainingJobState:
-        state = common_pb2.TrainingJobState(
+        return self._stamped(common_pb2.TrainingJobState(
             job_id=self.job_id, state=self.state, step=self.step, total_steps=self.total_steps,
             train_loss=self.train_loss, eval_loss=self.eval_loss, tokens_per_second=self.tokens_per_second,
-            eta_s=self.eta_s, error=self.error, error_code=self.error_code, result=self.result)
-        state.started_at.FromNanoseconds(int(self.started_at * 1e9))
-        state.updated_at.FromNanoseconds(int(self.updated_at * 1e9))
-        return state
+            eta_s=self.eta_s, error=self.error, error_code=self.error_code, result=self.result))
 
 
 def _finite(value: float | None, default: float) -> float:
@@ -177,7 +164,6 @@ class TrainingAgent:
                  threads: int = 0, retry: RetryPolicy | None = None, history: int = 8,
                  transport: Transport | None = None) -> None:
         self.root = Path(work_dir) / "training"
-        self.retry = retry or RetryPolicy()
         self.threads = threads  # default CPU budget of a job's worker (0: the trainer's default)
         self._package = package
         self._serving_base = serving_base
@@ -186,8 +172,7 @@ class TrainingAgent:
         self._workers: dict[str, TrainingProcess] = {}  # job id -> its worker
         self._lock = asyncio.Lock()  # one job at a time, FIFO
         self._tasks = TaskGroup()
-        self._channel = open_channel(core_address, transport)
-        self._stub = TransferStub(self._channel)
+        self._core = CoreLink(core_address, transport, retry or RetryPolicy())
 
     # --- commands from the control plane (sync: called from the heartbeat loop) -------------
 
@@ -240,7 +225,7 @@ class TrainingAgent:
     async def close(self) -> None:
         """Stop: workers are killed, job folders kept, so the next start resumes them."""
         await self._tasks.cancel_all()
-        await self._channel.close()
+        await self._core.close()
 
     # --- the work --------------------------------------------------------------------------
 
@@ -250,11 +235,7 @@ class TrainingAgent:
         record = TrainingRecord(command)
         self._records[command.job_id] = record
         if persist:
-            folder = self.root / command.job_id
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f"{COMMAND_FILE}.tmp"
-            tmp.write_bytes(command.SerializeToString(deterministic=True))
-            tmp.replace(folder / COMMAND_FILE)
+            atomic_write(self.root / command.job_id / COMMAND_FILE, command.SerializeToString(deterministic=True))
         self._tasks.start(self._run(record), f"train-{command.job_id}")
         self._trim()
 
@@ -287,8 +268,7 @@ class TrainingAgent:
                 if record.cancel_requested:
                     record.set(S.TRAINING_STATE_CANCELLED)
                 else:
-                    code = status_code(exc)
-                    record.set(S.TRAINING_STATE_FAILED, error=describe(exc), error_code=code.value[0])
+                    code = record.fail(S.TRAINING_STATE_FAILED, exc)
                     bound.warning("training.failed", code=code.name, error=record.error)
                 shutil.rmtree(folder, ignore_errors=True)
             else:
@@ -319,20 +299,7 @@ class TrainingAgent:
         return BaseModel(folder, ref.name, ref.version, ref.sha256), dataset
 
     async def _fetch(self, record: TrainingRecord, ref: common_pb2.ModelRef, dest: Path) -> None:
-        """``ref`` into ``dest``, pinned to its sha256; a dropped connection resumes (up to ``retry.attempts``)."""
-        backoff = self.retry.first_backoff_s
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                await fetch_to_file(self._stub, ref.name, ref.version, dest, resume=True, sha256=ref.sha256,
-                                    timeout_s=self.retry.timeout_s)
-                return
-            except (grpc.aio.AioRpcError, DataLoss) as exc:
-                if attempt == self.retry.attempts or status_code(exc) not in RETRYABLE | {grpc.StatusCode.DATA_LOSS}:
-                    raise
-                log.warning("training.fetch.retry", job_id=record.job_id, model=ref.name, attempt=attempt,
-                            error=describe(exc), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.retry.max_backoff_s)
+        await self._core.fetch(ref, dest, "training.fetch.retry", job_id=record.job_id, model=ref.name)
 
     async def _train(self, record: TrainingRecord, base: BaseModel, dataset: Path, work: Path) -> TrainResult:
         """Runs the trainer in a worker process, reporting its progress into ``record``."""
@@ -366,7 +333,7 @@ class TrainingAgent:
         spec = record.command.spec
         manifest = cmp_pb2.ModelManifest(name=spec.output_name, version=spec.output_version, kind=package.kind,
                                          base_model=package.base_model, metadata={**package.metadata, **metadata})
-        reply = await publish_file(self._stub, manifest, package.path, timeout_s=self.retry.timeout_s)
+        reply = await self._core.publish(manifest, package.path)
         m = reply.manifest
         return common_pb2.ModelRef(name=m.name, version=m.version, sha256=m.sha256, kind=m.kind,
                                    base_model=m.base_model if m.kind == common_pb2.MODEL_KIND_LORA_ADAPTER else "")

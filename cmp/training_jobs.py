@@ -5,33 +5,26 @@ A job is placed on the least loaded serving node of its role (nodes already trai
 first), or on the node the spec names. The node does the work and reports the job's progress
 in every heartbeat (``NodeLoad.training``, see ``cmp.training_agent``); the book merges those
 reports lazily, whenever a job is read, so Watch is a loop over reads that yields changes.
-Jobs are kept behind a small :class:`JobStore` (memory, or one file per job next to the model
-store), so a restarted core still knows them; the nodes re-report the ones they run.
+Jobs are kept behind a small :class:`~cmp.job_store.JobStore` (memory, or a table of the core's
+SQLite file), so a restarted core still knows them; the nodes re-report the ones they run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import structlog
 
-from cmp.convert import (
-    cancel_training_command,
-    job_from_proto,
-    job_to_proto,
-    manifest_ref,
-    start_training_command,
-)
+from cmp.commands import cancel_training_command, start_training_command
+from cmp.convert import job_to_proto, manifest_ref
+from cmp.job_store import JobStore, MemoryJobStore
 from cmp.manifest import NAME_RE, Manifest, check_name
 from cmp.nodes import NodeDirectory
+from cmp.records import Job
 from cmp.store import ModelStore
 from netgpt.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from netgpt.node_status import least_loaded_key
@@ -41,7 +34,6 @@ from netgpt.words import enum_word
 log = structlog.get_logger(__name__)
 
 S = common_pb2  # states: S.TRAINING_STATE_*
-TERMINAL = frozenset({S.TRAINING_STATE_SUCCEEDED, S.TRAINING_STATE_FAILED, S.TRAINING_STATE_CANCELLED})
 ROLE_METHODS = {  # what each role trains, and publishes: GPT-2 (edge artifact), LLaMA (LoRA adapter)
     common_pb2.NODE_ROLE_EDGE: {training_pb2.TRAINING_METHOD_LORA, training_pb2.TRAINING_METHOD_FULL},
     common_pb2.NODE_ROLE_CLOUD: {training_pb2.TRAINING_METHOD_LORA},
@@ -49,72 +41,6 @@ ROLE_METHODS = {  # what each role trains, and publishes: GPT-2 (edge artifact),
 MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
 MAX_NAME_CHARS = 128
 WATCH_POLL_S = 0.1
-
-
-@dataclass
-class Job:
-    """One fine-tuning job as the core knows it: what was asked, where it runs, its latest state."""
-
-    id: str
-    spec: training_pb2.TrainingJobSpec
-    node_id: str
-    base: common_pb2.ModelRef  # empty name: the node's serving model
-    dataset: common_pb2.ModelRef
-    created_at: float
-    report: common_pb2.TrainingJobState = field(default_factory=common_pb2.TrainingJobState)
-    cancel_requested: bool = False
-    requeue: bool = False  # restored after a core restart: hand the command to the node again
-
-    @property
-    def state(self) -> int:
-        return self.report.state
-
-    @property
-    def done(self) -> bool:
-        return self.report.state in TERMINAL
-
-
-class JobStore(Protocol):
-    """Where jobs are kept between core restarts."""
-
-    def load(self) -> list[Job]: ...
-
-    def save(self, job: Job) -> None: ...
-
-
-class MemoryJobStore:
-    """Keeps nothing: jobs live as long as the core."""
-
-    def load(self) -> list[Job]:
-        return []
-
-    def save(self, job: Job) -> None:
-        pass
-
-
-class FileJobStore:
-    """One ``TrainingJob`` message per file under ``folder``, replaced atomically on each state change."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def load(self) -> list[Job]:
-        jobs = []
-        for path in sorted(self.folder.glob("*.pb")):
-            try:
-                message = training_pb2.TrainingJob.FromString(path.read_bytes())
-            except Exception as exc:  # a torn or foreign file must not stop the core
-                log.warning("training.job_unreadable", path=str(path), error=str(exc))
-                continue
-            jobs.append(job_from_proto(message))
-        return jobs
-
-    def save(self, job: Job) -> None:
-        path = self.folder / f"{job.id}.pb"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(job_to_proto(job).SerializeToString(deterministic=True))
-        os.replace(tmp, path)
 
 
 def _field_error(field_name: str, message: str) -> InvalidArgument:

@@ -12,10 +12,11 @@ from cmp.blob_servicer import blob_service
 from cmp.deployments import DeploymentBook
 from cmp.servicer import ComputePlaneServicer
 from cmp.store import ModelStore, default_store_dir
-from cmp.training_jobs import FileJobStore, JobBook
+from cmp.training_jobs import JobBook
 from cmp.training_servicer import TrainingServicer
 from cmp.transfer_io import ZeroCopyChunks
 from cmp.upload_budget import UploadBudget
+from core.state import CoreStores, open_stores
 from cp.placement import WorkflowTable
 from cp.policy import PolicyBook
 from cp.ran import RanView
@@ -23,7 +24,6 @@ from cp.ran_servicer import RanServicer
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable, sweep_periodically
-from cp.state_db import CoreState, open_state
 from cp.workflow_servicer import WorkflowServicer
 from netgpt.access import AuditLog
 from netgpt.access_rules import core_rules
@@ -51,7 +51,7 @@ class CoreHandle:
     store: ModelStore
     workflows: WorkflowTable
     policies: PolicyBook
-    state: CoreState
+    stores: CoreStores  # workflows, routing policy, sessions, training jobs: one SQLite file
     sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
     uploads: UploadBudget = field(default_factory=lambda: UploadBudget(0))  # BlobService egress (bytes_served)
 
@@ -65,37 +65,38 @@ class CoreHandle:
         finally:
             if self.sweeper is not None:
                 await cancel_and_wait(self.sweeper)
-            self.state.close()
+            self.stores.close()
 
 
 async def start_core(config: CoreConfig) -> CoreHandle:
     if config.session_ttl_s < 0:
         raise StartupError(f"session_ttl_s must be >= 0 (0: sessions never expire); got {config.session_ttl_s:g}")
     store_dir = Path(config.store_dir).expanduser() if config.store_dir else default_store_dir()
-    state = open_state(config.state_db, store_dir)  # workflows, routing policy, sessions: restored here
+    stores = open_stores(config.state_db, store_dir)  # workflows, routing policy, sessions, jobs: restored here
     try:
         registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s)
-        sessions = SessionTable(registry, state, ttl_s=config.session_ttl_s)
-        workflows = WorkflowTable(registry, state=state)
-        policies = PolicyBook(registry, state)
+        sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s)
+        workflows = WorkflowTable(registry, state=stores.state)
+        policies = PolicyBook(registry, stores.state)
         store = ModelStore(store_dir)
         uploads = UploadBudget(CORE_UPLOAD_STREAMS)
-        server = await _serve(config, registry, sessions, workflows, policies, store, uploads)
+        jobs = JobBook(registry, store, stores.jobs)
+        server = await _serve(config, registry, sessions, workflows, policies, store, uploads, jobs)
     except BaseException:
-        state.close()
+        stores.close()
         raise
-    log.info("core.state", state_db=str(getattr(state, "path", ":memory:")), workflows=len(workflows),
+    log.info("core.state", state_db=stores.where, workflows=len(workflows),
              routing_policy=policies.for_all_edges is not None, sessions=len(sessions),
              session_ttl_s=config.session_ttl_s)
     if server.metrics is not None:
         server.metrics.add(lambda: core_metrics(registry.statuses, lambda: len(sessions), lambda: uploads.bytes_served))
         server.serve_metrics(config.metrics_listen)
     sweeper = asyncio.create_task(sweep_periodically(sessions), name="core-session-sweeper")
-    return CoreHandle(server, registry, sessions, store, workflows, policies, state, sweeper, uploads)
+    return CoreHandle(server, registry, sessions, store, workflows, policies, stores, sweeper, uploads)
 
 
 async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTable, workflows: WorkflowTable,
-                 policies: PolicyBook, store: ModelStore, uploads: UploadBudget) -> NetGptServer:
+                 policies: PolicyBook, store: ModelStore, uploads: UploadBudget, jobs: JobBook) -> NetGptServer:
     return await start_server(config.listen, [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
@@ -108,9 +109,7 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
         blob_service(store, uploads),  # the origin of node-to-node distribution
         Service("netgpt.v1.WorkflowService", WorkflowServicer(workflows),
                 wf_grpc.add_WorkflowServiceServicer_to_server),
-        Service("netgpt.v1.TrainingService",
-                TrainingServicer(JobBook(registry, store, FileJobStore(store.root / "training-jobs"))),
-                tr_grpc.add_TrainingServiceServicer_to_server),
+        Service("netgpt.v1.TrainingService", TrainingServicer(jobs), tr_grpc.add_TrainingServiceServicer_to_server),
     ], [ZeroCopyChunks()], security=_security(config, sessions, store),
         metrics=DaemonMetrics() if config.metrics_listen else None)
 

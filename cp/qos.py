@@ -7,7 +7,7 @@ its own gets, from its UE's 5QI:
 - ``priority`` = the 3GPP priority level mapped linearly onto NetGPT's 1 (highest) .. 15 (lowest),
   over the span of the standardized levels (5 → 1, 90 → 15), so their order is kept;
 - ``latency_budget_ms`` = the PDB. It bounds the edge's routing decision: a flow whose budget
-  cannot wait for the cloud's measured latency is answered at the edge (``edge_node/routing.py``),
+  cannot wait for the cloud's measured latency is answered at the edge (``edge_node/serving/routing.py``),
   which is the point of answering delay-critical flows near the UE.
 
 A 5QI outside the table (operator-specific 128..255, or one this table lacks) is refused

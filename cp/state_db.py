@@ -1,9 +1,11 @@
 """The core's durable state: applied workflows, routing policies, AI sessions with their expiry.
 
 One small interface (:class:`CoreState`) with two implementations: :class:`MemoryState`
-(``state_db = ":memory:"``, unit tests) and :class:`SqliteState` (a file beside the model
-store, WAL mode, one transaction per change, so a change the core acknowledged survives
-``kill -9``). The registry is not here on purpose: nodes re-register on their own.
+(``state_db = ":memory:"``, unit tests) and :class:`SqliteState` (tables in the core's SQLite
+file, :class:`netgpt.sqlite_db.SqliteDb`: WAL mode, one transaction per change, so a change the
+core acknowledged survives ``kill -9``). The tables come from :data:`CREATE_TABLES` and
+:data:`SESSION_UES`, steps of the file's one migration path (composed in ``core.state``).
+The registry is not here on purpose: nodes re-register on their own.
 
 Sessions carry an absolute expiry (unix seconds, or None = never); expired rows are removed
 by :meth:`CoreState.sweep_sessions` in batches of bounded size, oldest expiry first.
@@ -14,25 +16,21 @@ from __future__ import annotations
 import heapq
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from cp.workflows import Workflow, from_mapping, to_mapping
-from netgpt.errors import NetGptError, StartupError
+from netgpt.errors import NetGptError
+from netgpt.sqlite_db import Migration, SqliteDb
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 
 log = structlog.get_logger(__name__)
 
-STATE_FILE = "core.sqlite"  # inside the store dir unless ``state_db`` names another file
-SCHEMA_VERSION = 2  # 2: sessions.ue_id (the sessions of a UE, for handovers)
-
-SCHEMA = (
+TABLES = (  # schema 1
     """CREATE TABLE IF NOT EXISTS workflows (
         name       TEXT PRIMARY KEY,
         spec       TEXT NOT NULL,   -- JSON: the workflow as cp.workflows.from_mapping reads it
@@ -45,12 +43,30 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sessions (
         session_id TEXT PRIMARY KEY,
         expires_at REAL,            -- unix seconds, NULL = never
-        session    BLOB NOT NULL,   -- netgpt.v1.AiSession, serialized
-        ue_id      TEXT NOT NULL DEFAULT ''  -- the session's UE (schema 2)
+        session    BLOB NOT NULL    -- netgpt.v1.AiSession, serialized
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at)",
 )
-SESSIONS_BY_UE = "CREATE INDEX IF NOT EXISTS sessions_by_ue ON sessions (ue_id)"
+
+
+def _create_tables(db: sqlite3.Connection) -> dict[str, int]:
+    for statement in TABLES:
+        db.execute(statement)
+    return {}
+
+
+def _add_session_ues(db: sqlite3.Connection) -> dict[str, int]:
+    """The UE id of each session in a column of its own (read from the stored session)."""
+    db.execute("ALTER TABLE sessions ADD COLUMN ue_id TEXT NOT NULL DEFAULT ''")
+    rows = db.execute("SELECT session_id, session FROM sessions").fetchall()
+    db.executemany("UPDATE sessions SET ue_id = ? WHERE session_id = ?",
+                   [(cp_pb2.AiSession.FromString(bytes(blob)).ue_id, sid) for sid, blob in rows])
+    db.execute("CREATE INDEX IF NOT EXISTS sessions_by_ue ON sessions (ue_id)")
+    return {"sessions": len(rows)}
+
+
+CREATE_TABLES = Migration("workflows, routing policies, sessions", _create_tables)
+SESSION_UES = Migration("sessions.ue_id (the sessions of a UE, for handovers)", _add_session_ues)
 
 
 @dataclass(frozen=True)
@@ -88,13 +104,6 @@ class CoreState(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_state(state_db: str, store_dir: Path) -> CoreState:
-    """``:memory:`` → nothing kept; empty → ``core.sqlite`` in the store dir; else that file."""
-    if state_db == ":memory:":
-        return MemoryState()
-    return SqliteState(Path(state_db).expanduser() if state_db else store_dir / STATE_FILE)
 
 
 def _copy_policy(policy: cp_pb2.RoutingPolicy) -> cp_pb2.RoutingPolicy:
@@ -173,68 +182,23 @@ class MemoryState:
 
 
 class SqliteState:
-    """State in one SQLite file (WAL mode); each change is its own committed transaction.
+    """State in tables of the core's SQLite file; each change is its own committed transaction.
 
-    The core calls it from its event loop; a lock makes it safe from other threads too.
+    The core calls it from its event loop; the file's lock makes it safe from other threads too.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise StartupError(f"core state {self.path}: cannot open: {exc}") from exc
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a process crash
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StartupError(f"core state {self.path}: schema version {version} is newer than this "
-                                   f"NetGPT knows ({SCHEMA_VERSION}); use a newer NetGPT or another state_db")
-            with self._transaction():
-                for statement in SCHEMA:
-                    self._db.execute(statement)
-                if version == 1:
-                    self._add_session_ues()
-                self._db.execute(SESSIONS_BY_UE)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise StartupError(f"core state {self.path}: {exc} (not a NetGPT state file?)") from exc
-        except StartupError:
-            self._db.close()
-            raise
+    def __init__(self, db: SqliteDb) -> None:
+        self._db = db
 
-    def _add_session_ues(self) -> None:
-        """Schema 1 → 2: the UE id of each session in a column of its own (read from the stored session)."""
-        self._db.execute("ALTER TABLE sessions ADD COLUMN ue_id TEXT NOT NULL DEFAULT ''")
-        rows = self._db.execute("SELECT session_id, session FROM sessions").fetchall()
-        self._db.executemany("UPDATE sessions SET ue_id = ? WHERE session_id = ?",
-                             [(cp_pb2.AiSession.FromString(bytes(blob)).ue_id, sid) for sid, blob in rows])
-        log.info("state.migrated", path=str(self.path), to_version=2, sessions=len(rows))
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    @property
+    def path(self) -> Path:
+        return self._db.path
 
     # --- workflows ---
 
     def workflows(self) -> list[StoredWorkflow]:
         """Every stored workflow, validated again; one this version refuses is logged and left out."""
-        rows = self._query("SELECT name, spec, applied_at FROM workflows ORDER BY name")
+        rows = self._db.query("SELECT name, spec, applied_at FROM workflows ORDER BY name")
         stored = []
         for name, spec, applied_at in rows:
             try:
@@ -247,22 +211,22 @@ class SqliteState:
 
     def put_workflow(self, workflow: Workflow, applied_at: float) -> None:
         spec = json.dumps(to_mapping(workflow), sort_keys=True)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("INSERT OR REPLACE INTO workflows (name, spec, applied_at) VALUES (?, ?, ?)",
                        (workflow.name, spec, applied_at))
 
     def delete_workflow(self, name: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM workflows WHERE name = ?", (name,))
 
     # --- routing policies ---
 
     def policies(self) -> dict[str, cp_pb2.RoutingPolicy]:
-        rows = self._query("SELECT node_id, policy FROM routing_policies")
+        rows = self._db.query("SELECT node_id, policy FROM routing_policies")
         return {str(node_id): cp_pb2.RoutingPolicy.FromString(bytes(blob)) for node_id, blob in rows}
 
     def replace_policies(self, policies: Mapping[str, cp_pb2.RoutingPolicy]) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM routing_policies")
             db.executemany("INSERT INTO routing_policies (node_id, policy) VALUES (?, ?)",
                            [(node_id, p.SerializeToString(deterministic=True)) for node_id, p in policies.items()])
@@ -270,13 +234,13 @@ class SqliteState:
     # --- sessions ---
 
     def put_session(self, session: cp_pb2.AiSession, expires_at: float | None) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("INSERT OR REPLACE INTO sessions (session_id, expires_at, session, ue_id) VALUES (?, ?, ?, ?)",
                        (session.session_id, expires_at, session.SerializeToString(deterministic=True),
                         session.ue_id))
 
     def get_session(self, session_id: str) -> StoredSession | None:
-        rows = self._query("SELECT session, expires_at FROM sessions WHERE session_id = ?", (session_id,))
+        rows = self._db.query("SELECT session, expires_at FROM sessions WHERE session_id = ?", (session_id,))
         if not rows:
             return None
         blob, expires_at = rows[0]
@@ -284,27 +248,26 @@ class SqliteState:
                              None if expires_at is None else float(expires_at))
 
     def set_session_expiry(self, session_id: str, expires_at: float | None) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("UPDATE sessions SET expires_at = ? WHERE session_id = ?", (expires_at, session_id))
 
     def delete_session(self, session_id: str) -> bool:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             return db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,)).rowcount > 0
 
     def sweep_sessions(self, now: float, limit: int) -> int:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             return db.execute(
                 "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at <= ? "
                 "ORDER BY expires_at LIMIT ?)", (now, limit)).rowcount
 
     def session_count(self) -> int:
-        return int(self._query("SELECT count(*) FROM sessions")[0][0])
+        return int(self._db.query("SELECT count(*) FROM sessions")[0][0])
 
     def sessions_of_ue(self, ue_id: str) -> list[StoredSession]:
-        rows = self._query("SELECT session, expires_at FROM sessions WHERE ue_id = ? ORDER BY session_id", (ue_id,))
+        rows = self._db.query("SELECT session, expires_at FROM sessions WHERE ue_id = ? ORDER BY session_id", (ue_id,))
         return [StoredSession(cp_pb2.AiSession.FromString(bytes(blob)), None if exp is None else float(exp))
                 for blob, exp in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()

@@ -5,26 +5,27 @@ from __future__ import annotations
 import asyncio
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 from cp.agent import ControlPlaneAgent
-from edge_node.answer_cache import AnswerCache
-from edge_node.cloud_calls import CloudGateway
-from edge_node.cloud_peers import CloudPeers
-from edge_node.data_policy import DataPolicy
-from edge_node.deployer import edge_deployer
-from edge_node.erasure import UserData
-from edge_node.knowledge import KnowledgeBase
-from edge_node.netmgmt import load_task_models, load_view_log, task_deployers, task_slots
-from edge_node.netmgmt_servicer import NetworkManagementServicer
-from edge_node.ort_engine import OrtGpt2Model
-from edge_node.personalise import Personaliser
-from edge_node.pipeline import EdgePipeline, EdgeSettings
-from edge_node.profile_servicer import ProfileServicer
-from edge_node.profiles import ProfileStore, RetentionSweep
-from edge_node.routing import PerformancePolicy
-from edge_node.servicer import EdgeUserPlane
-from edge_node.sessions import session_directory, session_owner, workflow_directory
-from edge_node.training import edge_trainer
+from edge_node.model.deployer import edge_deployer
+from edge_node.model.ort_engine import OrtGpt2Model
+from edge_node.model.training import edge_trainer
+from edge_node.netmgmt.servicer import NetworkManagementServicer
+from edge_node.netmgmt.task_models import load_task_models, load_view_log, task_deployers, task_slots
+from edge_node.serving.answer_cache import AnswerCache
+from edge_node.serving.cloud_calls import CloudGateway
+from edge_node.serving.cloud_peers import CloudPeers
+from edge_node.serving.data_policy import DataPolicy
+from edge_node.serving.erasure import UserData
+from edge_node.serving.knowledge import KnowledgeBase
+from edge_node.serving.personalise import Personaliser
+from edge_node.serving.pipeline import EdgePipeline, EdgeSettings
+from edge_node.serving.profile_servicer import ProfileServicer
+from edge_node.serving.profiles import ProfileStore, RetentionSweep
+from edge_node.serving.routing import PerformancePolicy
+from edge_node.serving.servicer import EdgeUserPlane
+from edge_node.serving.sessions import session_directory, session_owner, workflow_directory
 from netgpt.access_rules import edge_rules
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
@@ -80,12 +81,12 @@ def profiles_path(config: EdgeConfig, node_id: str) -> str:
 
 
 def routing_policy(config: EdgeConfig) -> PerformancePolicy:
-    tasks = set()
+    tasks: set[up_pb2.TaskClass] = set()
     for name in config.edge_tasks:
         key = f"TASK_CLASS_{name.upper()}"
         if key not in up_pb2.TaskClass.keys():
             raise StartupError(f"edge_tasks: unknown task class {name!r}; known: chat, lookup")
-        tasks.add(up_pb2.TaskClass.Value(key))
+        tasks.add(cast(up_pb2.TaskClass, up_pb2.TaskClass.Value(key)))  # the stubs type Value() as int
     return PerformancePolicy(edge_tasks=frozenset(tasks),
                              confidence_threshold=config.confidence_threshold or None,
                              probe_tokens=config.confidence_probe_tokens, max_cloud_queue=config.max_cloud_queue)

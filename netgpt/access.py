@@ -28,9 +28,10 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from netgpt.errors import NetGptError
+from netgpt.errors import NetGptError, PermissionDenied, Unauthenticated
 from netgpt.interceptors import Behaviour, WrappingInterceptor, rejection
 from netgpt.pki import NODE_ROLES, subject_of
+from netgpt.status import status_code
 from netgpt.tls import Identity, Transport
 
 log = structlog.get_logger(__name__)
@@ -114,14 +115,6 @@ class AuditLog:
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-class Denied(NetGptError):
-    """UNAUTHENTICATED or PERMISSION_DENIED; also raised mid-stream, where the error mapping reports it."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 @functools.lru_cache(maxsize=4096)
 def _principal_of_cert(pem: bytes) -> Principal:
     name, role = subject_of(pem)
@@ -133,11 +126,11 @@ def peer_principal(context: grpc.aio.ServicerContext) -> Principal:
     auth = context.auth_context()
     pems = auth.get("x509_pem_cert") or []
     if not pems:
-        raise Denied(grpc.StatusCode.UNAUTHENTICATED, "no client certificate; call with the certificate and key "
-                                                      "`netgpt pki issue` made for you")
+        raise Unauthenticated("no client certificate; call with the certificate and key `netgpt pki issue` "
+                              "made for you")
     principal = _principal_of_cert(bytes(pems[0]))
     if not principal.name or not principal.role:
-        raise Denied(grpc.StatusCode.UNAUTHENTICATED, "client certificate names no role; issue it with `netgpt pki`")
+        raise Unauthenticated("client certificate names no role; issue it with `netgpt pki`")
     return principal
 
 
@@ -188,10 +181,10 @@ class AccessInterceptor(WrappingInterceptor):
         principal = peer_principal(context)
         rule = self.rules.get(method)
         if rule is None:
-            raise Denied(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not open to any caller on this server")
+            raise PermissionDenied(f"{method} is not open to any caller on this server")
         if principal.role not in rule.roles:
-            raise Denied(grpc.StatusCode.PERMISSION_DENIED,
-                         f"{principal} may not call {method}; it needs role {' or '.join(sorted(rule.roles))}")
+            raise PermissionDenied(f"{principal} may not call {method}; it needs role "
+                                   f"{' or '.join(sorted(rule.roles))}")
         return principal, rule
 
     async def _check_owner(self, principal: Principal, rule: Rule, request: Any, method: str) -> None:
@@ -201,8 +194,7 @@ class AccessInterceptor(WrappingInterceptor):
         if inspect.isawaitable(owner):
             owner = await owner
         if owner != (principal if isinstance(owner, Principal) else principal.name):
-            raise Denied(grpc.StatusCode.PERMISSION_DENIED,
-                         f"{principal} may call {method} only as itself, not as {str(owner)[:64]!r}")
+            raise PermissionDenied(f"{principal} may call {method} only as itself, not as {str(owner)[:64]!r}")
 
     def _audit(self, principal: Principal, method: str, request: Any, outcome: str, started: float) -> None:
         if self.audit is None:
@@ -213,8 +205,8 @@ class AccessInterceptor(WrappingInterceptor):
                           "method": method, "target": _target(request), "outcome": outcome,
                           "ms": round((time.monotonic() - started) * 1000, 1)})
 
-    async def _deny(self, context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
-        code = exc.code if isinstance(exc, NetGptError) else grpc.StatusCode.PERMISSION_DENIED
+    async def _deny(self, context: grpc.aio.ServicerContext, exc: NetGptError, method: str) -> None:
+        code = status_code(exc)
         log.info("access.denied", method=method, code=code.name, reason=str(exc))
         await context.abort(code, str(exc))
 

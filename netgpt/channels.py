@@ -78,11 +78,3 @@ def open_channel(address: str, transport: Transport | None = None) -> grpc.aio.C
         return grpc.aio.secure_channel(address, transport.channel_credentials(), options=CHANNEL_OPTIONS,
                                        interceptors=traced)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=traced)
-
-
-def remaining_s(context: grpc.aio.ServicerContext, cap_s: float | None = None) -> float | None:
-    """Time left on the caller's deadline, to pass downstream (``None`` = caller set none)."""
-    left: float | None = context.time_remaining()
-    if left is None:
-        return cap_s
-    return left if cap_s is None else min(left, cap_s)

@@ -40,7 +40,7 @@ class CoreConfig(DaemonSettings):
     listen: str = "0.0.0.0:50051"
     heartbeat_interval_s: float = 2.0
     store_dir: str = ""  # model store; empty: $XDG_DATA_HOME/netgpt/store (~/.local/share/netgpt/store)
-    state_db: str = ""  # workflows, routing policy, sessions; empty: core.sqlite in store_dir; ":memory:": not kept
+    state_db: str = ""  # workflows, policy, sessions, training jobs; "": core.sqlite in store_dir; ":memory:": not kept
     session_ttl_s: float = 3600.0  # a session not looked up for this long expires; 0: never
     peer_sources: int = 8  # peers a deploy lists per node to fetch from; 0: every node fetches from the core
     grace_s: float = 5.0
@@ -74,7 +74,7 @@ class NodeConfig(DaemonSettings):
 @dataclass
 class CloudConfig(NodeConfig):
     listen: str = "0.0.0.0:50061"
-    adapter: str = ""  # optional peft LoRA adapter folder
+    adapter: str = ""  # peft LoRA adapter folder; "none": no adapter; with model "pretrained": the shipped one
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     batching: bool = True  # requests share forward passes (continuous batching); false: one request per pass

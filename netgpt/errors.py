@@ -1,52 +1,63 @@
-"""Domain errors. Domain code raises these; one interceptor turns them into gRPC statuses."""
+"""Domain errors. Domain code raises these; one table beside the interceptor (:mod:`netgpt.status`)
+says which gRPC status each becomes, so nothing here knows of gRPC."""
 
 from __future__ import annotations
 
-import grpc
-
 
 class NetGptError(Exception):
-    """Base class: ``code`` is the gRPC status the caller sees, the message is shown verbatim."""
-
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    """Base class: the caller sees the status :mod:`netgpt.status` maps the class to, and the message verbatim."""
 
 
 class InvalidArgument(NetGptError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    pass
 
 
 class NotFound(NetGptError):
-    code = grpc.StatusCode.NOT_FOUND
+    pass
 
 
 class FailedPrecondition(NetGptError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    pass
 
 
 class ResourceExhausted(NetGptError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    pass
 
 
 class Unavailable(NetGptError):
-    code = grpc.StatusCode.UNAVAILABLE
+    pass
 
 
 class DeadlineExceeded(NetGptError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    pass
 
 
 class AlreadyExists(NetGptError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    pass
 
 
 class OutOfRange(NetGptError):
-    code = grpc.StatusCode.OUT_OF_RANGE
+    pass
 
 
 class DataLoss(NetGptError):
     """Bytes were lost or corrupted in transit or on disk (size or sha256 mismatch)."""
 
-    code = grpc.StatusCode.DATA_LOSS
+
+class Unauthenticated(NetGptError):
+    """The caller presented no usable identity (no certificate, or one naming no role)."""
+
+
+class PermissionDenied(NetGptError):
+    """The caller's role, or the identity it is bound to, may not make this call."""
+
+
+class Cancelled(NetGptError):
+    """Stopped on request before it finished."""
+
+
+class Aborted(NetGptError):
+    """Could not finish for a reason that is not the caller's input (e.g. training diverged)."""
 
 
 class StartupError(Exception):

@@ -28,6 +28,7 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from netgpt.errors import InvalidArgument, NetGptError, bounded
+from netgpt.status import status_code
 from netgpt.validate import check_request
 
 log = structlog.get_logger(__name__)
@@ -117,10 +118,10 @@ def checked_deserializer(parse: Callable[[bytes], Any], method: str, streaming: 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, NetGptError):
-        message = bounded(str(exc))
+        message, code = bounded(str(exc)), status_code(exc)
         if not isinstance(exc, UndecodableRequest):  # logged, rate-limited, when it was decoded
-            log.info("rpc.rejected", method=method, code=exc.code.name, reason=message)
-        await context.abort(exc.code, message)
+            log.info("rpc.rejected", method=method, code=code.name, reason=message)
+        await context.abort(code, message)
     log.exception("rpc.failed", method=method)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
@@ -208,7 +209,7 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
 
 class ErrorMappingInterceptor(WrappingInterceptor):
     """Checks every request body (:func:`checked_deserializer`) and maps :class:`NetGptError` to its
-    status code; anything else is INTERNAL and logged."""
+    status code (:data:`netgpt.status.STATUS_CODES`); anything else is INTERNAL and logged."""
 
     def covers(self, method: str) -> bool:
         return method.startswith("/netgpt.")  # health and reflection handle their own errors

@@ -6,7 +6,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
@@ -282,7 +282,16 @@ async def start_server(address: str, services: Sequence[Service],
     return handle
 
 
-async def serve_until_signalled(handle: NetGptServer, grace_s: float,
+class Stoppable(Protocol):
+    """What :func:`serve_until_signalled` needs of a daemon: a NetGptServer, or a core's or node's handle."""
+
+    @property
+    def address(self) -> str: ...
+
+    async def stop(self, grace_s: float = 5.0) -> None: ...
+
+
+async def serve_until_signalled(handle: Stoppable, grace_s: float,
                                 on_stop: Callable[[], object] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then NOT_SERVING → drain → return (the process exits 0)."""
     stop = asyncio.Event()

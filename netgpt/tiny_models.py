@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +25,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
+
+from netgpt.build_once import build_once
 
 EOS = "<|endoftext|>"
 SEED = 1234
@@ -111,17 +111,6 @@ def build_tiny_models(folder: Path) -> TinyModels:
 
 def ensure_tiny_models(cache_root: Path | None = None) -> TinyModels:
     """Return cached tiny models, building them once (atomically) if absent."""
-    root = (cache_root or default_cache_root()) / "tiny-models"
-    final = root / _spec_key()
-    if not final.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-        try:
-            build_tiny_models(staging)
-            try:
-                staging.rename(final)
-            except OSError:  # another process won the race; theirs is identical
-                pass
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    final = (cache_root or default_cache_root()) / "tiny-models" / _spec_key()
+    build_once(final, build_tiny_models)
     return TinyModels(final / "tokenizer", final / "gpt2", final / "llama")

@@ -12,7 +12,7 @@ log = structlog.get_logger(__name__)
 
 COMMAND_KINDS = frozenset(f.name for f in cp_pb2.NodeCommand.DESCRIPTOR.oneofs_by_name["command"].fields)
 
-Handler = Callable[[cp_pb2.NodeCommand], None]
+Handler = Callable[[cp_pb2.NodeCommand], object]  # what a handler returns (a training agent's bool) is ignored
 
 
 class CommandDispatcher:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from cmp.agent import Deployer
 from cmp.blob_cache import BlobCache
 from cmp.blob_servicer import blob_service
+from cmp.deployer import Deployer
 from cmp.upload_budget import UploadBudget
 from cp.agent import ControlPlaneAgent
 from netgpt.access import AuditLog, Rule
+from netgpt.checkpoint.importer import import_checkpoint
+from netgpt.checkpoint.pretrained import PRETRAINED, pretrained_base
 from netgpt.config import NodeConfig
 from netgpt.engine import ModelLoadError
 from netgpt.errors import StartupError
@@ -40,16 +42,22 @@ def starter_models() -> TinyModels:
 
 
 def model_folder(value: str, what: str, pick_tiny: Callable[[TinyModels], Path]) -> Path:
-    """``--model`` → folder: a path as given, ``starter`` for the trained models shipped in the package,
-    or ``tiny`` for the seeded random-weight model (built once, cached)."""
+    """``--model`` → folder: a path as given (a ``.gguf`` file is imported first), ``starter`` for the trained
+    models shipped in the package, ``pretrained`` for the pinned pretrained base (SmolLM2-135M-Instruct,
+    imported from its package on first use), or ``tiny`` for the seeded random-weight model (built once, cached)."""
     if not value:
-        raise ModelLoadError(f"no {what} model given: pass --model PATH (a local Hugging Face folder), "
-                             "--model starter or --model tiny")
+        raise ModelLoadError(f"no {what} model given: pass --model PATH (a local Hugging Face folder or a .gguf "
+                             "file), --model starter, --model pretrained or --model tiny")
     if value == "tiny":
         return pick_tiny(ensure_tiny_models())
     if value == "starter":
         return pick_tiny(starter_models())
-    return Path(value).expanduser()
+    if value == PRETRAINED:
+        return pretrained_base().folder
+    path = Path(value).expanduser()
+    if path.suffix.lower() == ".gguf":  # converted once, then found in the cache by its sha256
+        return import_checkpoint(path).folder
+    return path
 
 
 def node_id_for(config: NodeConfig, role: str) -> str:
@@ -122,7 +130,7 @@ def blob_sharing(config: NodeConfig, node_id: str) -> BlobSharing:
 def transfer_counters(uploads: UploadBudget, *deployers: Deployer) -> dict[str, int]:
     """Artifact bytes this node sent to peers and fetched for its deployments (load report counters)."""
     return {"blob_bytes_served": uploads.bytes_served,
-            "artifact_bytes_fetched": sum(d.bytes_fetched for d in deployers)}
+            "artifact_bytes_fetched": sum(d.fetcher.bytes_fetched for d in deployers)}
 
 
 def advertise_model(info: common_pb2.NodeInfo, served: Served,
@@ -168,6 +176,12 @@ def load_report(runner: GenerationRunner, models: list[common_pb2.ModelRef],
     )
 
 
+class Closable(Protocol):
+    """One of a node's :attr:`NodeHandle.extras`: closed when the node stops."""
+
+    def close(self) -> Awaitable[object]: ...
+
+
 @dataclass
 class NodeHandle:
     """A running edge or cloud node: its server, its control-plane agent, its generation runner."""
@@ -178,7 +192,7 @@ class NodeHandle:
     peers: object | None = None  # the edge's CloudPeers
     gateway: object | None = None  # the edge's CloudGateway (de-duplication counters)
     pipeline: object | None = None  # the edge's EdgePipeline (current routing policy)
-    extras: list = field(default_factory=list)  # objects with an async close()
+    extras: list[Closable] = field(default_factory=list)  # objects with an async close()
     slot: ModelSlot | None = None  # the model served now (and the previous one, for rollback)
     deployer: Deployer | None = None  # deploy/rollback commands from the core
 

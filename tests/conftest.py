@@ -18,7 +18,7 @@ def netgpt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["NETGPT_DATA_DIR"] = str(tmp_path_factory.mktemp("netgpt-data"))  # profiles of daemon tests
     os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))  # default core store + state: never ~
     configure_logging(json=True, level=os.environ.get("NETGPT_TEST_LOG", "warning"))
-    from pki import operator
+    from throwaway_ca import operator
 
     from netgpt.channels import set_default_transport
 
@@ -36,7 +36,7 @@ def tiny(netgpt_cache: Path):
 @pytest.fixture(scope="session")
 def models(netgpt_cache: Path):
     """(edge GPT-2 on ONNX Runtime, cloud LLaMA on torch): the trained starter models, loaded once per run."""
-    from cli.all_in_one import load_models
+    from appkit.all_in_one import load_models
 
     return load_models("starter", "starter")
 
@@ -45,7 +45,7 @@ def models(netgpt_cache: Path):
 def tiny_models(tiny):
     """The same pair with random weights, for plumbing tests that need the tiny architecture (e.g. an
     adapter built for the tiny LLaMA)."""
-    from cli.all_in_one import load_models
+    from appkit.all_in_one import load_models
 
     return load_models("tiny", "tiny")
 
@@ -62,7 +62,7 @@ async def cluster(models):
 @pytest.fixture
 async def core(tmp_path: Path):
     """A core controller on an ephemeral loopback port with a fast heartbeat and its own model store."""
-    from pki import tls
+    from throwaway_ca import tls
 
     from core.daemon import start_core
     from netgpt.config import CoreConfig

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 
-from pki import TEST_PKI
+from helpers import eventually
+from throwaway_ca import TEST_PKI
 
 NETGPT = [sys.executable, "-m", "cli"]
 DAEMON_ROLES = ("core", "cloud", "edge")
@@ -51,14 +52,15 @@ class Daemon:
                 self.events.append({"event": "raw", "line": line})
 
     def wait_for(self, event: str, timeout_s: float = 120, where: Callable[[dict], bool] = lambda item: True) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for item in list(self.events):
-                if item.get("event") == event and where(item):
-                    return item
-            assert self.proc.poll() is None, f"daemon exited {self.proc.returncode}: {self.events[-5:]}"
-            time.sleep(0.05)
-        raise AssertionError(f"no {event!r} event within {timeout_s} s: {self.events[-5:]}")
+        """The first logged ``event`` that ``where`` accepts; an AssertionError as soon as the daemon exits."""
+        def logged() -> dict | None:
+            found = next((item for item in list(self.events) if item.get("event") == event and where(item)), None)
+            assert found is not None or self.proc.poll() is None, \
+                f"daemon exited {self.proc.returncode}: {self.events[-5:]}"
+            return found
+
+        return asyncio.run(eventually(logged, lambda: f"a {event!r} event; last: {self.events[-5:]}", timeout_s,
+                                      poll_s=0.05))
 
     @property
     def address(self) -> str:

@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import torch
+from helpers import eventually
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from cloud_node.lora import make_lora_adapter
@@ -115,15 +116,12 @@ async def node_status(stub: cmp_grpc.ComputePlaneServiceStub, node_id: str) -> c
 async def settled(stub: cmp_grpc.ComputePlaneServiceStub, node_id: str, command_id: str,
                   timeout_s: float = 60) -> common_pb2.DeploymentState:
     """The command's state once the node reports it SERVING or FAILED (through the core's status)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
+    async def final() -> common_pb2.DeploymentState | None:
         node = await node_status(stub, node_id)
         state = next((s for s in node.deployments if s.command_id == command_id), None)
-        if state is not None and state.phase in FINAL:
-            return state
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"command {command_id} on {node_id} did not settle in {timeout_s} s")
+        return state if state is not None and state.phase in FINAL else None
+
+    return await eventually(final, f"command {command_id} on {node_id} to settle", timeout_s, poll_s=0.05)
 
 
 class CuttingProxy:

@@ -1,32 +1,20 @@
-"""The test harness: an all-in-one cluster with per-test overrides, and one way to wait for a condition."""
+"""The test harness: an all-in-one cluster with per-test overrides."""
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
-from pki import TEST_PKI, tls
+from throwaway_ca import TEST_PKI, tls
 
-from cli.all_in_one import Cluster, start_all_in_one
+from appkit.all_in_one import Cluster, start_all_in_one
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.engine import LanguageModel
 
-__all__ = ["Cluster", "eventually", "start_cluster"]
-
-
-async def eventually(predicate: Callable[[], object], what: str, timeout_s: float = 10.0,
-                     poll_s: float = 0.02) -> None:
-    """Poll ``predicate`` until it is truthy; TimeoutError naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
-        await asyncio.sleep(poll_s)
+__all__ = ["Cluster", "start_cluster"]
 
 
 NO_TASK_MODELS = {"popularity_model": "none", "intent_model": "none"}  # tests of network management set them
@@ -39,7 +27,7 @@ async def start_cluster(gpt2: LanguageModel, llama: LanguageModel, heartbeat_int
     """Core, cloud and edge on 127.0.0.1 with ephemeral ports and a fresh store; ``core``/``cloud``/``edge``
     override fields of CoreConfig/CloudConfig/EdgeConfig (e.g. store_dir, max_concurrency).
 
-    Every daemon runs with mutual TLS on certificates of the suite's CA (``tests/pki.py``)."""
+    Every daemon runs with mutual TLS on certificates of the suite's CA (``tests/throwaway_ca.py``)."""
     store = Path(tempfile.mkdtemp(prefix="netgpt-test-store-"))
     core_config = CoreConfig(**{**tls("core", "core"), "listen": "127.0.0.1:0",
                                 "heartbeat_interval_s": heartbeat_interval_s, "store_dir": str(store), **(core or {})})

@@ -1,18 +1,21 @@
-"""Client helpers for tests: sessions and Generate calls through the generated stubs."""
+"""Client helpers for tests: sessions and Generate calls through the generated stubs, and one way to wait."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar, cast
 
 import grpc
 import structlog
-from pki import as_node
 from structlog.testing import capture_logs
+from throwaway_ca import as_node
 
-from cli.client import Question, establish
+from appkit.client import Question, establish
 from cli.main import main
 from netgpt.channels import open_channel
 from netgpt.v1 import common_pb2
@@ -20,6 +23,26 @@ from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+
+T = TypeVar("T")
+
+
+async def eventually(predicate: Callable[[], T | Awaitable[T]], what: str | Callable[[], str],
+                     timeout_s: float = 10.0, poll_s: float = 0.02) -> T:
+    """Poll ``predicate`` (a plain or an async function) until it returns something truthy, and return that;
+    TimeoutError naming ``what`` otherwise (a callable ``what`` is asked only then, e.g. for the last state).
+
+    The one way tests wait; a sync test waits with ``asyncio.run(eventually(...))``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return cast(T, value)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what() if callable(what) else what}")
+        await asyncio.sleep(poll_s)
 
 
 async def new_session(core_address: str, cell_id: str = "cell-harbour-1", budget_ms: int = 0) -> cp_pb2.AiSession:
@@ -79,7 +102,7 @@ async def cli(*argv: str) -> int:
 
 
 async def register_as_node(core_address: str, info: common_pb2.NodeInfo) -> cp_pb2.RegisterNodeResponse:
-    """RegisterNode as the node ``info`` describes, with that node's certificate (``tests/pki.py``)."""
+    """RegisterNode as the node ``info`` describes, with that node's certificate (``tests/throwaway_ca.py``)."""
     async with open_channel(core_address, as_node(info)) as channel:
         return await cp_grpc.ControlPlaneServiceStub(channel).RegisterNode(cp_pb2.RegisterNodeRequest(node=info),
                                                                            timeout=5)

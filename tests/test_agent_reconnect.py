@@ -13,9 +13,8 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from harness import eventually
-from helpers import captured_events
-from pki import as_node, tls
+from helpers import captured_events, eventually
+from throwaway_ca import as_node, tls
 
 from core.daemon import start_core
 from cp.agent import MAX_BACKOFF_S, ControlPlaneAgent, retry_delays

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pki import TEST_PKI
+from throwaway_ca import TEST_PKI
 
-from cli.all_in_one import start_all_in_one
+from appkit.all_in_one import start_all_in_one
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.v1 import control_plane_pb2 as cp_pb2

@@ -10,7 +10,8 @@ from contextlib import aclosing
 import grpc
 import pytest
 import torch
-from harness import eventually, start_cluster
+from harness import start_cluster
+from helpers import eventually
 
 from cloud_node.adapter_model import LlamaAdapter
 from cloud_node.batching_runner import BatchingRunner

@@ -5,9 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import eventually
-from helpers import register_as_node
-from pki import as_node, tls
+from helpers import eventually, register_as_node
+from throwaway_ca import as_node, tls
 
 from core.daemon import start_core
 from cp.agent import ControlPlaneAgent

@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
-from harness import eventually
-from pki import as_node, tls
+from helpers import eventually
+from throwaway_ca import as_node, tls
 
 from core.daemon import start_core
+from core.state import STATE_FILE, open_db
 from cp.agent import ControlPlaneAgent
 from cp.placement import WorkflowTable
 from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable, sweep_expired
-from cp.state_db import STATE_FILE, CoreState, MemoryState, SqliteState, StoredWorkflow
+from cp.state_db import CoreState, MemoryState, SqliteState, StoredWorkflow
 from cp.workflows import from_mapping, parse_toml
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
@@ -68,7 +68,7 @@ def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     memory = MemoryState()
 
     def make() -> CoreState:
-        state: CoreState = memory if request.param == "memory" else SqliteState(tmp_path / STATE_FILE)
+        state: CoreState = memory if request.param == "memory" else SqliteState(open_db(tmp_path / STATE_FILE))
         opened.append(state)
         return state
 
@@ -143,10 +143,10 @@ def test_a_newer_schema_is_refused(tmp_path: Path):
     db.execute("PRAGMA user_version = 99")
     db.close()
     with pytest.raises(StartupError, match="schema version 99"):
-        SqliteState(tmp_path / "newer.sqlite")
+        open_db(tmp_path / "newer.sqlite")
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(StartupError, match="junk.sqlite"):
-        SqliteState(tmp_path / "junk.sqlite")
+        open_db(tmp_path / "junk.sqlite")
 
 
 # --- unit: sessions expire --------------------------------------------------------------------
@@ -179,7 +179,7 @@ def test_a_session_unused_for_its_ttl_expires_and_a_lookup_keeps_it_alive(make_s
 
 async def test_twenty_thousand_unreleased_sessions_do_not_grow_the_core(tmp_path: Path):
     clock = Clock()
-    state = SqliteState(tmp_path / STATE_FILE)
+    state = SqliteState(open_db(tmp_path / STATE_FILE))
     try:
         table = SessionTable(serving_registry(EDGE), state, ttl_s=10, wall=clock)
         most = 0
@@ -193,7 +193,7 @@ async def test_twenty_thousand_unreleased_sessions_do_not_grow_the_core(tmp_path
         clock.now += 11  # nobody comes back: every session expires
         assert await sweep_expired(table) >= 900
         assert len(table) == 0
-        reopened = SqliteState(tmp_path / STATE_FILE)
+        reopened = SqliteState(open_db(tmp_path / STATE_FILE))
         assert reopened.session_count() == 0
         reopened.close()
     finally:
@@ -332,7 +332,7 @@ async def test_workflows_policy_and_sessions_survive_a_core_restart(tmp_path: Pa
 async def test_an_expired_session_is_not_found_through_the_control_plane(tmp_path: Path):
     clock = Clock()
     registry = serving_registry(EDGE)
-    state = SqliteState(tmp_path / STATE_FILE)
+    state = SqliteState(open_db(tmp_path / STATE_FILE))
     sessions = SessionTable(registry, state, ttl_s=30, wall=clock)
     server = await start_server("127.0.0.1:0", [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, PolicyBook(registry, state)),
@@ -412,11 +412,15 @@ def test_kill_9_the_core_and_state_comes_back(tiny, tmp_path: Path):
                                    "--store-dir", store)
         core.wait_for("server.started")
 
-        poll(lambda: ok("workflow", "show") == workflow_before,  # placed again once both nodes are back
-             lambda: f"`workflow show` as before the restart; now:\n{ok('workflow', 'show')}")
+        # placed again once both nodes are back
+        asyncio.run(eventually(lambda: ok("workflow", "show") == workflow_before,
+                               lambda: f"`workflow show` as before the restart; now:\n{ok('workflow', 'show')}",
+                               timeout_s=30, poll_s=0.1))
         assert ok("policy", "show") == policy_before
-        poll(lambda: policy_events() > applied_before_restart,  # handed over again on re-registration
-             lambda: f"the edge to apply the restored policy; its last events: {edge.events[-3:]}")
+        # handed over again on re-registration
+        asyncio.run(eventually(lambda: policy_events() > applied_before_restart,
+                               lambda: f"the edge to apply the restored policy; its last events: {edge.events[-3:]}",
+                               timeout_s=30, poll_s=0.1))
         assert "terminated at edge: ROUTE_REASON_EDGE_CAPABLE" in ask_chat()
 
         summary = asyncio.run(generate_with_workflow(core_address, edge.address, session))
@@ -430,14 +434,6 @@ def test_kill_9_the_core_and_state_comes_back(tiny, tmp_path: Path):
                     daemon.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     pass
-
-
-def poll(predicate: Callable[[], bool], what: Callable[[], str], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what()}")
-        time.sleep(0.1)
 
 
 async def establish_at(core_address: str) -> cp_pb2.AiSession:

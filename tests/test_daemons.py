@@ -3,22 +3,24 @@ stop on SIGTERM with exit 0, and refuse to start on a bad model folder."""
 
 from __future__ import annotations
 
-import time
+import asyncio
 from pathlib import Path
 
 import pytest
 from daemons import Daemon, cli, node_daemons
+from helpers import eventually
 
 pytestmark = pytest.mark.e2e
 
 
 def wait_for_output(args: list[str], needles: list[str], timeout_s: float = 30) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    """What ``netgpt ARGS`` prints once it names every needle."""
+    def output() -> str | None:
         out = cli(*args).stdout
-        if all(n in out for n in needles) or time.monotonic() > deadline:
-            return out
-        time.sleep(0.2)
+        return out if all(n in out for n in needles) else None
+
+    return asyncio.run(eventually(output, lambda: f"`netgpt {' '.join(args)}` to name {needles}; last:\n"
+                                                  f"{cli(*args).stdout}", timeout_s, poll_s=0.2))
 
 
 def test_daemons_end_to_end_with_core_restart(tiny):

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import eventually, start_cluster
-from helpers import RecordGenerate, captured_events, concise, generate, new_session
+from harness import start_cluster
+from helpers import RecordGenerate, captured_events, concise, eventually, generate, new_session
 
-from cli.client import Question, establish
+from appkit.client import Question, establish
 from cli.main import build_parser
-from edge_node.data_policy import DataPolicy, ResidencyRule
-from edge_node.profiles import ProfileStore, RetentionSweep
-from edge_node.routing import PerformancePolicy, RoutingInputs
+from edge_node.serving.data_policy import DataPolicy, ResidencyRule
+from edge_node.serving.profiles import ProfileStore, RetentionSweep
+from edge_node.serving.routing import PerformancePolicy, RoutingInputs
 from netgpt.channels import open_channel
 from netgpt.v1 import common_pb2, profile_pb2, profile_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 from netgpt.v1 import control_plane_pb2 as cp_pb2

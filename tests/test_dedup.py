@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import eventually, start_cluster
-from helpers import concise, generate, new_session, streamed_text
+from harness import start_cluster
+from helpers import concise, eventually, generate, new_session, streamed_text
 from slow_model import SlowModel
 
-from edge_node.answer_cache import AnswerCache, request_key
+from edge_node.serving.answer_cache import AnswerCache, request_key
 from netgpt.channels import open_channel
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -71,20 +71,13 @@ async def test_finished_answers_are_cached_and_counters_exported(models):
         async with open_channel(cluster.core.address) as channel:
             stub = cp_grpc.ControlPlaneServiceStub(channel)
 
-            async def edge_counters() -> dict:
+            async def counted_hit() -> dict | None:
+                """The counters of the edge's last load report, once they count the cache hit."""
                 reply = await stub.ListNodes(cp_pb2.ListNodesRequest(role=common_pb2.NODE_ROLE_EDGE), timeout=5)
-                return dict(reply.nodes[0].load.counters)
+                counters = dict(reply.nodes[0].load.counters)
+                return counters if counters.get("answer_cache_hits") == 1 else None
 
-            counters: dict = {}
-
-            async def refresh() -> bool:
-                counters.update(await edge_counters())
-                return counters.get("answer_cache_hits") == 1
-
-            for _ in range(50):
-                if await refresh():
-                    break
-                await asyncio.sleep(0.1)
+            counters = await eventually(counted_hit, "the cache hit in the edge's load report", timeout_s=5, poll_s=0.1)
         assert counters["answer_cache_hits"] == 1 and counters["cloud_calls"] == 1
     finally:
         await cluster.stop()

@@ -30,16 +30,17 @@ from deploy_helpers import (
     tar_with,
     wider_llama,
 )
-from harness import Cluster, eventually, start_cluster
-from helpers import captured_events, cli, concise, generate, new_session
-from pki import tls
+from harness import Cluster, start_cluster
+from helpers import captured_events, cli, concise, eventually, generate, new_session
 from slow_model import Gate, SlowModel
+from throwaway_ca import tls
 
-from cmp.agent import Deployer, RetryPolicy
 from cmp.archive import unpack
+from cmp.deployer import Deployer
+from cmp.node_kit import RetryPolicy
 from core.daemon import start_core
-from edge_node.artifact import build_edge_artifact
-from edge_node.deployer import edge_loader
+from edge_node.model.artifact import build_edge_artifact
+from edge_node.model.deployer import edge_loader
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
 from netgpt.engine import ModelLoadError
@@ -365,7 +366,7 @@ async def test_connection_dropped_mid_fetch_resumes_from_the_partial_file(tiny_m
         state = deployer.states()[0]
         assert (state.phase, state.error) == (SERVING, "") and slot.current.ref == ref
         assert state.bytes_done == state.bytes_total == size
-        assert proxy.cuts == 1 and deployer.fetch_attempts == 2
+        assert proxy.cuts == 1 and deployer.fetcher.attempts == 2
         retries = [e for e in logs if e["event"] == "deploy.fetch.retry"]
         assert len(retries) == 1 and retries[0]["resume_from"] >= MiB  # whole chunks on disk before the cut
         assert proxy.downstream_bytes < size + 3 * MiB  # resumed; starting over would cost size + 3.5 MiB

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_node.desensitise import desensitise, iban_valid, luhn_valid
-from edge_node.post_process import post_process
+from edge_node.serving.desensitise import desensitise, iban_valid, luhn_valid
+from edge_node.serving.post_process import post_process
 
 
 @pytest.mark.parametrize("text, expected, counts", [

@@ -8,11 +8,11 @@ import asyncio
 
 import grpc
 import pytest
-from harness import eventually, start_cluster
-from helpers import concise, generate, new_session, streamed_text
+from harness import start_cluster
+from helpers import concise, eventually, generate, new_session, streamed_text
 from slow_model import SlowModel
 
-from edge_node.post_process import post_process, post_processed
+from edge_node.serving.post_process import post_process, post_processed
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from up.events import Event, FellBack, Summary, Tokens

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from harness import eventually, start_cluster
-from helpers import concise, generate, kinds, new_session, streamed_text
+from harness import start_cluster
+from helpers import concise, eventually, generate, kinds, new_session, streamed_text
 from slow_model import SlowModel
 
 from netgpt.channels import open_channel

@@ -11,16 +11,16 @@ from pathlib import Path
 import grpc
 import pytest
 from deploy_helpers import padded_edge_artifact, publish
-from harness import eventually
-from pki import tls
+from helpers import eventually
+from throwaway_ca import tls
 
 from bench.fleet import deploy_to, settle_all, shelf_is_verified, start_fleet_edge
 from cmp.distribution import DeployTree, Peer
 from cmp.pieces import Pieces
 from cmp.upload_budget import UploadBudget
 from core.daemon import start_core
-from edge_node.artifact import build_edge_artifact
 from edge_node.daemon import load_edge_model
+from edge_node.model.artifact import build_edge_artifact
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig, EdgeConfig
 from netgpt.errors import ResourceExhausted
@@ -172,7 +172,7 @@ async def test_a_node_never_serves_a_blob_it_has_not_verified(models, artifact, 
     try:
         async with open_channel(core.address) as core_channel, open_channel(edge.address) as edge_channel:
             ref = await publish(cmp_grpc.ComputePlaneServiceStub(core_channel), artifact, "gpt2-edge", "v2", EDGE)
-            part = edge.deployer.artifacts / "partial.part"  # a download in progress, bytes all correct
+            part = edge.deployer.fetcher.artifacts / "partial.part"  # a download in progress, bytes all correct
             part.parent.mkdir(parents=True, exist_ok=True)
             part.write_bytes(artifact.read_bytes()[:2 * MiB])
             peer = blob_grpc.BlobServiceStub(edge_channel)

@@ -30,7 +30,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import captured_events, concise, new_session
-from pki import identity, operator
+from throwaway_ca import identity, operator
 
 from netgpt.channels import open_channel
 from netgpt.v1 import blob_pb2, common_pb2, profile_pb2, workflow_pb2

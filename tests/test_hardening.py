@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from helpers import captured_events, concise, new_session
-from pki import identity
+from throwaway_ca import identity
 
 from cmp.archive import unpack
 from netgpt import interceptors

@@ -8,20 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_node.intent import (
-    MAX_TEXT_CHARS,
-    NOTHING,
-    Intent,
-    IntentReader,
-    load_reader,
-    normalise,
-    packaged_model_dir,
-    parse_line,
-    parse_target,
-    prompt_text,
-    to_target,
-    ungrounded_fields,
-)
+from edge_node.netmgmt.intent_line import NOTHING, Intent, parse_line, parse_target, to_target
+from edge_node.netmgmt.intent_reader import IntentReader, load_reader, packaged_model_dir
+from edge_node.netmgmt.intent_request import MAX_TEXT_CHARS, normalise, prompt_text, ungrounded_fields
 from netgpt.errors import InvalidArgument
 from netgpt.training.dataset import read_jsonl
 from tasks.intent import vocabulary as v

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import eventually
-from pki import tls
+from helpers import eventually
+from throwaway_ca import tls
 
 from cmp.blobio import HashingWriter
 from cmp.manifest import Manifest

@@ -9,13 +9,13 @@ from pathlib import Path
 import grpc
 import pytest
 from deploy_helpers import EDGE, deploy, publish, rollback, settled
-from harness import eventually, start_cluster
-from helpers import cli
-from pki import identity
+from harness import start_cluster
+from helpers import cli, eventually
+from throwaway_ca import identity
 
-from edge_node.artifact import build_edge_artifact
-from edge_node.intent import packaged_model_dir as intent_dir
-from edge_node.popularity import DEFAULT_LAGS
+from edge_node.model.artifact import build_edge_artifact
+from edge_node.netmgmt.intent_reader import packaged_model_dir as intent_dir
+from edge_node.netmgmt.popularity import DEFAULT_LAGS
 from netgpt.channels import open_channel
 from netgpt.node_status import models_served
 from netgpt.v1 import common_pb2
@@ -189,7 +189,7 @@ async def test_popularity_model_is_retrained_through_a_job_deployed_and_served(n
     """data → fine-tune (a training job on the edge, from the shipped model as a stored checkpoint) →
     ONNX artifact → deploy to the popularity slot → PredictPopularity answers with the new version."""
     from cmp.archive import pack_folder
-    from edge_node.popularity import packaged_model_dir as popularity_dir
+    from edge_node.netmgmt.popularity import packaged_model_dir as popularity_dir
     from netgpt.v1 import training_pb2 as tr_pb2
     from netgpt.v1 import training_pb2_grpc as tr_grpc
     from tasks.popularity.dataset import log_training_windows, write_dataset

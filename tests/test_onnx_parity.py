@@ -14,14 +14,14 @@ import torch
 from helpers import captured_events
 from transformers import DynamicCache, GPT2LMHeadModel
 
-from edge_node.decode_batch import DecodeBatcher
-from edge_node.onnx_export import (
+from edge_node.model.decode_batch import DecodeBatcher
+from edge_node.model.onnx_export import (
     check_parity,
     ensure_onnx_export,
     export_gpt2_onnx,
     past_names,
 )
-from edge_node.ort_engine import CUDA_EP, OrtGpt2Model
+from edge_node.model.ort_engine import CUDA_EP, OrtGpt2Model
 from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.hashing import sha256_of_files

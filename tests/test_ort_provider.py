@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 from helpers import captured_events
 
-from edge_node import ort_engine
-from edge_node.onnx_export import ensure_onnx_export
-from edge_node.ort_engine import CPU_EP, CUDA_EP, OrtGpt2Model
+from edge_node.model import ort_engine
+from edge_node.model.onnx_export import ensure_onnx_export
+from edge_node.model.ort_engine import CPU_EP, CUDA_EP, OrtGpt2Model
 from netgpt.engine import ModelLoadError
 from netgpt.tiny_models import TinyModels
 

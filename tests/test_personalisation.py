@@ -10,8 +10,8 @@ import pytest
 from harness import start_cluster
 from helpers import RecordGenerate, concise, generate, new_session
 
-from edge_node.knowledge import SCHEMA_VERSION, KnowledgeBase
-from edge_node.profiles import ProfileStore
+from edge_node.serving.knowledge import SCHEMA_VERSION, KnowledgeBase
+from edge_node.serving.profiles import ProfileStore
 from netgpt.channels import open_channel
 from netgpt.errors import InvalidArgument, StartupError
 from netgpt.v1 import profile_pb2, profile_pb2_grpc

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_node.content_cache import ContentCache
-from edge_node.popularity import (
+from bench.content_cache import ContentCache
+from edge_node.netmgmt.popularity import (
     DEFAULT_LAGS,
     LABELS,
     MAX_TITLES,
@@ -288,7 +288,7 @@ def test_predictor_ranks_and_validates(predictor: PopularityPredictor) -> None:
 async def test_cli_writes_view_logs_and_training_datasets(tmp_path: Path, capsys) -> None:
     from helpers import cli
 
-    from edge_node.popularity import ViewLog
+    from edge_node.netmgmt.popularity import ViewLog
     from netgpt.training.dataset import read_jsonl
 
     views = tmp_path / "views.csv"

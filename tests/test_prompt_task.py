@@ -12,18 +12,11 @@ import pytest
 
 from cli.main import main
 from edge_node.daemon import load_knowledge
-from edge_node.knowledge import Venue
-from edge_node.personalise import context_block
+from edge_node.serving.knowledge import Venue
+from edge_node.serving.prompt_format import ANSWER_CUE, INTENT_CUE, MAX_FACTS, context_block
 from netgpt.config import EdgeConfig
 from netgpt.training.dataset import read_jsonl
-from tasks.prompt_completion.build import (
-    ANSWER_CUE,
-    INTENT_CUE,
-    MAX_FACTS,
-    Case,
-    build_cloud_dataset,
-    build_edge_dataset,
-)
+from tasks.prompt_completion.build import Case, build_cloud_dataset, build_edge_dataset
 from tasks.prompt_completion.devset import DEV
 from tasks.prompt_completion.evaluate import (
     CLOUD_ONLY,

@@ -12,14 +12,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-import edge_node.quantize as quantize
+import edge_node.model.quantize as quantize
 from cmp.archive import unpack
-from edge_node.artifact import build_edge_artifact
 from edge_node.daemon import load_edge_model
-from edge_node.onnx_export import ensure_onnx_export
-from edge_node.ort_engine import OrtGpt2Model
-from edge_node.quality_gate import GATE_QUESTIONS
-from edge_node.quantize import (
+from edge_node.model.artifact import build_edge_artifact
+from edge_node.model.onnx_export import ensure_onnx_export
+from edge_node.model.ort_engine import OrtGpt2Model
+from edge_node.model.quality_gate import GATE_QUESTIONS
+from edge_node.model.quantize import (
     MAX_PERPLEXITY_INCREASE,
     MIN_GREEDY_AGREEMENT,
     QualityGateFailed,

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import NO_TASK_MODELS, eventually, start_cluster
-from helpers import kinds
-from pki import identity, tls
+from harness import NO_TASK_MODELS, start_cluster
+from helpers import eventually, kinds
 from slow_model import SlowModel
+from throwaway_ca import identity, tls
 
-from cli.ran_sim import SimSettings, parse_trace, run_trace
+from appkit.ran_sim import SimSettings, parse_trace, run_trace
+from core.state import open_db
 from cp.qos import TABLE, check_five_qi, netgpt_priority, qos_for
 from cp.state_db import SqliteState
 from edge_node.daemon import load_knowledge, start_edge
@@ -66,7 +67,7 @@ def test_sessions_of_a_ue_survive_the_schema_upgrade(tmp_path: Path):
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
-    state = SqliteState(path)
+    state = SqliteState(open_db(path))
     try:
         state.put_session(cp_pb2.AiSession(session_id="sess-new", ue_id="ue-7"), 123.0)
         state.put_session(cp_pb2.AiSession(session_id="sess-other", ue_id="ue-8"), None)
@@ -127,15 +128,14 @@ async def _refused(address: str, ue_id: str, request: up_pb2.GenerateRequest,
                    timeout_s: float = 15.0) -> grpc.aio.AioRpcError:
     """The error the edge at ``address`` answers ``request`` with, once it stops answering it (asked
     every 0.1 s, for at most ``timeout_s``)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
+    async def refusal() -> grpc.aio.AioRpcError | None:
         try:
             await _generate(address, ue_id, request)
         except grpc.aio.AioRpcError as exc:
             return exc
-        assert loop.time() < deadline, f"{address} still answers after {timeout_s} s"
-        await asyncio.sleep(0.1)
+        return None
+
+    return await eventually(refusal, f"{address} to stop answering", timeout_s, poll_s=0.1)
 
 
 async def _generate(address: str, ue_id: str, request: up_pb2.GenerateRequest) -> list[up_pb2.GenerateResponse]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from harness import eventually
-from helpers import concise, generate, new_session
+from helpers import concise, eventually, generate, new_session
 
-from edge_node.routing import PerformancePolicy, RoutingInputs
+from edge_node.serving.routing import PerformancePolicy, RoutingInputs
 from netgpt.channels import open_channel
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc

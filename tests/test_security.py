@@ -11,10 +11,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import eventually
-from helpers import concise
-from pki import TEST_PKI, as_node, identity, operator, tls
+from helpers import concise, eventually
 from structlog.testing import capture_logs
+from throwaway_ca import TEST_PKI, as_node, identity, operator, tls
 
 from cmp.transfer_client import publish_file
 from core.daemon import start_core

@@ -179,7 +179,7 @@ def test_starter_models_name_the_fitting_venue_and_its_hours(name: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from edge_node.daemon import load_knowledge
-    from edge_node.personalise import context_block
+    from edge_node.serving.prompt_format import context_block
     from netgpt.config import EdgeConfig
     from node.runtime import starter_models
 

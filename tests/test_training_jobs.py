@@ -1,7 +1,8 @@
 """Fine-tuning jobs on the compute plane, end to end on loopback: bad specs, a LoRA job on the cloud
 that is published with its lineage, deployed and then answers, a full GPT-2 job on the edge that
-becomes an ONNX artifact, Watch, cancel, and a node restarted mid-job that resumes from its
-checkpoint. Real core, real nodes, real worker processes; tiny models and a few steps."""
+becomes an ONNX artifact, Watch, cancel, a node restarted mid-job that resumes from its
+checkpoint, and a core killed mid-job that knows the job again. Real core, real nodes, real worker
+processes; tiny models and a few steps."""
 
 from __future__ import annotations
 
@@ -13,17 +14,13 @@ from pathlib import Path
 import grpc
 import pytest
 from deploy_helpers import deploy, publish, settled
-from harness import Cluster, eventually, start_cluster
-from helpers import cli, concise, generate, new_session
-from pki import tls
+from harness import Cluster, start_cluster
+from helpers import cli, concise, eventually, generate, new_session
+from throwaway_ca import tls
 
 from cloud_node.daemon import start_cloud
-from cmp.convert import manifest_from_proto
-from cmp.store import ModelStore
-from cmp.training_jobs import FileJobStore, JobBook
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig
-from netgpt.hashing import sha256_file
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
@@ -71,27 +68,22 @@ class Clients:
         return [reply.job async for reply in call]
 
     async def until(self, job_id: str, predicate, what: str, timeout_s: float = 120) -> tr_pb2.TrainingJob:
-        latest: list[tr_pb2.TrainingJob] = []
+        """The job once ``predicate`` holds for it; an AssertionError as soon as it ends without."""
+        async def reached() -> tr_pb2.TrainingJob | None:
+            job = await self.get(job_id)
+            if predicate(job):
+                return job
+            assert job.state not in TERMINAL, f"job ended {S.TrainingState.Name(job.state)} " \
+                                              f"({job.error}) while waiting for {what}"
+            return None
 
-        async def check() -> bool:
-            latest[:] = [await self.get(job_id)]
-            return bool(predicate(latest[0]))
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while not await check():
-            assert latest[0].state not in TERMINAL, f"job ended {S.TrainingState.Name(latest[0].state)} " \
-                                                    f"({latest[0].error}) while waiting for {what}"
-            if loop.time() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.05)
-        return latest[0]
+        return await eventually(reached, what, timeout_s, poll_s=0.05)
 
 
 @pytest.fixture(scope="module")
 def tiny_models(tiny):
     """(edge, cloud) loaded from the tiny random-weight folders: the nodes train those folders."""
-    from cli.all_in_one import load_models
+    from appkit.all_in_one import load_models
 
     return load_models("tiny", "tiny")
 
@@ -309,43 +301,65 @@ async def test_bad_rows_fail_the_job_naming_the_line(cluster, clients, tmp_path)
         cmp_pb2.DescribeModelVersionRequest(name="never", version="v1"), timeout=5), grpc.StatusCode.NOT_FOUND)
 
 
-def test_jobs_survive_a_core_restart(tmp_path):
-    """The book over a file store: a restarted core knows its jobs and hands running ones to their node again."""
-    class Nodes:
-        def __init__(self) -> None:
-            self.queued: list = []
-            self.status = S.NodeStatus(info=S.NodeInfo(node_id="cloud-1", role=S.NODE_ROLE_CLOUD),
-                                       health=S.NODE_HEALTH_SERVING)
+# --- end to end: kill -9 the core mid-job, start it again on the same store ------------------------
 
-        def statuses(self, role=0):
-            return [self.status] if role in (0, S.NODE_ROLE_CLOUD) else []
 
-        def node_status(self, node_id):
-            return self.status
+@pytest.mark.e2e
+def test_kill_9_the_core_mid_job_and_the_job_is_where_it_was(tiny, tmp_path):
+    """A core process killed (SIGKILL) while a job runs and started again on the same store knows the
+    job at once (from its SQLite file); the node, which never stopped, carries it on from where it was."""
+    from daemons import Daemon
 
-        def queue_command(self, node_id, command):
-            self.queued.append(command)
+    def core_daemon(listen: str) -> Daemon:
+        return Daemon("core", "--listen", listen, "--heartbeat-interval-s", "0.3",
+                      "--store-dir", str(tmp_path / "store"))
 
-    store = ModelStore(tmp_path / "store")
-    data = write_dataset(tmp_path / "rows.jsonl")
-    manifest = manifest_from_proto(cmp_pb2.ModelManifest(name="rows", version="v1", kind=S.MODEL_KIND_DATASET,
-                                                         size_bytes=data.stat().st_size, sha256=sha256_file(data)))
-    with store.begin_upload(manifest) as upload:
-        upload.write(0, data.read_bytes())
-        upload.commit()
-    nodes = Nodes()
-    book = JobBook(nodes, store, FileJobStore(tmp_path / "jobs"))
-    job = book.start(spec())
-    assert [c.WhichOneof("command") for c in nodes.queued] == ["start_training"]
-    nodes.status.load.training.add(job_id=job.id, state=S.TRAINING_STATE_RUNNING, step=3, total_steps=4)
-    assert book.get(job.id).report.step == 3
+    core = core_daemon("127.0.0.1:0")
+    address = core.address
+    cloud = Daemon("cloud", "--listen", "127.0.0.1:0", "--core", address, "--model", "tiny", "--node-id", "cloud-k")
+    daemons = [core, cloud]
+    long_job = spec(output_name="killed", hyper_parameters=T.HyperParameters(max_steps=100_000, batch_size=2,
+                                                                              threads=1))
+    try:
+        cloud.wait_for("cp.registered")
+        before = asyncio.run(start_running(address, write_dataset(tmp_path / "rows.jsonl"), long_job))
 
-    nodes.queued.clear()
-    nodes.status.load.ClearField("training")  # e.g. the node has not heartbeated to the new core yet
-    again = JobBook(nodes, store, FileJobStore(tmp_path / "jobs"))
-    restored = again.get(job.id)
-    assert restored.state == S.TRAINING_STATE_RUNNING and restored.spec == job.spec
-    assert restored.dataset.sha256 == manifest.sha256
-    assert [c.start_training.job_id for c in nodes.queued] == [job.id]  # handed to the node again
-    again.cancel(job.id)
-    assert nodes.queued[-1].cancel_training.job_id == job.id
+        core.proc.kill()  # kill -9: no drain, nothing flushed on the way out
+        core.proc.wait(timeout=30)
+        core = daemons[0] = core_daemon(address)
+        restored = core.wait_for("training.jobs_restored")
+        assert (restored["jobs"], restored["running"]) == (1, 1)
+        core.wait_for("server.started")
+        asyncio.run(carry_on(address, before))
+        starts = [e for e in list(cloud.events) if e.get("event") == "training.job" and e.get("job_id") == before.id
+                  and e.get("state") == "running"]
+        assert len(starts) == 1, starts  # the node went on with the job; the restarted core did not restart it
+    finally:
+        for daemon in daemons:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait(timeout=30)
+
+
+async def start_running(address: str, data: Path, job_spec: tr_pb2.TrainingJobSpec) -> tr_pb2.TrainingJob:
+    """Publish the dataset, start the job and return it once the node has run a few steps of it."""
+    async with open_channel(address) as channel:
+        clients = Clients(channel)
+        await publish(clients.models, data, "rows", "v1", S.MODEL_KIND_DATASET)
+        job = await clients.start(job_spec)
+        return await clients.until(job.id, lambda j: j.state == S.TRAINING_STATE_RUNNING and j.step >= 2,
+                                   "a few steps", timeout_s=180)
+
+
+async def carry_on(address: str, before: tr_pb2.TrainingJob) -> None:
+    """The restarted core's view of ``before``: the same job, running, then past the step it had reached."""
+    async with open_channel(address) as channel:
+        clients = Clients(channel)
+        job = await clients.get(before.id)
+        assert job.state == S.TRAINING_STATE_RUNNING, S.TrainingState.Name(job.state)
+        assert (job.spec, job.node_id, job.dataset, job.created_at) == \
+            (before.spec, before.node_id, before.dataset, before.created_at)
+        await clients.until(before.id, lambda j: j.step > before.step, "the node's reports, past where it was")
+        await clients.training.CancelTrainingJob(T.CancelTrainingJobRequest(job_id=before.id), timeout=5)
+        final = (await clients.watch(before.id, timeout_s=60))[-1]
+        assert final.state == S.TRAINING_STATE_CANCELLED

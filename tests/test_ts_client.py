@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pki import tls
+from throwaway_ca import tls
 
 ROOT = Path(__file__).resolve().parents[1]
 TS_CLIENT = ROOT / "clients" / "ts"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import eventually
-from pki import as_node
+from helpers import eventually
+from throwaway_ca import as_node
 
 from cli import workflow as cli_workflow
 from cp.placement import place
@@ -220,14 +220,13 @@ async def get(wf: wf_grpc.WorkflowServiceStub, name: str) -> wf_pb2.Workflow:
 
 
 async def poll(wf: wf_grpc.WorkflowServiceStub, name: str, check, what: str, timeout_s: float = 10) -> wf_pb2.Workflow:
-    latest = await get(wf, name)
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not check(latest):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}; last: {latest}")
-        await asyncio.sleep(0.05)
-        latest = await get(wf, name)
-    return latest
+    last: list[wf_pb2.Workflow] = []
+
+    async def checked() -> wf_pb2.Workflow | None:
+        last[:] = [await get(wf, name)]
+        return last[0] if check(last[0]) else None
+
+    return await eventually(checked, lambda: f"{what}; last: {last[0]}", timeout_s, poll_s=0.05)
 
 
 async def test_stale_node_is_replaced_then_unplaceable_then_back(nodes, wf):

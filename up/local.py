@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+from netgpt.chat_format import as_model_prompt
 from netgpt.engine import LanguageModel
 from netgpt.generation import SamplingParams
 from netgpt.timing import Stopwatch
@@ -34,7 +35,7 @@ class Answer:
 
 def encode_prompt(model: LanguageModel, prompt: str, max_new_tokens: int, where: str) -> list[int]:
     """Token ids for ``prompt``, or InvalidArgument when prompt + generation exceed the context."""
-    ids = model.tokenizer.encode(prompt, add_special_tokens=False)
+    ids = model.tokenizer.encode(as_model_prompt(model.tokenizer, prompt), add_special_tokens=False)
     check_fits(len(ids), max_new_tokens, model.max_context, where)
     return ids
 

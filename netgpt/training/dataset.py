@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from netgpt.chat_format import as_model_prompt
 from netgpt.errors import InvalidArgument
 
 EXCERPT_CHARS = 60
@@ -119,7 +120,7 @@ def read_jsonl(path: Path, max_examples: int | None = None) -> list[Example]:
 def example_ids(example: Example, tokenizer: TextEncoder) -> tuple[list[int], list[int]]:
     """(prompt ids, completion ids) tokenised apart, as at serving time: the node encodes the
     prompt alone and the model continues it."""
-    prompt = tokenizer.encode(example.prompt, add_special_tokens=False)
+    prompt = tokenizer.encode(as_model_prompt(tokenizer, example.prompt), add_special_tokens=False)
     completion = tokenizer.encode(example.completion, add_special_tokens=False)
     return list(prompt), list(completion)
 

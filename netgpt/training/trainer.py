@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import structlog
 import torch
@@ -27,7 +26,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from netgpt.engine import ModelLoadError, read_hf_config
-from netgpt.errors import InvalidArgument, NetGptError
+from netgpt.errors import Aborted, Cancelled, InvalidArgument
 from netgpt.training import checkpoints
 from netgpt.training.adapters import count_params, resolve_targets
 from netgpt.training.batches import Batch, Tokenised, batch_indices, collate, split_eval, tokenise
@@ -41,14 +40,12 @@ LOSS_WINDOW = 10  # steps averaged into the reported first / final train loss
 MAX_GRAD_NORM = 1.0
 
 
-class TrainingCancelled(NetGptError):
-    code = grpc.StatusCode.CANCELLED
+class TrainingCancelled(Cancelled):
+    pass
 
 
-class TrainingFailed(NetGptError):
+class TrainingFailed(Aborted):
     """Training could not finish for a reason that is not the caller's input (diverged, crashed)."""
-
-    code = grpc.StatusCode.ABORTED
 
 
 @dataclass

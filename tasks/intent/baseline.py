@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from edge_node.intent import Intent
+from edge_node.netmgmt.intent_line import Intent
 
 _I = re.IGNORECASE
 ACTION_WORDS = {

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 
-from edge_node.intent import Intent, normalise, parse_line, prompt_text, to_target
+from edge_node.netmgmt.intent_line import Intent, parse_line, to_target
+from edge_node.netmgmt.intent_request import normalise, prompt_text
 from netgpt.errors import InvalidArgument, excerpt
 from netgpt.training.dataset import jsonl_records
 from tasks.intent.generator import Request, generate

@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge_node.intent import Intent, IntentReader, load_reader, packaged_model_dir, parse_target, required_fields
-from edge_node.intent import to_target as line_of
+from edge_node.netmgmt.intent_line import Intent, parse_target, required_fields
+from edge_node.netmgmt.intent_line import to_target as line_of
+from edge_node.netmgmt.intent_reader import IntentReader, load_reader, packaged_model_dir
 from tasks.intent.baseline import extract
 from tasks.intent.dataset import SEED as TRAIN_SEED
 from tasks.intent.dataset import TRAIN_EXAMPLES

@@ -19,7 +19,7 @@ import random
 import string
 from dataclasses import dataclass
 
-from edge_node.intent import Intent, to_target
+from edge_node.netmgmt.intent_line import Intent, to_target
 from tasks.intent import vocabulary as v
 
 HELDOUT_WORD_RATE = 0.5

@@ -27,7 +27,8 @@ import transformers
 from tokenizers import AddedToken
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from edge_node.intent import KEY_TOKENS, SPECIAL_TOKENS
+from edge_node.netmgmt.intent_line import KEY_TOKENS
+from edge_node.netmgmt.intent_request import SPECIAL_TOKENS
 from netgpt.logs import configure_logging
 from netgpt.training.dataset import file_sha256
 from netgpt.training.trainer import TrainConfig, train

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
-from edge_node.intent import Intent
+from edge_node.netmgmt.intent_line import Intent
 
 FIELDS = tuple(f.name for f in fields(Intent))
 SHORT = {"action": "act", "source": "src", "destination": "dst", "bandwidth_mbps": "bw", "latency_ms": "lat",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_node.popularity import ViewLog
+from edge_node.netmgmt.popularity import ViewLog
 from tasks.popularity.intervals import LabelledWindow
 
 SAME_TIME_DAYS = 7

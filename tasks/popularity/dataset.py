@@ -9,7 +9,7 @@ title's history lines and the question line, ending with the appear label::
 The trainer puts the loss on the completion only, so with the history in the completion every
 appear flag of the window is a next-token target (teacher forcing): 13 labelled predictions per
 example for the compute of one, each from the history before it. At serving time the predictor
-feeds :func:`edge_node.popularity.render_prompt` (the same text up to the last ``<|appear|>``) and
+feeds :func:`edge_node.netmgmt.popularity.render_prompt` (the same text up to the last ``<|appear|>``) and
 reads the two label logits, so training and serving see identical token sequences.
 """
 
@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from edge_node.popularity import DEFAULT_LAGS, LABELS, ViewLog, render_header, render_history, render_question
+from edge_node.netmgmt.popularity import DEFAULT_LAGS, LABELS, ViewLog, render_header, render_history, render_question
 from tasks.popularity.intervals import LabelledWindow, chronological_split, training_windows
 
 TARGET_STRIDE = 3  # every 3rd training target of a log (3 is coprime with the 4 day parts)

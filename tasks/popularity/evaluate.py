@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from edge_node.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, PopularityPredictor, load_predictor, packaged_model_dir
+from edge_node.netmgmt.popularity import (
+    DEFAULT_LAGS,
+    DEFAULT_TOP_K,
+    PopularityPredictor,
+    load_predictor,
+    packaged_model_dir,
+)
 from tasks.popularity import baselines
 from tasks.popularity.intervals import LabelledWindow, by_target, chronological_split, windows
 from tasks.popularity.metrics import PRECISION_AT, Metrics, score

@@ -19,7 +19,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge_node.popularity import csv_rows
+from edge_node.netmgmt.popularity import csv_rows
 from netgpt.errors import InvalidArgument, excerpt
 
 DAY_S = 86400

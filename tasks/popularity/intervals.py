@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from edge_node.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, ViewLog
+from edge_node.netmgmt.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, ViewLog
 from netgpt.errors import InvalidArgument
 
 DEFAULT_TRAIN_FRACTION = 0.95

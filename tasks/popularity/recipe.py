@@ -25,7 +25,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from edge_node.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, SPECIAL_TOKENS
+from edge_node.netmgmt.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, SPECIAL_TOKENS
 from netgpt.logs import configure_logging
 from netgpt.training.dataset import file_sha256
 from netgpt.training.trainer import TrainConfig, train

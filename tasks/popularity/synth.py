@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_node.popularity import DEFAULT_INTERVAL_S, ViewLog, write_views_csv
+from edge_node.netmgmt.popularity import DEFAULT_INTERVAL_S, ViewLog, write_views_csv
 
 HOUR_S = 3600
 DAY_S = 86400

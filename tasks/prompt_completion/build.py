@@ -3,8 +3,8 @@
 Every line of a dataset is one JSON object ``{"prompt": str, "completion": str, "meta": {...}}``;
 a trainer learns ``completion`` after ``prompt`` and appends the tokenizer's end-of-text token
 itself (completions carry none). Prompts are built exactly as the edge builds them at run time
-(:func:`edge_node.personalise.context_block`, facts retrieved by the edge's
-:class:`~edge_node.knowledge.KnowledgeBase` for the question):
+(:mod:`edge_node.serving.prompt_format`, facts retrieved by the edge's
+:class:`~edge_node.serving.knowledge.KnowledgeBase` for the question):
 
 - edge (a), two kinds of lines, half each:
   ``kind=intent``: ``"{block}\\nIntent: The user wants"`` → ``" to eat seafood.\\n"`` (the edge's
@@ -31,19 +31,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edge_node.knowledge import Venue
-from edge_node.personalise import context_block
+from edge_node.serving.knowledge import Venue
+from edge_node.serving.prompt_format import MAX_FACTS, answer_prompt, context_block, intent_prompt
 from tasks.prompt_completion.synth import World, build_world, real_knowledge_text
 from tasks.prompt_completion.templates import PREFERENCES, Need, Phrasing, needs_for, phrase
 
-MAX_FACTS = 3  # what the edge's Personaliser lists (its max_facts)
 REAL_SHARE = 0.2  # share of examples on the real knowledge base (training phrasings only)
 PREFERENCE_SHARE = 0.3  # share of examples whose user has profile preferences
 NO_INTENT_SHARE = 0.15  # share of answer prompts with an empty intent (an edge with intent_tokens=0)
 CLOUD_DISTRACTOR_SHARE = 0.5  # share of cloud prompts that also list venues of the cell that do not fit
 CORPUS_EXAMPLES = 3000  # examples of each dataset in the tokenizer corpus
-INTENT_CUE = "\nIntent: The user wants"
-ANSWER_CUE = "\nAnswer:"
 Progress = Callable[[int], None]
 
 
@@ -78,13 +75,13 @@ class Case:
         return replace(self, facts=facts, target=target or self.target, distractors=tuple(v.name for v in extra))
 
     def prompt(self, intent: str) -> str:
-        return f"{self.block}{INTENT_CUE}{intent}{ANSWER_CUE}"
+        return answer_prompt(self.block, intent)
 
     def meta(self, kind: str) -> dict[str, object]:
         return {"source": self.source, "cell_id": self.cell_id, "need": self.need.name, "kind": kind,
                 "question": self.phrasing.kind, "template": self.phrasing.template, "request": self.phrasing.text,
-                "venue": self.target.name, "facts": [v.name for v in self.facts]} | \
-            ({"distractors": list(self.distractors)} if self.distractors else {})
+                "venue": self.target.name, "facts": [v.name for v in self.facts],
+                **({"distractors": list(self.distractors)} if self.distractors else {})}
 
 
 def sample_case(rng: random.Random, world: World, pools: dict[bool, list[str]]) -> Case | None:
@@ -134,7 +131,7 @@ def _answer_intent(rng: random.Random, case: Case) -> str:
 
 def edge_example(rng: random.Random, case: Case) -> dict[str, object]:
     if rng.random() < 0.5:
-        return {"prompt": case.block + INTENT_CUE, "completion": case.intent + "\n", "meta": case.meta("intent")}
+        return {"prompt": intent_prompt(case.block), "completion": case.intent + "\n", "meta": case.meta("intent")}
     return {"prompt": case.prompt(_answer_intent(rng, case)), "completion": edge_answer(case),
             "meta": case.meta("answer")}
 

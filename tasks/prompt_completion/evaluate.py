@@ -16,16 +16,16 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from cli.all_in_one import Cluster, load_models, start_all_in_one
-from cli.client import Question, ask
+from appkit.all_in_one import Cluster, load_models, start_all_in_one
+from appkit.client import Question, ask
 from edge_node.daemon import load_knowledge
+from edge_node.serving.prompt_format import MAX_FACTS
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
 from netgpt.words import enum_word
-from tasks.prompt_completion.build import MAX_FACTS
 from tasks.prompt_completion.heldout import HeldOut
 from tasks.prompt_completion.synth import real_cells
 

@@ -35,7 +35,6 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
-    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
@@ -84,7 +83,7 @@ def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE) -> PreTraine
                                    pad_token=EOS, model_max_length=CONTEXT)
 
 
-def architecture(name: str, vocab_size: int, eos_id: int) -> PretrainedConfig:
+def architecture(name: str, vocab_size: int, eos_id: int) -> GPT2Config | LlamaConfig:
     """Small enough for a 2-core CPU and < 20 MB in fp16 together; no dropout (the data is plentiful)."""
     if name == "gpt2":
         return GPT2Config(vocab_size=vocab_size, n_positions=CONTEXT, n_embd=192, n_layer=4, n_head=6,
@@ -97,10 +96,10 @@ def architecture(name: str, vocab_size: int, eos_id: int) -> PretrainedConfig:
 
 def init_base(name: str, tokenizer: PreTrainedTokenizerFast, folder: Path) -> Path:
     """A seeded random-weight checkpoint of the architecture: the trainer's base folder."""
-    eos_id = int(tokenizer.convert_tokens_to_ids(EOS))
+    eos_id = int(tokenizer.convert_tokens_to_ids(EOS))  # type: ignore[arg-type]  # one token in, one id out
     torch.manual_seed(SEED)
     config = architecture(name, len(tokenizer), eos_id)
-    model: PreTrainedModel = GPT2LMHeadModel(config) if name == "gpt2" else LlamaForCausalLM(config)
+    model: PreTrainedModel = GPT2LMHeadModel(config) if isinstance(config, GPT2Config) else LlamaForCausalLM(config)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder

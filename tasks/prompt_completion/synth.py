@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
-from edge_node.knowledge import KnowledgeBase, Venue, parse_cells
+from edge_node.serving.knowledge import KnowledgeBase, Venue, parse_cells
 
 Cells = dict[str, tuple[str, list[Venue]]]  # cell id → (area, venues), as ``parse_cells`` returns them
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from edge_node.knowledge import Venue
+from edge_node.serving.knowledge import Venue
 
 _WORD = re.compile(r"[a-z0-9]+")
 

@@ -1,0 +1,1 @@
+"""The edge's network-management task models (intent inference, popularity prediction) and their service."""

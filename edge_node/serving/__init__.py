@@ -1,0 +1,1 @@
+"""The edge's user plane: a concise prompt in, a personalised prompt answered here or at the cloud out."""

@@ -1,0 +1,93 @@
+"""One SQLite file shared by several owners: WAL mode, one lock, one transaction per change, and
+one numbered migration path.
+
+Whoever composes the file (the core's wiring) lists every owner's :class:`Migration` in order:
+version N is the N-th step, ``PRAGMA user_version`` records how many steps a file has had, and
+the steps it lacks run in one transaction when it is opened. A file newer than the list is
+refused. The owners' tables and queries stay with the owners; this module knows none of them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from netgpt.errors import StartupError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of a file's schema. ``apply`` runs inside the opening transaction and returns counts
+    for the log (e.g. ``{"sessions": 12}``: rows it rewrote or took in)."""
+
+    name: str
+    apply: Callable[[sqlite3.Connection], Mapping[str, int]]
+
+
+class SqliteDb:
+    """An open SQLite file (WAL mode) at the version its migrations make; safe from several threads.
+
+    ``label`` names the file in errors and logs (``"core state"``).
+    """
+
+    def __init__(self, path: Path, migrations: Sequence[Migration], label: str) -> None:
+        self.path = Path(path)
+        self.label = label
+        self.version = len(migrations)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"{label} {self.path}: cannot open: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a process crash
+            self._migrate(migrations)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StartupError(f"{label} {self.path}: {exc} (not a NetGPT state file?)") from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        with self.transaction() as db:
+            found = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if found > self.version:
+                raise StartupError(f"{self.label} {self.path}: schema version {found} is newer than this NetGPT "
+                                   f"knows ({self.version}); use a newer NetGPT or another state_db")
+            for version, step in enumerate(migrations[found:], start=found + 1):
+                counts = step.apply(db)
+                if found or any(counts.values()):  # a new file's steps are not news, unless they took something in
+                    log.info("state.migrated", path=str(self.path), to_version=version, step=step.name, **counts)
+            db.execute(f"PRAGMA user_version = {self.version}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside ``BEGIN IMMEDIATE``; committed on leaving, rolled back on any exception."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,89 @@
+"""The cloud's LoRA adapter on the pretrained base: SmolLM2-135M-Instruct (``--model pretrained``)
+LoRA-tuned with the project's trainer (the code a ``netgpt train start`` job runs) on the seeded
+grounded-answer dataset (``build_cloud_dataset``: comprehensive prompts with their facts, some with
+distractors → an answer naming the fitting venue), saved as fp16 safetensors with ``recipe.json`` under
+``netgpt/assets/pretrained_adapter``.
+
+``python -m tasks.prompt_completion.adapter_recipe [--quick] [--seed N] [--threads N] [--out DIR]``;
+``make pretrained-adapter`` runs it. The base is never committed: it comes from the package index.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+from netgpt.checkpoint.pretrained import pretrained_base
+from netgpt.logs import configure_logging
+from netgpt.training.dataset import file_sha256
+from netgpt.training.trainer import TrainConfig, train
+from tasks.prompt_completion.build import build_cloud_dataset
+from tasks.prompt_completion.starter import _progress_logger, _replace, folder_bytes
+from tasks.recipes import recipe_arguments
+
+log = structlog.get_logger("netgpt.adapter.recipe")
+
+SEED = 2024
+EXAMPLES = 2000
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "netgpt" / "assets" / "pretrained_adapter"
+# r16 on the attention projections: 1.84M trainable of 134.5M, 3.7 MB in fp16
+TRAIN = TrainConfig(method="lora", lora_rank=16, lora_alpha=32, lora_dropout=0.05, max_steps=150, batch_size=8,
+                    learning_rate=3e-4, warmup_steps=10, weight_decay=0.0, seed=SEED, eval_fraction=0.02)
+
+
+def save_adapter_fp16(trained: Path, out: Path) -> None:
+    """The trained adapter folder with its weights halved (the cloud loads them in its own dtype)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in trained.iterdir():
+        if path.name == "adapter_model.safetensors":
+            save_file({k: v.half().contiguous() for k, v in load_file(str(path)).items()}, str(out / path.name))
+        elif path.suffix in (".json", ".md"):
+            (out / path.name).write_bytes(path.read_bytes())
+
+
+def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False, threads: int = 0) -> dict[str, Any]:
+    started = time.perf_counter()
+    configure_logging(json=False, level="info")
+    base = pretrained_base()
+    config = replace(TRAIN, seed=seed, threads=threads, max_steps=4 if quick else TRAIN.max_steps,
+                     warmup_steps=1 if quick else TRAIN.warmup_steps)
+    with tempfile.TemporaryDirectory(prefix="netgpt-adapter-") as tmp:
+        work = Path(tmp)
+        dataset = build_cloud_dataset(work / "cloud.jsonl", seed, 64 if quick else EXAMPLES)
+        result = train(base.folder, dataset, work / "run", config, progress=_progress_logger("pretrained-adapter"))
+        staging = work / "adapter"
+        save_adapter_fp16(result.output_dir, staging)
+        record = {
+            "base": base.lineage, "seed": seed,
+            "dataset": {"builder": "build_cloud_dataset", "examples": EXAMPLES, "sha256": file_sha256(dataset)},
+            "train": {k: v for k, v in asdict(config).items() if k != "threads"},
+            "trainable_params": result.trainable_params, "total_params": result.total_params,
+            "steps": result.steps, "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
+            "wall_seconds": round(time.perf_counter() - started, 1), "bytes": folder_bytes(staging),
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "machine": f"{platform.machine()} CPU, {threads or torch.get_num_threads()} torch thread(s)",
+        }
+        (staging / "recipe.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        _replace(staging, out)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = recipe_arguments(__doc__, DEFAULT_OUT, argv)
+    record = build_adapter(args.out, quick=args.quick, threads=args.threads)
+    log.info("adapter.done", steps=record["steps"], metrics=record["metrics"], wall_s=record["wall_seconds"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
