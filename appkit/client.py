@@ -61,7 +61,8 @@ class _Unwatched:
 async def establish(core: cp_grpc.ControlPlaneServiceStub, q: Question) -> cp_pb2.AiSession:
     request = cp_pb2.EstablishSessionRequest(ue_id=q.ue_id, cell_id=q.cell_id,
                                              qos=common_pb2.QoS(latency_budget_ms=q.latency_budget_ms))
-    reply: cp_pb2.EstablishSessionResponse = await core.EstablishSession(request, timeout=min(DEFAULT_TIMEOUT_S, q.timeout_s))
+    reply: cp_pb2.EstablishSessionResponse = await core.EstablishSession(
+        request, timeout=min(DEFAULT_TIMEOUT_S, q.timeout_s))
     return reply.session
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -153,7 +154,8 @@ class LlamaModel:
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            # transformers types decode() for batches too (str | list[str]); for one id list it returns str
+            tokenizer = cast(Tokenizer, AutoTokenizer.from_pretrained(model_dir))
         except Exception as exc:  # tokenizers/transformers raise many types; report one line
             raise ModelLoadError(f"cannot load tokenizer from {model_dir}: {one_line(exc)}") from exc
         try:
@@ -181,7 +183,8 @@ class LlamaModel:
 
     def new_session(self) -> DecodeSession:
         """A fresh decoder with its own KV cache; safe to drive from any worker thread."""
-        return LockedSession(TorchDecodeSession(self.model, self.torch_device), self.lock)
+        # a PreTrainedModel, or peft's wrapper of one (it forwards .config and the call to the model inside)
+        return LockedSession(TorchDecodeSession(cast(PreTrainedModel, self.model), self.torch_device), self.lock)
 
     def new_packed_session(self) -> DecodeSession:
         """A single-sequence decoder on the packed engine: what a batch of one computes."""

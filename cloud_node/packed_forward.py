@@ -19,11 +19,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaForCausalLM, apply_rotary_pos_emb
 
 from cloud_node.kv_cache import CacheShape, RequestCache
 from cloud_node.lora_weights import LoraWeights
@@ -49,7 +50,9 @@ class PackedLlama:
     """The packed forward over a loaded HF LLaMA (``LlamaForCausalLM``, optionally peft-wrapped)."""
 
     def __init__(self, hf_model: torch.nn.Module, device: torch.device) -> None:
-        causal = hf_model.get_base_model() if hasattr(hf_model, "get_base_model") else hf_model
+        get_base_model = getattr(hf_model, "get_base_model", None)  # a peft wrapper's
+        # torch types a submodule reached by attribute as Tensor | Module: name the LLaMA classes the model is built of
+        causal = cast(LlamaForCausalLM, get_base_model() if get_base_model is not None else hf_model)
         self.hf_model = causal  # the module tree LoRA adapters are validated against
         inner = causal.model
         config = causal.config
@@ -60,7 +63,7 @@ class PackedLlama:
         self.norm = inner.norm
         self.lm_head = _base_linear(causal.lm_head)
         self._head_t = _transposed_head(self.lm_head, device)
-        self.layers = list(inner.layers)
+        self.layers = cast(list[LlamaDecoderLayer], list(inner.layers))
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(config.num_key_value_heads or config.num_attention_heads)
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
@@ -108,12 +111,13 @@ class PackedLlama:
             x = layer.post_attention_layernorm(hidden)
             gate = _project(linears["gate_proj"], x, lora, index, "gate_proj")
             up = _project(linears["up_proj"], x, lora, index, "up_proj")
-            hidden = residual + _project(linears["down_proj"], self._act(gate) * up, lora, index, "down_proj")
+            act = self._act(gate)  # type: ignore[misc]  # None only when there are no layers to loop over
+            hidden = residual + _project(linears["down_proj"], act * up, lora, index, "down_proj")
         for segment in segments:
             segment.cache.length += len(segment.ids)
         last = [end - 1 for (_, end), segment in zip(bounds, segments, strict=True) if segment.wants_logits]
         picked = self.norm(hidden[0, last])
-        logits = picked @ self._head_t if self._head_t is not None else self.lm_head(picked)
+        logits: torch.Tensor = picked @ self._head_t if self._head_t is not None else self.lm_head(picked)
         return logits.float()
 
     def _attention(self, index: int, linears: dict[str, torch.nn.Module], x: torch.Tensor, cos: torch.Tensor,

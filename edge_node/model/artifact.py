@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import onnx
 import torch
@@ -128,7 +129,7 @@ def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOL
     return EdgeArtifact(out, sha256_file(out), out.stat().st_size, metadata)
 
 
-def quality_metadata(quality: dict) -> dict[str, str]:
+def quality_metadata(quality: dict[str, Any]) -> dict[str, str]:
     """The quantisation gate's figures as flat manifest strings."""
     flat = {}
     for scope in ("whole_text", "answers"):

@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
@@ -58,30 +59,31 @@ class _FlatCacheGpt2(torch.nn.Module):
         self.model = model
         self.n_layer = int(model.config.n_layer)
 
-    def forward(self, input_ids, attention_mask, position_ids, *past):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(self.n_layer)]
         cache = DynamicCache(ddp_cache_data=pairs, config=self.model.config)
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=cache, use_cache=True, return_dict=True,
         )
-        flat = []
+        flat: list[torch.Tensor] = []
         for layer in out.past_key_values.layers:
             flat += [layer.keys, layer.values]
         return (out.logits, *flat)
 
 
-def load_torch_gpt2(model_dir: Path) -> tuple[GPT2LMHeadModel, dict]:
+def load_torch_gpt2(model_dir: Path) -> tuple[GPT2LMHeadModel, dict[str, Any]]:
     """Validate a GPT-2 folder and load it in float32, eval mode; ModelLoadError on any problem."""
     config = read_hf_config(model_dir, ("gpt2",))
     try:
         model = GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float32)
     except Exception as exc:  # transformers raises many types; report one line
         raise ModelLoadError(f"cannot load GPT-2 weights from {model_dir}: {one_line(exc)}") from exc
-    return model.eval(), config
+    return model.eval(), config  # type: ignore[no-untyped-call]  # transformers leaves eval() unannotated
 
 
-def _example_inputs(config: dict, batch: int = 2, seq: int = 3, past: int = 4) -> tuple[torch.Tensor, ...]:
+def _example_inputs(config: dict[str, Any], batch: int = 2, seq: int = 3, past: int = 4) -> tuple[torch.Tensor, ...]:
     heads = int(config["n_head"])
     head_dim = int(config["n_embd"]) // heads
     input_ids = torch.randint(0, int(config["vocab_size"]), (batch, seq))
@@ -118,7 +120,8 @@ def export_gpt2_onnx(model_dir: Path, out_dir: Path) -> Path:
                 input_names=[INPUT_IDS, ATTENTION_MASK, POSITION_IDS, *past_names(n_layer)],
                 output_names=[LOGITS, *present_names(n_layer)], verbose=False,
             )
-            program.save(staging / MODEL_FILE, external_data=None)  # external data only past 2 GB
+            # None only without dynamo; external data only past 2 GB
+            program.save(staging / MODEL_FILE, external_data=None)  # type: ignore[union-attr]
         meta = {"format_version": EXPORT_FORMAT_VERSION, "source": str(model_dir.resolve()),
                 "n_layer": n_layer, "n_head": int(config["n_head"]), "n_embd": int(config["n_embd"]),
                 "vocab_size": int(config["vocab_size"]), "torch": torch.__version__}
@@ -176,7 +179,8 @@ def _torch_step(model: GPT2LMHeadModel, ids: np.ndarray, mask: np.ndarray, pos: 
     with torch.inference_mode():
         out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                     position_ids=torch.from_numpy(pos), past_key_values=cache, use_cache=True)
-    return out.logits.float().numpy()
+    logits: np.ndarray = out.logits.float().numpy()
+    return logits
 
 
 def check_parity(

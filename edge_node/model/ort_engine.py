@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -182,7 +183,7 @@ class OrtDecodeSession:
         binding.bind_cpu_input(INPUT_IDS, np.asarray([ids], dtype=np.int64))
         binding.bind_cpu_input(ATTENTION_MASK, np.ones((1, start + seq), dtype=np.int64))
         binding.bind_cpu_input(POSITION_IDS, np.arange(start, start + seq, dtype=np.int64)[None])
-        for name, value in zip(self._past_names, self._past, strict=True):
+        for name, value in zip(self._past_names, self._past, strict=True):  # type: ignore[arg-type]  # set by prefill
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(LOGITS, "cpu")
         for name in self._present_names:
@@ -196,7 +197,8 @@ class OrtDecodeSession:
 
 def _load_tokenizer(folder: Path) -> Tokenizer:
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        # transformers types decode() for batches too (str | list[str]); for one id list it returns str
+        return cast(Tokenizer, AutoTokenizer.from_pretrained(folder))
     except Exception as exc:  # tokenizers/transformers raise many types; report one line
         raise ModelLoadError(f"cannot load tokenizer from {folder}: {one_line(exc)}") from exc
 
@@ -205,7 +207,7 @@ class OrtGpt2Model:
     """A GPT-2 served by ONNX Runtime, implementing ``LanguageModel``."""
 
     def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, identity: ModelIdentity,
-                 config: dict, onnx_path: Path, max_batch: int = 8) -> None:
+                 config: dict[str, Any], onnx_path: Path, max_batch: int = 8) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.identity = identity
@@ -270,8 +272,8 @@ class OrtGpt2Model:
         return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch)
 
     @classmethod
-    def _open(cls, onnx_path: Path, tokenizer: Tokenizer, identity: ModelIdentity, config: dict, providers: str,
-              intra_op_threads: int, max_batch: int) -> OrtGpt2Model:
+    def _open(cls, onnx_path: Path, tokenizer: Tokenizer, identity: ModelIdentity, config: dict[str, Any],
+              providers: str, intra_op_threads: int, max_batch: int) -> OrtGpt2Model:
         session = create_session(onnx_path, providers, intra_op_threads)
         model = cls(session, tokenizer, identity, config, onnx_path, max_batch)
         log.info("ort.model.loaded", model=identity.name, version=identity.version, provider=model.provider,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -23,6 +24,7 @@ from edge_node.serving.knowledge import KnowledgeBase
 from edge_node.serving.prompt_format import ANSWER_CUE, MAX_FACTS, context_block, intent_prompt
 from netgpt.engine import ModelLoadError
 from netgpt.errors import one_line
+from netgpt.generation import Tokenizer
 
 INTENT_TOKENS, ANSWER_TOKENS = 16, 32
 
@@ -74,13 +76,14 @@ def gate_prompts(knowledge: KnowledgeBase) -> list[str]:
             for cell, question in GATE_QUESTIONS]
 
 
-def greedy_continuation(session: ort.InferenceSession, config: dict, prompt: list[int], limit: int,
+def greedy_continuation(session: ort.InferenceSession, config: dict[str, Any], prompt: list[int], limit: int,
                         eos: int | None) -> list[int]:
     """Up to ``limit`` greedy tokens after ``prompt`` (EOS excluded), decoding with the KV cache."""
     n_layer, heads = int(config["n_layer"]), int(config["n_head"])
     max_context = int(config.get("n_positions") or 1024)
     past = {name: np.zeros((1, heads, 0, int(config["n_embd"]) // heads), np.float32) for name in past_names(n_layer)}
-    ids, start, produced = list(prompt), 0, []
+    ids, start = list(prompt), 0
+    produced: list[int] = []
     while len(produced) < limit and start + len(ids) < max_context:
         feed = {INPUT_IDS: np.asarray([ids], np.int64), ATTENTION_MASK: np.ones((1, start + len(ids)), np.int64),
                 POSITION_IDS: np.arange(start, start + len(ids), dtype=np.int64)[None], **past}
@@ -95,10 +98,11 @@ def greedy_continuation(session: ort.InferenceSession, config: dict, prompt: lis
     return produced
 
 
-def gate_sequences(model_dir: Path, reference: ort.InferenceSession, config: dict) -> list[GateSequence]:
+def gate_sequences(model_dir: Path, reference: ort.InferenceSession, config: dict[str, Any]) -> list[GateSequence]:
     """Held-out prompts with the ``reference`` (fp32) graph's greedy intents and answers, as token ids."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        # transformers types decode() for batches too (str | list[str]); for one id list it returns str
+        tokenizer = cast(Tokenizer, AutoTokenizer.from_pretrained(model_dir))
     except Exception as exc:  # tokenizers/transformers raise many types; report one line
         raise ModelLoadError(f"cannot load tokenizer from {model_dir}: {one_line(exc)}") from exc
     eos = tokenizer.eos_token_id

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -202,13 +202,14 @@ def open_cpu_session(onnx_path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def full_logits(session: ort.InferenceSession, ids: Sequence[int], config: dict) -> np.ndarray:
+def full_logits(session: ort.InferenceSession, ids: Sequence[int], config: dict[str, Any]) -> np.ndarray:
     """Logits of every position of ``ids`` in one prefill (empty past), shape (len, vocab)."""
     heads = int(config["n_head"])
     head_dim = int(config["n_embd"]) // heads
     empty = np.zeros((1, heads, 0, head_dim), np.float32)
-    feed = {INPUT_IDS: np.asarray([ids], np.int64), ATTENTION_MASK: np.ones((1, len(ids)), np.int64),
-            POSITION_IDS: np.arange(len(ids), dtype=np.int64)[None]}
+    feed: dict[str, np.ndarray] = {INPUT_IDS: np.asarray([ids], np.int64),
+                                   ATTENTION_MASK: np.ones((1, len(ids)), np.int64),
+                                   POSITION_IDS: np.arange(len(ids), dtype=np.int64)[None]}
     feed |= {name: empty for name in past_names(int(config["n_layer"]))}
     logits: np.ndarray = session.run([LOGITS], feed)[0][0]
     return logits
@@ -229,7 +230,7 @@ def _scores(nll_ref: list[float], nll_quant: list[float], agree: list[bool]) -> 
 
 
 def measure_quality(reference: ort.InferenceSession, candidate: ort.InferenceSession,
-                    sequences: Sequence[GateSequence], config: dict, quantization: str) -> QualityReport:
+                    sequences: Sequence[GateSequence], config: dict[str, Any], quantization: str) -> QualityReport:
     """Teacher-forced comparison of two graphs over ``sequences``: perplexity of each, arg-max agreement."""
     whole: tuple[list[float], list[float], list[bool]] = ([], [], [])
     answers: tuple[list[float], list[float], list[bool]] = ([], [], [])
