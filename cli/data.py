@@ -2,7 +2,8 @@
 
 ``build edge|cloud --out FILE --seed N --n N`` writes a seeded concise → comprehensive prompt →
 answer dataset (formats: ``tasks/prompt_completion/build.py``, README "Datasets and evaluation")
-with a progress bar; ``build popularity`` the popularity model's windows of a view log (``--log``,
+with a progress bar (``--phrasings FILE``: the edge's with a share of self-instruct phrasings);
+``build popularity`` the popularity model's windows of a view log (``--log``,
 default the seeded synthetic one) and ``build intent`` the intent model's requests (``--labelled``,
 default generated): the formats the shipped network-management models were trained on, for a
 fine-tuning job (``netgpt train start --role edge ...``). ``check FILE`` validates a dataset,
@@ -32,6 +33,11 @@ def add_commands(sub: Subparsers) -> None:
     build.add_argument("--interval-s", type=int, default=21600, help="popularity: interval length (default: 6 h)")
     build.add_argument("--labelled", type=Path, help="intent: your labelled requests (JSONL: text + intent/target) "
                                                      "instead of generated ones")
+    build.add_argument("--phrasings", type=Path, help="edge: self-instruct phrasings (python -m "
+                                                      "tasks.prompt_completion.self_instruct) to ask a share of the "
+                                                      "questions in")
+    build.add_argument("--phrasings-share", type=float, default=0.3,
+                       help="edge: share of the questions asked in --phrasings' words (default: 0.3)")
     build.set_defaults(run=quiet(_build))
     check = actions.add_parser("check", help="validate a JSONL dataset: every line {prompt, completion}")
     check.add_argument("file", type=Path)
@@ -47,6 +53,22 @@ def _build(args: argparse.Namespace) -> int:
         return usage_error(args, f"--n must be positive, got {args.n}")
     if args.which in ("popularity", "intent"):
         return _build_task_dataset(args)
+    if args.phrasings and args.which != "edge":
+        return usage_error(args, "--phrasings is for the edge dataset")
+    if args.phrasings:
+        from netgpt.errors import InvalidArgument
+        from tasks.prompt_completion.self_instruct import load_phrasings
+
+        if not 0.0 <= args.phrasings_share <= 1.0:
+            return usage_error(args, f"--phrasings-share must be within 0..1, got {args.phrasings_share}")
+        try:
+            phrasings = load_phrasings(args.phrasings)
+        except InvalidArgument as exc:
+            return usage_error(args, str(exc))
+        with tqdm(total=args.n, desc="edge dataset", unit="ex") as bar:
+            out = build.build_edge_dataset(args.out, args.seed, args.n, bar.update, phrasings, args.phrasings_share)
+        print(f"wrote {args.n} examples to {out}")
+        return 0
     builder = build.build_edge_dataset if args.which == "edge" else build.build_cloud_dataset
     with tqdm(total=args.n, desc=f"{args.which} dataset", unit="ex") as bar:
         out = builder(args.out, args.seed, args.n, progress=bar.update)

@@ -190,6 +190,11 @@ def write(intent: Intent, w: _Writer) -> str:
     return text + w.filler(v.SUFFIXES)
 
 
+def rewrite(intent: Intent, rng: random.Random) -> str:
+    """Another training-split text of ``intent`` (the few-shot examples of ``self_instruct``)."""
+    return write(intent, _Writer(rng, False))
+
+
 def _nothing(w: _Writer) -> str:
     if w.rng.random() < 0.3:
         letters = string.ascii_lowercase + "    "

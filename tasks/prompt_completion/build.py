@@ -30,18 +30,24 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_node.serving.knowledge import Venue
 from edge_node.serving.prompt_format import MAX_FACTS, answer_prompt, context_block, intent_prompt
 from tasks.prompt_completion.synth import World, build_world, real_knowledge_text
 from tasks.prompt_completion.templates import PREFERENCES, Need, Phrasing, needs_for, phrase
 
-REAL_SHARE = 0.2  # share of examples on the real knowledge base (training phrasings only)
+if TYPE_CHECKING:
+    from tasks.prompt_completion.self_instruct import GeneratedPhrasings
+
+REAL_SHARE = 0.2  # share of examples on the real knowledge base (training phrasings, or self-instruct ones)
 PREFERENCE_SHARE = 0.3  # share of examples whose user has profile preferences
 NO_INTENT_SHARE = 0.15  # share of answer prompts with an empty intent (an edge with intent_tokens=0)
 CLOUD_DISTRACTOR_SHARE = 0.5  # share of cloud prompts that also list venues of the cell that do not fit
 CORPUS_EXAMPLES = 3000  # examples of each dataset in the tokenizer corpus
+PHRASINGS_SHARE = 0.3  # with self-instruct phrasings given: share of edge examples asked in their words
 Progress = Callable[[int], None]
+Swap = Callable[[Phrasing, Need, Venue], Phrasing]  # the phrasing a case is asked in instead (or the same)
 
 
 @dataclass(frozen=True)
@@ -81,12 +87,15 @@ class Case:
         return {"source": self.source, "cell_id": self.cell_id, "need": self.need.name, "kind": kind,
                 "question": self.phrasing.kind, "template": self.phrasing.template, "request": self.phrasing.text,
                 "venue": self.target.name, "facts": [v.name for v in self.facts],
-                **({"distractors": list(self.distractors)} if self.distractors else {})}
+                **({"distractors": list(self.distractors)} if self.distractors else {}),
+                **({"phrasing": self.phrasing.origin} if self.phrasing.origin != "template" else {})}
 
 
-def sample_case(rng: random.Random, world: World, pools: dict[bool, list[str]]) -> Case | None:
+def sample_case(rng: random.Random, world: World, pools: dict[bool, list[str]], swap: Swap | None = None) \
+        -> Case | None:
     """A random question about a random venue (``pools``: synthetic and real cell ids, by "is real");
-    None when the edge would not retrieve a venue that fits."""
+    None when the edge would not retrieve a venue that fits. ``swap`` may ask it in other words (it must
+    draw from a random stream of its own: ``rng`` makes the same cases with or without it)."""
     cell_id = rng.choice(pools[rng.random() < REAL_SHARE])
     area, venues = world.cells[cell_id]
     venue = rng.choice(venues)
@@ -95,6 +104,8 @@ def sample_case(rng: random.Random, world: World, pools: dict[bool, list[str]]) 
         return None
     need = rng.choice(needs)
     phrasing = phrase(rng, need, venue)
+    if swap is not None:
+        phrasing = swap(phrasing, need, venue)
     facts = world.venues(cell_id, phrasing.text, MAX_FACTS)
     target = _answering(facts, need, venue if phrasing.named else None)
     if target is None:
@@ -142,14 +153,21 @@ def cloud_example(rng: random.Random, case: Case) -> dict[str, object]:
 
 
 def examples(seed: int, n: int, make: Callable[[random.Random, Case], dict[str, object]], salt: str,
-             progress: Progress | None = None, distractor_share: float = 0.0) -> Iterator[dict[str, object]]:
+             progress: Progress | None = None, distractor_share: float = 0.0,
+             phrasings: GeneratedPhrasings | None = None, phrasings_share: float = PHRASINGS_SHARE) \
+        -> Iterator[dict[str, object]]:
     """``n`` examples, the same for the same seed. ``distractor_share``: share of cases listing distractors
-    (drawn from a stream of its own, so the cases themselves do not change)."""
+    (drawn from a stream of its own, so the cases themselves do not change). ``phrasings``: self-instruct
+    phrasings a ``phrasings_share`` of the cases is asked in, where the file has one for the case's need and
+    question type (a stream of its own too); a case whose fitting venue the edge then does not retrieve
+    is dropped like any other."""
     world, rng, order = build_world(seed), random.Random(f"{salt}-{seed}"), random.Random(f"{salt}-order-{seed}")
     pools = {real: world.cell_ids(real) for real in (False, True)}
+    swap = _swapper(phrasings, phrasings_share, random.Random(f"{salt}-phrasings-{seed}")) \
+        if phrasings is not None else None
     made = 0
     while made < n:
-        case = sample_case(rng, world, pools)
+        case = sample_case(rng, world, pools, swap)
         if case is None:
             continue
         if order.random() < distractor_share:
@@ -158,6 +176,15 @@ def examples(seed: int, n: int, make: Callable[[random.Random, Case], dict[str, 
         if progress:
             progress(1)
         yield make(rng, case)
+
+
+def _swapper(phrasings: GeneratedPhrasings, share: float, rng: random.Random) -> Swap:
+    def swap(phrasing: Phrasing, need: Need, venue: Venue) -> Phrasing:
+        if rng.random() >= share:
+            return phrasing
+        return phrasings.draw(rng, need, phrasing.kind, venue.name) or phrasing
+
+    return swap
 
 
 def write_jsonl(out: Path, rows: Iterator[dict[str, object]]) -> Path:
@@ -171,9 +198,13 @@ def write_jsonl(out: Path, rows: Iterator[dict[str, object]]) -> Path:
     return out
 
 
-def build_edge_dataset(out: Path, seed: int, n: int, progress: Progress | None = None) -> Path:
-    """Dataset (a): intent continuations and short edge answers, as JSONL at ``out``."""
-    return write_jsonl(out, examples(seed, n, edge_example, "edge", progress))
+def build_edge_dataset(out: Path, seed: int, n: int, progress: Progress | None = None,
+                       phrasings: GeneratedPhrasings | None = None, phrasings_share: float = PHRASINGS_SHARE) -> Path:
+    """Dataset (a): intent continuations and short edge answers, as JSONL at ``out``; with ``phrasings``
+    (:func:`tasks.prompt_completion.self_instruct.load_phrasings`) a share of the questions in the
+    pretrained model's words. Without them the file is the same, byte for byte."""
+    return write_jsonl(out, examples(seed, n, edge_example, "edge", progress, phrasings=phrasings,
+                                     phrasings_share=phrasings_share))
 
 
 def build_cloud_dataset(out: Path, seed: int, n: int, progress: Progress | None = None) -> Path:

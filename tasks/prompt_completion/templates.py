@@ -140,6 +140,7 @@ class Phrasing:
     template: str  # the template it came from, as written above
     kind: str  # "find" or "hours"
     named: bool  # it names the venue, so only that venue answers it
+    origin: str = "template"  # or "self-instruct": a pretrained model's rewrite (self_instruct.py)
 
 
 def needs_for(venue: Venue) -> list[Need]:
