@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netgpt.generation import SamplingParams, choose_token
+from netgpt.training.dataset import write_jsonl
 
 if TYPE_CHECKING:  # the engine (torch) is imported where a model is loaded: the filters stay light
     from cloud_node.llama_engine import LlamaModel
@@ -274,17 +275,6 @@ def run(rewriter: Rewriter, instruction: str, jobs: Sequence[Job], filters: Filt
     return kept, tally
 
 
-def write_records(out: Path, records: Iterable[dict[str, Any]]) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(out)
-    return out
-
-
 def arguments(doc: str | None, argv: Sequence[str] | None, n: int, max_new_tokens: int) -> argparse.Namespace:
     """The command line both tasks' self-instruct commands share."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
@@ -327,9 +317,9 @@ def load_rewriter(args: argparse.Namespace) -> Rewriter:
 
 def finish(args: argparse.Namespace, records: list[dict[str, Any]], tally: Tally) -> dict[str, Any]:
     """Write the records (and ``--report``); print the tally as JSON."""
-    write_records(args.out, records)
+    write_jsonl(args.out, records)
     report = {"out": str(args.out), "seed": args.seed, **tally.as_dict()}
     if args.report:
-        write_records(args.report, [report])
+        write_jsonl(args.report, [report])
     print(json.dumps(report, ensure_ascii=False, indent=1))
     return report

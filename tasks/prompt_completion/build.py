@@ -25,7 +25,6 @@ and, on a cloud line that lists any, distractors (the listed venues the edge did
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from edge_node.serving.knowledge import Venue
 from edge_node.serving.prompt_format import MAX_FACTS, answer_prompt, context_block, intent_prompt
+from netgpt.training.dataset import write_jsonl
 from tasks.prompt_completion.synth import World, build_world, real_knowledge_text
 from tasks.prompt_completion.templates import PREFERENCES, Need, Phrasing, needs_for, phrase
 
@@ -185,17 +185,6 @@ def _swapper(phrasings: GeneratedPhrasings, share: float, rng: random.Random) ->
         return phrasings.draw(rng, need, phrasing.kind, venue.name) or phrasing
 
     return swap
-
-
-def write_jsonl(out: Path, rows: Iterator[dict[str, object]]) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(out)
-    return out
 
 
 def build_edge_dataset(out: Path, seed: int, n: int, progress: Progress | None = None,
