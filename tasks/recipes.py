@@ -7,14 +7,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def recipe_arguments(doc: str | None, default_out: Path, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """``--out``, ``--quick``, ``--threads``, ``--no-eval``; a quick build must not replace the shipped model."""
+def recipe_arguments(doc: str | None, default_out: Path, argv: Sequence[str] | None = None,
+                     seed: int | None = None) -> argparse.Namespace:
+    """``--out``, ``--quick``, ``--threads``, ``--no-eval`` (and ``--seed`` when the recipe has one); a quick build,
+    or one with another seed, must not replace the shipped model."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--out", type=Path, default=default_out, help="where the model goes")
     parser.add_argument("--quick", action="store_true", help="a few steps only: checks the recipe, not the model")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation recorded in recipe.json")
+    if seed is not None:
+        parser.add_argument("--seed", type=int, default=seed, help=f"the recipe's seed (default {seed}; another one "
+                                                                   "measures the spread)")
     args = parser.parse_args(argv)
-    if args.quick and args.out.resolve() == default_out.resolve():
+    shipped = args.out.resolve() == default_out.resolve()
+    if args.quick and shipped:
         parser.error("--quick builds a throw-away model: pass --out DIR so the shipped one is kept")
+    if seed is not None and args.seed != seed and shipped:
+        parser.error("another --seed builds a model to compare: pass --out DIR so the shipped one is kept")
     return args

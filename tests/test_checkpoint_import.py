@@ -17,11 +17,20 @@ from gguf_files import CHAT_TEMPLATE, write_gguf
 from helpers import cli
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from cloud_node.daemon import startup_adapter
 from cloud_node.llama_engine import LlamaModel
 from netgpt.channels import open_channel
 from netgpt.chat_format import as_model_prompt
 from netgpt.checkpoint.importer import LINEAGE_FILE, import_checkpoint
-from netgpt.checkpoint.pretrained import GGUF_SHA256, pretrained_base, pretrained_gguf
+from netgpt.checkpoint.pretrained import (
+    GGUF_SHA256,
+    PRETRAINED,
+    PRETRAINED_NAME,
+    pretrained_base,
+    pretrained_gguf,
+    shipped_adapter,
+)
+from netgpt.config import CloudConfig
 from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
@@ -139,3 +148,14 @@ def test_the_pinned_pretrained_base_is_served_with_gqa_and_tied_embeddings():
     reference = [p.token_id for p in generate_tokens(model.new_session(), model.tokenizer, prompt, params)]
     assert packed == reference
     assert "Paris" in model.tokenizer.decode(packed)
+
+
+def test_the_pretrained_cloud_starts_with_the_shipped_adapter_unless_told_otherwise(tmp_path: Path):
+    shipped = shipped_adapter()
+    assert shipped is not None and (shipped / "adapter_config.json").is_file()  # committed, rebuilt by make
+    config = json.loads((shipped / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == PRETRAINED_NAME and config["r"] == 16
+    assert startup_adapter(CloudConfig(model=PRETRAINED)) == shipped
+    assert startup_adapter(CloudConfig(model=PRETRAINED, adapter="none")) is None
+    assert startup_adapter(CloudConfig(model=PRETRAINED, adapter=str(tmp_path))) == tmp_path
+    assert startup_adapter(CloudConfig(model="starter")) is None

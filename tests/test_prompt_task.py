@@ -23,6 +23,8 @@ from tasks.prompt_completion.evaluate import (
     EDGE_ONLY,
     NETGPT,
     RETRIEVAL,
+    Outcome,
+    Report,
     evaluate,
     retrieval_baseline,
     score_answer,
@@ -217,3 +219,14 @@ def test_evaluate_end_to_end_with_tiny_models(tiny) -> None:
     terminated = {(o.system, o.terminated_at) for o in report.outcomes}
     assert terminated == {(EDGE_ONLY, "edge"), (NETGPT, "cloud"), (CLOUD_ONLY, "cloud")}
     assert "NetGPT edge+cloud" in report.table() and json.dumps(report.to_json())
+
+
+def test_a_row_scores_answers_where_the_prompt_listed_the_fitting_fact() -> None:
+    """The cloud's own share: a miss whose prompt lacked the fact counts against the edge, not the answer."""
+    def outcome(prompt_ok: bool | None, answer_ok: bool) -> Outcome:
+        return Outcome(NETGPT, "m", "q", "cell", ("V",), "p", "a", prompt_ok, answer_ok, 1.0)
+
+    row = Report([outcome(True, True), outcome(True, False), outcome(False, False), outcome(True, True)]).rows()[0]
+    assert (row.prompt_ok, row.answer_ok, row.answer_ok_fact_listed) == (0.75, 0.5, 2 / 3)
+    assert Report([outcome(None, True)]).rows()[0].answer_ok_fact_listed is None
+    assert Report([outcome(False, False)]).rows()[0].answer_ok_fact_listed is None

@@ -23,7 +23,7 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
-from netgpt.checkpoint.pretrained import pretrained_base
+from netgpt.checkpoint.pretrained import PRETRAINED_NAME, pretrained_base
 from netgpt.logs import configure_logging
 from netgpt.training.dataset import file_sha256
 from netgpt.training.trainer import TrainConfig, train
@@ -42,13 +42,14 @@ TRAIN = TrainConfig(method="lora", lora_rank=16, lora_alpha=32, lora_dropout=0.0
 
 
 def save_adapter_fp16(trained: Path, out: Path) -> None:
-    """The trained adapter folder with its weights halved (the cloud loads them in its own dtype)."""
+    """The trained adapter's weights halved (the cloud loads them in its own dtype) and its config naming the
+    base by name, not by this machine's cache path; the run's other files stay behind (recipe.json has them)."""
     out.mkdir(parents=True, exist_ok=True)
-    for path in trained.iterdir():
-        if path.name == "adapter_model.safetensors":
-            save_file({k: v.half().contiguous() for k, v in load_file(str(path)).items()}, str(out / path.name))
-        elif path.suffix in (".json", ".md"):
-            (out / path.name).write_bytes(path.read_bytes())
+    weights = load_file(str(trained / "adapter_model.safetensors"))
+    save_file({k: v.half().contiguous() for k, v in weights.items()}, str(out / "adapter_model.safetensors"))
+    config = json.loads((trained / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = PRETRAINED_NAME
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False, threads: int = 0) -> dict[str, Any]:
@@ -79,8 +80,8 @@ def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = recipe_arguments(__doc__, DEFAULT_OUT, argv)
-    record = build_adapter(args.out, quick=args.quick, threads=args.threads)
+    args = recipe_arguments(__doc__, DEFAULT_OUT, argv, seed=SEED)
+    record = build_adapter(args.out, seed=args.seed, quick=args.quick, threads=args.threads)
     log.info("adapter.done", steps=record["steps"], metrics=record["metrics"], wall_s=record["wall_seconds"])
     return 0
 

@@ -90,6 +90,7 @@ class Row:
     prompt_ok: float | None
     answer_ok: float
     mean_latency_ms: float
+    answer_ok_fact_listed: float | None = None  # answers on the questions whose prompt lists the fitting fact
 
 
 @dataclass
@@ -109,11 +110,13 @@ class Report:
         return [_row(system, models, groups[(system, models)]) for system, models in keys]
 
     def table(self) -> str:
-        header = ("system", "models", "n", "prompt: cell + fitting fact", "answer: fitting venue", "mean ms")
+        header = ("system", "models", "n", "prompt: cell + fitting fact", "answer: fitting venue",
+                  "answer | fact listed", "mean ms")
         lines = [_cells(header)]
         for row in self.rows():
             prompt = "n/a" if row.prompt_ok is None else f"{row.prompt_ok:.1%}"
-            lines.append(_cells((row.system, row.models, str(row.n), prompt, f"{row.answer_ok:.1%}",
+            given = "n/a" if row.answer_ok_fact_listed is None else f"{row.answer_ok_fact_listed:.1%}"
+            lines.append(_cells((row.system, row.models, str(row.n), prompt, f"{row.answer_ok:.1%}", given,
                                  f"{row.mean_latency_ms:.0f}")))
         return "\n".join(lines)
 
@@ -124,12 +127,14 @@ class Report:
 
 def _row(system: str, models: str, items: list[Outcome]) -> Row:
     prompts = [o.prompt_ok for o in items if o.prompt_ok is not None]
+    listed = [o.answer_ok for o in items if o.prompt_ok]
     return Row(system, models, len(items), sum(prompts) / len(prompts) if prompts else None,
-               sum(o.answer_ok for o in items) / len(items), sum(o.latency_ms for o in items) / len(items))
+               sum(o.answer_ok for o in items) / len(items), sum(o.latency_ms for o in items) / len(items),
+               sum(listed) / len(listed) if listed else None)
 
 
 def _cells(values: Sequence[str]) -> str:
-    widths = (18, 14, 4, 28, 22, 8)
+    widths = (18, 22, 4, 28, 22, 20, 8)
     return "  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True)))
 
 
