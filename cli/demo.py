@@ -34,10 +34,10 @@ OPERATOR_REQUEST = "Build a 10 Gbit/s connection from Access 1 to Cloud 2 with t
 NEXT_INTERVAL = 14 * 4  # the 6-hour interval right after the demo's two-week view log
 
 
-async def run_demo(edge_model: str = "starter", cloud_model: str = "starter", adapter: str = "",
+async def run_demo(edge_model: str = "starter", cloud_model: str = "pretrained", adapter: str = "",
                    out: TextIO | None = sys.stdout) -> list[Transcript]:
     printer = Printer(out)
-    printer.line("[demo]  starting core, cloud and edge on loopback (starter models unless others given)...")
+    printer.line(f"[demo]  starting core, cloud ({cloud_model}) and edge ({edge_model}) on loopback...")
     gpt2, llama = await asyncio.to_thread(load_models, edge_model, cloud_model, adapter)
     with tempfile.TemporaryDirectory(prefix="netgpt-demo-") as state:
         transcripts = await _ask_all(gpt2, llama, state, printer)

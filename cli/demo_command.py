@@ -13,9 +13,10 @@ def add_commands(sub: Subparsers) -> None:
     demo = sub.add_parser("demo", help="all-in-one offline demo on loopback")
     demo.add_argument("--edge-model", default="starter",
                       help="GPT-2 folder, `starter` (default: the trained starter model) or `tiny` (random weights)")
-    demo.add_argument("--cloud-model", default="starter",
-                      help="LLaMA folder, `starter` (default: the trained starter model) or `tiny` (random weights)")
-    demo.add_argument("--adapter", default="", help="optional LoRA adapter folder for the cloud model")
+    demo.add_argument("--cloud-model", default="pretrained",
+                      help="LLaMA folder or .gguf file, `pretrained` (default: SmolLM2-135M-Instruct from the pinned "
+                           "package with the shipped LoRA adapter), `starter` (the trained starter model) or `tiny`")
+    demo.add_argument("--adapter", default="", help="LoRA adapter folder for the cloud model (`none`: the bare base)")
     demo.add_argument("--log-level", default="warning")
     demo.set_defaults(run=_demo)
 
