@@ -22,7 +22,10 @@ def add_commands(sub: Subparsers) -> None:
     tasks = evaluate.add_subparsers(dest="action", required=True)
     prompt = tasks.add_parser("prompt", help="concise -> comprehensive prompt -> answer, per route, vs baselines")
     prompt.add_argument("--edge-model", default="starter", help="edge GPT-2: a folder, starter or tiny")
-    prompt.add_argument("--cloud-model", default="starter", help="cloud LLaMA: a folder, starter or tiny")
+    prompt.add_argument("--cloud-model", default="starter",
+                        help="cloud LLaMA: a folder, a .gguf file, pretrained, starter or tiny")
+    prompt.add_argument("--adapter", default="", help="the cloud model's LoRA adapter folder (default: none; for "
+                                                      "pretrained, the shipped one; `none`: the bare base)")
     prompt.add_argument("--baseline-models", default="tiny",
                         help="models of the baseline rows, edge and cloud (default: tiny; none: no such rows)")
     prompt.add_argument("--questions", choices=("heldout", "dev"), default="heldout",
@@ -71,13 +74,13 @@ def _prompt(args: argparse.Namespace) -> int:
     chosen = DEV if args.questions == "dev" else HELD_OUT
     questions = chosen[:args.limit] if args.limit > 0 else chosen
     max_new_tokens = args.max_new_tokens or MAX_NEW_TOKENS
-    pairs = [(args.edge_model, args.cloud_model)]
+    pairs = [(args.edge_model, args.cloud_model, args.adapter)]
     if args.baseline_models != "none":
-        pairs.append((args.baseline_models, args.baseline_models))
+        pairs.append((args.baseline_models, args.baseline_models, ""))
     report = Report(max_new_tokens=max_new_tokens)
-    for edge, cloud in pairs:
+    for edge, cloud, adapter in pairs:
         with tqdm(total=len(questions), desc=f"eval {edge} + {cloud}", unit="q") as bar:
-            report += evaluate(edge, cloud, questions, max_new_tokens, progress=bar.update)
+            report += evaluate(edge, cloud, questions, max_new_tokens, progress=bar.update, adapter=adapter)
     report += retrieval_baseline(questions)
     _write(report, args.out)
     return 0

@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from appkit.all_in_one import Cluster, load_models, start_all_in_one
 from appkit.client import Question, ask
@@ -158,15 +159,17 @@ def retrieval_baseline(questions: Sequence[HeldOut]) -> Report:
 
 
 def evaluate(edge_model: str, cloud_model: str, questions: Sequence[HeldOut],
-             max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None) -> Report:
-    """Every question on every route of an all-in-one cluster running these models."""
-    return asyncio.run(evaluate_async(edge_model, cloud_model, questions, max_new_tokens, progress))
+             max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None, adapter: str = "") -> Report:
+    """Every question on every route of an all-in-one cluster running these models (``adapter``: the cloud's)."""
+    return asyncio.run(evaluate_async(edge_model, cloud_model, questions, max_new_tokens, progress, adapter))
 
 
 async def evaluate_async(edge_model: str, cloud_model: str, questions: Sequence[HeldOut],
-                         max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None) -> Report:
-    gpt2, llama = await asyncio.to_thread(load_models, edge_model, cloud_model)
-    models = edge_model if edge_model == cloud_model else f"{edge_model} + {cloud_model}"
+                         max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None,
+                         adapter: str = "") -> Report:
+    gpt2, llama = await asyncio.to_thread(load_models, edge_model, cloud_model, adapter)
+    cloud = f"{cloud_model} ({Path(adapter).name or adapter})" if adapter else cloud_model
+    models = edge_model if edge_model == cloud else f"{edge_model} + {cloud}"
     report, venues = Report(max_new_tokens=max_new_tokens), cell_venues()
     with tempfile.TemporaryDirectory(prefix="netgpt-eval-") as state:
         cluster = await start_all_in_one(
