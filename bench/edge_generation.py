@@ -40,6 +40,7 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from bench.measure import timed
 from bench.models import random_model_folder
 from edge_node.model.decode_batch import DecodeBatcher
 from edge_node.model.ort_engine import OrtGpt2Model, create_session
@@ -101,12 +102,6 @@ def random_prompt(rng: np.random.Generator, length: int, vocab: int, eos: int) -
     """``length`` random token ids, none of them EOS."""
     ids = rng.integers(0, vocab - 1, length)
     return [int(i) + (i >= eos) for i in ids]
-
-
-def timed(fn: Callable[[], list[int]]) -> tuple[float, list[int]]:
-    started = time.perf_counter()
-    tokens = fn()
-    return time.perf_counter() - started, tokens
 
 
 def machine_info(threads: int) -> dict:

@@ -33,6 +33,7 @@ import torch
 import transformers
 
 from bench.cloud_batching import run_case
+from bench.measure import timed
 from cloud_node.llama_engine import LlamaModel
 from netgpt.chat_format import as_model_prompt
 from netgpt.checkpoint.importer import import_checkpoint
@@ -43,22 +44,17 @@ from tasks.prompt_completion.adapter_recipe import TRAIN
 from tasks.prompt_completion.build import build_cloud_dataset
 
 
-def timed(action: Any) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = action()
-    return result, round(time.perf_counter() - started, 2)
-
-
 def import_and_start(work: Path) -> dict[str, float]:
     """Cold: convert into an empty cache and load; warm: the same with the cache filled."""
     gguf = pretrained_gguf()
-    imported, cold_import = timed(lambda: import_checkpoint(gguf, work / "cache", expected_sha256=GGUF_SHA256))
-    _, cold_load = timed(lambda: LlamaModel.load(imported.folder, device="cpu", dtype="float32"))
-    again, warm_import = timed(lambda: import_checkpoint(gguf, work / "cache", expected_sha256=GGUF_SHA256))
-    _, warm_load = timed(lambda: LlamaModel.load(again.folder, device="cpu", dtype="float32"))
+    cold_import, imported = timed(lambda: import_checkpoint(gguf, work / "cache", expected_sha256=GGUF_SHA256))
+    cold_load, _ = timed(lambda: LlamaModel.load(imported.folder, device="cpu", dtype="float32"))
+    warm_import, again = timed(lambda: import_checkpoint(gguf, work / "cache", expected_sha256=GGUF_SHA256))
+    warm_load, _ = timed(lambda: LlamaModel.load(again.folder, device="cpu", dtype="float32"))
     assert imported.converted and not again.converted
-    return {"import_cold_s": cold_import, "import_warm_s": warm_import, "node_cold_start_s": cold_import + cold_load,
-            "node_warm_start_s": warm_import + warm_load}
+    return {"import_cold_s": round(cold_import, 2), "import_warm_s": round(warm_import, 2),
+            "node_cold_start_s": round(cold_import + cold_load, 2),
+            "node_warm_start_s": round(warm_import + warm_load, 2)}
 
 
 def first_token_ms(model: LlamaModel, prompts: list[str], repeats: int = 3) -> dict[str, float]:
