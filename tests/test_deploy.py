@@ -332,8 +332,9 @@ async def test_core_restart_keeps_the_store_and_nodes_report_their_versions(tiny
         await cluster.core.stop(0)
         cluster.core = await start_core(CoreConfig(**tls("core", "core"), listen=address, heartbeat_interval_s=0.2,
                                                    store_dir=str(tmp_path / "store")))
-        await eventually(lambda: any(s.load.models_served for s in cluster.core.registry.statuses()),
-                         "the nodes to re-register and heartbeat")
+        await eventually(lambda: any(s.load.models_served
+                                     for s in cluster.core.registry.statuses(common_pb2.NODE_ROLE_EDGE)),
+                         "the edge to re-register and heartbeat (the cloud may come back first)")
         async with compute_plane(cluster) as stub:
             listed = await stub.ListModelVersions(cmp_pb2.ListModelVersionsRequest(), timeout=5)
             assert [(m.name, m.version, m.sha256) for m in listed.manifests] == [("gpt2-edge", "v2", v2.sha256)]
