@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.netgpt-installed
 
-.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models netmgmt-models pretrained-adapter stubs stubs-check proto-breaking proto-release wheel-check
+.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models netmgmt-models pretrained-adapter venue-keywords stubs stubs-check proto-breaking proto-release wheel-check
 
 demo: $(STAMP)
 	$(VENV)/bin/netgpt demo
@@ -93,9 +93,14 @@ netmgmt-models: $(STAMP)
 	$(PY) -m tasks.intent.recipe --threads 1; intent=$$?; \
 	wait $$popularity && exit $$intent
 
-# the cloud's LoRA adapter on the pretrained base (netgpt/assets/pretrained_adapter, committed): seeded recipe, ~30 min on 2 cores
+# the cloud's LoRA adapter on the pretrained base (netgpt/assets/pretrained_adapter, committed): seeded recipe, run as a
+# training job on an in-process cluster (the compute plane), ~30 min on 2 cores
 pretrained-adapter: $(STAMP)
 	$(PY) -m tasks.prompt_completion.adapter_recipe --threads 2
+
+# the bundled knowledge base's venue keywords, written by the pretrained base (document expansion), ~1 min
+venue-keywords: $(STAMP)
+	$(PY) -m tasks.prompt_completion.venue_terms netgpt/assets/knowledge.toml
 
 clean-cache:
 	rm -rf $${NETGPT_CACHE_DIR:-$$HOME/.cache/netgpt}

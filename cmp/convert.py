@@ -3,8 +3,9 @@ fetch plans) to and from their protos. The commands built from them are ``cmp.co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC
-from typing import cast
+from typing import Any, cast
 
 from cmp.distribution import FetchPlan, Source, SourceTally
 from cmp.manifest import Manifest
@@ -118,13 +119,16 @@ def job_from_proto(message: training_pb2.TrainingJob) -> Job:
                dataset=message.dataset, created_at=message.created_at.ToNanoseconds() / 1e9, report=report)
 
 
+_HYPER = ("max_steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "max_seq_len",
+          "checkpoint_every", "eval_fraction", "eval_every", "threads")
+
+
 def train_settings(spec: training_pb2.TrainingJobSpec) -> dict[str, object]:
     """The trainer's settings a spec sets (``netgpt.training.trainer.TrainConfig`` field names);
     zeros and empty lists are left out, so the trainer's defaults apply."""
     hp, lora = spec.hyper_parameters, spec.lora
     settings: dict[str, object] = {"method": METHODS.get(spec.method, ""), "seed": spec.seed}
-    for name in ("max_steps", "batch_size", "learning_rate", "warmup_steps", "weight_decay", "max_seq_len",
-                 "checkpoint_every", "eval_fraction", "eval_every", "threads"):
+    for name in _HYPER:
         value = getattr(hp, name)
         if value:
             settings[name] = value
@@ -134,3 +138,15 @@ def train_settings(spec: training_pb2.TrainingJobSpec) -> dict[str, object]:
             if value:
                 settings[name] = value
     return settings
+
+
+def spec_from_settings(settings: Mapping[str, Any]) -> training_pb2.TrainingJobSpec:
+    """The spec part (method, seed, LoRA, hyper-parameters) that trains with these ``TrainConfig``
+    settings (``dataclasses.asdict(config)``): :func:`train_settings` reads them back."""
+    method = {word: code for code, word in METHODS.items()}[settings.get("method", "lora")]
+    hyper = {name: settings[name] for name in _HYPER if settings.get(name)}
+    lora = training_pb2.LoraSettings(rank=settings.get("lora_rank") or 0, alpha=settings.get("lora_alpha") or 0,
+                                     dropout=settings.get("lora_dropout") or 0,
+                                     target_modules=settings.get("target_modules") or [])
+    return training_pb2.TrainingJobSpec(method=method, seed=settings.get("seed") or 0, lora=lora,
+                                        hyper_parameters=training_pb2.HyperParameters(**hyper))

@@ -16,6 +16,7 @@ from netgpt.channels import open_channel
 from netgpt.errors import InvalidArgument, StartupError
 from netgpt.v1 import profile_pb2, profile_pb2_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
+from tasks.prompt_completion.venue_terms import write_keywords
 
 BUNDLED = Path(__file__).resolve().parent.parent / "netgpt" / "assets" / "knowledge.toml"
 
@@ -62,6 +63,24 @@ def test_words_find_their_stems_and_weak_matches_are_left_out(kb):
         KnowledgeBase.load(BUNDLED, min_share=1.5)
 
 
+def test_keywords_find_a_venue_its_own_words_do_not(tmp_path: Path):
+    text = ('[cells.c1]\narea = "A"\n[[cells.c1.venues]]\nname = "Bean Bar"\ncategory = "cafe"\n'
+            'description = "espresso drinks"\n[[cells.c1.venues]]\nname = "Books"\ncategory = "shop"\n'
+            'description = "novels and maps"\n')
+    path = tmp_path / "kb.toml"
+    path.write_text(text)
+    assert _names(KnowledgeBase.load(path).venues("c1", "a latte please")) == ["Bean Bar"]  # nothing matched: first
+    assert _names(KnowledgeBase.load(path).venues("c1", "a cheap paperback")) == ["Bean Bar"]
+    expanded = write_keywords(text, {("c1", "Books"): ["paperback", "novel"], ("c1", "Nowhere"): ["x"]})
+    assert expanded == text.replace('name = "Books"\n', 'name = "Books"\nkeywords = ["paperback", "novel"]\n')
+    assert write_keywords(expanded, {("c1", "Books"): ["atlas"]}).count("keywords") == 1  # replaced, not added
+    path.write_text(expanded)
+    kb = KnowledgeBase.load(path)
+    assert _names(kb.venues("c1", "a cheap paperback")) == ["Books"]
+    assert kb.venues("c1", "a cheap paperback")[0].keywords == ("paperback", "novel")
+    assert "paperback" not in kb.facts_for("c1", "a cheap paperback")[0]  # found by them, never shown
+
+
 def test_a_knowledge_db_file_of_an_older_schema_is_rebuilt(tmp_path: Path):
     db = tmp_path / "kb.sqlite"
     with sqlite3.connect(db) as old:  # version 1: no stemming, no user_version
@@ -80,6 +99,8 @@ def test_a_knowledge_db_file_of_an_older_schema_is_rebuilt(tmp_path: Path):
     ("[cells.c1]\nvenues = [{name = 'x'}]\n", "needs a name and a category"),
     ("[cells.c1]\nfacts = 'not a list'\n", "must be a list of strings"),
     ("[cells\n", "knowledge base"),
+    ("[cells.c1]\nvenues = [{name = 'x', category = 'cafe', keywords = 'latte'}]\n", "must be a list of single words"),
+    ("[cells.c1]\nvenues = [{name = 'x', category = 'cafe', keywords = ['flat white']}]\n", "keywords of 'x'"),
 ])
 def test_bad_knowledge_file_is_a_startup_error(tmp_path: Path, text, needle):
     path = tmp_path / "kb.toml"

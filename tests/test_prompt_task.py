@@ -121,6 +121,20 @@ def test_only_cloud_prompts_list_distractors_and_none_fits_the_need(datasets) ->
             assert not need.fits(venue), f"{name} fits {need.name}: not a distractor"
 
 
+def test_misread_intents_are_another_needs_and_the_answer_still_fits_the_request(datasets) -> None:
+    """Some cloud prompts carry an intent line the edge got wrong; their answer follows the request."""
+    cloud = _rows(datasets["cloud"])
+    misread = [row for row in cloud if row["meta"].get("misread_intent")]
+    assert 0 < len(misread) < len(cloud) / 2
+    assert not any(row["meta"].get("misread_intent") for row in _rows(datasets["edge"]))
+    for row in misread:
+        need = NEEDS_BY_NAME[row["meta"]["need"]]
+        intent = re.search(r"\nIntent: The user wants (.*)\.\nAnswer:$", row["prompt"]).group(1)
+        assert intent not in need.intents
+        assert any(intent in other.intents for other in NEEDS_BY_NAME.values())
+        assert row["meta"]["venue"] in row["completion"]
+
+
 def test_distractors_never_fit_the_need_and_the_answer_follows_the_order() -> None:
     fish, grill, bus, museum = (Venue("c", "Fish House", "restaurant", "seafood restaurant"),
                                 Venue("c", "Seafood Grill", "restaurant", "oysters and grilled fish"),

@@ -15,8 +15,13 @@ for the small models that read the list, not a help)::
     category = "restaurant"          # restaurant, cafe, hotel, transport, health, culture, ...
     description = "seafood restaurant, table bookings by phone"
     hours = "11:00-22:00"            # optional
+    keywords = ["oysters", "lobster"]  # optional: more words it is found by (never shown to a model)
 
     # plain facts are accepted too:  facts = ["...", "..."]
+
+``keywords`` widen what a venue is found by, the way document expansion does for passages: the words
+people use for it that its description does not (``make venue-keywords`` has the pretrained base write
+them: :mod:`tasks.prompt_completion.venue_terms`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
 
 _WORD = re.compile(r"[a-z0-9]+")
-SCHEMA_VERSION = 2  # 2: Porter-stemmed index; a knowledge_db file of another version is rebuilt
+SCHEMA_VERSION = 3  # 2: Porter-stemmed index, 3: keywords; a knowledge_db file of another version is rebuilt
 DEFAULT_MIN_SHARE = EdgeConfig.fact_min_share  # one default, the edge setting's
 _STOPWORDS = frozenset(
     "a an and are at be can do does for from get how i in is it me my near of on or the to what when where "
@@ -58,6 +63,7 @@ class Venue:
     category: str
     description: str
     hours: str = ""
+    keywords: tuple[str, ...] = ()
 
     def as_fact(self) -> str:
         hours = f", open {self.hours}" if self.hours else ""
@@ -89,8 +95,9 @@ class KnowledgeBase:
             for cell_id, (area, venues) in cells.items():
                 self._db.execute("INSERT INTO cells VALUES (?, ?)", (cell_id, area))
                 self._db.executemany(
-                    "INSERT INTO venues (cell_id, name, category, description, hours) VALUES (?, ?, ?, ?, ?)",
-                    [(v.cell_id, v.name, v.category, v.description, v.hours) for v in venues])
+                    "INSERT INTO venues (cell_id, name, category, description, hours, keywords) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(v.cell_id, v.name, v.category, v.description, v.hours, " ".join(v.keywords)) for v in venues])
 
     @property
     def cells(self) -> list[str]:
@@ -107,19 +114,28 @@ class KnowledgeBase:
         rows: list[tuple[Any, ...]] = []  # sqlite3 rows
         if terms:
             match = " OR ".join(f'"{t}"' for t in terms)
+            rank = "bm25(venues_fts)"  # keywords weigh as much as the venue's own words: the development set chose it
             rows = self._db.execute(
-                "SELECT v.cell_id, v.name, v.category, v.description, v.hours, bm25(venues_fts) FROM venues_fts f "
-                "JOIN venues v ON v.id = f.rowid WHERE venues_fts MATCH ? AND v.cell_id = ? "
-                "ORDER BY bm25(venues_fts), v.id LIMIT ?", (match, cell_id, limit)).fetchall()
+                f"SELECT {_COLUMNS}, {rank} FROM venues_fts f JOIN venues v ON v.id = f.rowid "
+                f"WHERE venues_fts MATCH ? AND v.cell_id = ? ORDER BY {rank}, v.id LIMIT ?",
+                (match, cell_id, limit)).fetchall()
         if rows:  # bm25() is negative, more so the better the match
             best = rows[0][-1]
-            return [Venue(*row[:-1]) for row in rows if row[-1] <= self.min_share * best]
-        rows = self._db.execute("SELECT cell_id, name, category, description, hours FROM venues "
-                                "WHERE cell_id = ? ORDER BY id LIMIT 1", (cell_id,)).fetchall()
-        return [Venue(*row) for row in rows]
+            return [_venue_of(row[:-1]) for row in rows if row[-1] <= self.min_share * best]
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM venues v WHERE cell_id = ? ORDER BY id LIMIT 1",
+                                (cell_id,)).fetchall()
+        return [_venue_of(row) for row in rows]
 
     def facts_for(self, cell_id: str, prompt: str, limit: int = 3) -> list[str]:
         return [venue.as_fact() for venue in self.venues(cell_id, prompt, limit)]
+
+
+_COLUMNS = "v.cell_id, v.name, v.category, v.description, v.hours, v.keywords"
+
+
+def _venue_of(row: tuple[Any, ...]) -> Venue:
+    *fields, keywords = row
+    return Venue(*fields, keywords=tuple(keywords.split()))
 
 
 def query_terms(prompt: str) -> list[str]:
@@ -145,8 +161,12 @@ def parse_cells(data: dict[str, Any], source: str) -> dict[str, tuple[str, list[
 def _venue(cell_id: str, raw: object, source: str) -> Venue:
     if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) and raw.get(k) for k in ("name", "category")):
         raise StartupError(f"knowledge base {source}: every venue in cells.{cell_id} needs a name and a category")
+    keywords = raw.get("keywords", [])
+    if not isinstance(keywords, list) or not all(isinstance(k, str) and _WORD.fullmatch(k.lower()) for k in keywords):
+        raise StartupError(f"knowledge base {source}: keywords of {raw['name']!r} in cells.{cell_id} must be a list "
+                           "of single words")
     return Venue(cell_id, raw["name"], raw["category"].lower(), str(raw.get("description", "")),
-                 str(raw.get("hours", "")))
+                 str(raw.get("hours", "")), tuple(k.lower() for k in keywords))
 
 
 def _open(db_path: str) -> sqlite3.Connection:
@@ -160,17 +180,17 @@ def _open(db_path: str) -> sqlite3.Connection:
     db.executescript("""
         CREATE TABLE IF NOT EXISTS cells (cell_id TEXT PRIMARY KEY, area TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS venues (id INTEGER PRIMARY KEY, cell_id TEXT NOT NULL, name TEXT NOT NULL,
-            category TEXT NOT NULL, description TEXT NOT NULL, hours TEXT NOT NULL);
+            category TEXT NOT NULL, description TEXT NOT NULL, hours TEXT NOT NULL, keywords TEXT NOT NULL);
         CREATE INDEX IF NOT EXISTS venues_by_cell ON venues (cell_id);
-        CREATE VIRTUAL TABLE IF NOT EXISTS venues_fts USING fts5(name, category, description,
+        CREATE VIRTUAL TABLE IF NOT EXISTS venues_fts USING fts5(name, category, description, keywords,
             content='venues', content_rowid='id', tokenize='porter unicode61');
         CREATE TRIGGER IF NOT EXISTS venues_ai AFTER INSERT ON venues BEGIN
-            INSERT INTO venues_fts(rowid, name, category, description)
-            VALUES (new.id, new.name, new.category, new.description);
+            INSERT INTO venues_fts(rowid, name, category, description, keywords)
+            VALUES (new.id, new.name, new.category, new.description, new.keywords);
         END;
         CREATE TRIGGER IF NOT EXISTS venues_ad AFTER DELETE ON venues BEGIN
-            INSERT INTO venues_fts(venues_fts, rowid, name, category, description)
-            VALUES ('delete', old.id, old.name, old.category, old.description);
+            INSERT INTO venues_fts(venues_fts, rowid, name, category, description, keywords)
+            VALUES ('delete', old.id, old.name, old.category, old.description, old.keywords);
         END;
     """)
     return db

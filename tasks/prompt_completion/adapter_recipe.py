@@ -1,8 +1,10 @@
 """The cloud's LoRA adapter on the pretrained base: SmolLM2-135M-Instruct (``--model pretrained``)
-LoRA-tuned with the project's trainer (the code a ``netgpt train start`` job runs) on the seeded
-grounded-answer dataset (``build_cloud_dataset``: comprehensive prompts with their facts, some with
-distractors → an answer naming the fitting venue), saved as fp16 safetensors with ``recipe.json`` under
-``netgpt/assets/pretrained_adapter``.
+LoRA-tuned as a training job on the compute plane (:mod:`appkit.training_job`: an all-in-one
+cluster in this process, the dataset published to its store, ``StartTrainingJob`` on the cloud
+node serving the bare base, the published adapter fetched back) on the seeded grounded-answer
+dataset (``build_cloud_dataset``: comprehensive prompts with their facts, shuffled, some with
+distractors or a misread intent line → an answer naming the fitting venue), saved as fp16
+safetensors with ``recipe.json`` under ``netgpt/assets/pretrained_adapter``.
 
 ``python -m tasks.prompt_completion.adapter_recipe [--quick] [--seed N] [--threads N] [--out DIR]``;
 ``make pretrained-adapter`` runs it. The base is never committed: it comes from the package index.
@@ -10,10 +12,12 @@ distractors → an answer naming the fitting venue), saved as fp16 safetensors w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -23,12 +27,14 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
-from netgpt.checkpoint.pretrained import PRETRAINED_NAME, pretrained_base
+from appkit.training_job import train_cloud_adapter
+from netgpt.checkpoint.pretrained import PRETRAINED, PRETRAINED_NAME, pretrained_base
 from netgpt.logs import configure_logging
 from netgpt.training.dataset import file_sha256
-from netgpt.training.trainer import TrainConfig, train
+from netgpt.training.trainer import TrainConfig
+from netgpt.v1.training_pb2 import TrainingJob
 from tasks.prompt_completion.build import build_cloud_dataset
-from tasks.prompt_completion.starter import _progress_logger, _replace, folder_bytes
+from tasks.prompt_completion.starter import _replace, folder_bytes
 from tasks.recipes import recipe_arguments
 
 log = structlog.get_logger("netgpt.adapter.recipe")
@@ -41,7 +47,7 @@ TRAIN = TrainConfig(method="lora", lora_rank=16, lora_alpha=32, lora_dropout=0.0
                     learning_rate=3e-4, warmup_steps=10, weight_decay=0.0, seed=SEED, eval_fraction=0.02)
 
 
-def save_adapter_fp16(trained: Path, out: Path) -> None:
+def save_adapter_fp16(trained: Path, out: Path) -> int:
     """The trained adapter's weights halved (the cloud loads them in its own dtype) and its config naming the
     base by name, not by this machine's cache path; the run's other files stay behind (recipe.json has them)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -50,6 +56,19 @@ def save_adapter_fp16(trained: Path, out: Path) -> None:
     config = json.loads((trained / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = PRETRAINED_NAME
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return sum(tensor.numel() for tensor in weights.values())
+
+
+def _job_logger() -> Callable[[TrainingJob], None]:
+    last = [-1]
+
+    def update(job: TrainingJob) -> None:
+        if job.step != last[0]:
+            last[0] = job.step
+            log.info("adapter.progress", job_id=job.id, step=job.step, total=job.total_steps,
+                     train_loss=round(job.train_loss, 4), tokens_per_s=round(job.tokens_per_second))
+
+    return update
 
 
 def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False, threads: int = 0) -> dict[str, Any]:
@@ -60,16 +79,19 @@ def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False
                      warmup_steps=1 if quick else TRAIN.warmup_steps)
     with tempfile.TemporaryDirectory(prefix="netgpt-adapter-") as tmp:
         work = Path(tmp)
-        dataset = build_cloud_dataset(work / "cloud.jsonl", seed, 64 if quick else EXAMPLES)
-        result = train(base.folder, dataset, work / "run", config, progress=_progress_logger("pretrained-adapter"))
+        examples = 64 if quick else EXAMPLES
+        dataset = build_cloud_dataset(work / "cloud.jsonl", seed, examples)
+        job, trained = asyncio.run(train_cloud_adapter(PRETRAINED, dataset, asdict(config), work / "job",
+                                                       _job_logger()))
         staging = work / "adapter"
-        save_adapter_fp16(result.output_dir, staging)
+        trainable = save_adapter_fp16(trained, staging)
         record = {
             "base": base.lineage, "seed": seed,
-            "dataset": {"builder": "build_cloud_dataset", "examples": EXAMPLES, "sha256": file_sha256(dataset)},
+            "dataset": {"builder": "build_cloud_dataset", "examples": examples, "sha256": file_sha256(dataset)},
             "train": {k: v for k, v in asdict(config).items() if k != "threads"},
-            "trainable_params": result.trainable_params, "total_params": result.total_params,
-            "steps": result.steps, "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
+            "trainable_params": trainable, "job": {"id": job.id, "node": job.node_id, "sha256": job.result.sha256},
+            "steps": job.step,
+            "metrics": {"train_loss": round(job.train_loss, 4), "eval_loss": round(job.eval_loss, 4)},
             "wall_seconds": round(time.perf_counter() - started, 1), "bytes": folder_bytes(staging),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "machine": f"{platform.machine()} CPU, {threads or torch.get_num_threads()} torch thread(s)",

@@ -13,14 +13,17 @@ itself (completions carry none). Prompts are built exactly as the edge builds th
   ``" Harbour Fish Market, open 11:00-22:00."``.
 - cloud (b), Alpaca-style instruction answering: the comprehensive prompt (ending ``"Answer:"``) →
   ``" Try Harbour Fish Market: seafood restaurant on the quay, ..., open 11:00-22:00."``; grounded
-  only in the listed facts (the venue it names is always one of them). Some prompts also list
-  distractors, venues of the cell that do not fit, in a random order (:meth:`Case.with_distractors`):
-  the edge's relevance cut leaves 86 % of the prompts with one fact, the fitting one, and a model
-  trained on those alone copies the first line it is shown.
+  only in the listed facts (the venue it names is always one of them). Every prompt lists its facts
+  in a random order, most with distractors, venues of the cell that do not fit
+  (:meth:`Case.with_distractors`): the edge's relevance cut leaves 86 % of the prompts with one fact,
+  the fitting one, and a model trained on those alone copies the first line it is shown. A fifth of
+  the prompts carry another need's intent line (:func:`_misread_intent`): the edge's small model
+  misreads new wordings, and a cloud trained on correct intents only answers the misreading.
 
 ``meta``: source (synthetic | real), cell_id, need, kind, question (find | hours), template,
 request (the concise prompt), venue (the answer's venue), facts (the listed venues' names),
-and, on a cloud line that lists any, distractors (the listed venues the edge did not retrieve).
+and, on a cloud line that lists any, distractors (the listed venues the edge did not retrieve) and
+misread_intent (true where the intent line is another need's).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from edge_node.serving.knowledge import Venue
 from edge_node.serving.prompt_format import MAX_FACTS, answer_prompt, context_block, intent_prompt
 from netgpt.training.dataset import write_jsonl
 from tasks.prompt_completion.synth import World, build_world, real_knowledge_text
-from tasks.prompt_completion.templates import PREFERENCES, Need, Phrasing, needs_for, phrase
+from tasks.prompt_completion.templates import NEEDS, PREFERENCES, Need, Phrasing, needs_for, phrase
 
 if TYPE_CHECKING:
     from tasks.prompt_completion.self_instruct import GeneratedPhrasings
@@ -43,7 +46,8 @@ if TYPE_CHECKING:
 REAL_SHARE = 0.2  # share of examples on the real knowledge base (training phrasings, or self-instruct ones)
 PREFERENCE_SHARE = 0.3  # share of examples whose user has profile preferences
 NO_INTENT_SHARE = 0.15  # share of answer prompts with an empty intent (an edge with intent_tokens=0)
-CLOUD_DISTRACTOR_SHARE = 0.5  # share of cloud prompts that also list venues of the cell that do not fit
+CLOUD_DISTRACTOR_SHARE = 1.0  # share of cloud prompts listing their facts shuffled, with venues that do not fit
+MISREAD_SHARE = 0.2  # share of cloud prompts whose intent line is another need's (the edge misread the request)
 CORPUS_EXAMPLES = 3000  # examples of each dataset in the tokenizer corpus
 PHRASINGS_SHARE = 0.3  # with self-instruct phrasings given: share of edge examples asked in their words
 Progress = Callable[[int], None]
@@ -147,9 +151,18 @@ def edge_example(rng: random.Random, case: Case) -> dict[str, object]:
             "meta": case.meta("answer")}
 
 
+def _misread_intent(rng: random.Random, case: Case) -> str:
+    """An intent line of another need: the edge's small model misreads requests it has not seen the like
+    of, and the cloud must answer the request itself, from the listed facts, not the edge's guess."""
+    other = rng.choice([need for need in NEEDS if need is not case.need])
+    return f" {rng.choice(other.intents)}."
+
+
 def cloud_example(rng: random.Random, case: Case) -> dict[str, object]:
-    return {"prompt": case.prompt(_answer_intent(rng, case)), "completion": cloud_answer(case),
-            "meta": case.meta("answer")}
+    misread = rng.random() < MISREAD_SHARE
+    intent = _misread_intent(rng, case) if misread else _answer_intent(rng, case)
+    return {"prompt": case.prompt(intent), "completion": cloud_answer(case),
+            "meta": {**case.meta("answer"), **({"misread_intent": True} if misread else {})}}
 
 
 def examples(seed: int, n: int, make: Callable[[random.Random, Case], dict[str, object]], salt: str,
