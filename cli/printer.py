@@ -63,6 +63,10 @@ class Printer:
                   f"({up_pb2.FinishReason.Name(s.finish_reason)}); bytes edge->cloud {s.bytes_edge_to_cloud}")
         self.line(f"        latency ms: personalise {lat.personalise_ms:.1f}, edge {lat.edge_generate_ms:.1f}, "
                   f"cloud {lat.cloud_ms:.1f}, first token {lat.time_to_first_token_ms:.1f}, total {lat.total_ms:.1f}")
+        if s.steps:  # the edge's workflow steps, as they ran
+            ran = ", ".join(f"{t.step_id} {t.started_ms:.1f}-{t.finished_ms:.1f}" for t in s.steps if not t.skipped)
+            skipped = ", ".join(t.step_id for t in s.steps if t.skipped)
+            self.line(f"        steps ms: {ran}" + (f" (skipped: {skipped})" if skipped else ""))
         models = [f"edge {s.edge_model.name}@{s.edge_model.version}"]
         if s.cloud_model.name:
             models.append(f"cloud {s.cloud_model.name}@{s.cloud_model.version}")

@@ -8,6 +8,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from cp.placement import AppliedWorkflow, WorkflowTable
+from cp.workflow_dataflow import check_dataflow
 from cp.workflows import Workflow, from_mapping, parse_toml
 from netgpt.errors import InvalidArgument
 from netgpt.v1 import workflow_pb2 as wf_pb2
@@ -38,12 +39,16 @@ class WorkflowServicer(wf_grpc.WorkflowServiceServicer):
 
 
 def workflow_from_request(request: wf_pb2.ApplyWorkflowRequest) -> Workflow:
+    """The validated workflow: a well-formed DAG whose steps hand each other their fields consistently."""
     source = request.WhichOneof("source")
     if source == "spec_toml":
-        return parse_toml(request.spec_toml)
-    if source == "spec":
-        return from_mapping(spec_to_mapping(request.spec))
-    raise InvalidArgument("ApplyWorkflowRequest needs spec or spec_toml")
+        workflow = parse_toml(request.spec_toml)
+    elif source == "spec":
+        workflow = from_mapping(spec_to_mapping(request.spec))
+    else:
+        raise InvalidArgument("ApplyWorkflowRequest needs spec or spec_toml")
+    check_dataflow(workflow.steps)
+    return workflow
 
 
 def spec_to_mapping(spec: wf_pb2.WorkflowSpec) -> dict[str, Any]:

@@ -28,28 +28,43 @@ MAX_TOML_CHARS = 64 * 1024
 MAX_TOML_NESTING = 8  # arrays and inline tables inside each other; a workflow needs 2 ([[workflow.steps]])
 
 
+# What a request carries from step to step (cp/workflow_dataflow.py checks who writes what; the edge's
+# edge_node/serving/workflow_state.py holds them): names, and how an error message says them.
+PROMPT, REDACTIONS, ROUTE, ANSWER = "prompt", "redactions", "route", "answer"
+FIELDS: dict[str, str] = {PROMPT: "the prompt", REDACTIONS: "the redaction counts",
+                          ROUTE: "the routing decision", ANSWER: "the answer"}
+
+
 @dataclass(frozen=True)
 class Function:
-    """An AI function the core knows how to place.
+    """An AI function the core knows how to place, and its contract as a step.
 
     ``roles`` are in order of preference; ``cost_ms`` is the placement estimate of one
     run, to which a generation step adds the chosen node's measured p50 first-token time.
+    ``reads``/``writes``: the request fields (:data:`FIELDS`) the step takes from the steps it
+    runs after, and the ones it hands on; ``needs``: reads that some earlier step must have written.
     """
 
     name: str
     roles: tuple[int, ...]
     cost_ms: float
     generates: bool = False
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
 
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in (
-    Function("desensitise", (EDGE,), 5.0),
-    Function("personalise", (EDGE,), 40.0),
-    Function("route", (EDGE,), 2.0),
-    Function("generate_edge", (EDGE,), 150.0, generates=True),
-    Function("generate_cloud", (CLOUD,), 600.0, generates=True),
+    # masks the prompt as it stands when the step runs (the concise one, or a comprehensive one)
+    Function("desensitise", (EDGE,), 5.0, reads=(PROMPT, REDACTIONS), writes=(PROMPT, REDACTIONS)),
+    Function("personalise", (EDGE,), 40.0, reads=(PROMPT,), writes=(PROMPT,)),
+    Function("route", (EDGE,), 2.0, reads=(PROMPT,), writes=(ROUTE,)),
+    # the generation steps are alternatives: the one on the routed side answers (reading ANSWER: a
+    # generation step after one that answered has nothing to do)
+    Function("generate_edge", (EDGE,), 150.0, generates=True, reads=(PROMPT, ROUTE, ANSWER), writes=(ANSWER,)),
+    Function("generate_cloud", (CLOUD,), 600.0, generates=True, reads=(PROMPT, ROUTE, ANSWER), writes=(ANSWER,)),
     # the answer goes back to the UE through the edge, so post-process there when possible
-    Function("post_process", (EDGE, CLOUD), 5.0),
+    Function("post_process", (EDGE, CLOUD), 5.0, reads=(ANSWER,), writes=(ANSWER,), needs=(ANSWER,)),
 )}
 
 

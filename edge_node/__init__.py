@@ -6,8 +6,10 @@
   engine and its batched decode, artifacts, deployment and training;
 - ``netmgmt``: the network-management task models (intent inference, popularity prediction) and
   their service;
-- ``daemon``: the wiring of all three into one server.
+- ``openai_api``: the OpenAI-compatible HTTP API, an adapter over the same generation call as the
+  gRPC servicer;
+- ``daemon``: the wiring of them all into one server.
 
-Imports point one way: ``daemon`` → ``netmgmt`` → ``model`` → ``serving`` (the quality gate builds
-its held-out prompts as serving does).
+Imports point one way: ``daemon`` → ``openai_api`` | ``netmgmt`` → ``model`` → ``serving`` (the quality
+gate builds its held-out prompts as serving does).
 """

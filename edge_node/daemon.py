@@ -13,11 +13,16 @@ from edge_node.model.ort_engine import OrtGpt2Model
 from edge_node.model.training import edge_trainer
 from edge_node.netmgmt.servicer import NetworkManagementServicer
 from edge_node.netmgmt.task_models import load_task_models, load_view_log, task_deployers, task_slots
+from edge_node.openai_api.access import HttpAccess
+from edge_node.openai_api.app import OpenAiApi
+from edge_node.openai_api.models import ModelCatalogue
+from edge_node.openai_api.sessions import SessionBinder
 from edge_node.serving.answer_cache import AnswerCache
 from edge_node.serving.cloud_calls import CloudGateway
 from edge_node.serving.cloud_peers import CloudPeers
 from edge_node.serving.data_policy import DataPolicy
 from edge_node.serving.erasure import UserData
+from edge_node.serving.generate_call import EdgeGenerate
 from edge_node.serving.knowledge import KnowledgeBase
 from edge_node.serving.personalise import Personaliser
 from edge_node.serving.pipeline import EdgePipeline, EdgeSettings
@@ -26,12 +31,14 @@ from edge_node.serving.profiles import ProfileStore, RetentionSweep
 from edge_node.serving.routing import PerformancePolicy
 from edge_node.serving.servicer import EdgeUserPlane
 from edge_node.serving.sessions import session_directory, session_owner, workflow_directory
-from netgpt.access_rules import edge_rules
+from netgpt.access_rules import edge_http_rules, edge_rules
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
 from netgpt.errors import StartupError
+from netgpt.http_server import HttpServer, TlsFiles, start_http_server
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import Service, start_server
+from netgpt.tls import Identity, Transport
 from netgpt.v1 import common_pb2, workflow_pb2_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import network_management_pb2_grpc as nm_grpc
@@ -115,10 +122,10 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     shelf, blobs, uploads = blob_sharing(config, settings.node_id)
     tasks = task_slots(await asyncio.to_thread(load_task_models, config))
     view_log = await asyncio.to_thread(load_view_log, config)
+    generate = EdgeGenerate(pipeline, slot, limits_from(config), sessions, workflows)
     server = await start_server(config.listen, [
         blobs,
-        Service("netgpt.v1.UserPlaneService", EdgeUserPlane(pipeline, slot, limits_from(config), sessions, workflows),
-                up_grpc.add_UserPlaneServiceServicer_to_server),
+        Service("netgpt.v1.UserPlaneService", EdgeUserPlane(generate), up_grpc.add_UserPlaneServiceServicer_to_server),
         Service("netgpt.v1.ProfileService", ProfileServicer(profiles, UserData(profiles, gateway)),
                 profile_grpc.add_ProfileServiceServicer_to_server),
         Service("netgpt.v1.NetworkManagementService", NetworkManagementServicer(tasks, runner, view_log),
@@ -141,6 +148,16 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         counters = gateway.counters() | transfer_counters(uploads, deployer, *deployers.tasks.values())
         return load_report(runner, deployers.served(), counters, deployers.states(), trainer.states(), shelf.held())
 
+    binder = SessionBinder(cp_grpc.ControlPlaneServiceStub(core_channel), sessions)
+    access = HttpAccess(edge_http_rules(session_owner(sessions)), secure=isinstance(who.transport, Identity))
+    try:
+        http = await start_openai_api(config, who.transport, OpenAiApi(
+            generate, ModelCatalogue(settings.node_id, slot, peers), binder, access, server.gate, settings.cells))
+    except BaseException:  # e.g. its port is taken: the gRPC server must not outlive the failed start
+        await server.stop(0)
+        await core_channel.close()
+        raise
+
     agent = ControlPlaneAgent(
         config.core, info, report,
         CommandDispatcher().on("peers_update", peers.apply)
@@ -153,4 +170,15 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     sweep.start()
     trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline,
-                      extras=[peers, core_channel, trainer, sweep, deployers], slot=slot, deployer=deployer)
+                      extras=[peers, core_channel, trainer, sweep, deployers], slot=slot, deployer=deployer, http=http)
+
+
+async def start_openai_api(config: EdgeConfig, transport: Transport, api: OpenAiApi) -> HttpServer | None:
+    """The OpenAI-compatible HTTP API on ``openai_listen`` (None when it is empty): HTTPS with the node's own
+    certificate and key, asking callers for theirs; plaintext only for an insecure (loopback) edge."""
+    if not config.openai_listen:
+        return None
+    tls = None
+    if isinstance(transport, Identity):
+        tls = TlsFiles(*(str(Path(p).expanduser()) for p in (config.tls_ca, config.tls_cert, config.tls_key)))
+    return await start_http_server(config.openai_listen, api.app(), tls, grace_s=config.grace_s)

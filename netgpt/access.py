@@ -121,17 +121,51 @@ def _principal_of_cert(pem: bytes) -> Principal:
     return Principal(name, role)
 
 
-def peer_principal(context: grpc.aio.ServicerContext) -> Principal:
-    """The verified certificate's (name, role); the TLS handshake already checked it chains to our CA."""
-    auth = context.auth_context()
-    pems = auth.get("x509_pem_cert") or []
-    if not pems:
+def certificate_principal(pem: bytes | None) -> Principal:
+    """The (name, role) of a verified client certificate (PEM); the TLS handshake already checked it
+    chains to our CA. Any server (gRPC, the edge's HTTP API) names its caller with this."""
+    if not pem:
         raise Unauthenticated("no client certificate; call with the certificate and key `netgpt pki issue` "
                               "made for you")
-    principal = _principal_of_cert(bytes(pems[0]))
+    principal = _principal_of_cert(pem)
     if not principal.name or not principal.role:
         raise Unauthenticated("client certificate names no role; issue it with `netgpt pki`")
     return principal
+
+
+def peer_principal(context: grpc.aio.ServicerContext) -> Principal:
+    """The caller of a gRPC call, from the certificate it presented."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    return certificate_principal(bytes(pems[0]) if pems else None)
+
+
+def permitted_rule(rules: Mapping[str, Rule], principal: Principal, method: str) -> Rule:
+    """``method``'s rule, once ``principal``'s role may call it (PermissionDenied otherwise; deny by default)."""
+    rule = rules.get(method)
+    if rule is None:
+        raise PermissionDenied(f"{method} is not open to any caller on this server")
+    if principal.role not in rule.roles:
+        raise PermissionDenied(f"{principal} may not call {method}; it needs role "
+                               f"{' or '.join(sorted(rule.roles))}")
+    return rule
+
+
+async def check_owner(principal: Principal, rule: Rule, request: Any, method: str) -> None:
+    """PermissionDenied unless a bound ``principal`` (a node, a UE) is the identity ``request`` is about."""
+    if rule.owner is None or principal.role not in rule.bound:
+        return
+    owner = rule.owner(request)
+    if inspect.isawaitable(owner):
+        owner = await owner
+    if owner != (principal if isinstance(owner, Principal) else principal.name):
+        raise PermissionDenied(f"{principal} may call {method} only as itself, not as {str(owner)[:64]!r}")
+
+
+async def authorize(rules: Mapping[str, Rule], principal: Principal, method: str, request: Any) -> Rule:
+    """Both checks of one call, for servers that are not gRPC (the edge's HTTP API): the role, then the owner."""
+    rule = permitted_rule(rules, principal, method)
+    await check_owner(principal, rule, request, method)
+    return rule
 
 
 def _target(request: Any, prefix: str = "", depth: int = 1) -> dict[str, str]:
@@ -179,22 +213,7 @@ class AccessInterceptor(WrappingInterceptor):
 
     async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> tuple[Principal, Rule]:
         principal = peer_principal(context)
-        rule = self.rules.get(method)
-        if rule is None:
-            raise PermissionDenied(f"{method} is not open to any caller on this server")
-        if principal.role not in rule.roles:
-            raise PermissionDenied(f"{principal} may not call {method}; it needs role "
-                                   f"{' or '.join(sorted(rule.roles))}")
-        return principal, rule
-
-    async def _check_owner(self, principal: Principal, rule: Rule, request: Any, method: str) -> None:
-        if rule.owner is None or principal.role not in rule.bound:
-            return
-        owner = rule.owner(request)
-        if inspect.isawaitable(owner):
-            owner = await owner
-        if owner != (principal if isinstance(owner, Principal) else principal.name):
-            raise PermissionDenied(f"{principal} may call {method} only as itself, not as {str(owner)[:64]!r}")
+        return principal, permitted_rule(self.rules, principal, method)
 
     def _audit(self, principal: Principal, method: str, request: Any, outcome: str, started: float) -> None:
         if self.audit is None:
@@ -217,7 +236,7 @@ class AccessInterceptor(WrappingInterceptor):
             principal, rule = await self._admit(method, context)
             if isinstance(request, Message):
                 if rejection(request) is None:  # a body that failed validation is refused inside, with its reason
-                    await self._check_owner(principal, rule, request, method)
+                    await check_owner(principal, rule, request, method)
             else:
                 request = self._checked_stream(request, principal, rule, method)
                 if rule.audit:
@@ -268,7 +287,7 @@ class AccessInterceptor(WrappingInterceptor):
 
         async def checked() -> AsyncIterator[Any]:
             async for message in requests:
-                await self._check_owner(principal, rule, message, method)
+                await check_owner(principal, rule, message, method)
                 yield message
 
         return checked() if rule.owner is not None and principal.role in rule.bound else requests

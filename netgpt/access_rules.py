@@ -1,7 +1,9 @@
 """The access table of each daemon, in one place so that it can be read (and tested) as a whole.
 
 - node (edge, cloud): register, heartbeat and answer only as itself; read models, workflows,
-  policy and sessions; fetch blobs; publish the results of its own training jobs.
+  policy and sessions; fetch blobs; publish the results of its own training jobs. An edge also
+  establishes sessions for the UEs of its OpenAI-compatible HTTP API, which it checked itself
+  (``edge_http_rules``: the same rules as its gRPC API).
 - operator: everything, each action audited (publish, deploy, rollback, policy, workflows,
   training jobs, profiles).
 - ue: establish, read and release its own sessions; generate at the edge in its own session;
@@ -26,6 +28,7 @@ from netgpt.v1 import common_pb2
 
 UE = frozenset({"ue"})
 RAN = frozenset({"ran"})
+EDGE = frozenset({"edge"})
 CP = "/netgpt.v1.ControlPlaneService/"
 CMP = "/netgpt.v1.ComputePlaneService/"
 TRAINING = "/netgpt.v1.TrainingService/"
@@ -57,7 +60,8 @@ def core_rules(session_owner: Owner) -> dict[str, Rule]:
     return {
         CP + "RegisterNode": Rule(NODES, owner=_registering),
         CP + "Heartbeat": Rule(NODES, owner=field_owner("node_id")),
-        CP + "EstablishSession": Rule(UE | OPERATOR, owner=field_owner("ue_id")),
+        # edges too: for the UEs of their HTTP API, whom the edge checked first (edge_http_rules)
+        CP + "EstablishSession": Rule(UE | OPERATOR | EDGE, owner=field_owner("ue_id"), bound=UE),
         CP + "GetSession": Rule(UE | OPERATOR | NODES, owner=session_owner, bound=UE),  # edges resolve sessions
         CP + "ReleaseSession": Rule(UE | OPERATOR, owner=session_owner),
         CP + "ListNodes": _READ,
@@ -111,9 +115,25 @@ def edge_rules(session_owner: Owner) -> dict[str, Rule]:
     }
 
 
+HTTP_MODELS = "GET /v1/models"
+
+
+def edge_http_rules(session_owner: Owner) -> dict[str, Rule]:
+    """The edge's OpenAI-compatible HTTP API (``edge_node.openai_api``): a caller may do over HTTP what
+    it may do over gRPC. Each step of an HTTP call is checked under the gRPC method it stands for:
+    generating in a session is ``Generate`` (a UE only in its own sessions), a session made on first
+    use is ``EstablishSession`` (a UE only for itself; the edge then asks the core); listing models
+    is open to the same callers."""
+    return {
+        UP + "Generate": edge_rules(session_owner)[UP + "Generate"],
+        CP + "EstablishSession": Rule(UE | OPERATOR, owner=field_owner("ue_id")),
+        HTTP_MODELS: Rule(UE | OPERATOR),
+    }
+
+
 def cloud_rules() -> dict[str, Rule]:
     """A cloud: only edges (and operators, for diagnosis) send it comprehensive prompts."""
     return {
-        UP + "Generate": Rule(frozenset({"edge"}) | OPERATOR),
+        UP + "Generate": Rule(EDGE | OPERATOR),
         BLOB + "FetchBlob": _BLOBS,
     }

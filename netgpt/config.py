@@ -111,6 +111,7 @@ class EdgeConfig(NodeConfig):
     intent_model: str = "packaged"  # GPT-2 of InferIntent: packaged | a folder | none
     popularity_log: str = ""  # view log CSV (timestamp,title) PredictPopularity reads intervals from; empty: none
     popularity_interval_s: int = 21600  # length of one interval of the view log (the research: 6 h)
+    openai_listen: str = ""  # host:port of the OpenAI-compatible HTTP API (HTTPS with the node's TLS); empty: off
 
 
 SECTIONS: dict[str, type] = {"core": CoreConfig, "cloud": CloudConfig, "edge": EdgeConfig}

@@ -60,6 +60,17 @@ class Aborted(NetGptError):
     """Could not finish for a reason that is not the caller's input (e.g. training diverged)."""
 
 
+class Internal(NetGptError):
+    """A fault of the server, not of the request (a bug): the message says where, the log has the rest."""
+
+
+def restated(exc: NetGptError, message: str) -> NetGptError:
+    """``message`` (``exc``'s own with context added, say) as an error of the nearest class of this module
+    that ``exc`` is, so it keeps its status row (a subclass elsewhere may mean more than its message)."""
+    kind = next(c for c in type(exc).__mro__ if c.__module__ == __name__ and issubclass(c, NetGptError))
+    return kind(message)
+
+
 class StartupError(Exception):
     """A daemon cannot start (bad model folder, bad config, port taken); one line for the operator."""
 

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from netgpt import tracing
 from netgpt.access import AccessInterceptor, AuditLog, Rule
 from netgpt.alloc import tune_for_transfers
-from netgpt.errors import StartupError
+from netgpt.errors import StartupError, Unavailable
 from netgpt.interceptors import Behaviour, ErrorMappingInterceptor, WrappingInterceptor
 from netgpt.metrics import DaemonMetrics
 from netgpt.tls import PLAINTEXT, Identity, Transport, is_loopback
@@ -132,13 +132,21 @@ class DrainGate(WrappingInterceptor):
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
-    async def _admit(self, context: Any) -> None:
+    def enter(self) -> None:
+        """Count a call in, or refuse it (Unavailable) once draining; every call entered must :meth:`leave`.
+        Calls that are not gRPC (the edge's HTTP API) enter here too, so one drain waits for both."""
         if self.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another node")
+            raise Unavailable("server is shutting down; retry on another node")
         self._in_flight += 1
         self._idle.clear()
 
-    def _leave(self) -> None:
+    async def _admit(self, context: Any) -> None:
+        try:
+            self.enter()
+        except Unavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    def leave(self) -> None:
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle.set()
@@ -153,7 +161,7 @@ class DrainGate(WrappingInterceptor):
                 async for item in fn(request_or_iterator, context):
                     yield item
             finally:
-                self._leave()
+                self.leave()
 
         return stream
 
@@ -163,7 +171,7 @@ class DrainGate(WrappingInterceptor):
             try:
                 return await fn(request_or_iterator, context)
             finally:
-                self._leave()
+                self.leave()
 
         return unary
 

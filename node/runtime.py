@@ -22,6 +22,7 @@ from netgpt.checkpoint.pretrained import PRETRAINED, pretrained_base
 from netgpt.config import NodeConfig
 from netgpt.engine import ModelLoadError
 from netgpt.errors import StartupError
+from netgpt.http_server import HttpServer
 from netgpt.metrics import DaemonMetrics, node_load_metrics
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import NetGptServer, Security, Service
@@ -195,6 +196,7 @@ class NodeHandle:
     extras: list[Closable] = field(default_factory=list)  # objects with an async close()
     slot: ModelSlot | None = None  # the model served now (and the previous one, for rollback)
     deployer: Deployer | None = None  # deploy/rollback commands from the core
+    http: HttpServer | None = None  # the edge's OpenAI-compatible HTTP API, when openai_listen is set
 
     @property
     def address(self) -> str:
@@ -202,7 +204,9 @@ class NodeHandle:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """NOT_SERVING and drain first, so in-flight streams finish; then leave the core."""
-        await self.server.stop(grace_s)
+        await self.server.stop(grace_s)  # its drain gate holds HTTP requests too: new ones get 503 from here on
+        if self.http is not None:
+            await self.http.close()
         await self.agent.stop()
         if self.deployer is not None:
             await self.deployer.close()

@@ -13,7 +13,7 @@ from netgpt.generation import SamplingParams
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.validate import check_request
-from up.events import Event, FellBack, Latency, PromptBuilt, Summary, Tokens
+from up.events import Event, FellBack, Latency, PromptBuilt, StepTiming, Summary, Tokens
 from up.limits import Limits, check_prompt, sampling_params
 from up.request import GenerationRequest, Ran
 
@@ -83,6 +83,8 @@ def encode_summary(summary: Summary) -> up_pb2.GenerationSummary:
         bytes_edge_to_cloud=summary.bytes_edge_to_cloud, session_id=summary.session_id,
         ai_flow_id=summary.ai_flow_id, finish_reason=summary.finish_reason, text=summary.text,
         answer_cached=summary.answer_cached, coalesced=summary.coalesced, routing_inputs=summary.routing_inputs,
+        steps=[up_pb2.StepTiming(step_id=s.step_id, function=s.function, started_ms=s.started_ms,
+                                 finished_ms=s.finished_ms, skipped=s.skipped) for s in summary.steps],
     )
     if summary.edge_model is not None:
         message.edge_model.CopyFrom(summary.edge_model)
@@ -122,4 +124,6 @@ def decode_summary(message: up_pb2.GenerationSummary) -> Summary:
         cloud_model=message.cloud_model if message.HasField("cloud_model") else None,
         finish_reason=message.finish_reason, text=message.text, answer_cached=message.answer_cached,
         coalesced=message.coalesced, routing_inputs=dict(message.routing_inputs),
+        steps=tuple(StepTiming(step_id=s.step_id, function=s.function, started_ms=s.started_ms,
+                               finished_ms=s.finished_ms, skipped=s.skipped) for s in message.steps),
     )

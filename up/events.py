@@ -49,6 +49,18 @@ class Latency:
     total_ms: float = 0.0
 
 
+@dataclass(frozen=True)
+class StepTiming:
+    """One workflow step as the edge ran it: ms since the request's workflow began; ``skipped``: why it
+    had nothing to do ("" when it ran)."""
+
+    step_id: str
+    function: str
+    started_ms: float
+    finished_ms: float
+    skipped: str = ""
+
+
 @dataclass
 class Summary:
     """The last event of every generation: where it terminated, why, and what it cost."""
@@ -70,6 +82,7 @@ class Summary:
     answer_cached: bool = False
     coalesced: bool = False
     routing_inputs: dict[str, str] = field(default_factory=dict)
+    steps: tuple[StepTiming, ...] = ()  # the edge's workflow steps, in the order they started
 
 
 Event = PromptBuilt | Tokens | FellBack | Summary

@@ -14,7 +14,7 @@ import grpc
 import structlog
 
 from netgpt.channels import open_channel
-from netgpt.node_status import least_loaded_key, models_served
+from netgpt.node_status import least_loaded_key, models_served, serving_ref
 from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -101,6 +101,10 @@ class CloudPeers:
     def usable_regions(self) -> dict[str, str]:
         """Clouds that could take a request now, by node id, with their regions."""
         return {p.node_id: p.status.info.region for p in self._peers.values() if not self._unusable(p)}
+
+    def serving_models(self) -> dict[str, common_pb2.ModelRef]:
+        """The main model of every known cloud, by node id (what the edge's model listing offers)."""
+        return {node_id: serving_ref(peer.status) for node_id, peer in sorted(self._peers.items())}
 
     def why_none(self) -> str:
         """Why :meth:`pick` found no cloud, in words for the routing detail."""

@@ -134,8 +134,8 @@ _COLUMNS = "v.cell_id, v.name, v.category, v.description, v.hours, v.keywords"
 
 
 def _venue_of(row: tuple[Any, ...]) -> Venue:
-    *fields, keywords = row
-    return Venue(*fields, keywords=tuple(keywords.split()))
+    cell_id, name, category, description, hours, keywords = row
+    return Venue(cell_id, name, category, description, hours, tuple(keywords.split()))
 
 
 def query_terms(prompt: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The ``post_process`` workflow step: tidy an answer, applied to the stream itself, not just the summary.
+"""Tidying an answer (the ``post_process`` function), applied to the stream itself, not just the summary.
 
 Tidying means: collapse whitespace, and cut a trailing unfinished sentence when a full one
 exists. Text is released sentence by sentence as tokens arrive (a finished sentence never
@@ -57,23 +57,45 @@ class SentenceStream:
         return Tokens(text=chunk, token_ids=ids, source=source)
 
 
+class StreamTidier:
+    """One answer's stream, tidied as it goes: what a generation step streams through when a
+    post_process step runs after it, and what that step finishes once the answer is complete."""
+
+    def __init__(self) -> None:
+        self._stream = SentenceStream()
+        self._source = common_pb2.NODE_ROLE_UNSPECIFIED  # until tokens name their source
+
+    def feed(self, event: Tokens | FellBack) -> Tokens | FellBack | None:
+        """What to send on for ``event`` now (None: held until more text or the end)."""
+        if isinstance(event, FellBack):
+            self._stream = SentenceStream()  # the UE discards what streamed; so do we
+            return event
+        self._source = event.source
+        return self._stream.feed(event)
+
+    def finish(self) -> Tokens | None:
+        """The tidied rest, once the answer is complete."""
+        return self._stream.finish(self._source)
+
+    @property
+    def text(self) -> str:
+        """Everything released so far: after :meth:`finish`, the tidied answer."""
+        return self._stream.sent
+
+
 async def post_processed(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
     """``events`` with token text tidied as it streams and the summary's text equal to what streamed."""
-    stream, source = SentenceStream(), common_pb2.NODE_ROLE_UNSPECIFIED  # 0 until tokens name their source
+    tidier = StreamTidier()
     async with aclosing(events) as upstream:
         async for event in upstream:
-            if isinstance(event, Tokens):
-                source = event.source
-                released = stream.feed(event)
+            if isinstance(event, Tokens | FellBack):
+                released = tidier.feed(event)
                 if released is not None:
                     yield released
-            elif isinstance(event, FellBack):
-                stream = SentenceStream()  # the UE discards what streamed; so do we
-                yield event
             elif isinstance(event, Summary):
-                rest = stream.finish(source)
+                rest = tidier.finish()
                 if rest is not None:
                     yield rest
-                yield replace(event, text=stream.sent)
+                yield replace(event, text=tidier.text)
             else:
                 yield event

@@ -30,11 +30,15 @@ class EdgeRequest:
         return self.ran.latency_budget_ms or self.request.ran.latency_budget_ms
 
     def forward_ran(self) -> Ran:
-        """The RAN context sent to the cloud: the session's cell and flow, never the UE's identity."""
+        """The RAN context sent to the cloud: the session's cell and flow, never the UE's identity.
+
+        Its QoS priority is what the cloud's scheduler admits by (1 first .. 15): a named workflow's
+        priority (the same scale), else the request's QoS if it set any, else the session's."""
         sent = self.request.ran
         qos_given = sent.priority or sent.latency_budget_ms
+        priority = self.plan.priority or (sent.priority if qos_given else self.ran.priority)
         return Ran(cell_id=self.ran.cell_id, ue_id="", slice_id=sent.slice_id or self.ran.slice_id,
-                   priority=sent.priority if qos_given else self.ran.priority,
+                   priority=priority,
                    latency_budget_ms=sent.latency_budget_ms if qos_given else self.ran.latency_budget_ms,
                    ai_flow_id=self.ran.ai_flow_id)
 

@@ -162,7 +162,7 @@ class LatencySplit(_message.Message):
     def __init__(self, personalise_ms: _Optional[float] = ..., edge_generate_ms: _Optional[float] = ..., cloud_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class GenerationSummary(_message.Message):
-    __slots__ = ("terminated_at", "reason", "reason_detail", "fallback", "latency", "prompt_tokens", "completion_tokens", "bytes_edge_to_cloud", "edge_model", "cloud_model", "session_id", "ai_flow_id", "finish_reason", "text", "answer_cached", "coalesced", "routing_inputs")
+    __slots__ = ("terminated_at", "reason", "reason_detail", "fallback", "latency", "prompt_tokens", "completion_tokens", "bytes_edge_to_cloud", "edge_model", "cloud_model", "session_id", "ai_flow_id", "finish_reason", "text", "answer_cached", "coalesced", "routing_inputs", "steps")
     class RoutingInputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,7 @@ class GenerationSummary(_message.Message):
     ANSWER_CACHED_FIELD_NUMBER: _ClassVar[int]
     COALESCED_FIELD_NUMBER: _ClassVar[int]
     ROUTING_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     terminated_at: _common_pb2.NodeRole
     reason: RouteReason
     reason_detail: str
@@ -204,4 +205,19 @@ class GenerationSummary(_message.Message):
     answer_cached: bool
     coalesced: bool
     routing_inputs: _containers.ScalarMap[str, str]
-    def __init__(self, terminated_at: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., reason: _Optional[_Union[RouteReason, str]] = ..., reason_detail: _Optional[str] = ..., fallback: _Optional[bool] = ..., latency: _Optional[_Union[LatencySplit, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., bytes_edge_to_cloud: _Optional[int] = ..., edge_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., cloud_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., session_id: _Optional[str] = ..., ai_flow_id: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., text: _Optional[str] = ..., answer_cached: _Optional[bool] = ..., coalesced: _Optional[bool] = ..., routing_inputs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    steps: _containers.RepeatedCompositeFieldContainer[StepTiming]
+    def __init__(self, terminated_at: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., reason: _Optional[_Union[RouteReason, str]] = ..., reason_detail: _Optional[str] = ..., fallback: _Optional[bool] = ..., latency: _Optional[_Union[LatencySplit, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., bytes_edge_to_cloud: _Optional[int] = ..., edge_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., cloud_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., session_id: _Optional[str] = ..., ai_flow_id: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., text: _Optional[str] = ..., answer_cached: _Optional[bool] = ..., coalesced: _Optional[bool] = ..., routing_inputs: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepTiming, _Mapping]]] = ...) -> None: ...
+
+class StepTiming(_message.Message):
+    __slots__ = ("step_id", "function", "started_ms", "finished_ms", "skipped")
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_MS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    function: str
+    started_ms: float
+    finished_ms: float
+    skipped: str
+    def __init__(self, step_id: _Optional[str] = ..., function: _Optional[str] = ..., started_ms: _Optional[float] = ..., finished_ms: _Optional[float] = ..., skipped: _Optional[str] = ...) -> None: ...

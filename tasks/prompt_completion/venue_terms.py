@@ -85,7 +85,7 @@ def _complete(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prefix
         best = _next_logprobs(model, tokenizer, [texts[i] for i in open_]).argmax(-1).tolist()
         still = []
         for i, token in zip(open_, best, strict=True):
-            piece = tokenizer.convert_ids_to_tokens(token)
+            piece = str(tokenizer.convert_ids_to_tokens(token))
             if not piece.startswith("Ġ") and piece.isalpha() and piece.islower():  # Ġ: a new word
                 texts[i] += piece
                 still.append(i)
@@ -126,7 +126,9 @@ def venue_keywords(venues: Sequence[Venue], model: PreTrainedModel, tokenizer: P
 
 def load_model() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     folder = pretrained_base().folder
-    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    model.eval()  # type: ignore[no-untyped-call]
+    return model, AutoTokenizer.from_pretrained(folder)
 
 
 def write_keywords(text: str, keywords: dict[tuple[str, str], list[str]]) -> str:
