@@ -121,12 +121,15 @@ def test_only_cloud_prompts_list_distractors_and_none_fits_the_need(datasets) ->
             assert not need.fits(venue), f"{name} fits {need.name}: not a distractor"
 
 
-def test_misread_intents_are_another_needs_and_the_answer_still_fits_the_request(datasets) -> None:
-    """Some cloud prompts carry an intent line the edge got wrong; their answer follows the request."""
-    cloud = _rows(datasets["cloud"])
+def test_misread_intents_are_another_needs_and_the_answer_still_fits_the_request(datasets, tmp_path: Path) -> None:
+    """The adapter's data: some cloud prompts carry an intent line the edge got wrong; their answer follows the
+    request. Without ``misread_share`` the lines are those of before, draw for draw."""
+    cloud = _rows(build_cloud_dataset(tmp_path / "misread.jsonl", seed=SEED, n=N, misread_share=0.2))
     misread = [row for row in cloud if row["meta"].get("misread_intent")]
     assert 0 < len(misread) < len(cloud) / 2
-    assert not any(row["meta"].get("misread_intent") for row in _rows(datasets["edge"]))
+    assert not any(row["meta"].get("misread_intent") for name in ("edge", "cloud") for row in _rows(datasets[name]))
+    assert build_cloud_dataset(tmp_path / "none.jsonl", seed=SEED, n=N, misread_share=0.0).read_bytes() == \
+        datasets["cloud"].read_bytes()
     for row in misread:
         need = NEEDS_BY_NAME[row["meta"]["need"]]
         intent = re.search(r"\nIntent: The user wants (.*)\.\nAnswer:$", row["prompt"]).group(1)

@@ -13,12 +13,14 @@ itself (completions carry none). Prompts are built exactly as the edge builds th
   ``" Harbour Fish Market, open 11:00-22:00."``.
 - cloud (b), Alpaca-style instruction answering: the comprehensive prompt (ending ``"Answer:"``) →
   ``" Try Harbour Fish Market: seafood restaurant on the quay, ..., open 11:00-22:00."``; grounded
-  only in the listed facts (the venue it names is always one of them). Every prompt lists its facts
-  in a random order, most with distractors, venues of the cell that do not fit
+  only in the listed facts (the venue it names is always one of them). A share of the prompts
+  (``distractor_share``: half for the starter LLaMA, all for the pretrained base's adapter) list
+  their facts in a random order, most with distractors, venues of the cell that do not fit
   (:meth:`Case.with_distractors`): the edge's relevance cut leaves 86 % of the prompts with one fact,
-  the fitting one, and a model trained on those alone copies the first line it is shown. A fifth of
-  the prompts carry another need's intent line (:func:`_misread_intent`): the edge's small model
-  misreads new wordings, and a cloud trained on correct intents only answers the misreading.
+  the fitting one, and a model trained on those alone copies the first line it is shown. A share
+  (``misread_share``: a fifth for the adapter) carry another need's intent line
+  (:func:`_misread_intent`): the edge's small model misreads new wordings, and a cloud trained on
+  correct intents only answers the misreading.
 
 ``meta``: source (synthetic | real), cell_id, need, kind, question (find | hours), template,
 request (the concise prompt), venue (the answer's venue), facts (the listed venues' names),
@@ -31,6 +33,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,8 +49,7 @@ if TYPE_CHECKING:
 REAL_SHARE = 0.2  # share of examples on the real knowledge base (training phrasings, or self-instruct ones)
 PREFERENCE_SHARE = 0.3  # share of examples whose user has profile preferences
 NO_INTENT_SHARE = 0.15  # share of answer prompts with an empty intent (an edge with intent_tokens=0)
-CLOUD_DISTRACTOR_SHARE = 1.0  # share of cloud prompts listing their facts shuffled, with venues that do not fit
-MISREAD_SHARE = 0.2  # share of cloud prompts whose intent line is another need's (the edge misread the request)
+CLOUD_DISTRACTOR_SHARE = 0.5  # share of cloud prompts listing their facts shuffled, with venues that do not fit
 CORPUS_EXAMPLES = 3000  # examples of each dataset in the tokenizer corpus
 PHRASINGS_SHARE = 0.3  # with self-instruct phrasings given: share of edge examples asked in their words
 Progress = Callable[[int], None]
@@ -158,8 +160,8 @@ def _misread_intent(rng: random.Random, case: Case) -> str:
     return f" {rng.choice(other.intents)}."
 
 
-def cloud_example(rng: random.Random, case: Case) -> dict[str, object]:
-    misread = rng.random() < MISREAD_SHARE
+def cloud_example(rng: random.Random, case: Case, misread_share: float = 0.0) -> dict[str, object]:
+    misread = misread_share > 0 and rng.random() < misread_share  # no draw at 0: the same lines as without
     intent = _misread_intent(rng, case) if misread else _answer_intent(rng, case)
     return {"prompt": case.prompt(intent), "completion": cloud_answer(case),
             "meta": {**case.meta("answer"), **({"misread_intent": True} if misread else {})}}
@@ -209,9 +211,12 @@ def build_edge_dataset(out: Path, seed: int, n: int, progress: Progress | None =
                                      phrasings_share=phrasings_share))
 
 
-def build_cloud_dataset(out: Path, seed: int, n: int, progress: Progress | None = None) -> Path:
-    """Dataset (b): comprehensive prompt → grounded answer, as JSONL at ``out``."""
-    return write_jsonl(out, examples(seed, n, cloud_example, "cloud", progress, CLOUD_DISTRACTOR_SHARE))
+def build_cloud_dataset(out: Path, seed: int, n: int, progress: Progress | None = None,
+                        distractor_share: float = CLOUD_DISTRACTOR_SHARE, misread_share: float = 0.0) -> Path:
+    """Dataset (b): comprehensive prompt → grounded answer, as JSONL at ``out``; ``distractor_share`` of the
+    prompts list their facts shuffled, most with distractors, ``misread_share`` carry a misread intent line."""
+    make = partial(cloud_example, misread_share=misread_share)
+    return write_jsonl(out, examples(seed, n, make, "cloud", progress, distractor_share))
 
 
 def corpus_texts(seed: int) -> list[str]:

@@ -176,7 +176,7 @@ async def evaluate_async(edge_model: str, cloud_model: str, questions: Sequence[
             gpt2, llama, CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.5, store_dir=state),
             CloudConfig(node_id="cloud-eval", listen="127.0.0.1:0"),
             EdgeConfig(node_id="edge-eval", listen="127.0.0.1:0", profiles_db=":memory:", answer_cache_ttl_s=0,
-                       coalesce=False))
+                       coalesce=False, cloud_token_timeout_s=TIMEOUT_S))  # quality, not latency: never fall back
         try:
             for q in questions:
                 others = venues.get(q.cell_id, [])

@@ -106,7 +106,9 @@ def real_cells() -> Cells:
 
 
 def real_knowledge_text() -> str:
-    return (resources.files("netgpt.assets") / "knowledge.toml").read_text(encoding="utf-8")
+    """The bundled knowledge base as the models see it: without the venues' keywords (retrieval only)."""
+    text = (resources.files("netgpt.assets") / "knowledge.toml").read_text(encoding="utf-8")
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("keywords = "))
 
 
 def synthetic_cells(seed: int, count: int = SYNTHETIC_CELLS) -> Cells:
