@@ -1,7 +1,7 @@
 """The ``netgpt`` command: builds the parser from one module per command group and runs it.
 
 Command groups, in ``--help`` order: daemons (core, cloud, edge), ask, nodes, policy, model,
-workflow, data, train, eval, intent + popularity, pki, demo, ran-sim. Each module exposes
+workflow, data, train, eval, intent + popularity, pki, token, demo, ran-sim. Each module exposes
 ``add_commands(sub)``; errors become messages and exit statuses in one place (:func:`cli.common.report_error`).
 """
 
@@ -12,11 +12,26 @@ import sys
 
 import grpc
 
-from cli import ask, daemons, data, demo_command, eval, model, netmgmt, nodes, pki, policy, ran_sim, train, workflow
+from cli import (
+    ask,
+    daemons,
+    data,
+    demo_command,
+    eval,
+    model,
+    netmgmt,
+    nodes,
+    pki,
+    policy,
+    ran_sim,
+    token,
+    train,
+    workflow,
+)
 from cli.common import report_error, use_client_identity
 from netgpt.errors import StartupError
 
-COMMAND_GROUPS = (daemons, ask, nodes, policy, model, workflow, data, train, eval, netmgmt, pki,
+COMMAND_GROUPS = (daemons, ask, nodes, policy, model, workflow, data, train, eval, netmgmt, pki, token,
                   demo_command, ran_sim)
 
 

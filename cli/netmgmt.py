@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from google.protobuf.json_format import MessageToDict
@@ -15,6 +16,7 @@ from google.protobuf.json_format import MessageToDict
 from cli.common import DEFAULT_TIMEOUT_S, Subparsers, add_core_flag, quiet, sync
 from cli.nodes import list_nodes
 from cli.view_logs import add_view_log_commands
+from edge_node.netmgmt.intent_documents import PROTO_FORMATS, render_json
 from netgpt.channels import open_channel
 from netgpt.errors import StartupError
 from netgpt.node_status import models_served
@@ -22,6 +24,8 @@ from netgpt.v1 import common_pb2
 from netgpt.v1 import network_management_pb2 as nm_pb2
 from netgpt.v1 import network_management_pb2_grpc as nm_grpc
 from netgpt.words import enum_word
+
+DOCUMENT_FORMATS = {name: value for value, name in PROTO_FORMATS.items()}  # --format word → IntentDocumentFormat
 
 
 def _edge_flags(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +39,10 @@ def add_commands(sub: Subparsers) -> None:
     intent = sub.add_parser("intent", help="read an operator's request as a structured network intent")
     intent.add_argument("text", help='e.g. "build a 10 Gbit/s connection from Access 1 to Cloud 2 with protection"')
     _edge_flags(intent)
+    intent.add_argument("--format", choices=("proto", *DOCUMENT_FORMATS), default="proto",
+                        help="proto: the structured reading (default; --json for JSON); 3gpp: a 3GPP TS 28.312 "
+                             "Intent; tmf921: a TM Forum TMF921 Intent resource (JSON on stdout; a reading that "
+                             "needs a clarification prints it on stderr and exits 3)")
     intent.set_defaults(run=quiet(sync(_intent)))
 
     popularity = sub.add_parser("popularity", help="predict which titles appear in an interval (edge caching)")
@@ -90,10 +98,17 @@ def format_reading(reply: nm_pb2.InferIntentResponse) -> str:
 
 async def _intent(args: argparse.Namespace) -> int:
     address = await edge_address(args, "gpt2-intent")
-    reply = await _call(address, "InferIntent", nm_pb2.InferIntentRequest(text=args.text))
+    request = nm_pb2.InferIntentRequest(text=args.text, document_format=DOCUMENT_FORMATS.get(
+        args.format, nm_pb2.INTENT_DOCUMENT_FORMAT_UNSPECIFIED))
+    reply = await _call(address, "InferIntent", request)
     assert isinstance(reply, nm_pb2.InferIntentResponse)
-    print(json.dumps(MessageToDict(reply, preserving_proto_field_name=True), indent=2) if args.json
-          else format_reading(reply))
+    if args.format == "proto":
+        print(json.dumps(MessageToDict(reply, preserving_proto_field_name=True), indent=2) if args.json
+              else format_reading(reply))
+    elif reply.needs_clarification:  # no document: the question goes where a script's reader sees it
+        print(format_reading(reply), file=sys.stderr)
+    else:  # an edge from before documents leaves reply.document empty: render the same document here
+        print(reply.document or render_json(reply.intent, args.format))
     return 0 if not reply.needs_clarification else 3
 
 

@@ -27,6 +27,7 @@ from node.runtime import (
     NodeHandle,
     advertise_model,
     advertised_address,
+    advertised_token_address,
     blob_sharing,
     limits_from,
     load_report,
@@ -84,7 +85,7 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
     ], interceptors, security=who.security(config, cloud_rules()), metrics=node_metrics(config))
     info = common_pb2.NodeInfo(
         node_id=node_id, role=common_pb2.NODE_ROLE_CLOUD,
-        address=advertised_address(config, server),
+        address=advertised_address(config, server), token_address=advertised_token_address(config, server),
         region=config.region,
         capabilities=common_pb2.Capabilities(
             accelerator=model.device, runtime=f"torch/{model.dtype}", max_concurrency=slots,

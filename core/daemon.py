@@ -24,15 +24,17 @@ from cp.ran_servicer import RanServicer
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable, sweep_periodically
+from cp.ue_tokens import UeTokenAuthority
 from cp.workflow_servicer import WorkflowServicer
 from netgpt.access import AuditLog
 from netgpt.access_rules import core_rules
 from netgpt.config import CoreConfig
 from netgpt.errors import StartupError
 from netgpt.metrics import DaemonMetrics, core_metrics
-from netgpt.server import NetGptServer, Security, Service, start_server
+from netgpt.server import NetGptServer, Security, Service, daemon_security, start_server
 from netgpt.tasks import cancel_and_wait
 from netgpt.tls import daemon_transport
+from netgpt.ue_tokens import KEY_FILE, MAX_TTL_S, UeTokenSigner
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import ran_pb2_grpc
@@ -49,6 +51,7 @@ class CoreHandle:
     registry: NodeRegistry
     sessions: SessionTable
     store: ModelStore
+    tokens: UeTokenAuthority
     workflows: WorkflowTable
     policies: PolicyBook
     stores: CoreStores  # workflows, routing policy, sessions, training jobs: one SQLite file
@@ -71,7 +74,10 @@ class CoreHandle:
 async def start_core(config: CoreConfig) -> CoreHandle:
     if config.session_ttl_s < 0:
         raise StartupError(f"session_ttl_s must be >= 0 (0: sessions never expire); got {config.session_ttl_s:g}")
+    if not 0 < config.ue_token_ttl_s <= MAX_TTL_S:
+        raise StartupError(f"ue_token_ttl_s must be > 0 and at most {MAX_TTL_S:g}; got {config.ue_token_ttl_s:g}")
     store_dir = Path(config.store_dir).expanduser() if config.store_dir else default_store_dir()
+    signer = ue_token_signer(config, store_dir)
     stores = open_stores(config.state_db, store_dir)  # workflows, routing policy, sessions, jobs: restored here
     try:
         registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s)
@@ -81,7 +87,8 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         store = ModelStore(store_dir)
         uploads = UploadBudget(CORE_UPLOAD_STREAMS)
         jobs = JobBook(registry, store, stores.jobs)
-        server = await _serve(config, registry, sessions, workflows, policies, store, uploads, jobs)
+        tokens = UeTokenAuthority(signer, registry, config.ue_token_ttl_s, stores.revocations)
+        server = await _serve(config, registry, sessions, workflows, policies, store, uploads, jobs, tokens)
     except BaseException:
         stores.close()
         raise
@@ -92,15 +99,23 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         server.metrics.add(lambda: core_metrics(registry.statuses, lambda: len(sessions), lambda: uploads.bytes_served))
         server.serve_metrics(config.metrics_listen)
     sweeper = asyncio.create_task(sweep_periodically(sessions), name="core-session-sweeper")
-    return CoreHandle(server, registry, sessions, store, workflows, policies, stores, sweeper, uploads)
+    return CoreHandle(server, registry, sessions, store, tokens, workflows, policies, stores, sweeper, uploads)
+
+
+def ue_token_signer(config: CoreConfig, store_dir: Path) -> UeTokenSigner:
+    """The key UE tokens are signed with: ``ue_token_key`` as given, else one made once in the store dir."""
+    if config.ue_token_key:
+        return UeTokenSigner.from_file(Path(config.ue_token_key).expanduser())
+    return UeTokenSigner.from_file(store_dir / KEY_FILE, create=True)
 
 
 async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTable, workflows: WorkflowTable,
-                 policies: PolicyBook, store: ModelStore, uploads: UploadBudget, jobs: JobBook) -> NetGptServer:
+                 policies: PolicyBook, store: ModelStore, uploads: UploadBudget, jobs: JobBook,
+                 tokens: UeTokenAuthority) -> NetGptServer:
     return await start_server(config.listen, [
-        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies),
+        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies, tokens),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
-        Service("netgpt.v1.RanService", RanServicer(RanView(registry, sessions)),  # UE mobility, cell load, 5QI
+        Service("netgpt.v1.RanService", RanServicer(RanView(registry, sessions), tokens),  # mobility, load, UE tokens
                 ran_pb2_grpc.add_RanServiceServicer_to_server),
         Service("netgpt.v1.ComputePlaneService",
                 ComputePlaneServicer(registry, store,
@@ -110,11 +125,12 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
         Service("netgpt.v1.WorkflowService", WorkflowServicer(workflows),
                 wf_grpc.add_WorkflowServiceServicer_to_server),
         Service("netgpt.v1.TrainingService", TrainingServicer(jobs), tr_grpc.add_TrainingServiceServicer_to_server),
-    ], [ZeroCopyChunks()], security=_security(config, sessions, store),
+    ], [ZeroCopyChunks()], security=_security(config, sessions, store, tokens),
         metrics=DaemonMetrics() if config.metrics_listen else None)
 
 
-def _security(config: CoreConfig, sessions: SessionTable, store: ModelStore) -> Security:
+def _security(config: CoreConfig, sessions: SessionTable, store: ModelStore, tokens: UeTokenAuthority) -> Security:
     transport = daemon_transport(config, "core", "core")
     audit = Path(config.audit_log).expanduser() if config.audit_log else store.root / "audit.jsonl"
-    return Security(transport, core_rules(lambda request: sessions.get(request.session_id).ue_id), AuditLog(audit))
+    return daemon_security(config, transport, core_rules(lambda request: sessions.get(request.session_id).ue_id),
+                           AuditLog(audit), tokens.verifier)

@@ -1,6 +1,7 @@
 """The core's one durable store: a SQLite file holding everything the core must not lose (applied
-workflows, routing policies, AI sessions, fine-tuning jobs), each behind the protocol of the plane
-that owns it (``cp.state_db.CoreState``, ``cmp.job_store.JobStore``).
+workflows, routing policies, AI sessions, fine-tuning jobs, UE token revocations), each behind the
+protocol of the plane that owns it (``cp.state_db.CoreState``, ``cmp.job_store.JobStore``,
+``cp.ue_token_store.RevocationStore``).
 
 The file has one schema version and one migration path, :func:`migrations`: version N is the
 N-th step, so steps are only ever appended. A file an older core wrote is brought up to date on
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from cmp.job_store import JobStore, MemoryJobStore, SqliteJobStore, jobs_table
 from cp.state_db import CREATE_TABLES, SESSION_UES, CoreState, MemoryState, SqliteState
+from cp.ue_token_store import REVOCATIONS_TABLE, MemoryRevocations, RevocationStore, SqliteRevocations
 from netgpt.sqlite_db import Migration, SqliteDb
 
 STATE_FILE = "core.sqlite"  # inside the store dir unless ``state_db`` names another file
@@ -27,6 +29,7 @@ def migrations(legacy_jobs: Path | None = None) -> tuple[Migration, ...]:
         CREATE_TABLES,  # 1: workflows, routing policies, sessions
         SESSION_UES,  # 2: sessions.ue_id (the sessions of a UE, for handovers)
         jobs_table(legacy_jobs),  # 3: training jobs, with those an older core kept as files
+        REVOCATIONS_TABLE,  # 4: UE token revocations (detached UEs)
     )
 
 
@@ -39,6 +42,7 @@ class CoreStores:
 
     state: CoreState
     jobs: JobStore
+    revocations: RevocationStore
     db: SqliteDb | None = None
 
     @property
@@ -58,6 +62,6 @@ def open_db(path: Path, legacy_jobs: Path | None = None) -> SqliteDb:
 def open_stores(state_db: str, store_dir: Path) -> CoreStores:
     """``:memory:`` → nothing kept; empty → ``core.sqlite`` in the store dir; else that file."""
     if state_db == ":memory:":
-        return CoreStores(MemoryState(), MemoryJobStore())
+        return CoreStores(MemoryState(), MemoryJobStore(), MemoryRevocations())
     db = open_db(Path(state_db).expanduser() if state_db else store_dir / STATE_FILE, store_dir / LEGACY_JOBS_DIR)
-    return CoreStores(SqliteState(db), SqliteJobStore(db), db)
+    return CoreStores(SqliteState(db), SqliteJobStore(db), SqliteRevocations(db), db)

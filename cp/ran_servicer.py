@@ -1,10 +1,13 @@
-"""RanService: thin gRPC layer over the core's RAN view (:mod:`cp.ran`), with its proto conversions."""
+"""RanService: thin gRPC layer over the core's RAN view (:mod:`cp.ran`) and its UE tokens
+(:mod:`cp.ue_tokens`), with its proto conversions."""
 
 from __future__ import annotations
 
 import grpc
 
-from cp.ran import CellLoadReport, CellView, Mobility, RanView, Reanchored, UeState
+from cp.ran import CellLoadReport, CellView, RanView, Reanchored, UeState
+from cp.ue_tokens import UeTokenAuthority
+from netgpt.ue_tokens import IssuedToken
 from netgpt.v1 import ran_pb2, ran_pb2_grpc
 
 
@@ -33,31 +36,44 @@ def encode_cell(cell: CellView) -> ran_pb2.CellStatus:
     return message
 
 
+def encode_token(issued: IssuedToken) -> ran_pb2.UeToken:
+    message = ran_pb2.UeToken(token=issued.token, token_id=issued.claims.token_id)
+    message.expires_at.FromNanoseconds(_timestamp_ns(issued.claims.expires_at))
+    return message
+
+
 def decode_loads(request: ran_pb2.ReportCellLoadRequest) -> list[CellLoadReport]:
     return [CellLoadReport(c.cell_id, c.prb_utilization, c.connected_ues) for c in request.cells]
 
 
-def _handover_response(done: Mobility) -> ran_pb2.HandoverUeResponse:
-    return ran_pb2.HandoverUeResponse(ue=encode_ue(done.ue), reanchored=encode_reanchored(done.reanchored),
-                                      reanchor_ms=done.reanchor_ms)
-
-
 class RanServicer(ran_pb2_grpc.RanServiceServicer):
-    def __init__(self, ran: RanView) -> None:
+    """``tokens``: the UE tokens attach and handover hand out and detach revokes (None: none are issued)."""
+
+    def __init__(self, ran: RanView, tokens: UeTokenAuthority | None = None) -> None:
         self.ran = ran
+        self.tokens = tokens
+
+    def _token(self, ue: UeState) -> ran_pb2.UeToken | None:
+        return None if self.tokens is None else encode_token(self.tokens.issue(ue.ue_id, ue.cell_id, ue.slice_id))
 
     async def AttachUe(self, request: ran_pb2.AttachUeRequest,
                        context: grpc.aio.ServicerContext) -> ran_pb2.AttachUeResponse:
         done = self.ran.attach(request.ue_id, request.cell_id, request.slice_id, request.five_qi)
-        return ran_pb2.AttachUeResponse(ue=encode_ue(done.ue), reanchored=encode_reanchored(done.reanchored))
+        return ran_pb2.AttachUeResponse(ue=encode_ue(done.ue), reanchored=encode_reanchored(done.reanchored),
+                                        token=self._token(done.ue))
 
     async def HandoverUe(self, request: ran_pb2.HandoverUeRequest,
                          context: grpc.aio.ServicerContext) -> ran_pb2.HandoverUeResponse:
-        return _handover_response(self.ran.handover(request.ue_id, request.target_cell_id, request.source_cell_id))
+        done = self.ran.handover(request.ue_id, request.target_cell_id, request.source_cell_id)
+        return ran_pb2.HandoverUeResponse(ue=encode_ue(done.ue), reanchored=encode_reanchored(done.reanchored),
+                                          reanchor_ms=done.reanchor_ms, token=self._token(done.ue))
 
     async def DetachUe(self, request: ran_pb2.DetachUeRequest,
                        context: grpc.aio.ServicerContext) -> ran_pb2.DetachUeResponse:
-        return ran_pb2.DetachUeResponse(released_session_ids=self.ran.detach(request.ue_id, request.keep_sessions))
+        released = self.ran.detach(request.ue_id, request.keep_sessions)
+        if self.tokens is not None:
+            self.tokens.revoke(request.ue_id)
+        return ran_pb2.DetachUeResponse(released_session_ids=released)
 
     async def GetUe(self, request: ran_pb2.GetUeRequest,
                     context: grpc.aio.ServicerContext) -> ran_pb2.GetUeResponse:

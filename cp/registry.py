@@ -88,6 +88,13 @@ class NodeRegistry:
             command.command_id = uuid.uuid4().hex
         self.get(node_id).pending.append(command)
 
+    def queue_replacing(self, node_id: str, command: control_plane_pb2.NodeCommand) -> None:
+        """Queue ``command`` in place of any undelivered command of its kind: it carries the whole state."""
+        entry = self.get(node_id)
+        kind = command.WhichOneof("command")
+        entry.pending = [c for c in entry.pending if c.WhichOneof("command") != kind]
+        self.queue_command(node_id, command)
+
     def broadcast_peers(self) -> None:
         """Tell every edge which cloud nodes exist now (delivered with its next heartbeat)."""
         for entry in list(self._nodes.values()):
@@ -101,8 +108,7 @@ class NodeRegistry:
         heartbeat intervals older than the cloud's own last report.
         """
         peers = control_plane_pb2.PeersUpdate(cloud_nodes=self.statuses(common_pb2.NODE_ROLE_CLOUD))
-        edge.pending = [c for c in edge.pending if not c.HasField("peers_update")]
-        self.queue_command(edge.info.node_id, control_plane_pb2.NodeCommand(peers_update=peers))
+        self.queue_replacing(edge.info.node_id, control_plane_pb2.NodeCommand(peers_update=peers))
 
     def statuses(self, role: int = common_pb2.NODE_ROLE_UNSPECIFIED) -> list[common_pb2.NodeStatus]:
         return [self.status(e) for e in self._entries(role)]

@@ -10,6 +10,7 @@ import structlog
 from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
 from cp.sessions import SessionTable
+from cp.ue_tokens import UeTokenAuthority
 from netgpt.errors import InvalidArgument
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
@@ -18,15 +19,19 @@ log = structlog.get_logger(__name__)
 
 
 class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
-    def __init__(self, registry: NodeRegistry, sessions: SessionTable, policies: PolicyBook) -> None:
+    def __init__(self, registry: NodeRegistry, sessions: SessionTable, policies: PolicyBook,
+                 tokens: UeTokenAuthority | None = None) -> None:
         self.registry = registry
         self.sessions = sessions
         self.policies = policies
+        self.tokens = tokens
 
     async def RegisterNode(self, request: cp_pb2.RegisterNodeRequest,
                            context: grpc.aio.ServicerContext) -> cp_pb2.RegisterNodeResponse:
         node_id = self.registry.register(request.node)
         self.policies.on_register(node_id)
+        if self.tokens is not None:
+            self.tokens.on_register(node_id)  # the keys UE tokens are checked with, and the revocations
         log.info("node.registered", node_id=node_id, role=request.node.role, address=request.node.address,
                  cells=list(request.node.cell_ids))
         interval_ms = int(self.registry.heartbeat_interval_s * 1000)

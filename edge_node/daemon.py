@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import cast
 
 from cp.agent import ControlPlaneAgent
+from cp.ue_tokens import decode_state
 from edge_node.model.deployer import edge_deployer
 from edge_node.model.ort_engine import OrtGpt2Model
 from edge_node.model.training import edge_trainer
@@ -39,6 +40,7 @@ from netgpt.http_server import HttpServer, TlsFiles, start_http_server
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import Service, start_server
 from netgpt.tls import Identity, Transport
+from netgpt.ue_tokens import UeTokenVerifier
 from netgpt.v1 import common_pb2, workflow_pb2_grpc
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import network_management_pb2_grpc as nm_grpc
@@ -50,6 +52,7 @@ from node.runtime import (
     NodeHandle,
     advertise_model,
     advertised_address,
+    advertised_token_address,
     blob_sharing,
     data_dir,
     limits_from,
@@ -123,6 +126,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     tasks = task_slots(await asyncio.to_thread(load_task_models, config))
     view_log = await asyncio.to_thread(load_view_log, config)
     generate = EdgeGenerate(pipeline, slot, limits_from(config), sessions, workflows)
+    tokens = UeTokenVerifier()  # UEs call with a token instead of a certificate; keys and revocations from the core
     server = await start_server(config.listen, [
         blobs,
         Service("netgpt.v1.UserPlaneService", EdgeUserPlane(generate), up_grpc.add_UserPlaneServiceServicer_to_server),
@@ -130,10 +134,10 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
                 profile_grpc.add_ProfileServiceServicer_to_server),
         Service("netgpt.v1.NetworkManagementService", NetworkManagementServicer(tasks, runner, view_log),
                 nm_grpc.add_NetworkManagementServiceServicer_to_server),
-    ], security=who.security(config, edge_rules(session_owner(sessions))), metrics=node_metrics(config))
+    ], security=who.security(config, edge_rules(session_owner(sessions)), tokens), metrics=node_metrics(config))
     info = common_pb2.NodeInfo(
         node_id=settings.node_id, role=common_pb2.NODE_ROLE_EDGE, address=advertised_address(config, server),
-        region=config.region, cell_ids=config.cells,
+        token_address=advertised_token_address(config, server), region=config.region, cell_ids=config.cells,
         capabilities=common_pb2.Capabilities(
             accelerator=model.provider, runtime="onnxruntime", max_concurrency=config.max_concurrency),
     )
@@ -149,7 +153,8 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         return load_report(runner, deployers.served(), counters, deployers.states(), trainer.states(), shelf.held())
 
     binder = SessionBinder(cp_grpc.ControlPlaneServiceStub(core_channel), sessions)
-    access = HttpAccess(edge_http_rules(session_owner(sessions)), secure=isinstance(who.transport, Identity))
+    access = HttpAccess(edge_http_rules(session_owner(sessions)), secure=isinstance(who.transport, Identity),
+                        tokens=tokens)
     try:
         http = await start_openai_api(config, who.transport, OpenAiApi(
             generate, ModelCatalogue(settings.node_id, slot, peers), binder, access, server.gate, settings.cells))
@@ -163,6 +168,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         CommandDispatcher().on("peers_update", peers.apply)
         .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
         .on("sessions_moved", lambda command: sessions.forget(command.sessions_moved.session_ids))
+        .on("ue_tokens", lambda command: tokens.apply(decode_state(command.ue_tokens)))
         .on("deploy", deployers.handle).on("rollback", deployers.handle)
         .on("start_training", trainer.handle).on("cancel_training", trainer.handle), who.transport)
     agent.start()

@@ -1,12 +1,15 @@
 """Who may call what: certificate roles checked by one server interceptor, and the audit log.
 
 The caller's identity is the certificate it presented in the mutual-TLS handshake (``netgpt.pki``:
-common name = who, organisational unit = role). Each daemon serves a table of
-:class:`Rule` per method — deny by default — and the interceptor checks, before the servicer
-runs: a verified peer (else UNAUTHENTICATED), a role the rule allows (else PERMISSION_DENIED),
+common name = who, organisational unit = role) or, without one, a UE token in ``authorization:
+Bearer`` (:mod:`netgpt.ue_tokens`: role ``ue``, the token's UE id as the name). Each daemon serves a
+table of :class:`Rule` per method — deny by default — and the interceptor checks, before the servicer
+runs: a verified peer or token (else UNAUTHENTICATED), a role the rule allows (else PERMISSION_DENIED),
 and for roles bound to an identity (a node, a UE) that the request is about *that* identity
 (its ``node_id``, ``ue_id``, ``user_id``, or the owner of the session it names). Operators are
 not bound: they act for anyone, and every operator action is written to the audit log.
+Health checks and reflection are open to any authenticated caller, health also to anonymous ones
+unless configured otherwise (a probe on a daemon's ``token_listen`` port has no certificate).
 """
 
 from __future__ import annotations
@@ -33,25 +36,29 @@ from netgpt.interceptors import Behaviour, WrappingInterceptor, rejection
 from netgpt.pki import NODE_ROLES, subject_of
 from netgpt.status import status_code
 from netgpt.tls import Identity, Transport
+from netgpt.ue_tokens import UeClaims, UeTokenVerifier, bearer_token
 
 log = structlog.get_logger(__name__)
 
 OPERATOR = frozenset({"operator"})
 NODES = frozenset(NODE_ROLES)
 BOUND_ROLES = frozenset({*NODE_ROLES, "ue"})  # roles that may act only as themselves
-_UNGUARDED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")  # any verified peer may probe
+HEALTH = "/grpc.health.v1."
+REFLECTION = "/grpc.reflection."
 
 
 @dataclass(frozen=True)
 class Principal:
     name: str
     role: str
+    token: UeClaims | None = field(default=None, compare=False, repr=False)  # a UE that called with a token
 
     def __str__(self) -> str:
         return f"{self.role}:{self.name}" if self.role else "anonymous"
 
 
 DEVELOPMENT = Principal("", "")  # plaintext loopback development: nobody is checked
+ANONYMOUS = DEVELOPMENT  # an unauthenticated health probe
 _current: contextvars.ContextVar[Principal] = contextvars.ContextVar("netgpt_principal", default=DEVELOPMENT)
 
 
@@ -133,10 +140,30 @@ def certificate_principal(pem: bytes | None) -> Principal:
     return principal
 
 
-def peer_principal(context: grpc.aio.ServicerContext) -> Principal:
-    """The caller of a gRPC call, from the certificate it presented."""
+def caller_principal(pem: bytes | None, authorization: str | None, tokens: UeTokenVerifier | None) -> Principal:
+    """Who calls: the verified client certificate when there is one, else the UE token of an
+    ``authorization: Bearer`` value (a ``ue`` named as the token says); Unauthenticated with neither.
+    gRPC and the edge's HTTP API name their callers with this."""
+    if pem:
+        return certificate_principal(pem)
+    token = bearer_token(authorization)
+    if token is None:
+        raise Unauthenticated("no client certificate and no UE token: call with the certificate and key "
+                              "`netgpt pki issue` made for you, or as a UE with 'authorization: Bearer <token>' "
+                              "(RanService.AttachUe hands the RAN one)")
+    if tokens is None:
+        raise Unauthenticated("this server takes no UE tokens; call with a client certificate")
+    claims = tokens.verify(token)
+    return Principal(claims.ue_id, "ue", claims)
+
+
+def peer_principal(context: grpc.aio.ServicerContext, tokens: UeTokenVerifier | None = None) -> Principal:
+    """The caller of a gRPC call: the certificate it presented, else its UE token."""
     pems = context.auth_context().get("x509_pem_cert") or []
-    return certificate_principal(bytes(pems[0]) if pems else None)
+    metadata = dict(context.invocation_metadata() or ())
+    authorization = metadata.get("authorization")
+    return caller_principal(bytes(pems[0]) if pems else None,
+                            authorization if isinstance(authorization, str) else None, tokens)
 
 
 def permitted_rule(rules: Mapping[str, Rule], principal: Principal, method: str) -> Rule:
@@ -199,20 +226,43 @@ class _FirstMessage:
             yield message
 
 
+PROBE = Rule(roles=frozenset())  # health and reflection: who may call is ProbeAccess's, not a role's
+
+
+@dataclass(frozen=True)
+class ProbeAccess:
+    """Whether health checks and reflection answer callers without a certificate or token (on a
+    ``token_listen`` port): health by default (load balancers, kubelets), reflection not (it lists
+    the API)."""
+
+    anonymous_health: bool = True
+    anonymous_reflection: bool = False
+
+    def anonymous(self, method: str) -> bool:
+        return self.anonymous_health if method.startswith(HEALTH) else self.anonymous_reflection
+
+
 @dataclass
 class AccessInterceptor(WrappingInterceptor):
-    """Checks every ``/netgpt.*`` call against ``rules``; on a plaintext server, only logs who is unchecked."""
+    """Checks every call of a TLS server: ``/netgpt.*`` against ``rules``, health and reflection as
+    :class:`ProbeAccess` says; a plaintext server checks nobody."""
 
     rules: Mapping[str, Rule]
     transport: Transport
     audit: AuditLog | None = None
+    tokens: UeTokenVerifier | None = None  # None: UE tokens are refused (UNAUTHENTICATED)
+    probes: ProbeAccess = field(default_factory=ProbeAccess)
     _warned: bool = field(default=False, repr=False)
 
     def covers(self, method: str) -> bool:
-        return isinstance(self.transport, Identity) and not method.startswith(_UNGUARDED_PREFIXES)
+        return isinstance(self.transport, Identity)
 
     async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> tuple[Principal, Rule]:
-        principal = peer_principal(context)
+        if method.startswith((HEALTH, REFLECTION)):
+            if self.probes.anonymous(method):
+                return ANONYMOUS, PROBE
+            return peer_principal(context, self.tokens), PROBE
+        principal = peer_principal(context, self.tokens)
         return principal, permitted_rule(self.rules, principal, method)
 
     def _audit(self, principal: Principal, method: str, request: Any, outcome: str, started: float) -> None:

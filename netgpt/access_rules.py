@@ -6,12 +6,14 @@
   (``edge_http_rules``: the same rules as its gRPC API).
 - operator: everything, each action audited (publish, deploy, rollback, policy, workflows,
   training jobs, profiles).
-- ue: establish, read and release its own sessions; generate at the edge in its own session;
-  read, update and delete its own profile.
+- ue (a UE certificate, or a UE token the RAN got at attach: ``netgpt.ue_tokens``): establish, read
+  and release its own sessions; generate at the edge in its own session; read, update and delete its
+  own profile.
 - network management at the edge: operators infer intents; operators, the RAN and nodes predict
   popularity (a content cache deciding what to prefetch).
 - ran (a testbed, a RIC xApp, a simulator): report UE attach, handover and detach and cell load
-  for any UE (not bound: the RAN speaks for its UEs). Operators may too. RAN events are frequent
+  for any UE (not bound: the RAN speaks for its UEs), getting a UE token with each attach and
+  handover; a detach revokes the UE's tokens. Operators may too. RAN events are frequent
   (a handover per UE every few seconds) and telemetry-like: they go to the structlog ``ran.*``
   events, not the fsynced audit log.
 

@@ -9,7 +9,7 @@ import grpc
 from netgpt import tracing
 from netgpt.errors import StartupError
 from netgpt.server import MAX_MESSAGE_BYTES
-from netgpt.tls import Identity, Transport
+from netgpt.tls import Bearer, Identity, Transport
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -69,12 +69,13 @@ def default_transport() -> Transport:
     return _default[0]
 
 
-def open_channel(address: str, transport: Transport | None = None) -> grpc.aio.Channel:
+def open_channel(address: str, transport: Transport | Bearer | None = None) -> grpc.aio.Channel:
     """An aio channel to ``address`` (host:port) with the project defaults: mutual TLS with
-    ``transport``'s certificate (the process default when None), or plaintext when it is PLAINTEXT."""
+    ``transport``'s certificate (the process default when None), TLS with a UE token (:class:`Bearer`,
+    to a ``token_listen`` port), or plaintext when it is PLAINTEXT."""
     transport = default_transport() if transport is None else transport
     traced = tracing.client_interceptors()  # the caller's trace context goes out as traceparent
-    if isinstance(transport, Identity):
+    if isinstance(transport, Identity | Bearer):
         return grpc.aio.secure_channel(address, transport.channel_credentials(), options=CHANNEL_OPTIONS,
                                        interceptors=traced)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=traced)

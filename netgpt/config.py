@@ -33,6 +33,9 @@ class DaemonSettings:
     metrics_listen: str = ""  # host:port of a Prometheus /metrics endpoint; empty: off
     audit_log: str = ""  # operator actions as JSON lines; empty: audit.jsonl in the store (core) or data dir (nodes)
     otlp_endpoint: str = ""  # host:port of an OpenTelemetry collector (OTLP/gRPC) to export spans to; empty: none
+    token_listen: str = ""  # host:port of a second gRPC port, TLS without client certificates (UE tokens, probes)
+    anonymous_health: bool = True  # on token_listen, health checks answer callers without a certificate or token
+    anonymous_reflection: bool = False  # on token_listen, reflection answers them too
 
 
 @dataclass
@@ -43,6 +46,8 @@ class CoreConfig(DaemonSettings):
     state_db: str = ""  # workflows, policy, sessions, training jobs; "": core.sqlite in store_dir; ":memory:": not kept
     session_ttl_s: float = 3600.0  # a session not looked up for this long expires; 0: never
     peer_sources: int = 8  # peers a deploy lists per node to fetch from; 0: every node fetches from the core
+    ue_token_key: str = ""  # ES256 key (PEM) UE tokens are signed with; empty: ue-token-key.pem in store_dir, made once
+    ue_token_ttl_s: float = 3600.0  # lifetime of the UE tokens AttachUe and HandoverUe hand out (at most 86400)
     grace_s: float = 5.0
     log_level: str = "info"
 

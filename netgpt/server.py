@@ -15,12 +15,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from netgpt import tracing
-from netgpt.access import AccessInterceptor, AuditLog, Rule
+from netgpt.access import AccessInterceptor, AuditLog, ProbeAccess, Rule
 from netgpt.alloc import tune_for_transfers
+from netgpt.config import DaemonSettings
 from netgpt.errors import StartupError, Unavailable
 from netgpt.interceptors import Behaviour, ErrorMappingInterceptor, WrappingInterceptor
 from netgpt.metrics import DaemonMetrics
 from netgpt.tls import PLAINTEXT, Identity, Transport, is_loopback
+from netgpt.ue_tokens import UeTokenVerifier
 
 log = structlog.get_logger(__name__)
 
@@ -186,6 +188,7 @@ class NetGptServer:
     gate: DrainGate = field(default_factory=DrainGate)
     metrics: DaemonMetrics | None = None  # the daemon's Prometheus registry, when it serves one
     metrics_port: int = 0
+    token_port: int = 0  # the port for callers without a client certificate (token_listen); 0: none
 
     def serve_metrics(self, address: str) -> None:
         """Start ``/metrics`` on ``address`` (after the daemon registered its collectors)."""
@@ -196,6 +199,11 @@ class NetGptServer:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def token_address(self) -> str:
+        """host:port of the token port ("" when there is none)."""
+        return f"{self.host}:{self.token_port}" if self.token_port else ""
 
     async def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -227,20 +235,41 @@ class NetGptServer:
 
 @dataclass(frozen=True)
 class Security:
-    """How a server admits callers: its TLS identity (or plaintext), the access table, the audit log."""
+    """How a server admits callers: its TLS identity (or plaintext), the access table, the audit log,
+    and for callers without a client certificate: the UE token check and the second port they call.
+
+    ``token_listen`` is a port with server-authenticated TLS only. grpcio's Python server can require a
+    client certificate or not ask for one at all (``require_client_auth=False`` sends no certificate
+    request, so certificates never arrive): asking without requiring is not possible on one port. So
+    the main port keeps mutual TLS, and callers without a certificate (UEs with a token, anonymous
+    health probes) use this one, where every other call gets UNAUTHENTICATED from the access check.
+    """
 
     transport: Transport
     rules: Mapping[str, Rule] = field(default_factory=dict)
     audit: AuditLog | None = None
+    tokens: UeTokenVerifier | None = None
+    token_listen: str = ""  # host:port; empty: no such port
+    probes: ProbeAccess = field(default_factory=ProbeAccess)
 
 
 DEVELOPMENT = Security(PLAINTEXT)  # loopback only; what servicer-level tests use
 
 
-def _bind(server: grpc.aio.Server, address: str, transport: Transport) -> int:
+def daemon_security(settings: DaemonSettings, transport: Transport, rules: Mapping[str, Rule], audit: AuditLog,
+                    tokens: UeTokenVerifier | None = None) -> Security:
+    """A daemon's :class:`Security` from its settings (token port, anonymous probes)."""
+    return Security(transport, rules, audit, tokens, settings.token_listen,
+                    ProbeAccess(settings.anonymous_health, settings.anonymous_reflection))
+
+
+def _bind(server: grpc.aio.Server, address: str, transport: Transport, client_certificates: bool = True) -> int:
     if isinstance(transport, Identity):
-        port: int = server.add_secure_port(address, transport.server_credentials())
+        credentials = transport.server_credentials() if client_certificates else transport.token_server_credentials()
+        port: int = server.add_secure_port(address, credentials)
         return port
+    if not client_certificates:
+        raise StartupError(f"token_listen {address}: a port for UE tokens needs TLS; give the daemon TLS material")
     if not is_loopback(address):
         raise StartupError(f"refusing to serve plaintext on {address}: give the daemon TLS material "
                            "(--tls-ca/--tls-cert/--tls-key) or listen on loopback with --insecure")
@@ -263,7 +292,8 @@ async def start_server(address: str, services: Sequence[Service],
     """
     tune_for_transfers()  # every daemon streams artifacts (the core's store, the nodes' blobs)
     gate = DrainGate()  # outermost: a draining server refuses new work before auth or anything else runs
-    access = AccessInterceptor(rules=security.rules, transport=security.transport, audit=security.audit)
+    access = AccessInterceptor(rules=security.rules, transport=security.transport, audit=security.audit,
+                               tokens=security.tokens, probes=security.probes)
     counted = [metrics.rpc] if metrics is not None else []
     traced = tracing.server_interceptor()  # continues the caller's trace: refusals show in it too
     server = grpc.aio.server(interceptors=[gate, traced, access, *counted, *interceptors, ErrorMappingInterceptor()],
@@ -274,20 +304,28 @@ async def start_server(address: str, services: Sequence[Service],
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in services]
     _add_reflection(server, [*names, health.SERVICE_NAME])
+    port = _bind_checked(server, address, security.transport)
+    token_port = _bind_checked(server, security.token_listen, security.transport, client_certificates=False) \
+        if security.token_listen else 0
+    await server.start()
+    handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names,
+                          gate=gate, metrics=metrics, token_port=token_port)
+    await handle.set_serving(True)
+    tls = security.transport
+    log.info("server.started", address=handle.address, services=names,
+             tls=f"mutual ({tls.role}:{tls.name})" if isinstance(tls, Identity) else "off (loopback development)",
+             token_address=handle.token_address or None, ue_tokens=security.tokens is not None)
+    return handle
+
+
+def _bind_checked(server: grpc.aio.Server, address: str, transport: Transport, client_certificates: bool = True) -> int:
     try:
-        port = _bind(server, address, security.transport)
+        port = _bind(server, address, transport, client_certificates)
     except RuntimeError as exc:  # grpc raises on some bind failures instead of returning 0
         raise BindError(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
         raise BindError(f"cannot listen on {address}: address in use or invalid")
-    await server.start()
-    handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names,
-                          gate=gate, metrics=metrics)
-    await handle.set_serving(True)
-    tls = security.transport
-    log.info("server.started", address=handle.address, services=names,
-             tls=f"mutual ({tls.role}:{tls.name})" if isinstance(tls, Identity) else "off (loopback development)")
-    return handle
+    return port
 
 
 class Stoppable(Protocol):

@@ -37,9 +37,26 @@ class Identity:
         return grpc.ssl_server_credentials([(self.key, self.cert)], root_certificates=self.ca,
                                            require_client_auth=True)
 
+    def token_server_credentials(self) -> grpc.ServerCredentials:
+        """Server-authenticated TLS only (the ``token_listen`` port): no client certificate is asked for."""
+        return grpc.ssl_server_credentials([(self.key, self.cert)])
+
     def channel_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key,
                                             certificate_chain=self.cert)
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """A client without a certificate (a UE): TLS that checks the server against ``ca``, and a UE token
+    in every call's ``authorization: Bearer`` metadata. It calls a daemon's ``token_listen`` port."""
+
+    ca: bytes
+    token: str
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.composite_channel_credentials(grpc.ssl_channel_credentials(root_certificates=self.ca),
+                                                  grpc.access_token_call_credentials(self.token))
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from netgpt.errors import StartupError
 from netgpt.http_server import HttpServer
 from netgpt.metrics import DaemonMetrics, node_load_metrics
 from netgpt.model_slot import ModelSlot, Served
-from netgpt.server import NetGptServer, Security, Service
+from netgpt.server import NetGptServer, Security, Service, daemon_security
 from netgpt.tiny_models import TinyModels, ensure_tiny_models
 from netgpt.tls import Identity, Transport, daemon_transport
+from netgpt.ue_tokens import UeTokenVerifier
 from netgpt.v1 import common_pb2
 from up.limits import Limits
 from up.runner import GenerationRunner
@@ -77,9 +78,10 @@ class NodeIdentity:
     transport: Transport
     node_id: str
 
-    def security(self, config: NodeConfig, rules: dict[str, Rule]) -> Security:
+    def security(self, config: NodeConfig, rules: dict[str, Rule], tokens: UeTokenVerifier | None = None) -> Security:
+        """``tokens``: the UE tokens the node takes instead of a client certificate (None: none)."""
         audit = Path(config.audit_log).expanduser() if config.audit_log else data_dir() / f"audit-{self.node_id}.jsonl"
-        return Security(self.transport, rules, AuditLog(audit))
+        return daemon_security(config, self.transport, rules, AuditLog(audit), tokens)
 
 
 def node_metrics(config: NodeConfig) -> DaemonMetrics | None:
@@ -156,6 +158,13 @@ def advertised_address(config: NodeConfig, server: NetGptServer) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = socket.getfqdn()
     return f"{host}:{server.port}"
+
+
+def advertised_token_address(config: NodeConfig, server: NetGptServer) -> str:
+    """Where callers without a certificate dial (the advertised host, the token port); "" without one."""
+    if not server.token_port:
+        return ""
+    return f"{advertised_address(config, server).rpartition(':')[0]}:{server.token_port}"
 
 
 def load_report(runner: GenerationRunner, models: list[common_pb2.ModelRef],

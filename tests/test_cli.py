@@ -45,7 +45,8 @@ def option(parser: argparse.ArgumentParser, flag: str) -> argparse.Action:
 def test_parser_builds_every_command_group():
     parser = build_parser()
     assert list(subparsers(parser)) == ["core", "cloud", "edge", "ask", "nodes", "policy", "model", "workflow", "data",
-                                        "train", "dataset", "eval", "intent", "popularity", "pki", "demo", "ran-sim"]
+                                        "train", "dataset", "eval", "intent", "popularity", "pki", "token", "demo",
+                                        "ran-sim"]
     assert all(callable(getattr(group, "add_commands", None)) for group in COMMAND_GROUPS)
     for path, leaf in leaves(parser):
         assert leaf.get_default("run") is not None, path

@@ -66,7 +66,7 @@ async def http(base_url: str, role: str | None = "ue", name: str = "ue-http") ->
 
 @pytest.fixture
 async def ue_client(base_url) -> AsyncIterator[openai.AsyncOpenAI]:
-    """The official client as UE ``ue-http``: its certificate is its identity (the API key is not used yet)."""
+    """The official client as UE ``ue-http``: its certificate is its identity (a certificate wins over the API key)."""
     async with await http(base_url) as transport:
         yield openai.AsyncOpenAI(base_url=base_url, api_key="unused", http_client=transport, max_retries=0,
                                  default_headers=UE_HEADERS)

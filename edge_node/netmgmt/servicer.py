@@ -14,6 +14,7 @@ import grpc
 import structlog
 
 from edge_node.netmgmt.intent_clarify import Reading
+from edge_node.netmgmt.intent_documents import format_of, render_json
 from edge_node.netmgmt.intent_line import Intent
 from edge_node.netmgmt.intent_reader import IntentReader
 from edge_node.netmgmt.popularity import DEFAULT_LAGS, PopularityPredictor, ViewLog
@@ -40,11 +41,16 @@ def intent_to_proto(intent: Intent) -> nm_pb2.NetworkIntent:
         five_qi=intent.five_qi, time_window=intent.time_window)
 
 
-def reading_to_proto(reading: Reading, version: str) -> nm_pb2.InferIntentResponse:
-    return nm_pb2.InferIntentResponse(
+def reading_to_proto(reading: Reading, version: str, document_format: str = "") -> nm_pb2.InferIntentResponse:
+    """The reply; with ``document_format`` (``3gpp`` | ``tmf921``) also the intent as that document, unless
+    the reading needs a clarification (that is answered with the question, never a document)."""
+    reply = nm_pb2.InferIntentResponse(
         intent=intent_to_proto(reading.intent), confidence=reading.confidence,
         needs_clarification=reading.needs_clarification, missing_fields=reading.missing_fields,
         ambiguous_fields=reading.ambiguous_fields, clarification=reading.clarification, model_version=version)
+    if document_format and not reply.needs_clarification:
+        reply.document = render_json(reply.intent, document_format)
+    return reply
 
 
 def window_from_proto(window: nm_pb2.HistoryWindow) -> dict[str, list[int]]:
@@ -99,10 +105,11 @@ class NetworkManagementServicer(nm_grpc.NetworkManagementServiceServicer):
 
     async def InferIntent(self, request: nm_pb2.InferIntentRequest,
                           context: grpc.aio.ServicerContext) -> nm_pb2.InferIntentResponse:
+        document_format = format_of(request.document_format)  # a bad value fails before the model runs
         served, reader = self._reader("intent")
         assert isinstance(reader, IntentReader)
         reading = await self.runner.call(lambda: reader.read(request.text))
         log.info("intent.inferred", action=reading.intent.action, fields=sorted(reading.confidence),
                  needs_clarification=reading.needs_clarification, missing=reading.missing_fields,
-                 ambiguous=reading.ambiguous_fields, model=served.ref.version)
-        return reading_to_proto(reading, served.ref.version)
+                 ambiguous=reading.ambiguous_fields, model=served.ref.version, document=document_format)
+        return reading_to_proto(reading, served.ref.version, document_format)

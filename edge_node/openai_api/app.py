@@ -107,7 +107,7 @@ class OpenAiApi:
         ue_id = request.headers.get(UE_HEADER) or (caller.name if caller.role == "ue" else "")
         check_id(ue_id, "header X-NetGPT-UE (the UE a new session is for; or name a session in X-NetGPT-Session)",
                  required=True)
-        cell_id = request.headers.get(CELL_HEADER) or (next(iter(self.cells)) if len(self.cells) == 1 else "")
+        cell_id = request.headers.get(CELL_HEADER) or _default_cell(caller, self.cells)
         if not cell_id:
             raise InvalidField(f"header X-NetGPT-Cell is required (the UE's cell; this edge serves "
                                f"{', '.join(sorted(self.cells))}), or name a session in X-NetGPT-Session")
@@ -115,6 +115,13 @@ class OpenAiApi:
         establish = cp_pb2.EstablishSessionRequest(ue_id=ue_id, cell_id=cell_id)
         await self.access.check(caller, CP + "EstablishSession", establish)
         return await self.sessions.session_for(establish)
+
+
+def _default_cell(caller: Principal, cells: frozenset[str]) -> str:
+    """The cell a UE token names when this edge serves it, else the edge's only cell ("" if it has several)."""
+    if caller.token is not None and caller.token.cell_id in cells:
+        return caller.token.cell_id
+    return next(iter(cells)) if len(cells) == 1 else ""
 
 
 def _answering(handler: Endpoint) -> Endpoint:

@@ -3,7 +3,8 @@
 OpenAI clients know nothing of sessions, so a call either names one (header ``X-NetGPT-Session``,
 as a gRPC UE would) or gets one: the edge establishes it at the core (``EstablishSession``) for
 the UE and cell the call names (headers ``X-NetGPT-UE``, ``X-NetGPT-Cell``; the UE defaults to
-the name on a UE's client certificate, the cell to the edge's only cell), and reuses it for that
+the UE of the client certificate or UE token, the cell to the token's cell when this edge serves it,
+else to the edge's only cell), and reuses it for that
 UE and cell while the core knows it. Every response names its session in ``X-NetGPT-Session``.
 """
 

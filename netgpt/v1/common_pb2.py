@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16netgpt/v1/common.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\"\n\x04kind\x18\x04 \x01(\x0e\x32\x14.netgpt.v1.ModelKind\x12\x12\n\nbase_model\x18\x05 \x01(\t\"\x8e\x01\n\x0c\x43\x61pabilities\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x01 \x01(\t\x12\x0f\n\x07runtime\x18\x02 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\r\x12\x1a\n\x12max_context_tokens\x18\x04 \x01(\r\x12#\n\x06models\x18\x05 \x03(\x0b\x32\x13.netgpt.v1.ModelRef\"\xa0\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x10\n\x08\x63\x65ll_ids\x18\x05 \x03(\t\x12-\n\x0c\x63\x61pabilities\x18\x06 \x01(\x0b\x32\x17.netgpt.v1.Capabilities\"\xf0\x02\n\x08NodeLoad\x12\x13\n\x0bqueue_depth\x18\x01 \x01(\r\x12\x17\n\x0f\x61\x63tive_requests\x18\x02 \x01(\r\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\x12*\n\rmodels_served\x18\x04 \x03(\x0b\x32\x13.netgpt.v1.ModelRef\x12\x1a\n\x12p50_first_token_ms\x18\x05 \x01(\x01\x12\x33\n\x08\x63ounters\x18\x06 \x03(\x0b\x32!.netgpt.v1.NodeLoad.CountersEntry\x12/\n\x0b\x64\x65ployments\x18\x07 \x03(\x0b\x32\x1a.netgpt.v1.DeploymentState\x12-\n\x08training\x18\x08 \x03(\x0b\x32\x1b.netgpt.v1.TrainingJobState\x12\r\n\x05\x62lobs\x18\t \x03(\t\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"a\n\x0eTransferSource\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xde\x02\n\x0f\x44\x65ploymentState\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\"\n\x05model\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12)\n\x05phase\x18\x03 \x01(\x0e\x32\x1a.netgpt.v1.DeploymentPhase\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\x05\x12\x12\n\nbytes_done\x18\x06 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x04\x12\x10\n\x08rollback\x18\x08 \x01(\x08\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07sources\x18\x0b \x03(\x0b\x32\x19.netgpt.v1.TransferSource\"\xe7\x02\n\x10TrainingJobState\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.netgpt.v1.TrainingState\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\x13\n\x0btotal_steps\x18\x04 \x01(\r\x12\x12\n\ntrain_loss\x18\x05 \x01(\x01\x12\x11\n\teval_loss\x18\x06 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x07 \x01(\x01\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x01\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\nerror_code\x18\n \x01(\x05\x12#\n\x06result\x18\x0b \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12.\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x03QoS\x12\x10\n\x08priority\x18\x01 \x01(\r\x12\x19\n\x11latency_budget_ms\x18\x02 \x01(\r\"o\n\nRanContext\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\r\n\x05ue_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x1b\n\x03qos\x18\x04 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12\x12\n\nai_flow_id\x18\x05 \x01(\t\"\xe0\x01\n\nNodeStatus\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.NodeLoad\x12\x32\n\x0elast_heartbeat\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06health\x18\x04 \x01(\x0e\x32\x15.netgpt.v1.NodeHealth\x12\x31\n\rregistered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*b\n\x08NodeRole\x12\x19\n\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eNODE_ROLE_CORE\x10\x01\x12\x12\n\x0eNODE_ROLE_EDGE\x10\x02\x12\x13\n\x0fNODE_ROLE_CLOUD\x10\x03*\x91\x01\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_KIND_ONNX_EDGE\x10\x01\x12\x1b\n\x17MODEL_KIND_LORA_ADAPTER\x10\x02\x12\x19\n\x15MODEL_KIND_CHECKPOINT\x10\x03\x12\x16\n\x12MODEL_KIND_DATASET\x10\x04*\xac\x02\n\x0f\x44\x65ploymentPhase\x12 \n\x1c\x44\x45PLOYMENT_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_PHASE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_PHASE_FETCHING\x10\x02\x12\x1e\n\x1a\x44\x45PLOYMENT_PHASE_VERIFYING\x10\x03\x12\x1c\n\x18\x44\x45PLOYMENT_PHASE_LOADING\x10\x04\x12\x1c\n\x18\x44\x45PLOYMENT_PHASE_SERVING\x10\x05\x12\x1b\n\x17\x44\x45PLOYMENT_PHASE_FAILED\x10\x06\x12 \n\x1c\x44\x45PLOYMENT_PHASE_ROLLED_BACK\x10\x07\x12\x1f\n\x1b\x44\x45PLOYMENT_PHASE_SUPERSEDED\x10\x08*\xd9\x01\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRAINING_STATE_PENDING\x10\x01\x12\x19\n\x15TRAINING_STATE_PLACED\x10\x02\x12\x1a\n\x16TRAINING_STATE_RUNNING\x10\x03\x12\x1c\n\x18TRAINING_STATE_SUCCEEDED\x10\x04\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x05\x12\x1c\n\x18TRAINING_STATE_CANCELLED\x10\x06*Y\n\nNodeHealth\x12\x1b\n\x17NODE_HEALTH_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_HEALTH_SERVING\x10\x01\x12\x15\n\x11NODE_HEALTH_STALE\x10\x02\x42\x87\x01\n\rcom.netgpt.v1B\x0b\x43ommonProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16netgpt/v1/common.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\"\n\x04kind\x18\x04 \x01(\x0e\x32\x14.netgpt.v1.ModelKind\x12\x12\n\nbase_model\x18\x05 \x01(\t\"\x8e\x01\n\x0c\x43\x61pabilities\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x01 \x01(\t\x12\x0f\n\x07runtime\x18\x02 \x01(\t\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\r\x12\x1a\n\x12max_context_tokens\x18\x04 \x01(\r\x12#\n\x06models\x18\x05 \x03(\x0b\x32\x13.netgpt.v1.ModelRef\"\xb7\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x10\n\x08\x63\x65ll_ids\x18\x05 \x03(\t\x12-\n\x0c\x63\x61pabilities\x18\x06 \x01(\x0b\x32\x17.netgpt.v1.Capabilities\x12\x15\n\rtoken_address\x18\x07 \x01(\t\"\xf0\x02\n\x08NodeLoad\x12\x13\n\x0bqueue_depth\x18\x01 \x01(\r\x12\x17\n\x0f\x61\x63tive_requests\x18\x02 \x01(\r\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\x12*\n\rmodels_served\x18\x04 \x03(\x0b\x32\x13.netgpt.v1.ModelRef\x12\x1a\n\x12p50_first_token_ms\x18\x05 \x01(\x01\x12\x33\n\x08\x63ounters\x18\x06 \x03(\x0b\x32!.netgpt.v1.NodeLoad.CountersEntry\x12/\n\x0b\x64\x65ployments\x18\x07 \x03(\x0b\x32\x1a.netgpt.v1.DeploymentState\x12-\n\x08training\x18\x08 \x03(\x0b\x32\x1b.netgpt.v1.TrainingJobState\x12\r\n\x05\x62lobs\x18\t \x03(\t\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"a\n\x0eTransferSource\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xde\x02\n\x0f\x44\x65ploymentState\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\"\n\x05model\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12)\n\x05phase\x18\x03 \x01(\x0e\x32\x1a.netgpt.v1.DeploymentPhase\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\x05\x12\x12\n\nbytes_done\x18\x06 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x07 \x01(\x04\x12\x10\n\x08rollback\x18\x08 \x01(\x08\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07sources\x18\x0b \x03(\x0b\x32\x19.netgpt.v1.TransferSource\"\xe7\x02\n\x10TrainingJobState\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.netgpt.v1.TrainingState\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\x13\n\x0btotal_steps\x18\x04 \x01(\r\x12\x12\n\ntrain_loss\x18\x05 \x01(\x01\x12\x11\n\teval_loss\x18\x06 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x07 \x01(\x01\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x01\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\nerror_code\x18\n \x01(\x05\x12#\n\x06result\x18\x0b \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12.\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x03QoS\x12\x10\n\x08priority\x18\x01 \x01(\r\x12\x19\n\x11latency_budget_ms\x18\x02 \x01(\r\"o\n\nRanContext\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\r\n\x05ue_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x1b\n\x03qos\x18\x04 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12\x12\n\nai_flow_id\x18\x05 \x01(\t\"\xe0\x01\n\nNodeStatus\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.NodeLoad\x12\x32\n\x0elast_heartbeat\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06health\x18\x04 \x01(\x0e\x32\x15.netgpt.v1.NodeHealth\x12\x31\n\rregistered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*b\n\x08NodeRole\x12\x19\n\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eNODE_ROLE_CORE\x10\x01\x12\x12\n\x0eNODE_ROLE_EDGE\x10\x02\x12\x13\n\x0fNODE_ROLE_CLOUD\x10\x03*\x91\x01\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_KIND_ONNX_EDGE\x10\x01\x12\x1b\n\x17MODEL_KIND_LORA_ADAPTER\x10\x02\x12\x19\n\x15MODEL_KIND_CHECKPOINT\x10\x03\x12\x16\n\x12MODEL_KIND_DATASET\x10\x04*\xac\x02\n\x0f\x44\x65ploymentPhase\x12 \n\x1c\x44\x45PLOYMENT_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_PHASE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_PHASE_FETCHING\x10\x02\x12\x1e\n\x1a\x44\x45PLOYMENT_PHASE_VERIFYING\x10\x03\x12\x1c\n\x18\x44\x45PLOYMENT_PHASE_LOADING\x10\x04\x12\x1c\n\x18\x44\x45PLOYMENT_PHASE_SERVING\x10\x05\x12\x1b\n\x17\x44\x45PLOYMENT_PHASE_FAILED\x10\x06\x12 \n\x1c\x44\x45PLOYMENT_PHASE_ROLLED_BACK\x10\x07\x12\x1f\n\x1b\x44\x45PLOYMENT_PHASE_SUPERSEDED\x10\x08*\xd9\x01\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRAINING_STATE_PENDING\x10\x01\x12\x19\n\x15TRAINING_STATE_PLACED\x10\x02\x12\x1a\n\x16TRAINING_STATE_RUNNING\x10\x03\x12\x1c\n\x18TRAINING_STATE_SUCCEEDED\x10\x04\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x05\x12\x1c\n\x18TRAINING_STATE_CANCELLED\x10\x06*Y\n\nNodeHealth\x12\x1b\n\x17NODE_HEALTH_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_HEALTH_SERVING\x10\x01\x12\x15\n\x11NODE_HEALTH_STALE\x10\x02\x42\x87\x01\n\rcom.netgpt.v1B\x0b\x43ommonProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.netgpt.v1B\013CommonProtoP\001Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\242\002\003NGP\252\002\tNetGPT.V1\272\002\003NGP\312\002\tNetGPT\\V1\352\002\nNetGPT::V1'
   _globals['_NODELOAD_COUNTERSENTRY']._loaded_options = None
   _globals['_NODELOAD_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_NODEROLE']._serialized_start=2070
-  _globals['_NODEROLE']._serialized_end=2168
-  _globals['_MODELKIND']._serialized_start=2171
-  _globals['_MODELKIND']._serialized_end=2316
-  _globals['_DEPLOYMENTPHASE']._serialized_start=2319
-  _globals['_DEPLOYMENTPHASE']._serialized_end=2619
-  _globals['_TRAININGSTATE']._serialized_start=2622
-  _globals['_TRAININGSTATE']._serialized_end=2839
-  _globals['_NODEHEALTH']._serialized_start=2841
-  _globals['_NODEHEALTH']._serialized_end=2930
+  _globals['_NODEROLE']._serialized_start=2093
+  _globals['_NODEROLE']._serialized_end=2191
+  _globals['_MODELKIND']._serialized_start=2194
+  _globals['_MODELKIND']._serialized_end=2339
+  _globals['_DEPLOYMENTPHASE']._serialized_start=2342
+  _globals['_DEPLOYMENTPHASE']._serialized_end=2642
+  _globals['_TRAININGSTATE']._serialized_start=2645
+  _globals['_TRAININGSTATE']._serialized_end=2862
+  _globals['_NODEHEALTH']._serialized_start=2864
+  _globals['_NODEHEALTH']._serialized_end=2953
   _globals['_MODELREF']._serialized_start=70
   _globals['_MODELREF']._serialized_end=183
   _globals['_CAPABILITIES']._serialized_start=186
   _globals['_CAPABILITIES']._serialized_end=328
   _globals['_NODEINFO']._serialized_start=331
-  _globals['_NODEINFO']._serialized_end=491
-  _globals['_NODELOAD']._serialized_start=494
-  _globals['_NODELOAD']._serialized_end=862
-  _globals['_NODELOAD_COUNTERSENTRY']._serialized_start=815
-  _globals['_NODELOAD_COUNTERSENTRY']._serialized_end=862
-  _globals['_TRANSFERSOURCE']._serialized_start=864
-  _globals['_TRANSFERSOURCE']._serialized_end=961
-  _globals['_DEPLOYMENTSTATE']._serialized_start=964
-  _globals['_DEPLOYMENTSTATE']._serialized_end=1314
-  _globals['_TRAININGJOBSTATE']._serialized_start=1317
-  _globals['_TRAININGJOBSTATE']._serialized_end=1676
-  _globals['_QOS']._serialized_start=1678
-  _globals['_QOS']._serialized_end=1728
-  _globals['_RANCONTEXT']._serialized_start=1730
-  _globals['_RANCONTEXT']._serialized_end=1841
-  _globals['_NODESTATUS']._serialized_start=1844
-  _globals['_NODESTATUS']._serialized_end=2068
+  _globals['_NODEINFO']._serialized_end=514
+  _globals['_NODELOAD']._serialized_start=517
+  _globals['_NODELOAD']._serialized_end=885
+  _globals['_NODELOAD_COUNTERSENTRY']._serialized_start=838
+  _globals['_NODELOAD_COUNTERSENTRY']._serialized_end=885
+  _globals['_TRANSFERSOURCE']._serialized_start=887
+  _globals['_TRANSFERSOURCE']._serialized_end=984
+  _globals['_DEPLOYMENTSTATE']._serialized_start=987
+  _globals['_DEPLOYMENTSTATE']._serialized_end=1337
+  _globals['_TRAININGJOBSTATE']._serialized_start=1340
+  _globals['_TRAININGJOBSTATE']._serialized_end=1699
+  _globals['_QOS']._serialized_start=1701
+  _globals['_QOS']._serialized_end=1751
+  _globals['_RANCONTEXT']._serialized_start=1753
+  _globals['_RANCONTEXT']._serialized_end=1864
+  _globals['_NODESTATUS']._serialized_start=1867
+  _globals['_NODESTATUS']._serialized_end=2091
 # @@protoc_insertion_point(module_scope)

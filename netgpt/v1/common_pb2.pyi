@@ -110,20 +110,22 @@ class Capabilities(_message.Message):
     def __init__(self, accelerator: _Optional[str] = ..., runtime: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., max_context_tokens: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "role", "address", "region", "cell_ids", "capabilities")
+    __slots__ = ("node_id", "role", "address", "region", "cell_ids", "capabilities", "token_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     CELL_IDS_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: NodeRole
     address: str
     region: str
     cell_ids: _containers.RepeatedScalarFieldContainer[str]
     capabilities: Capabilities
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[NodeRole, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., cell_ids: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ...) -> None: ...
+    token_address: str
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[NodeRole, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., cell_ids: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., token_address: _Optional[str] = ...) -> None: ...
 
 class NodeLoad(_message.Message):
     __slots__ = ("queue_depth", "active_requests", "tokens_per_second", "models_served", "p50_first_token_ms", "counters", "deployments", "training", "blobs")

@@ -44,7 +44,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[NodeCommand, _Mapping]]] = ...) -> None: ...
 
 class NodeCommand(_message.Message):
-    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training", "sessions_moved")
+    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training", "sessions_moved", "ue_tokens")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PEERS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class NodeCommand(_message.Message):
     START_TRAINING_FIELD_NUMBER: _ClassVar[int]
     CANCEL_TRAINING_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_MOVED_FIELD_NUMBER: _ClassVar[int]
+    UE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     peers_update: PeersUpdate
     routing_policy: RoutingPolicy
@@ -61,7 +62,36 @@ class NodeCommand(_message.Message):
     start_training: StartTrainingCommand
     cancel_training: CancelTrainingCommand
     sessions_moved: SessionsMoved
-    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ..., sessions_moved: _Optional[_Union[SessionsMoved, _Mapping]] = ...) -> None: ...
+    ue_tokens: UeTokenState
+    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ..., sessions_moved: _Optional[_Union[SessionsMoved, _Mapping]] = ..., ue_tokens: _Optional[_Union[UeTokenState, _Mapping]] = ...) -> None: ...
+
+class UeTokenState(_message.Message):
+    __slots__ = ("snapshot", "keys", "revocations", "revoked_before")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    snapshot: bool
+    keys: _containers.RepeatedCompositeFieldContainer[UeTokenKey]
+    revocations: _containers.RepeatedCompositeFieldContainer[UeTokenRevocation]
+    revoked_before: _timestamp_pb2.Timestamp
+    def __init__(self, snapshot: _Optional[bool] = ..., keys: _Optional[_Iterable[_Union[UeTokenKey, _Mapping]]] = ..., revocations: _Optional[_Iterable[_Union[UeTokenRevocation, _Mapping]]] = ..., revoked_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UeTokenKey(_message.Message):
+    __slots__ = ("key_id", "public_key_pem")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    public_key_pem: str
+    def __init__(self, key_id: _Optional[str] = ..., public_key_pem: _Optional[str] = ...) -> None: ...
+
+class UeTokenRevocation(_message.Message):
+    __slots__ = ("ue_id", "issued_before")
+    UE_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ue_id: str
+    issued_before: _timestamp_pb2.Timestamp
+    def __init__(self, ue_id: _Optional[str] = ..., issued_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SessionsMoved(_message.Message):
     __slots__ = ("session_ids",)

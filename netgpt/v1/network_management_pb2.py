@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"netgpt/v1/network_management.proto\x12\tnetgpt.v1\",\n\x0cTitleHistory\x12\r\n\x05title\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x03(\r\"P\n\rHistoryWindow\x12\x16\n\x0e\x66irst_interval\x18\x01 \x01(\r\x12\'\n\x06titles\x18\x02 \x03(\x0b\x32\x17.netgpt.v1.TitleHistory\"t\n\x18PredictPopularityRequest\x12+\n\x07history\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.HistoryWindowH\x00\x12\x12\n\x08interval\x18\x02 \x01(\rH\x00\x12\r\n\x05top_k\x18\x03 \x01(\rB\x08\n\x06source\"J\n\nTitleScore\x12\r\n\x05title\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\x12\x18\n\x10predicted_appear\x18\x03 \x01(\x08\"k\n\x19PredictPopularityResponse\x12\x10\n\x08interval\x18\x01 \x01(\r\x12%\n\x06titles\x18\x02 \x03(\x0b\x32\x15.netgpt.v1.TitleScore\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\xeb\x01\n\rNetworkIntent\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.netgpt.v1.IntentAction\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x04 \x01(\x01\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x12\n\nprotection\x18\x06 \x01(\x08\x12&\n\x05slice\x18\x07 \x01(\x0e\x32\x17.netgpt.v1.NetworkSlice\x12\x0f\n\x07\x66ive_qi\x18\x08 \x01(\r\x12\x13\n\x0btime_window\x18\t \x01(\t\"\"\n\x12InferIntentRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"\xb3\x02\n\x13InferIntentResponse\x12(\n\x06intent\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.NetworkIntent\x12\x42\n\nconfidence\x18\x02 \x03(\x0b\x32..netgpt.v1.InferIntentResponse.ConfidenceEntry\x12\x1b\n\x13needs_clarification\x18\x03 \x01(\x08\x12\x16\n\x0emissing_fields\x18\x04 \x03(\t\x12\x18\n\x10\x61mbiguous_fields\x18\x05 \x03(\t\x12\x15\n\rclarification\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x1a\x31\n\x0f\x43onfidenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01*{\n\x0cIntentAction\x12\x1d\n\x19INTENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14INTENT_ACTION_CREATE\x10\x01\x12\x18\n\x14INTENT_ACTION_MODIFY\x10\x02\x12\x18\n\x14INTENT_ACTION_DELETE\x10\x03*v\n\x0cNetworkSlice\x12\x1d\n\x19NETWORK_SLICE_UNSPECIFIED\x10\x00\x12\x16\n\x12NETWORK_SLICE_EMBB\x10\x01\x12\x17\n\x13NETWORK_SLICE_URLLC\x10\x02\x12\x16\n\x12NETWORK_SLICE_MIOT\x10\x03\x32\xc8\x01\n\x18NetworkManagementService\x12^\n\x11PredictPopularity\x12#.netgpt.v1.PredictPopularityRequest\x1a$.netgpt.v1.PredictPopularityResponse\x12L\n\x0bInferIntent\x12\x1d.netgpt.v1.InferIntentRequest\x1a\x1e.netgpt.v1.InferIntentResponseB\x92\x01\n\rcom.netgpt.v1B\x16NetworkManagementProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"netgpt/v1/network_management.proto\x12\tnetgpt.v1\",\n\x0cTitleHistory\x12\r\n\x05title\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x03(\r\"P\n\rHistoryWindow\x12\x16\n\x0e\x66irst_interval\x18\x01 \x01(\r\x12\'\n\x06titles\x18\x02 \x03(\x0b\x32\x17.netgpt.v1.TitleHistory\"t\n\x18PredictPopularityRequest\x12+\n\x07history\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.HistoryWindowH\x00\x12\x12\n\x08interval\x18\x02 \x01(\rH\x00\x12\r\n\x05top_k\x18\x03 \x01(\rB\x08\n\x06source\"J\n\nTitleScore\x12\r\n\x05title\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\x12\x18\n\x10predicted_appear\x18\x03 \x01(\x08\"k\n\x19PredictPopularityResponse\x12\x10\n\x08interval\x18\x01 \x01(\r\x12%\n\x06titles\x18\x02 \x03(\x0b\x32\x15.netgpt.v1.TitleScore\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\xeb\x01\n\rNetworkIntent\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.netgpt.v1.IntentAction\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x04 \x01(\x01\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x12\n\nprotection\x18\x06 \x01(\x08\x12&\n\x05slice\x18\x07 \x01(\x0e\x32\x17.netgpt.v1.NetworkSlice\x12\x0f\n\x07\x66ive_qi\x18\x08 \x01(\r\x12\x13\n\x0btime_window\x18\t \x01(\t\"\\\n\x12InferIntentRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x38\n\x0f\x64ocument_format\x18\x02 \x01(\x0e\x32\x1f.netgpt.v1.IntentDocumentFormat\"\xc5\x02\n\x13InferIntentResponse\x12(\n\x06intent\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.NetworkIntent\x12\x42\n\nconfidence\x18\x02 \x03(\x0b\x32..netgpt.v1.InferIntentResponse.ConfidenceEntry\x12\x1b\n\x13needs_clarification\x18\x03 \x01(\x08\x12\x16\n\x0emissing_fields\x18\x04 \x03(\t\x12\x18\n\x10\x61mbiguous_fields\x18\x05 \x03(\t\x12\x15\n\rclarification\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x10\n\x08\x64ocument\x18\x08 \x01(\t\x1a\x31\n\x0f\x43onfidenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01*{\n\x0cIntentAction\x12\x1d\n\x19INTENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14INTENT_ACTION_CREATE\x10\x01\x12\x18\n\x14INTENT_ACTION_MODIFY\x10\x02\x12\x18\n\x14INTENT_ACTION_DELETE\x10\x03*v\n\x0cNetworkSlice\x12\x1d\n\x19NETWORK_SLICE_UNSPECIFIED\x10\x00\x12\x16\n\x12NETWORK_SLICE_EMBB\x10\x01\x12\x17\n\x13NETWORK_SLICE_URLLC\x10\x02\x12\x16\n\x12NETWORK_SLICE_MIOT\x10\x03*\x8a\x01\n\x14IntentDocumentFormat\x12&\n\"INTENT_DOCUMENT_FORMAT_UNSPECIFIED\x10\x00\x12\'\n#INTENT_DOCUMENT_FORMAT_3GPP_TS28312\x10\x01\x12!\n\x1dINTENT_DOCUMENT_FORMAT_TMF921\x10\x02\x32\xc8\x01\n\x18NetworkManagementService\x12^\n\x11PredictPopularity\x12#.netgpt.v1.PredictPopularityRequest\x1a$.netgpt.v1.PredictPopularityResponse\x12L\n\x0bInferIntent\x12\x1d.netgpt.v1.InferIntentRequest\x1a\x1e.netgpt.v1.InferIntentResponseB\x92\x01\n\rcom.netgpt.v1B\x16NetworkManagementProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.netgpt.v1B\026NetworkManagementProtoP\001Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\242\002\003NGP\252\002\tNetGPT.V1\272\002\003NGP\312\002\tNetGPT\\V1\352\002\nNetGPT::V1'
   _globals['_INFERINTENTRESPONSE_CONFIDENCEENTRY']._loaded_options = None
   _globals['_INFERINTENTRESPONSE_CONFIDENCEENTRY']._serialized_options = b'8\001'
-  _globals['_INTENTACTION']._serialized_start=1064
-  _globals['_INTENTACTION']._serialized_end=1187
-  _globals['_NETWORKSLICE']._serialized_start=1189
-  _globals['_NETWORKSLICE']._serialized_end=1307
+  _globals['_INTENTACTION']._serialized_start=1140
+  _globals['_INTENTACTION']._serialized_end=1263
+  _globals['_NETWORKSLICE']._serialized_start=1265
+  _globals['_NETWORKSLICE']._serialized_end=1383
+  _globals['_INTENTDOCUMENTFORMAT']._serialized_start=1386
+  _globals['_INTENTDOCUMENTFORMAT']._serialized_end=1524
   _globals['_TITLEHISTORY']._serialized_start=49
   _globals['_TITLEHISTORY']._serialized_end=93
   _globals['_HISTORYWINDOW']._serialized_start=95
@@ -51,11 +53,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NETWORKINTENT']._serialized_start=481
   _globals['_NETWORKINTENT']._serialized_end=716
   _globals['_INFERINTENTREQUEST']._serialized_start=718
-  _globals['_INFERINTENTREQUEST']._serialized_end=752
-  _globals['_INFERINTENTRESPONSE']._serialized_start=755
-  _globals['_INFERINTENTRESPONSE']._serialized_end=1062
-  _globals['_INFERINTENTRESPONSE_CONFIDENCEENTRY']._serialized_start=1013
-  _globals['_INFERINTENTRESPONSE_CONFIDENCEENTRY']._serialized_end=1062
-  _globals['_NETWORKMANAGEMENTSERVICE']._serialized_start=1310
-  _globals['_NETWORKMANAGEMENTSERVICE']._serialized_end=1510
+  _globals['_INFERINTENTREQUEST']._serialized_end=810
+  _globals['_INFERINTENTRESPONSE']._serialized_start=813
+  _globals['_INFERINTENTRESPONSE']._serialized_end=1138
+  _globals['_INFERINTENTRESPONSE_CONFIDENCEENTRY']._serialized_start=1089
+  _globals['_INFERINTENTRESPONSE_CONFIDENCEENTRY']._serialized_end=1138
+  _globals['_NETWORKMANAGEMENTSERVICE']._serialized_start=1527
+  _globals['_NETWORKMANAGEMENTSERVICE']._serialized_end=1727
 # @@protoc_insertion_point(module_scope)

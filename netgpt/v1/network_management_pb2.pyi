@@ -20,6 +20,12 @@ class NetworkSlice(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NETWORK_SLICE_EMBB: _ClassVar[NetworkSlice]
     NETWORK_SLICE_URLLC: _ClassVar[NetworkSlice]
     NETWORK_SLICE_MIOT: _ClassVar[NetworkSlice]
+
+class IntentDocumentFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INTENT_DOCUMENT_FORMAT_UNSPECIFIED: _ClassVar[IntentDocumentFormat]
+    INTENT_DOCUMENT_FORMAT_3GPP_TS28312: _ClassVar[IntentDocumentFormat]
+    INTENT_DOCUMENT_FORMAT_TMF921: _ClassVar[IntentDocumentFormat]
 INTENT_ACTION_UNSPECIFIED: IntentAction
 INTENT_ACTION_CREATE: IntentAction
 INTENT_ACTION_MODIFY: IntentAction
@@ -28,6 +34,9 @@ NETWORK_SLICE_UNSPECIFIED: NetworkSlice
 NETWORK_SLICE_EMBB: NetworkSlice
 NETWORK_SLICE_URLLC: NetworkSlice
 NETWORK_SLICE_MIOT: NetworkSlice
+INTENT_DOCUMENT_FORMAT_UNSPECIFIED: IntentDocumentFormat
+INTENT_DOCUMENT_FORMAT_3GPP_TS28312: IntentDocumentFormat
+INTENT_DOCUMENT_FORMAT_TMF921: IntentDocumentFormat
 
 class TitleHistory(_message.Message):
     __slots__ = ("title", "views")
@@ -98,13 +107,15 @@ class NetworkIntent(_message.Message):
     def __init__(self, action: _Optional[_Union[IntentAction, str]] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., bandwidth_mbps: _Optional[float] = ..., latency_ms: _Optional[float] = ..., protection: _Optional[bool] = ..., slice: _Optional[_Union[NetworkSlice, str]] = ..., five_qi: _Optional[int] = ..., time_window: _Optional[str] = ...) -> None: ...
 
 class InferIntentRequest(_message.Message):
-    __slots__ = ("text",)
+    __slots__ = ("text", "document_format")
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     text: str
-    def __init__(self, text: _Optional[str] = ...) -> None: ...
+    document_format: IntentDocumentFormat
+    def __init__(self, text: _Optional[str] = ..., document_format: _Optional[_Union[IntentDocumentFormat, str]] = ...) -> None: ...
 
 class InferIntentResponse(_message.Message):
-    __slots__ = ("intent", "confidence", "needs_clarification", "missing_fields", "ambiguous_fields", "clarification", "model_version")
+    __slots__ = ("intent", "confidence", "needs_clarification", "missing_fields", "ambiguous_fields", "clarification", "model_version", "document")
     class ConfidenceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +130,7 @@ class InferIntentResponse(_message.Message):
     AMBIGUOUS_FIELDS_FIELD_NUMBER: _ClassVar[int]
     CLARIFICATION_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     intent: NetworkIntent
     confidence: _containers.ScalarMap[str, float]
     needs_clarification: bool
@@ -126,4 +138,5 @@ class InferIntentResponse(_message.Message):
     ambiguous_fields: _containers.RepeatedScalarFieldContainer[str]
     clarification: str
     model_version: str
-    def __init__(self, intent: _Optional[_Union[NetworkIntent, _Mapping]] = ..., confidence: _Optional[_Mapping[str, float]] = ..., needs_clarification: _Optional[bool] = ..., missing_fields: _Optional[_Iterable[str]] = ..., ambiguous_fields: _Optional[_Iterable[str]] = ..., clarification: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    document: str
+    def __init__(self, intent: _Optional[_Union[NetworkIntent, _Mapping]] = ..., confidence: _Optional[_Mapping[str, float]] = ..., needs_clarification: _Optional[bool] = ..., missing_fields: _Optional[_Iterable[str]] = ..., ambiguous_fields: _Optional[_Iterable[str]] = ..., clarification: _Optional[str] = ..., model_version: _Optional[str] = ..., document: _Optional[str] = ...) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from netgpt.v1 import common_pb2 as netgpt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13netgpt/v1/ran.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16netgpt/v1/common.proto\"T\n\x0f\x41ttachUeRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x0f\n\x07\x66ive_qi\x18\x04 \x01(\r\"f\n\x10\x41ttachUeResponse\x12 \n\x02ue\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.UeContext\x12\x30\n\nreanchored\x18\x02 \x03(\x0b\x32\x1c.netgpt.v1.ReanchoredSession\"R\n\x11HandoverUeRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x16\n\x0esource_cell_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_cell_id\x18\x03 \x01(\t\"}\n\x12HandoverUeResponse\x12 \n\x02ue\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.UeContext\x12\x30\n\nreanchored\x18\x02 \x03(\x0b\x32\x1c.netgpt.v1.ReanchoredSession\x12\x13\n\x0breanchor_ms\x18\x03 \x01(\x01\"{\n\x11ReanchoredSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_cell_id\x18\x02 \x01(\t\x12\x12\n\nto_cell_id\x18\x03 \x01(\t\x12\x14\n\x0c\x66rom_edge_id\x18\x04 \x01(\t\x12\x12\n\nto_edge_id\x18\x05 \x01(\t\"7\n\x0f\x44\x65tachUeRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x15\n\rkeep_sessions\x18\x02 \x01(\x08\"0\n\x10\x44\x65tachUeResponse\x12\x1c\n\x14released_session_ids\x18\x01 \x03(\t\"\x1d\n\x0cGetUeRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\"1\n\rGetUeResponse\x12 \n\x02ue\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.UeContext\"\x9b\x01\n\tUeContext\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x0f\n\x07\x66ive_qi\x18\x04 \x01(\r\x12\x1b\n\x03qos\x18\x05 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x08\x43\x65llLoad\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\x17\n\x0fprb_utilization\x18\x02 \x01(\x01\x12\x15\n\rconnected_ues\x18\x03 \x01(\r\";\n\x15ReportCellLoadRequest\x12\"\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x13.netgpt.v1.CellLoad\"\x18\n\x16ReportCellLoadResponse\"\x12\n\x10ListCellsRequest\"9\n\x11ListCellsResponse\x12$\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.CellStatus\"\x9e\x01\n\nCellStatus\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.CellLoad\x12\x34\n\x10load_reported_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61ttached_ues\x18\x04 \x01(\r\x12\x10\n\x08\x65\x64ge_ids\x18\x05 \x03(\t2\xbc\x03\n\nRanService\x12\x43\n\x08\x41ttachUe\x12\x1a.netgpt.v1.AttachUeRequest\x1a\x1b.netgpt.v1.AttachUeResponse\x12I\n\nHandoverUe\x12\x1c.netgpt.v1.HandoverUeRequest\x1a\x1d.netgpt.v1.HandoverUeResponse\x12\x43\n\x08\x44\x65tachUe\x12\x1a.netgpt.v1.DetachUeRequest\x1a\x1b.netgpt.v1.DetachUeResponse\x12:\n\x05GetUe\x12\x17.netgpt.v1.GetUeRequest\x1a\x18.netgpt.v1.GetUeResponse\x12U\n\x0eReportCellLoad\x12 .netgpt.v1.ReportCellLoadRequest\x1a!.netgpt.v1.ReportCellLoadResponse\x12\x46\n\tListCells\x12\x1b.netgpt.v1.ListCellsRequest\x1a\x1c.netgpt.v1.ListCellsResponseB\x84\x01\n\rcom.netgpt.v1B\x08RanProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13netgpt/v1/ran.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16netgpt/v1/common.proto\"T\n\x0f\x41ttachUeRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x0f\n\x07\x66ive_qi\x18\x04 \x01(\r\"\x89\x01\n\x10\x41ttachUeResponse\x12 \n\x02ue\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.UeContext\x12\x30\n\nreanchored\x18\x02 \x03(\x0b\x32\x1c.netgpt.v1.ReanchoredSession\x12!\n\x05token\x18\x03 \x01(\x0b\x32\x12.netgpt.v1.UeToken\"Z\n\x07UeToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x11HandoverUeRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x16\n\x0esource_cell_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_cell_id\x18\x03 \x01(\t\"\xa0\x01\n\x12HandoverUeResponse\x12 \n\x02ue\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.UeContext\x12\x30\n\nreanchored\x18\x02 \x03(\x0b\x32\x1c.netgpt.v1.ReanchoredSession\x12\x13\n\x0breanchor_ms\x18\x03 \x01(\x01\x12!\n\x05token\x18\x04 \x01(\x0b\x32\x12.netgpt.v1.UeToken\"{\n\x11ReanchoredSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_cell_id\x18\x02 \x01(\t\x12\x12\n\nto_cell_id\x18\x03 \x01(\t\x12\x14\n\x0c\x66rom_edge_id\x18\x04 \x01(\t\x12\x12\n\nto_edge_id\x18\x05 \x01(\t\"7\n\x0f\x44\x65tachUeRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x15\n\rkeep_sessions\x18\x02 \x01(\x08\"0\n\x10\x44\x65tachUeResponse\x12\x1c\n\x14released_session_ids\x18\x01 \x03(\t\"\x1d\n\x0cGetUeRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\"1\n\rGetUeResponse\x12 \n\x02ue\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.UeContext\"\x9b\x01\n\tUeContext\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x0f\n\x07\x66ive_qi\x18\x04 \x01(\r\x12\x1b\n\x03qos\x18\x05 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x08\x43\x65llLoad\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\x17\n\x0fprb_utilization\x18\x02 \x01(\x01\x12\x15\n\rconnected_ues\x18\x03 \x01(\r\";\n\x15ReportCellLoadRequest\x12\"\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x13.netgpt.v1.CellLoad\"\x18\n\x16ReportCellLoadResponse\"\x12\n\x10ListCellsRequest\"9\n\x11ListCellsResponse\x12$\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.CellStatus\"\x9e\x01\n\nCellStatus\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.CellLoad\x12\x34\n\x10load_reported_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61ttached_ues\x18\x04 \x01(\r\x12\x10\n\x08\x65\x64ge_ids\x18\x05 \x03(\t2\xbc\x03\n\nRanService\x12\x43\n\x08\x41ttachUe\x12\x1a.netgpt.v1.AttachUeRequest\x1a\x1b.netgpt.v1.AttachUeResponse\x12I\n\nHandoverUe\x12\x1c.netgpt.v1.HandoverUeRequest\x1a\x1d.netgpt.v1.HandoverUeResponse\x12\x43\n\x08\x44\x65tachUe\x12\x1a.netgpt.v1.DetachUeRequest\x1a\x1b.netgpt.v1.DetachUeResponse\x12:\n\x05GetUe\x12\x17.netgpt.v1.GetUeRequest\x1a\x18.netgpt.v1.GetUeResponse\x12U\n\x0eReportCellLoad\x12 .netgpt.v1.ReportCellLoadRequest\x1a!.netgpt.v1.ReportCellLoadResponse\x12\x46\n\tListCells\x12\x1b.netgpt.v1.ListCellsRequest\x1a\x1c.netgpt.v1.ListCellsResponseB\x84\x01\n\rcom.netgpt.v1B\x08RanProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.netgpt.v1B\010RanProtoP\001Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\242\002\003NGP\252\002\tNetGPT.V1\272\002\003NGP\312\002\tNetGPT\\V1\352\002\nNetGPT::V1'
   _globals['_ATTACHUEREQUEST']._serialized_start=91
   _globals['_ATTACHUEREQUEST']._serialized_end=175
-  _globals['_ATTACHUERESPONSE']._serialized_start=177
-  _globals['_ATTACHUERESPONSE']._serialized_end=279
-  _globals['_HANDOVERUEREQUEST']._serialized_start=281
-  _globals['_HANDOVERUEREQUEST']._serialized_end=363
-  _globals['_HANDOVERUERESPONSE']._serialized_start=365
-  _globals['_HANDOVERUERESPONSE']._serialized_end=490
-  _globals['_REANCHOREDSESSION']._serialized_start=492
-  _globals['_REANCHOREDSESSION']._serialized_end=615
-  _globals['_DETACHUEREQUEST']._serialized_start=617
-  _globals['_DETACHUEREQUEST']._serialized_end=672
-  _globals['_DETACHUERESPONSE']._serialized_start=674
-  _globals['_DETACHUERESPONSE']._serialized_end=722
-  _globals['_GETUEREQUEST']._serialized_start=724
-  _globals['_GETUEREQUEST']._serialized_end=753
-  _globals['_GETUERESPONSE']._serialized_start=755
-  _globals['_GETUERESPONSE']._serialized_end=804
-  _globals['_UECONTEXT']._serialized_start=807
-  _globals['_UECONTEXT']._serialized_end=962
-  _globals['_CELLLOAD']._serialized_start=964
-  _globals['_CELLLOAD']._serialized_end=1039
-  _globals['_REPORTCELLLOADREQUEST']._serialized_start=1041
-  _globals['_REPORTCELLLOADREQUEST']._serialized_end=1100
-  _globals['_REPORTCELLLOADRESPONSE']._serialized_start=1102
-  _globals['_REPORTCELLLOADRESPONSE']._serialized_end=1126
-  _globals['_LISTCELLSREQUEST']._serialized_start=1128
-  _globals['_LISTCELLSREQUEST']._serialized_end=1146
-  _globals['_LISTCELLSRESPONSE']._serialized_start=1148
-  _globals['_LISTCELLSRESPONSE']._serialized_end=1205
-  _globals['_CELLSTATUS']._serialized_start=1208
-  _globals['_CELLSTATUS']._serialized_end=1366
-  _globals['_RANSERVICE']._serialized_start=1369
-  _globals['_RANSERVICE']._serialized_end=1813
+  _globals['_ATTACHUERESPONSE']._serialized_start=178
+  _globals['_ATTACHUERESPONSE']._serialized_end=315
+  _globals['_UETOKEN']._serialized_start=317
+  _globals['_UETOKEN']._serialized_end=407
+  _globals['_HANDOVERUEREQUEST']._serialized_start=409
+  _globals['_HANDOVERUEREQUEST']._serialized_end=491
+  _globals['_HANDOVERUERESPONSE']._serialized_start=494
+  _globals['_HANDOVERUERESPONSE']._serialized_end=654
+  _globals['_REANCHOREDSESSION']._serialized_start=656
+  _globals['_REANCHOREDSESSION']._serialized_end=779
+  _globals['_DETACHUEREQUEST']._serialized_start=781
+  _globals['_DETACHUEREQUEST']._serialized_end=836
+  _globals['_DETACHUERESPONSE']._serialized_start=838
+  _globals['_DETACHUERESPONSE']._serialized_end=886
+  _globals['_GETUEREQUEST']._serialized_start=888
+  _globals['_GETUEREQUEST']._serialized_end=917
+  _globals['_GETUERESPONSE']._serialized_start=919
+  _globals['_GETUERESPONSE']._serialized_end=968
+  _globals['_UECONTEXT']._serialized_start=971
+  _globals['_UECONTEXT']._serialized_end=1126
+  _globals['_CELLLOAD']._serialized_start=1128
+  _globals['_CELLLOAD']._serialized_end=1203
+  _globals['_REPORTCELLLOADREQUEST']._serialized_start=1205
+  _globals['_REPORTCELLLOADREQUEST']._serialized_end=1264
+  _globals['_REPORTCELLLOADRESPONSE']._serialized_start=1266
+  _globals['_REPORTCELLLOADRESPONSE']._serialized_end=1290
+  _globals['_LISTCELLSREQUEST']._serialized_start=1292
+  _globals['_LISTCELLSREQUEST']._serialized_end=1310
+  _globals['_LISTCELLSRESPONSE']._serialized_start=1312
+  _globals['_LISTCELLSRESPONSE']._serialized_end=1369
+  _globals['_CELLSTATUS']._serialized_start=1372
+  _globals['_CELLSTATUS']._serialized_end=1530
+  _globals['_RANSERVICE']._serialized_start=1533
+  _globals['_RANSERVICE']._serialized_end=1977
 # @@protoc_insertion_point(module_scope)

@@ -23,12 +23,24 @@ class AttachUeRequest(_message.Message):
     def __init__(self, ue_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., slice_id: _Optional[str] = ..., five_qi: _Optional[int] = ...) -> None: ...
 
 class AttachUeResponse(_message.Message):
-    __slots__ = ("ue", "reanchored")
+    __slots__ = ("ue", "reanchored", "token")
     UE_FIELD_NUMBER: _ClassVar[int]
     REANCHORED_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     ue: UeContext
     reanchored: _containers.RepeatedCompositeFieldContainer[ReanchoredSession]
-    def __init__(self, ue: _Optional[_Union[UeContext, _Mapping]] = ..., reanchored: _Optional[_Iterable[_Union[ReanchoredSession, _Mapping]]] = ...) -> None: ...
+    token: UeToken
+    def __init__(self, ue: _Optional[_Union[UeContext, _Mapping]] = ..., reanchored: _Optional[_Iterable[_Union[ReanchoredSession, _Mapping]]] = ..., token: _Optional[_Union[UeToken, _Mapping]] = ...) -> None: ...
+
+class UeToken(_message.Message):
+    __slots__ = ("token", "token_id", "expires_at")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    token_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, token: _Optional[str] = ..., token_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class HandoverUeRequest(_message.Message):
     __slots__ = ("ue_id", "source_cell_id", "target_cell_id")
@@ -41,14 +53,16 @@ class HandoverUeRequest(_message.Message):
     def __init__(self, ue_id: _Optional[str] = ..., source_cell_id: _Optional[str] = ..., target_cell_id: _Optional[str] = ...) -> None: ...
 
 class HandoverUeResponse(_message.Message):
-    __slots__ = ("ue", "reanchored", "reanchor_ms")
+    __slots__ = ("ue", "reanchored", "reanchor_ms", "token")
     UE_FIELD_NUMBER: _ClassVar[int]
     REANCHORED_FIELD_NUMBER: _ClassVar[int]
     REANCHOR_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     ue: UeContext
     reanchored: _containers.RepeatedCompositeFieldContainer[ReanchoredSession]
     reanchor_ms: float
-    def __init__(self, ue: _Optional[_Union[UeContext, _Mapping]] = ..., reanchored: _Optional[_Iterable[_Union[ReanchoredSession, _Mapping]]] = ..., reanchor_ms: _Optional[float] = ...) -> None: ...
+    token: UeToken
+    def __init__(self, ue: _Optional[_Union[UeContext, _Mapping]] = ..., reanchored: _Optional[_Iterable[_Union[ReanchoredSession, _Mapping]]] = ..., reanchor_ms: _Optional[float] = ..., token: _Optional[_Union[UeToken, _Mapping]] = ...) -> None: ...
 
 class ReanchoredSession(_message.Message):
     __slots__ = ("session_id", "from_cell_id", "to_cell_id", "from_edge_id", "to_edge_id")

@@ -82,6 +82,7 @@ class RanServiceServicer:
     def AttachUe(self, request, context):
         """A UE attached (or re-attached) in a cell. Idempotent on ue_id; a UE that
         was attached in another cell is handed over (its sessions re-anchored).
+        The reply carries a UE token for the UE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,8 +99,9 @@ class RanServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DetachUe(self, request, context):
-        """A UE left the network: its context is dropped and, unless kept, its AI
-        sessions released.
+        """A UE left the network: its context is dropped, its UE tokens are revoked
+        at every node within one heartbeat and, unless kept, its AI sessions
+        released.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

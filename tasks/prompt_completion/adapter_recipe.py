@@ -42,7 +42,7 @@ log = structlog.get_logger("netgpt.adapter.recipe")
 SEED = 2024
 EXAMPLES = 2000
 # chosen on the development set (NetGPT edge+cloud 79.4 -> 88.2 % over the starter LLaMA's half-distractor data):
-DATA = {"distractor_share": 1.0, "misread_share": 0.2}
+DISTRACTOR_SHARE, MISREAD_SHARE = 1.0, 0.2
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "netgpt" / "assets" / "pretrained_adapter"
 # r16 on the attention projections: 1.84M trainable of 134.5M, 3.7 MB in fp16
 TRAIN = TrainConfig(method="lora", lora_rank=16, lora_alpha=32, lora_dropout=0.05, max_steps=150, batch_size=8,
@@ -82,14 +82,16 @@ def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False
     with tempfile.TemporaryDirectory(prefix="netgpt-adapter-") as tmp:
         work = Path(tmp)
         examples = 64 if quick else EXAMPLES
-        dataset = build_cloud_dataset(work / "cloud.jsonl", seed, examples, **DATA)
+        dataset = build_cloud_dataset(work / "cloud.jsonl", seed, examples, distractor_share=DISTRACTOR_SHARE,
+                                      misread_share=MISREAD_SHARE)
         job, trained = asyncio.run(train_cloud_adapter(PRETRAINED, dataset, asdict(config), work / "job",
                                                        _job_logger()))
         staging = work / "adapter"
         trainable = save_adapter_fp16(trained, staging)
         record = {
             "base": base.lineage, "seed": seed,
-            "dataset": {"builder": "build_cloud_dataset", "examples": examples, **DATA, "sha256": file_sha256(dataset)},
+            "dataset": {"builder": "build_cloud_dataset", "examples": examples, "distractor_share": DISTRACTOR_SHARE,
+                        "misread_share": MISREAD_SHARE, "sha256": file_sha256(dataset)},
             "train": {k: v for k, v in asdict(config).items() if k != "threads"},
             "trainable_params": trainable, "job": {"id": job.id, "node": job.node_id, "sha256": job.result.sha256},
             "steps": job.step,

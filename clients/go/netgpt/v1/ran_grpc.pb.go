@@ -19,14 +19,16 @@ const _ = grpc.SupportPackageIsVersion7
 type RanServiceClient interface {
 	// A UE attached (or re-attached) in a cell. Idempotent on ue_id; a UE that
 	// was attached in another cell is handed over (its sessions re-anchored).
+	// The reply carries a UE token for the UE.
 	AttachUe(ctx context.Context, in *AttachUeRequest, opts ...grpc.CallOption) (*AttachUeResponse, error)
 	// A UE moved to another cell: its AI sessions are re-anchored to an edge
 	// serving the target cell. NOT_FOUND when no serving edge covers the target
 	// cell (then nothing changes). A UE the core does not know (e.g. after a
 	// core restart) is taken as attached in the target cell.
 	HandoverUe(ctx context.Context, in *HandoverUeRequest, opts ...grpc.CallOption) (*HandoverUeResponse, error)
-	// A UE left the network: its context is dropped and, unless kept, its AI
-	// sessions released.
+	// A UE left the network: its context is dropped, its UE tokens are revoked
+	// at every node within one heartbeat and, unless kept, its AI sessions
+	// released.
 	DetachUe(ctx context.Context, in *DetachUeRequest, opts ...grpc.CallOption) (*DetachUeResponse, error)
 	// Where one UE is attached, with the QoS derived from its 5QI.
 	GetUe(ctx context.Context, in *GetUeRequest, opts ...grpc.CallOption) (*GetUeResponse, error)
@@ -104,14 +106,16 @@ func (c *ranServiceClient) ListCells(ctx context.Context, in *ListCellsRequest, 
 type RanServiceServer interface {
 	// A UE attached (or re-attached) in a cell. Idempotent on ue_id; a UE that
 	// was attached in another cell is handed over (its sessions re-anchored).
+	// The reply carries a UE token for the UE.
 	AttachUe(context.Context, *AttachUeRequest) (*AttachUeResponse, error)
 	// A UE moved to another cell: its AI sessions are re-anchored to an edge
 	// serving the target cell. NOT_FOUND when no serving edge covers the target
 	// cell (then nothing changes). A UE the core does not know (e.g. after a
 	// core restart) is taken as attached in the target cell.
 	HandoverUe(context.Context, *HandoverUeRequest) (*HandoverUeResponse, error)
-	// A UE left the network: its context is dropped and, unless kept, its AI
-	// sessions released.
+	// A UE left the network: its context is dropped, its UE tokens are revoked
+	// at every node within one heartbeat and, unless kept, its AI sessions
+	// released.
 	DetachUe(context.Context, *DetachUeRequest) (*DetachUeResponse, error)
 	// Where one UE is attached, with the QoS derived from its 5QI.
 	GetUe(context.Context, *GetUeRequest) (*GetUeResponse, error)

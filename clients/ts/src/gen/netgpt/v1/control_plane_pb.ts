@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netgpt/v1/control_plane.proto.
  */
 export const file_netgpt_v1_control_plane: GenFile = /*@__PURE__*/
-  fileDesc("Ch1uZXRncHQvdjEvY29udHJvbF9wbGFuZS5wcm90bxIJbmV0Z3B0LnYxIjgKE1JlZ2lzdGVyTm9kZVJlcXVlc3QSIQoEbm9kZRgBIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbyJGChRSZWdpc3Rlck5vZGVSZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDSJYChBIZWFydGJlYXRSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSIQoEbG9hZBgCIAEoCzITLm5ldGdwdC52MS5Ob2RlTG9hZBIQCghzZXF1ZW5jZRgDIAEoBCI9ChFIZWFydGJlYXRSZXNwb25zZRIoCghjb21tYW5kcxgBIAMoCzIWLm5ldGdwdC52MS5Ob2RlQ29tbWFuZCKYAwoLTm9kZUNvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIuCgxwZWVyc191cGRhdGUYAiABKAsyFi5uZXRncHQudjEuUGVlcnNVcGRhdGVIABIyCg5yb3V0aW5nX3BvbGljeRgDIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5SAASKgoGZGVwbG95GAQgASgLMhgubmV0Z3B0LnYxLkRlcGxveUNvbW1hbmRIABIuCghyb2xsYmFjaxgFIAEoCzIaLm5ldGdwdC52MS5Sb2xsYmFja0NvbW1hbmRIABI5Cg5zdGFydF90cmFpbmluZxgGIAEoCzIfLm5ldGdwdC52MS5TdGFydFRyYWluaW5nQ29tbWFuZEgAEjsKD2NhbmNlbF90cmFpbmluZxgHIAEoCzIgLm5ldGdwdC52MS5DYW5jZWxUcmFpbmluZ0NvbW1hbmRIABIyCg5zZXNzaW9uc19tb3ZlZBgIIAEoCzIYLm5ldGdwdC52MS5TZXNzaW9uc01vdmVkSABCCQoHY29tbWFuZCIkCg1TZXNzaW9uc01vdmVkEhMKC3Nlc3Npb25faWRzGAEgAygJIlcKDURlcGxveUNvbW1hbmQSIgoFbW9kZWwYASABKAsyEy5uZXRncHQudjEuTW9kZWxSZWYSIgoEcGxhbhgCIAEoCzIULm5ldGdwdC52MS5GZXRjaFBsYW4iEQoPUm9sbGJhY2tDb21tYW5kIpkBChRTdGFydFRyYWluaW5nQ29tbWFuZBIOCgZqb2JfaWQYASABKAkSKAoEc3BlYxgCIAEoCzIaLm5ldGdwdC52MS5UcmFpbmluZ0pvYlNwZWMSIQoEYmFzZRgDIAEoCzITLm5ldGdwdC52MS5Nb2RlbFJlZhIkCgdkYXRhc2V0GAQgASgLMhMubmV0Z3B0LnYxLk1vZGVsUmVmIicKFUNhbmNlbFRyYWluaW5nQ29tbWFuZBIOCgZqb2JfaWQYASABKAkiOQoLUGVlcnNVcGRhdGUSKgoLY2xvdWRfbm9kZXMYASADKAsyFS5uZXRncHQudjEuTm9kZVN0YXR1cyJoChdFc3RhYmxpc2hTZXNzaW9uUmVxdWVzdBINCgV1ZV9pZBgBIAEoCRIPCgdjZWxsX2lkGAIgASgJEhAKCHNsaWNlX2lkGAMgASgJEhsKA3FvcxgEIAEoCzIOLm5ldGdwdC52MS5Rb1MiQQoYRXN0YWJsaXNoU2Vzc2lvblJlc3BvbnNlEiUKB3Nlc3Npb24YASABKAsyFC5uZXRncHQudjEuQWlTZXNzaW9uIokCCglBaVNlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgphaV9mbG93X2lkGAIgASgJEg0KBXVlX2lkGAMgASgJEg8KB2NlbGxfaWQYBCABKAkSEAoIc2xpY2VfaWQYBSABKAkSGwoDcW9zGAYgASgLMg4ubmV0Z3B0LnYxLlFvUxIpCgxzZXJ2aW5nX2VkZ2UYByABKAsyEy5uZXRncHQudjEuTm9kZUluZm8SKgoNc2VydmluZ19jbG91ZBgIIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbxIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCInChFHZXRTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIjsKEkdldFNlc3Npb25SZXNwb25zZRIlCgdzZXNzaW9uGAEgASgLMhQubmV0Z3B0LnYxLkFpU2Vzc2lvbiIrChVSZWxlYXNlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIYChZSZWxlYXNlU2Vzc2lvblJlc3BvbnNlIjUKEExpc3ROb2Rlc1JlcXVlc3QSIQoEcm9sZRgBIAEoDjITLm5ldGdwdC52MS5Ob2RlUm9sZSI5ChFMaXN0Tm9kZXNSZXNwb25zZRIkCgVub2RlcxgBIAMoCzIVLm5ldGdwdC52MS5Ob2RlU3RhdHVzIvgBCg1Sb3V0aW5nUG9saWN5EigKCmVkZ2VfdGFza3MYASADKA4yFC5uZXRncHQudjEuVGFza0NsYXNzEiEKFGNvbmZpZGVuY2VfdGhyZXNob2xkGAIgASgBSACIAQESHwoXY29uZmlkZW5jZV9wcm9iZV90b2tlbnMYAyABKA0SFwoPbWF4X2Nsb3VkX3F1ZXVlGAQgASgNEisKCXJlc2lkZW5jeRgFIAMoCzIYLm5ldGdwdC52MS5SZXNpZGVuY3lSdWxlEhoKEnZlcmJhdGltX3dvcmtmbG93cxgGIAMoCUIXChVfY29uZmlkZW5jZV90aHJlc2hvbGQiQAoNUmVzaWRlbmN5UnVsZRIQCghjZWxsX2lkcxgBIAMoCRIdChVhbGxvd2VkX2Nsb3VkX3JlZ2lvbnMYAiADKAkiVQoXU2V0Um91dGluZ1BvbGljeVJlcXVlc3QSKAoGcG9saWN5GAEgASgLMhgubmV0Z3B0LnYxLlJvdXRpbmdQb2xpY3kSEAoIbm9kZV9pZHMYAiADKAkiLAoYU2V0Um91dGluZ1BvbGljeVJlc3BvbnNlEhAKCG5vZGVfaWRzGAEgAygJIhkKF0dldFJvdXRpbmdQb2xpY3lSZXF1ZXN0IkQKGEdldFJvdXRpbmdQb2xpY3lSZXNwb25zZRIoCgZwb2xpY3kYASABKAsyGC5uZXRncHQudjEuUm91dGluZ1BvbGljeTKzBQoTQ29udHJvbFBsYW5lU2VydmljZRJPCgxSZWdpc3Rlck5vZGUSHi5uZXRncHQudjEuUmVnaXN0ZXJOb2RlUmVxdWVzdBofLm5ldGdwdC52MS5SZWdpc3Rlck5vZGVSZXNwb25zZRJKCglIZWFydGJlYXQSGy5uZXRncHQudjEuSGVhcnRiZWF0UmVxdWVzdBocLm5ldGdwdC52MS5IZWFydGJlYXRSZXNwb25zZSgBMAESWwoQRXN0YWJsaXNoU2Vzc2lvbhIiLm5ldGdwdC52MS5Fc3RhYmxpc2hTZXNzaW9uUmVxdWVzdBojLm5ldGdwdC52MS5Fc3RhYmxpc2hTZXNzaW9uUmVzcG9uc2USSQoKR2V0U2Vzc2lvbhIcLm5ldGdwdC52MS5HZXRTZXNzaW9uUmVxdWVzdBodLm5ldGdwdC52MS5HZXRTZXNzaW9uUmVzcG9uc2USVQoOUmVsZWFzZVNlc3Npb24SIC5uZXRncHQudjEuUmVsZWFzZVNlc3Npb25SZXF1ZXN0GiEubmV0Z3B0LnYxLlJlbGVhc2VTZXNzaW9uUmVzcG9uc2USRgoJTGlzdE5vZGVzEhsubmV0Z3B0LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHC5uZXRncHQudjEuTGlzdE5vZGVzUmVzcG9uc2USWwoQU2V0Um91dGluZ1BvbGljeRIiLm5ldGdwdC52MS5TZXRSb3V0aW5nUG9saWN5UmVxdWVzdBojLm5ldGdwdC52MS5TZXRSb3V0aW5nUG9saWN5UmVzcG9uc2USWwoQR2V0Um91dGluZ1BvbGljeRIiLm5ldGdwdC52MS5HZXRSb3V0aW5nUG9saWN5UmVxdWVzdBojLm5ldGdwdC52MS5HZXRSb3V0aW5nUG9saWN5UmVzcG9uc2VCjQEKDWNvbS5uZXRncHQudjFCEUNvbnRyb2xQbGFuZVByb3RvUAFaNmdpdGh1Yi5jb20vbmV0Z3B0L25ldGdwdC9jbGllbnRzL2dvL25ldGdwdC92MTtuZXRncHR2MaICA05HUKoCCU5ldEdQVC5WMboCA05HUMoCCU5ldEdQVFxWMeoCCk5ldEdQVDo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_netgpt_v1_blob, file_netgpt_v1_common, file_netgpt_v1_training, file_netgpt_v1_user_plane]);
+  fileDesc("Ch1uZXRncHQvdjEvY29udHJvbF9wbGFuZS5wcm90bxIJbmV0Z3B0LnYxIjgKE1JlZ2lzdGVyTm9kZVJlcXVlc3QSIQoEbm9kZRgBIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbyJGChRSZWdpc3Rlck5vZGVSZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDSJYChBIZWFydGJlYXRSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSIQoEbG9hZBgCIAEoCzITLm5ldGdwdC52MS5Ob2RlTG9hZBIQCghzZXF1ZW5jZRgDIAEoBCI9ChFIZWFydGJlYXRSZXNwb25zZRIoCghjb21tYW5kcxgBIAMoCzIWLm5ldGdwdC52MS5Ob2RlQ29tbWFuZCLGAwoLTm9kZUNvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIuCgxwZWVyc191cGRhdGUYAiABKAsyFi5uZXRncHQudjEuUGVlcnNVcGRhdGVIABIyCg5yb3V0aW5nX3BvbGljeRgDIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5SAASKgoGZGVwbG95GAQgASgLMhgubmV0Z3B0LnYxLkRlcGxveUNvbW1hbmRIABIuCghyb2xsYmFjaxgFIAEoCzIaLm5ldGdwdC52MS5Sb2xsYmFja0NvbW1hbmRIABI5Cg5zdGFydF90cmFpbmluZxgGIAEoCzIfLm5ldGdwdC52MS5TdGFydFRyYWluaW5nQ29tbWFuZEgAEjsKD2NhbmNlbF90cmFpbmluZxgHIAEoCzIgLm5ldGdwdC52MS5DYW5jZWxUcmFpbmluZ0NvbW1hbmRIABIyCg5zZXNzaW9uc19tb3ZlZBgIIAEoCzIYLm5ldGdwdC52MS5TZXNzaW9uc01vdmVkSAASLAoJdWVfdG9rZW5zGAkgASgLMhcubmV0Z3B0LnYxLlVlVG9rZW5TdGF0ZUgAQgkKB2NvbW1hbmQirAEKDFVlVG9rZW5TdGF0ZRIQCghzbmFwc2hvdBgBIAEoCBIjCgRrZXlzGAIgAygLMhUubmV0Z3B0LnYxLlVlVG9rZW5LZXkSMQoLcmV2b2NhdGlvbnMYAyADKAsyHC5uZXRncHQudjEuVWVUb2tlblJldm9jYXRpb24SMgoOcmV2b2tlZF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjQKClVlVG9rZW5LZXkSDgoGa2V5X2lkGAEgASgJEhYKDnB1YmxpY19rZXlfcGVtGAIgASgJIlUKEVVlVG9rZW5SZXZvY2F0aW9uEg0KBXVlX2lkGAEgASgJEjEKDWlzc3VlZF9iZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiQKDVNlc3Npb25zTW92ZWQSEwoLc2Vzc2lvbl9pZHMYASADKAkiVwoNRGVwbG95Q29tbWFuZBIiCgVtb2RlbBgBIAEoCzITLm5ldGdwdC52MS5Nb2RlbFJlZhIiCgRwbGFuGAIgASgLMhQubmV0Z3B0LnYxLkZldGNoUGxhbiIRCg9Sb2xsYmFja0NvbW1hbmQimQEKFFN0YXJ0VHJhaW5pbmdDb21tYW5kEg4KBmpvYl9pZBgBIAEoCRIoCgRzcGVjGAIgASgLMhoubmV0Z3B0LnYxLlRyYWluaW5nSm9iU3BlYxIhCgRiYXNlGAMgASgLMhMubmV0Z3B0LnYxLk1vZGVsUmVmEiQKB2RhdGFzZXQYBCABKAsyEy5uZXRncHQudjEuTW9kZWxSZWYiJwoVQ2FuY2VsVHJhaW5pbmdDb21tYW5kEg4KBmpvYl9pZBgBIAEoCSI5CgtQZWVyc1VwZGF0ZRIqCgtjbG91ZF9ub2RlcxgBIAMoCzIVLm5ldGdwdC52MS5Ob2RlU3RhdHVzImgKF0VzdGFibGlzaFNlc3Npb25SZXF1ZXN0Eg0KBXVlX2lkGAEgASgJEg8KB2NlbGxfaWQYAiABKAkSEAoIc2xpY2VfaWQYAyABKAkSGwoDcW9zGAQgASgLMg4ubmV0Z3B0LnYxLlFvUyJBChhFc3RhYmxpc2hTZXNzaW9uUmVzcG9uc2USJQoHc2Vzc2lvbhgBIAEoCzIULm5ldGdwdC52MS5BaVNlc3Npb24iiQIKCUFpU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhIKCmFpX2Zsb3dfaWQYAiABKAkSDQoFdWVfaWQYAyABKAkSDwoHY2VsbF9pZBgEIAEoCRIQCghzbGljZV9pZBgFIAEoCRIbCgNxb3MYBiABKAsyDi5uZXRncHQudjEuUW9TEikKDHNlcnZpbmdfZWRnZRgHIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbxIqCg1zZXJ2aW5nX2Nsb3VkGAggASgLMhMubmV0Z3B0LnYxLk5vZGVJbmZvEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiOwoSR2V0U2Vzc2lvblJlc3BvbnNlEiUKB3Nlc3Npb24YASABKAsyFC5uZXRncHQudjEuQWlTZXNzaW9uIisKFVJlbGVhc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhgKFlJlbGVhc2VTZXNzaW9uUmVzcG9uc2UiNQoQTGlzdE5vZGVzUmVxdWVzdBIhCgRyb2xlGAEgASgOMhMubmV0Z3B0LnYxLk5vZGVSb2xlIjkKEUxpc3ROb2Rlc1Jlc3BvbnNlEiQKBW5vZGVzGAEgAygLMhUubmV0Z3B0LnYxLk5vZGVTdGF0dXMi+AEKDVJvdXRpbmdQb2xpY3kSKAoKZWRnZV90YXNrcxgBIAMoDjIULm5ldGdwdC52MS5UYXNrQ2xhc3MSIQoUY29uZmlkZW5jZV90aHJlc2hvbGQYAiABKAFIAIgBARIfChdjb25maWRlbmNlX3Byb2JlX3Rva2VucxgDIAEoDRIXCg9tYXhfY2xvdWRfcXVldWUYBCABKA0SKwoJcmVzaWRlbmN5GAUgAygLMhgubmV0Z3B0LnYxLlJlc2lkZW5jeVJ1bGUSGgoSdmVyYmF0aW1fd29ya2Zsb3dzGAYgAygJQhcKFV9jb25maWRlbmNlX3RocmVzaG9sZCJACg1SZXNpZGVuY3lSdWxlEhAKCGNlbGxfaWRzGAEgAygJEh0KFWFsbG93ZWRfY2xvdWRfcmVnaW9ucxgCIAMoCSJVChdTZXRSb3V0aW5nUG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5uZXRncHQudjEuUm91dGluZ1BvbGljeRIQCghub2RlX2lkcxgCIAMoCSIsChhTZXRSb3V0aW5nUG9saWN5UmVzcG9uc2USEAoIbm9kZV9pZHMYASADKAkiGQoXR2V0Um91dGluZ1BvbGljeVJlcXVlc3QiRAoYR2V0Um91dGluZ1BvbGljeVJlc3BvbnNlEigKBnBvbGljeRgBIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5MrMFChNDb250cm9sUGxhbmVTZXJ2aWNlEk8KDFJlZ2lzdGVyTm9kZRIeLm5ldGdwdC52MS5SZWdpc3Rlck5vZGVSZXF1ZXN0Gh8ubmV0Z3B0LnYxLlJlZ2lzdGVyTm9kZVJlc3BvbnNlEkoKCUhlYXJ0YmVhdBIbLm5ldGdwdC52MS5IZWFydGJlYXRSZXF1ZXN0GhwubmV0Z3B0LnYxLkhlYXJ0YmVhdFJlc3BvbnNlKAEwARJbChBFc3RhYmxpc2hTZXNzaW9uEiIubmV0Z3B0LnYxLkVzdGFibGlzaFNlc3Npb25SZXF1ZXN0GiMubmV0Z3B0LnYxLkVzdGFibGlzaFNlc3Npb25SZXNwb25zZRJJCgpHZXRTZXNzaW9uEhwubmV0Z3B0LnYxLkdldFNlc3Npb25SZXF1ZXN0Gh0ubmV0Z3B0LnYxLkdldFNlc3Npb25SZXNwb25zZRJVCg5SZWxlYXNlU2Vzc2lvbhIgLm5ldGdwdC52MS5SZWxlYXNlU2Vzc2lvblJlcXVlc3QaIS5uZXRncHQudjEuUmVsZWFzZVNlc3Npb25SZXNwb25zZRJGCglMaXN0Tm9kZXMSGy5uZXRncHQudjEuTGlzdE5vZGVzUmVxdWVzdBocLm5ldGdwdC52MS5MaXN0Tm9kZXNSZXNwb25zZRJbChBTZXRSb3V0aW5nUG9saWN5EiIubmV0Z3B0LnYxLlNldFJvdXRpbmdQb2xpY3lSZXF1ZXN0GiMubmV0Z3B0LnYxLlNldFJvdXRpbmdQb2xpY3lSZXNwb25zZRJbChBHZXRSb3V0aW5nUG9saWN5EiIubmV0Z3B0LnYxLkdldFJvdXRpbmdQb2xpY3lSZXF1ZXN0GiMubmV0Z3B0LnYxLkdldFJvdXRpbmdQb2xpY3lSZXNwb25zZUKNAQoNY29tLm5ldGdwdC52MUIRQ29udHJvbFBsYW5lUHJvdG9QAVo2Z2l0aHViLmNvbS9uZXRncHQvbmV0Z3B0L2NsaWVudHMvZ28vbmV0Z3B0L3YxO25ldGdwdHYxogIDTkdQqgIJTmV0R1BULlYxugIDTkdQygIJTmV0R1BUXFYx6gIKTmV0R1BUOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp, file_netgpt_v1_blob, file_netgpt_v1_common, file_netgpt_v1_training, file_netgpt_v1_user_plane]);
 
 /**
  * @generated from message netgpt.v1.RegisterNodeRequest
@@ -165,6 +165,12 @@ export type NodeCommand = Message<"netgpt.v1.NodeCommand"> & {
      */
     value: SessionsMoved;
     case: "sessionsMoved";
+  } | {
+    /**
+     * @generated from field: netgpt.v1.UeTokenState ue_tokens = 9;
+     */
+    value: UeTokenState;
+    case: "ueTokens";
   } | { case: undefined; value?: undefined };
 };
 
@@ -174,6 +180,99 @@ export type NodeCommand = Message<"netgpt.v1.NodeCommand"> & {
  */
 export const NodeCommandSchema: GenMessage<NodeCommand> = /*@__PURE__*/
   messageDesc(file_netgpt_v1_control_plane, 4);
+
+/**
+ * What a node needs to check UE tokens (RanService hands them out): the keys
+ * they are signed with and the UEs whose tokens are revoked (detached). The
+ * core sends a snapshot when a node registers and an addition on every detach.
+ *
+ * @generated from message netgpt.v1.UeTokenState
+ */
+export type UeTokenState = Message<"netgpt.v1.UeTokenState"> & {
+  /**
+   * true: replaces all the node holds; false: adds to it.
+   *
+   * @generated from field: bool snapshot = 1;
+   */
+  snapshot: boolean;
+
+  /**
+   * @generated from field: repeated netgpt.v1.UeTokenKey keys = 2;
+   */
+  keys: UeTokenKey[];
+
+  /**
+   * @generated from field: repeated netgpt.v1.UeTokenRevocation revocations = 3;
+   */
+  revocations: UeTokenRevocation[];
+
+  /**
+   * Every token issued at or before this time is refused, whoever it is for
+   * (set when the core's revocation list overflowed). Unset: none.
+   *
+   * @generated from field: google.protobuf.Timestamp revoked_before = 4;
+   */
+  revokedBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message netgpt.v1.UeTokenState.
+ * Use `create(UeTokenStateSchema)` to create a new message.
+ */
+export const UeTokenStateSchema: GenMessage<UeTokenState> = /*@__PURE__*/
+  messageDesc(file_netgpt_v1_control_plane, 5);
+
+/**
+ * A public key that signs UE tokens (ES256: ECDSA P-256 with SHA-256).
+ *
+ * @generated from message netgpt.v1.UeTokenKey
+ */
+export type UeTokenKey = Message<"netgpt.v1.UeTokenKey"> & {
+  /**
+   * The "kid" in the tokens' JWT header.
+   *
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * SubjectPublicKeyInfo, PEM.
+   *
+   * @generated from field: string public_key_pem = 2;
+   */
+  publicKeyPem: string;
+};
+
+/**
+ * Describes the message netgpt.v1.UeTokenKey.
+ * Use `create(UeTokenKeySchema)` to create a new message.
+ */
+export const UeTokenKeySchema: GenMessage<UeTokenKey> = /*@__PURE__*/
+  messageDesc(file_netgpt_v1_control_plane, 6);
+
+/**
+ * The tokens of one UE issued at or before issued_before are refused.
+ *
+ * @generated from message netgpt.v1.UeTokenRevocation
+ */
+export type UeTokenRevocation = Message<"netgpt.v1.UeTokenRevocation"> & {
+  /**
+   * @generated from field: string ue_id = 1;
+   */
+  ueId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp issued_before = 2;
+   */
+  issuedBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message netgpt.v1.UeTokenRevocation.
+ * Use `create(UeTokenRevocationSchema)` to create a new message.
+ */
+export const UeTokenRevocationSchema: GenMessage<UeTokenRevocation> = /*@__PURE__*/
+  messageDesc(file_netgpt_v1_control_plane, 7);
 
 /**
  * Sessions a handover moved away from this edge, or to another cell: drop any cached
@@ -193,7 +292,7 @@ export type SessionsMoved = Message<"netgpt.v1.SessionsMoved"> & {
  * Use `create(SessionsMovedSchema)` to create a new message.
  */
 export const SessionsMovedSchema: GenMessage<SessionsMoved> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 5);
+  messageDesc(file_netgpt_v1_control_plane, 8);
 
 /**
  * Fetch a stored version from the core's model store, verify, load and switch to it.
@@ -222,7 +321,7 @@ export type DeployCommand = Message<"netgpt.v1.DeployCommand"> & {
  * Use `create(DeployCommandSchema)` to create a new message.
  */
 export const DeployCommandSchema: GenMessage<DeployCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 6);
+  messageDesc(file_netgpt_v1_control_plane, 9);
 
 /**
  * Switch back to the version served before the last deploy.
@@ -237,7 +336,7 @@ export type RollbackCommand = Message<"netgpt.v1.RollbackCommand"> & {
  * Use `create(RollbackCommandSchema)` to create a new message.
  */
 export const RollbackCommandSchema: GenMessage<RollbackCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 7);
+  messageDesc(file_netgpt_v1_control_plane, 10);
 
 /**
  * Run a fine-tuning job: fetch its inputs from the core's model store, train on
@@ -277,7 +376,7 @@ export type StartTrainingCommand = Message<"netgpt.v1.StartTrainingCommand"> & {
  * Use `create(StartTrainingCommandSchema)` to create a new message.
  */
 export const StartTrainingCommandSchema: GenMessage<StartTrainingCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 8);
+  messageDesc(file_netgpt_v1_control_plane, 11);
 
 /**
  * Stop a fine-tuning job; nothing is published.
@@ -296,7 +395,7 @@ export type CancelTrainingCommand = Message<"netgpt.v1.CancelTrainingCommand"> &
  * Use `create(CancelTrainingCommandSchema)` to create a new message.
  */
 export const CancelTrainingCommandSchema: GenMessage<CancelTrainingCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 9);
+  messageDesc(file_netgpt_v1_control_plane, 12);
 
 /**
  * The cloud nodes an edge may forward to, with their health and load.
@@ -315,7 +414,7 @@ export type PeersUpdate = Message<"netgpt.v1.PeersUpdate"> & {
  * Use `create(PeersUpdateSchema)` to create a new message.
  */
 export const PeersUpdateSchema: GenMessage<PeersUpdate> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 10);
+  messageDesc(file_netgpt_v1_control_plane, 13);
 
 /**
  * @generated from message netgpt.v1.EstablishSessionRequest
@@ -347,7 +446,7 @@ export type EstablishSessionRequest = Message<"netgpt.v1.EstablishSessionRequest
  * Use `create(EstablishSessionRequestSchema)` to create a new message.
  */
 export const EstablishSessionRequestSchema: GenMessage<EstablishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 11);
+  messageDesc(file_netgpt_v1_control_plane, 14);
 
 /**
  * @generated from message netgpt.v1.EstablishSessionResponse
@@ -364,7 +463,7 @@ export type EstablishSessionResponse = Message<"netgpt.v1.EstablishSessionRespon
  * Use `create(EstablishSessionResponseSchema)` to create a new message.
  */
 export const EstablishSessionResponseSchema: GenMessage<EstablishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 12);
+  messageDesc(file_netgpt_v1_control_plane, 15);
 
 /**
  * An AI session binds a UE to a serving edge (and cloud) under one AI flow id.
@@ -425,7 +524,7 @@ export type AiSession = Message<"netgpt.v1.AiSession"> & {
  * Use `create(AiSessionSchema)` to create a new message.
  */
 export const AiSessionSchema: GenMessage<AiSession> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 13);
+  messageDesc(file_netgpt_v1_control_plane, 16);
 
 /**
  * @generated from message netgpt.v1.GetSessionRequest
@@ -442,7 +541,7 @@ export type GetSessionRequest = Message<"netgpt.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 14);
+  messageDesc(file_netgpt_v1_control_plane, 17);
 
 /**
  * @generated from message netgpt.v1.GetSessionResponse
@@ -459,7 +558,7 @@ export type GetSessionResponse = Message<"netgpt.v1.GetSessionResponse"> & {
  * Use `create(GetSessionResponseSchema)` to create a new message.
  */
 export const GetSessionResponseSchema: GenMessage<GetSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 15);
+  messageDesc(file_netgpt_v1_control_plane, 18);
 
 /**
  * @generated from message netgpt.v1.ReleaseSessionRequest
@@ -476,7 +575,7 @@ export type ReleaseSessionRequest = Message<"netgpt.v1.ReleaseSessionRequest"> &
  * Use `create(ReleaseSessionRequestSchema)` to create a new message.
  */
 export const ReleaseSessionRequestSchema: GenMessage<ReleaseSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 16);
+  messageDesc(file_netgpt_v1_control_plane, 19);
 
 /**
  * @generated from message netgpt.v1.ReleaseSessionResponse
@@ -489,7 +588,7 @@ export type ReleaseSessionResponse = Message<"netgpt.v1.ReleaseSessionResponse">
  * Use `create(ReleaseSessionResponseSchema)` to create a new message.
  */
 export const ReleaseSessionResponseSchema: GenMessage<ReleaseSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 17);
+  messageDesc(file_netgpt_v1_control_plane, 20);
 
 /**
  * @generated from message netgpt.v1.ListNodesRequest
@@ -508,7 +607,7 @@ export type ListNodesRequest = Message<"netgpt.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 18);
+  messageDesc(file_netgpt_v1_control_plane, 21);
 
 /**
  * @generated from message netgpt.v1.ListNodesResponse
@@ -525,7 +624,7 @@ export type ListNodesResponse = Message<"netgpt.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 19);
+  messageDesc(file_netgpt_v1_control_plane, 22);
 
 /**
  * How an edge decides between answering itself and forwarding to the cloud.
@@ -588,7 +687,7 @@ export type RoutingPolicy = Message<"netgpt.v1.RoutingPolicy"> & {
  * Use `create(RoutingPolicySchema)` to create a new message.
  */
 export const RoutingPolicySchema: GenMessage<RoutingPolicy> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 20);
+  messageDesc(file_netgpt_v1_control_plane, 23);
 
 /**
  * Where requests from some cells may be processed outside the edge.
@@ -617,7 +716,7 @@ export type ResidencyRule = Message<"netgpt.v1.ResidencyRule"> & {
  * Use `create(ResidencyRuleSchema)` to create a new message.
  */
 export const ResidencyRuleSchema: GenMessage<ResidencyRule> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 21);
+  messageDesc(file_netgpt_v1_control_plane, 24);
 
 /**
  * @generated from message netgpt.v1.SetRoutingPolicyRequest
@@ -641,7 +740,7 @@ export type SetRoutingPolicyRequest = Message<"netgpt.v1.SetRoutingPolicyRequest
  * Use `create(SetRoutingPolicyRequestSchema)` to create a new message.
  */
 export const SetRoutingPolicyRequestSchema: GenMessage<SetRoutingPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 22);
+  messageDesc(file_netgpt_v1_control_plane, 25);
 
 /**
  * @generated from message netgpt.v1.SetRoutingPolicyResponse
@@ -660,7 +759,7 @@ export type SetRoutingPolicyResponse = Message<"netgpt.v1.SetRoutingPolicyRespon
  * Use `create(SetRoutingPolicyResponseSchema)` to create a new message.
  */
 export const SetRoutingPolicyResponseSchema: GenMessage<SetRoutingPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 23);
+  messageDesc(file_netgpt_v1_control_plane, 26);
 
 /**
  * @generated from message netgpt.v1.GetRoutingPolicyRequest
@@ -673,7 +772,7 @@ export type GetRoutingPolicyRequest = Message<"netgpt.v1.GetRoutingPolicyRequest
  * Use `create(GetRoutingPolicyRequestSchema)` to create a new message.
  */
 export const GetRoutingPolicyRequestSchema: GenMessage<GetRoutingPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 24);
+  messageDesc(file_netgpt_v1_control_plane, 27);
 
 /**
  * @generated from message netgpt.v1.GetRoutingPolicyResponse
@@ -692,7 +791,7 @@ export type GetRoutingPolicyResponse = Message<"netgpt.v1.GetRoutingPolicyRespon
  * Use `create(GetRoutingPolicyResponseSchema)` to create a new message.
  */
 export const GetRoutingPolicyResponseSchema: GenMessage<GetRoutingPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 25);
+  messageDesc(file_netgpt_v1_control_plane, 28);
 
 /**
  * Control plane, served by the core controller: nodes, AI sessions, topology.

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netgpt/v1/network_management.proto.
  */
 export const file_netgpt_v1_network_management: GenFile = /*@__PURE__*/
-  fileDesc("CiJuZXRncHQvdjEvbmV0d29ya19tYW5hZ2VtZW50LnByb3RvEgluZXRncHQudjEiLAoMVGl0bGVIaXN0b3J5Eg0KBXRpdGxlGAEgASgJEg0KBXZpZXdzGAIgAygNIlAKDUhpc3RvcnlXaW5kb3cSFgoOZmlyc3RfaW50ZXJ2YWwYASABKA0SJwoGdGl0bGVzGAIgAygLMhcubmV0Z3B0LnYxLlRpdGxlSGlzdG9yeSJ0ChhQcmVkaWN0UG9wdWxhcml0eVJlcXVlc3QSKwoHaGlzdG9yeRgBIAEoCzIYLm5ldGdwdC52MS5IaXN0b3J5V2luZG93SAASEgoIaW50ZXJ2YWwYAiABKA1IABINCgV0b3BfaxgDIAEoDUIICgZzb3VyY2UiSgoKVGl0bGVTY29yZRINCgV0aXRsZRgBIAEoCRITCgtwcm9iYWJpbGl0eRgCIAEoAhIYChBwcmVkaWN0ZWRfYXBwZWFyGAMgASgIImsKGVByZWRpY3RQb3B1bGFyaXR5UmVzcG9uc2USEAoIaW50ZXJ2YWwYASABKA0SJQoGdGl0bGVzGAIgAygLMhUubmV0Z3B0LnYxLlRpdGxlU2NvcmUSFQoNbW9kZWxfdmVyc2lvbhgDIAEoCSLrAQoNTmV0d29ya0ludGVudBInCgZhY3Rpb24YASABKA4yFy5uZXRncHQudjEuSW50ZW50QWN0aW9uEg4KBnNvdXJjZRgCIAEoCRITCgtkZXN0aW5hdGlvbhgDIAEoCRIWCg5iYW5kd2lkdGhfbWJwcxgEIAEoARISCgpsYXRlbmN5X21zGAUgASgBEhIKCnByb3RlY3Rpb24YBiABKAgSJgoFc2xpY2UYByABKA4yFy5uZXRncHQudjEuTmV0d29ya1NsaWNlEg8KB2ZpdmVfcWkYCCABKA0SEwoLdGltZV93aW5kb3cYCSABKAkiIgoSSW5mZXJJbnRlbnRSZXF1ZXN0EgwKBHRleHQYASABKAkiswIKE0luZmVySW50ZW50UmVzcG9uc2USKAoGaW50ZW50GAEgASgLMhgubmV0Z3B0LnYxLk5ldHdvcmtJbnRlbnQSQgoKY29uZmlkZW5jZRgCIAMoCzIuLm5ldGdwdC52MS5JbmZlckludGVudFJlc3BvbnNlLkNvbmZpZGVuY2VFbnRyeRIbChNuZWVkc19jbGFyaWZpY2F0aW9uGAMgASgIEhYKDm1pc3NpbmdfZmllbGRzGAQgAygJEhgKEGFtYmlndW91c19maWVsZHMYBSADKAkSFQoNY2xhcmlmaWNhdGlvbhgGIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAcgASgJGjEKD0NvbmZpZGVuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAI6AjgBKnsKDEludGVudEFjdGlvbhIdChlJTlRFTlRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGAoUSU5URU5UX0FDVElPTl9DUkVBVEUQARIYChRJTlRFTlRfQUNUSU9OX01PRElGWRACEhgKFElOVEVOVF9BQ1RJT05fREVMRVRFEAMqdgoMTmV0d29ya1NsaWNlEh0KGU5FVFdPUktfU0xJQ0VfVU5TUEVDSUZJRUQQABIWChJORVRXT1JLX1NMSUNFX0VNQkIQARIXChNORVRXT1JLX1NMSUNFX1VSTExDEAISFgoSTkVUV09SS19TTElDRV9NSU9UEAMyyAEKGE5ldHdvcmtNYW5hZ2VtZW50U2VydmljZRJeChFQcmVkaWN0UG9wdWxhcml0eRIjLm5ldGdwdC52MS5QcmVkaWN0UG9wdWxhcml0eVJlcXVlc3QaJC5uZXRncHQudjEuUHJlZGljdFBvcHVsYXJpdHlSZXNwb25zZRJMCgtJbmZlckludGVudBIdLm5ldGdwdC52MS5JbmZlckludGVudFJlcXVlc3QaHi5uZXRncHQudjEuSW5mZXJJbnRlbnRSZXNwb25zZUKSAQoNY29tLm5ldGdwdC52MUIWTmV0d29ya01hbmFnZW1lbnRQcm90b1ABWjZnaXRodWIuY29tL25ldGdwdC9uZXRncHQvY2xpZW50cy9nby9uZXRncHQvdjE7bmV0Z3B0djGiAgNOR1CqAglOZXRHUFQuVjG6AgNOR1DKAglOZXRHUFRcVjHqAgpOZXRHUFQ6OlYxYgZwcm90bzM");
+  fileDesc("CiJuZXRncHQvdjEvbmV0d29ya19tYW5hZ2VtZW50LnByb3RvEgluZXRncHQudjEiLAoMVGl0bGVIaXN0b3J5Eg0KBXRpdGxlGAEgASgJEg0KBXZpZXdzGAIgAygNIlAKDUhpc3RvcnlXaW5kb3cSFgoOZmlyc3RfaW50ZXJ2YWwYASABKA0SJwoGdGl0bGVzGAIgAygLMhcubmV0Z3B0LnYxLlRpdGxlSGlzdG9yeSJ0ChhQcmVkaWN0UG9wdWxhcml0eVJlcXVlc3QSKwoHaGlzdG9yeRgBIAEoCzIYLm5ldGdwdC52MS5IaXN0b3J5V2luZG93SAASEgoIaW50ZXJ2YWwYAiABKA1IABINCgV0b3BfaxgDIAEoDUIICgZzb3VyY2UiSgoKVGl0bGVTY29yZRINCgV0aXRsZRgBIAEoCRITCgtwcm9iYWJpbGl0eRgCIAEoAhIYChBwcmVkaWN0ZWRfYXBwZWFyGAMgASgIImsKGVByZWRpY3RQb3B1bGFyaXR5UmVzcG9uc2USEAoIaW50ZXJ2YWwYASABKA0SJQoGdGl0bGVzGAIgAygLMhUubmV0Z3B0LnYxLlRpdGxlU2NvcmUSFQoNbW9kZWxfdmVyc2lvbhgDIAEoCSLrAQoNTmV0d29ya0ludGVudBInCgZhY3Rpb24YASABKA4yFy5uZXRncHQudjEuSW50ZW50QWN0aW9uEg4KBnNvdXJjZRgCIAEoCRITCgtkZXN0aW5hdGlvbhgDIAEoCRIWCg5iYW5kd2lkdGhfbWJwcxgEIAEoARISCgpsYXRlbmN5X21zGAUgASgBEhIKCnByb3RlY3Rpb24YBiABKAgSJgoFc2xpY2UYByABKA4yFy5uZXRncHQudjEuTmV0d29ya1NsaWNlEg8KB2ZpdmVfcWkYCCABKA0SEwoLdGltZV93aW5kb3cYCSABKAkiXAoSSW5mZXJJbnRlbnRSZXF1ZXN0EgwKBHRleHQYASABKAkSOAoPZG9jdW1lbnRfZm9ybWF0GAIgASgOMh8ubmV0Z3B0LnYxLkludGVudERvY3VtZW50Rm9ybWF0IsUCChNJbmZlckludGVudFJlc3BvbnNlEigKBmludGVudBgBIAEoCzIYLm5ldGdwdC52MS5OZXR3b3JrSW50ZW50EkIKCmNvbmZpZGVuY2UYAiADKAsyLi5uZXRncHQudjEuSW5mZXJJbnRlbnRSZXNwb25zZS5Db25maWRlbmNlRW50cnkSGwoTbmVlZHNfY2xhcmlmaWNhdGlvbhgDIAEoCBIWCg5taXNzaW5nX2ZpZWxkcxgEIAMoCRIYChBhbWJpZ3VvdXNfZmllbGRzGAUgAygJEhUKDWNsYXJpZmljYXRpb24YBiABKAkSFQoNbW9kZWxfdmVyc2lvbhgHIAEoCRIQCghkb2N1bWVudBgIIAEoCRoxCg9Db25maWRlbmNlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgCOgI4ASp7CgxJbnRlbnRBY3Rpb24SHQoZSU5URU5UX0FDVElPTl9VTlNQRUNJRklFRBAAEhgKFElOVEVOVF9BQ1RJT05fQ1JFQVRFEAESGAoUSU5URU5UX0FDVElPTl9NT0RJRlkQAhIYChRJTlRFTlRfQUNUSU9OX0RFTEVURRADKnYKDE5ldHdvcmtTbGljZRIdChlORVRXT1JLX1NMSUNFX1VOU1BFQ0lGSUVEEAASFgoSTkVUV09SS19TTElDRV9FTUJCEAESFwoTTkVUV09SS19TTElDRV9VUkxMQxACEhYKEk5FVFdPUktfU0xJQ0VfTUlPVBADKooBChRJbnRlbnREb2N1bWVudEZvcm1hdBImCiJJTlRFTlRfRE9DVU1FTlRfRk9STUFUX1VOU1BFQ0lGSUVEEAASJwojSU5URU5UX0RPQ1VNRU5UX0ZPUk1BVF8zR1BQX1RTMjgzMTIQARIhCh1JTlRFTlRfRE9DVU1FTlRfRk9STUFUX1RNRjkyMRACMsgBChhOZXR3b3JrTWFuYWdlbWVudFNlcnZpY2USXgoRUHJlZGljdFBvcHVsYXJpdHkSIy5uZXRncHQudjEuUHJlZGljdFBvcHVsYXJpdHlSZXF1ZXN0GiQubmV0Z3B0LnYxLlByZWRpY3RQb3B1bGFyaXR5UmVzcG9uc2USTAoLSW5mZXJJbnRlbnQSHS5uZXRncHQudjEuSW5mZXJJbnRlbnRSZXF1ZXN0Gh4ubmV0Z3B0LnYxLkluZmVySW50ZW50UmVzcG9uc2VCkgEKDWNvbS5uZXRncHQudjFCFk5ldHdvcmtNYW5hZ2VtZW50UHJvdG9QAVo2Z2l0aHViLmNvbS9uZXRncHQvbmV0Z3B0L2NsaWVudHMvZ28vbmV0Z3B0L3YxO25ldGdwdHYxogIDTkdQqgIJTmV0R1BULlYxugIDTkdQygIJTmV0R1BUXFYx6gIKTmV0R1BUOjpWMWIGcHJvdG8z");
 
 /**
  * Views of one title in consecutive intervals, oldest first.
@@ -251,6 +251,14 @@ export type InferIntentRequest = Message<"netgpt.v1.InferIntentRequest"> & {
    * @generated from field: string text = 1;
    */
   text: string;
+
+  /**
+   * Also render the intent as this document (InferIntentResponse.document);
+   * never for a reading that needs a clarification.
+   *
+   * @generated from field: netgpt.v1.IntentDocumentFormat document_format = 2;
+   */
+  documentFormat: IntentDocumentFormat;
 };
 
 /**
@@ -311,6 +319,14 @@ export type InferIntentResponse = Message<"netgpt.v1.InferIntentResponse"> & {
    * @generated from field: string model_version = 7;
    */
   modelVersion: string;
+
+  /**
+   * The intent as the document_format the request asked for, JSON text;
+   * empty when none was asked for or needs_clarification is true.
+   *
+   * @generated from field: string document = 8;
+   */
+  document: string;
 };
 
 /**
@@ -393,6 +409,43 @@ export enum NetworkSlice {
  */
 export const NetworkSliceSchema: GenEnum<NetworkSlice> = /*@__PURE__*/
   enumDesc(file_netgpt_v1_network_management, 1);
+
+/**
+ * A standard intent document an operator's system takes, rendered from the
+ * NetworkIntent as JSON (README: "Intents that a network can take").
+ *
+ * @generated from enum netgpt.v1.IntentDocumentFormat
+ */
+export enum IntentDocumentFormat {
+  /**
+   * No document: the structured intent only.
+   *
+   * @generated from enum value: INTENT_DOCUMENT_FORMAT_UNSPECIFIED = 0;
+   */
+  INTENT_DOCUMENT_FORMAT_UNSPECIFIED = 0,
+
+  /**
+   * A 3GPP TS 28.312 Intent (intentExpectations with object, targets and
+   * contexts), as an intent-driven MnS producer takes it.
+   *
+   * @generated from enum value: INTENT_DOCUMENT_FORMAT_3GPP_TS28312 = 1;
+   */
+  INTENT_DOCUMENT_FORMAT_3GPP_TS28312 = 1,
+
+  /**
+   * A TM Forum TMF921 Intent Management API Intent resource whose expression
+   * is a JsonLdExpression in the TM Forum intent ontology (TIO).
+   *
+   * @generated from enum value: INTENT_DOCUMENT_FORMAT_TMF921 = 2;
+   */
+  INTENT_DOCUMENT_FORMAT_TMF921 = 2,
+}
+
+/**
+ * Describes the enum netgpt.v1.IntentDocumentFormat.
+ */
+export const IntentDocumentFormatSchema: GenEnum<IntentDocumentFormat> = /*@__PURE__*/
+  enumDesc(file_netgpt_v1_network_management, 2);
 
 /**
  * Network management by the edge's fine-tuned GPT-2 models (the NetGPT

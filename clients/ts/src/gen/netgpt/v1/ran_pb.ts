@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netgpt/v1/ran.proto.
  */
 export const file_netgpt_v1_ran: GenFile = /*@__PURE__*/
-  fileDesc("ChNuZXRncHQvdjEvcmFuLnByb3RvEgluZXRncHQudjEiVAoPQXR0YWNoVWVSZXF1ZXN0Eg0KBXVlX2lkGAEgASgJEg8KB2NlbGxfaWQYAiABKAkSEAoIc2xpY2VfaWQYAyABKAkSDwoHZml2ZV9xaRgEIAEoDSJmChBBdHRhY2hVZVJlc3BvbnNlEiAKAnVlGAEgASgLMhQubmV0Z3B0LnYxLlVlQ29udGV4dBIwCgpyZWFuY2hvcmVkGAIgAygLMhwubmV0Z3B0LnYxLlJlYW5jaG9yZWRTZXNzaW9uIlIKEUhhbmRvdmVyVWVSZXF1ZXN0Eg0KBXVlX2lkGAEgASgJEhYKDnNvdXJjZV9jZWxsX2lkGAIgASgJEhYKDnRhcmdldF9jZWxsX2lkGAMgASgJIn0KEkhhbmRvdmVyVWVSZXNwb25zZRIgCgJ1ZRgBIAEoCzIULm5ldGdwdC52MS5VZUNvbnRleHQSMAoKcmVhbmNob3JlZBgCIAMoCzIcLm5ldGdwdC52MS5SZWFuY2hvcmVkU2Vzc2lvbhITCgtyZWFuY2hvcl9tcxgDIAEoASJ7ChFSZWFuY2hvcmVkU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhQKDGZyb21fY2VsbF9pZBgCIAEoCRISCgp0b19jZWxsX2lkGAMgASgJEhQKDGZyb21fZWRnZV9pZBgEIAEoCRISCgp0b19lZGdlX2lkGAUgASgJIjcKD0RldGFjaFVlUmVxdWVzdBINCgV1ZV9pZBgBIAEoCRIVCg1rZWVwX3Nlc3Npb25zGAIgASgIIjAKEERldGFjaFVlUmVzcG9uc2USHAoUcmVsZWFzZWRfc2Vzc2lvbl9pZHMYASADKAkiHQoMR2V0VWVSZXF1ZXN0Eg0KBXVlX2lkGAEgASgJIjEKDUdldFVlUmVzcG9uc2USIAoCdWUYASABKAsyFC5uZXRncHQudjEuVWVDb250ZXh0IpsBCglVZUNvbnRleHQSDQoFdWVfaWQYASABKAkSDwoHY2VsbF9pZBgCIAEoCRIQCghzbGljZV9pZBgDIAEoCRIPCgdmaXZlX3FpGAQgASgNEhsKA3FvcxgFIAEoCzIOLm5ldGdwdC52MS5Rb1MSLgoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiSwoIQ2VsbExvYWQSDwoHY2VsbF9pZBgBIAEoCRIXCg9wcmJfdXRpbGl6YXRpb24YAiABKAESFQoNY29ubmVjdGVkX3VlcxgDIAEoDSI7ChVSZXBvcnRDZWxsTG9hZFJlcXVlc3QSIgoFY2VsbHMYASADKAsyEy5uZXRncHQudjEuQ2VsbExvYWQiGAoWUmVwb3J0Q2VsbExvYWRSZXNwb25zZSISChBMaXN0Q2VsbHNSZXF1ZXN0IjkKEUxpc3RDZWxsc1Jlc3BvbnNlEiQKBWNlbGxzGAEgAygLMhUubmV0Z3B0LnYxLkNlbGxTdGF0dXMingEKCkNlbGxTdGF0dXMSDwoHY2VsbF9pZBgBIAEoCRIhCgRsb2FkGAIgASgLMhMubmV0Z3B0LnYxLkNlbGxMb2FkEjQKEGxvYWRfcmVwb3J0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGF0dGFjaGVkX3VlcxgEIAEoDRIQCghlZGdlX2lkcxgFIAMoCTK8AwoKUmFuU2VydmljZRJDCghBdHRhY2hVZRIaLm5ldGdwdC52MS5BdHRhY2hVZVJlcXVlc3QaGy5uZXRncHQudjEuQXR0YWNoVWVSZXNwb25zZRJJCgpIYW5kb3ZlclVlEhwubmV0Z3B0LnYxLkhhbmRvdmVyVWVSZXF1ZXN0Gh0ubmV0Z3B0LnYxLkhhbmRvdmVyVWVSZXNwb25zZRJDCghEZXRhY2hVZRIaLm5ldGdwdC52MS5EZXRhY2hVZVJlcXVlc3QaGy5uZXRncHQudjEuRGV0YWNoVWVSZXNwb25zZRI6CgVHZXRVZRIXLm5ldGdwdC52MS5HZXRVZVJlcXVlc3QaGC5uZXRncHQudjEuR2V0VWVSZXNwb25zZRJVCg5SZXBvcnRDZWxsTG9hZBIgLm5ldGdwdC52MS5SZXBvcnRDZWxsTG9hZFJlcXVlc3QaIS5uZXRncHQudjEuUmVwb3J0Q2VsbExvYWRSZXNwb25zZRJGCglMaXN0Q2VsbHMSGy5uZXRncHQudjEuTGlzdENlbGxzUmVxdWVzdBocLm5ldGdwdC52MS5MaXN0Q2VsbHNSZXNwb25zZUKEAQoNY29tLm5ldGdwdC52MUIIUmFuUHJvdG9QAVo2Z2l0aHViLmNvbS9uZXRncHQvbmV0Z3B0L2NsaWVudHMvZ28vbmV0Z3B0L3YxO25ldGdwdHYxogIDTkdQqgIJTmV0R1BULlYxugIDTkdQygIJTmV0R1BUXFYx6gIKTmV0R1BUOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp, file_netgpt_v1_common]);
+  fileDesc("ChNuZXRncHQvdjEvcmFuLnByb3RvEgluZXRncHQudjEiVAoPQXR0YWNoVWVSZXF1ZXN0Eg0KBXVlX2lkGAEgASgJEg8KB2NlbGxfaWQYAiABKAkSEAoIc2xpY2VfaWQYAyABKAkSDwoHZml2ZV9xaRgEIAEoDSKJAQoQQXR0YWNoVWVSZXNwb25zZRIgCgJ1ZRgBIAEoCzIULm5ldGdwdC52MS5VZUNvbnRleHQSMAoKcmVhbmNob3JlZBgCIAMoCzIcLm5ldGdwdC52MS5SZWFuY2hvcmVkU2Vzc2lvbhIhCgV0b2tlbhgDIAEoCzISLm5ldGdwdC52MS5VZVRva2VuIloKB1VlVG9rZW4SDQoFdG9rZW4YASABKAkSEAoIdG9rZW5faWQYAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoRSGFuZG92ZXJVZVJlcXVlc3QSDQoFdWVfaWQYASABKAkSFgoOc291cmNlX2NlbGxfaWQYAiABKAkSFgoOdGFyZ2V0X2NlbGxfaWQYAyABKAkioAEKEkhhbmRvdmVyVWVSZXNwb25zZRIgCgJ1ZRgBIAEoCzIULm5ldGdwdC52MS5VZUNvbnRleHQSMAoKcmVhbmNob3JlZBgCIAMoCzIcLm5ldGdwdC52MS5SZWFuY2hvcmVkU2Vzc2lvbhITCgtyZWFuY2hvcl9tcxgDIAEoARIhCgV0b2tlbhgEIAEoCzISLm5ldGdwdC52MS5VZVRva2VuInsKEVJlYW5jaG9yZWRTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSFAoMZnJvbV9jZWxsX2lkGAIgASgJEhIKCnRvX2NlbGxfaWQYAyABKAkSFAoMZnJvbV9lZGdlX2lkGAQgASgJEhIKCnRvX2VkZ2VfaWQYBSABKAkiNwoPRGV0YWNoVWVSZXF1ZXN0Eg0KBXVlX2lkGAEgASgJEhUKDWtlZXBfc2Vzc2lvbnMYAiABKAgiMAoQRGV0YWNoVWVSZXNwb25zZRIcChRyZWxlYXNlZF9zZXNzaW9uX2lkcxgBIAMoCSIdCgxHZXRVZVJlcXVlc3QSDQoFdWVfaWQYASABKAkiMQoNR2V0VWVSZXNwb25zZRIgCgJ1ZRgBIAEoCzIULm5ldGdwdC52MS5VZUNvbnRleHQimwEKCVVlQ29udGV4dBINCgV1ZV9pZBgBIAEoCRIPCgdjZWxsX2lkGAIgASgJEhAKCHNsaWNlX2lkGAMgASgJEg8KB2ZpdmVfcWkYBCABKA0SGwoDcW9zGAUgASgLMg4ubmV0Z3B0LnYxLlFvUxIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJLCghDZWxsTG9hZBIPCgdjZWxsX2lkGAEgASgJEhcKD3ByYl91dGlsaXphdGlvbhgCIAEoARIVCg1jb25uZWN0ZWRfdWVzGAMgASgNIjsKFVJlcG9ydENlbGxMb2FkUmVxdWVzdBIiCgVjZWxscxgBIAMoCzITLm5ldGdwdC52MS5DZWxsTG9hZCIYChZSZXBvcnRDZWxsTG9hZFJlc3BvbnNlIhIKEExpc3RDZWxsc1JlcXVlc3QiOQoRTGlzdENlbGxzUmVzcG9uc2USJAoFY2VsbHMYASADKAsyFS5uZXRncHQudjEuQ2VsbFN0YXR1cyKeAQoKQ2VsbFN0YXR1cxIPCgdjZWxsX2lkGAEgASgJEiEKBGxvYWQYAiABKAsyEy5uZXRncHQudjEuQ2VsbExvYWQSNAoQbG9hZF9yZXBvcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYXR0YWNoZWRfdWVzGAQgASgNEhAKCGVkZ2VfaWRzGAUgAygJMrwDCgpSYW5TZXJ2aWNlEkMKCEF0dGFjaFVlEhoubmV0Z3B0LnYxLkF0dGFjaFVlUmVxdWVzdBobLm5ldGdwdC52MS5BdHRhY2hVZVJlc3BvbnNlEkkKCkhhbmRvdmVyVWUSHC5uZXRncHQudjEuSGFuZG92ZXJVZVJlcXVlc3QaHS5uZXRncHQudjEuSGFuZG92ZXJVZVJlc3BvbnNlEkMKCERldGFjaFVlEhoubmV0Z3B0LnYxLkRldGFjaFVlUmVxdWVzdBobLm5ldGdwdC52MS5EZXRhY2hVZVJlc3BvbnNlEjoKBUdldFVlEhcubmV0Z3B0LnYxLkdldFVlUmVxdWVzdBoYLm5ldGdwdC52MS5HZXRVZVJlc3BvbnNlElUKDlJlcG9ydENlbGxMb2FkEiAubmV0Z3B0LnYxLlJlcG9ydENlbGxMb2FkUmVxdWVzdBohLm5ldGdwdC52MS5SZXBvcnRDZWxsTG9hZFJlc3BvbnNlEkYKCUxpc3RDZWxscxIbLm5ldGdwdC52MS5MaXN0Q2VsbHNSZXF1ZXN0GhwubmV0Z3B0LnYxLkxpc3RDZWxsc1Jlc3BvbnNlQoQBCg1jb20ubmV0Z3B0LnYxQghSYW5Qcm90b1ABWjZnaXRodWIuY29tL25ldGdwdC9uZXRncHQvY2xpZW50cy9nby9uZXRncHQvdjE7bmV0Z3B0djGiAgNOR1CqAglOZXRHUFQuVjG6AgNOR1DKAglOZXRHUFRcVjHqAgpOZXRHUFQ6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_netgpt_v1_common]);
 
 /**
  * @generated from message netgpt.v1.AttachUeRequest
@@ -72,6 +72,14 @@ export type AttachUeResponse = Message<"netgpt.v1.AttachUeResponse"> & {
    * @generated from field: repeated netgpt.v1.ReanchoredSession reanchored = 2;
    */
   reanchored: ReanchoredSession[];
+
+  /**
+   * A short-lived token the UE presents to edges instead of a client
+   * certificate (gRPC metadata or HTTP header "authorization: Bearer ...").
+   *
+   * @generated from field: netgpt.v1.UeToken token = 3;
+   */
+  token?: UeToken | undefined;
 };
 
 /**
@@ -80,6 +88,38 @@ export type AttachUeResponse = Message<"netgpt.v1.AttachUeResponse"> & {
  */
 export const AttachUeResponseSchema: GenMessage<AttachUeResponse> = /*@__PURE__*/
   messageDesc(file_netgpt_v1_ran, 1);
+
+/**
+ * A signed token for one UE: a JWT (ES256) naming the UE, its cell and slice.
+ * Refused once it expires or the UE detaches.
+ *
+ * @generated from message netgpt.v1.UeToken
+ */
+export type UeToken = Message<"netgpt.v1.UeToken"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * The token's "jti" claim.
+   *
+   * @generated from field: string token_id = 2;
+   */
+  tokenId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message netgpt.v1.UeToken.
+ * Use `create(UeTokenSchema)` to create a new message.
+ */
+export const UeTokenSchema: GenMessage<UeToken> = /*@__PURE__*/
+  messageDesc(file_netgpt_v1_ran, 2);
 
 /**
  * @generated from message netgpt.v1.HandoverUeRequest
@@ -109,7 +149,7 @@ export type HandoverUeRequest = Message<"netgpt.v1.HandoverUeRequest"> & {
  * Use `create(HandoverUeRequestSchema)` to create a new message.
  */
 export const HandoverUeRequestSchema: GenMessage<HandoverUeRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 2);
+  messageDesc(file_netgpt_v1_ran, 3);
 
 /**
  * @generated from message netgpt.v1.HandoverUeResponse
@@ -133,6 +173,13 @@ export type HandoverUeResponse = Message<"netgpt.v1.HandoverUeResponse"> & {
    * @generated from field: double reanchor_ms = 3;
    */
   reanchorMs: number;
+
+  /**
+   * A fresh token naming the UE's new cell.
+   *
+   * @generated from field: netgpt.v1.UeToken token = 4;
+   */
+  token?: UeToken | undefined;
 };
 
 /**
@@ -140,7 +187,7 @@ export type HandoverUeResponse = Message<"netgpt.v1.HandoverUeResponse"> & {
  * Use `create(HandoverUeResponseSchema)` to create a new message.
  */
 export const HandoverUeResponseSchema: GenMessage<HandoverUeResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 3);
+  messageDesc(file_netgpt_v1_ran, 4);
 
 /**
  * One AI session moved with its UE.
@@ -181,7 +228,7 @@ export type ReanchoredSession = Message<"netgpt.v1.ReanchoredSession"> & {
  * Use `create(ReanchoredSessionSchema)` to create a new message.
  */
 export const ReanchoredSessionSchema: GenMessage<ReanchoredSession> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 4);
+  messageDesc(file_netgpt_v1_ran, 5);
 
 /**
  * @generated from message netgpt.v1.DetachUeRequest
@@ -205,7 +252,7 @@ export type DetachUeRequest = Message<"netgpt.v1.DetachUeRequest"> & {
  * Use `create(DetachUeRequestSchema)` to create a new message.
  */
 export const DetachUeRequestSchema: GenMessage<DetachUeRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 5);
+  messageDesc(file_netgpt_v1_ran, 6);
 
 /**
  * @generated from message netgpt.v1.DetachUeResponse
@@ -222,7 +269,7 @@ export type DetachUeResponse = Message<"netgpt.v1.DetachUeResponse"> & {
  * Use `create(DetachUeResponseSchema)` to create a new message.
  */
 export const DetachUeResponseSchema: GenMessage<DetachUeResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 6);
+  messageDesc(file_netgpt_v1_ran, 7);
 
 /**
  * @generated from message netgpt.v1.GetUeRequest
@@ -239,7 +286,7 @@ export type GetUeRequest = Message<"netgpt.v1.GetUeRequest"> & {
  * Use `create(GetUeRequestSchema)` to create a new message.
  */
 export const GetUeRequestSchema: GenMessage<GetUeRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 7);
+  messageDesc(file_netgpt_v1_ran, 8);
 
 /**
  * @generated from message netgpt.v1.GetUeResponse
@@ -256,7 +303,7 @@ export type GetUeResponse = Message<"netgpt.v1.GetUeResponse"> & {
  * Use `create(GetUeResponseSchema)` to create a new message.
  */
 export const GetUeResponseSchema: GenMessage<GetUeResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 8);
+  messageDesc(file_netgpt_v1_ran, 9);
 
 /**
  * Where the RAN says a UE is.
@@ -303,7 +350,7 @@ export type UeContext = Message<"netgpt.v1.UeContext"> & {
  * Use `create(UeContextSchema)` to create a new message.
  */
 export const UeContextSchema: GenMessage<UeContext> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 9);
+  messageDesc(file_netgpt_v1_ran, 10);
 
 /**
  * The load of one cell as the RAN measures it.
@@ -336,7 +383,7 @@ export type CellLoad = Message<"netgpt.v1.CellLoad"> & {
  * Use `create(CellLoadSchema)` to create a new message.
  */
 export const CellLoadSchema: GenMessage<CellLoad> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 10);
+  messageDesc(file_netgpt_v1_ran, 11);
 
 /**
  * @generated from message netgpt.v1.ReportCellLoadRequest
@@ -353,7 +400,7 @@ export type ReportCellLoadRequest = Message<"netgpt.v1.ReportCellLoadRequest"> &
  * Use `create(ReportCellLoadRequestSchema)` to create a new message.
  */
 export const ReportCellLoadRequestSchema: GenMessage<ReportCellLoadRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 11);
+  messageDesc(file_netgpt_v1_ran, 12);
 
 /**
  * @generated from message netgpt.v1.ReportCellLoadResponse
@@ -366,7 +413,7 @@ export type ReportCellLoadResponse = Message<"netgpt.v1.ReportCellLoadResponse">
  * Use `create(ReportCellLoadResponseSchema)` to create a new message.
  */
 export const ReportCellLoadResponseSchema: GenMessage<ReportCellLoadResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 12);
+  messageDesc(file_netgpt_v1_ran, 13);
 
 /**
  * @generated from message netgpt.v1.ListCellsRequest
@@ -379,7 +426,7 @@ export type ListCellsRequest = Message<"netgpt.v1.ListCellsRequest"> & {
  * Use `create(ListCellsRequestSchema)` to create a new message.
  */
 export const ListCellsRequestSchema: GenMessage<ListCellsRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 13);
+  messageDesc(file_netgpt_v1_ran, 14);
 
 /**
  * @generated from message netgpt.v1.ListCellsResponse
@@ -396,7 +443,7 @@ export type ListCellsResponse = Message<"netgpt.v1.ListCellsResponse"> & {
  * Use `create(ListCellsResponseSchema)` to create a new message.
  */
 export const ListCellsResponseSchema: GenMessage<ListCellsResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 14);
+  messageDesc(file_netgpt_v1_ran, 15);
 
 /**
  * One cell as the core sees it.
@@ -441,7 +488,7 @@ export type CellStatus = Message<"netgpt.v1.CellStatus"> & {
  * Use `create(CellStatusSchema)` to create a new message.
  */
 export const CellStatusSchema: GenMessage<CellStatus> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_ran, 15);
+  messageDesc(file_netgpt_v1_ran, 16);
 
 /**
  * RAN events, served by the core controller for a testbed, a RIC xApp or a
@@ -456,6 +503,7 @@ export const RanService: GenService<{
   /**
    * A UE attached (or re-attached) in a cell. Idempotent on ue_id; a UE that
    * was attached in another cell is handed over (its sessions re-anchored).
+   * The reply carries a UE token for the UE.
    *
    * @generated from rpc netgpt.v1.RanService.AttachUe
    */
@@ -478,8 +526,9 @@ export const RanService: GenService<{
     output: typeof HandoverUeResponseSchema;
   },
   /**
-   * A UE left the network: its context is dropped and, unless kept, its AI
-   * sessions released.
+   * A UE left the network: its context is dropped, its UE tokens are revoked
+   * at every node within one heartbeat and, unless kept, its AI sessions
+   * released.
    *
    * @generated from rpc netgpt.v1.RanService.DetachUe
    */
