@@ -3,11 +3,17 @@
 Each direction is serialised at ``mbit_s`` and delivered ``rtt_ms / 2`` later, in order,
 which is what a shaped link (tc netem + tbf) does to a TCP stream, without needing
 root or network namespaces. Bytes are counted per direction.
+
+``python -m bench.link`` runs two links in a process of their own (``serve``), for benches whose
+daemons are separate processes, so the proxy's timing does not share an event loop with them.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import sys
 import time
 from dataclasses import dataclass
 
@@ -50,7 +56,7 @@ class EmulatedLink:
             up_writer.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool) -> None:
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
         deliver = asyncio.create_task(self._deliver(queue, writer))
         line_free_at = 0.0
         try:
@@ -66,7 +72,7 @@ class EmulatedLink:
             await queue.put(None)
             await deliver
 
-    async def _deliver(self, queue: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
+    async def _deliver(self, queue: asyncio.Queue[tuple[float, bytes] | None], writer: asyncio.StreamWriter) -> None:
         try:
             while (item := await queue.get()) is not None:
                 due, data = item
@@ -79,3 +85,39 @@ class EmulatedLink:
             pass  # the peer went away or the benchmark is shutting the link down
         finally:
             writer.close()
+
+
+async def serve(rtt_ms: float, mbit_s: float) -> None:
+    """Two links in this process, for benches whose daemons run as separate processes: prints
+    ``{"edge_side": ..., "ue_side": ...}`` (the addresses to dial) as a JSON line, then answers one
+    JSON line per stdin command — ``upstream HOST:PORT`` (both links' far end), ``stats`` (bytes per
+    link and direction) — until stdin closes."""
+    links = {"edge_side": EmulatedLink("", rtt_ms, mbit_s), "ue_side": EmulatedLink("", rtt_ms, mbit_s)}
+    sides = {name: await link.start() for name, link in links.items()}
+    print(json.dumps(sides), flush=True)
+    try:
+        while line := await asyncio.to_thread(sys.stdin.readline):
+            command, _, argument = line.strip().partition(" ")
+            if command == "upstream":
+                for link in links.values():
+                    link.upstream = argument
+                print(json.dumps({"upstream": argument}), flush=True)
+            elif command == "stats":
+                print(json.dumps({name: vars(link.stats) for name, link in links.items()}), flush=True)
+            else:
+                print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
+    finally:
+        for link in links.values():
+            await link.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="emulated links in their own process (see serve())")
+    parser.add_argument("--rtt-ms", type=float, default=40.0)
+    parser.add_argument("--mbit-s", type=float, default=50.0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.rtt_ms, args.mbit_s))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from cloud_node.scheduler import Admitted, BatchRequest, BatchScheduler
 from netgpt.engine import LanguageModel
@@ -26,8 +26,9 @@ class BatchingRunner(GenerationRunner):
         self.scheduler = scheduler
 
     async def stream(self, model: LanguageModel, prompt_ids: list[int], params: SamplingParams,
-                     priority: int = 0) -> AsyncGenerator[TokenPiece, None]:
-        """Tokens of one request; ``priority`` is the session's QoS priority (1 highest, 0 unset)."""
+                     priority: int = 0, admitted: Callable[[], None] | None = None) -> AsyncGenerator[TokenPiece, None]:
+        """Tokens of one request; ``priority`` is the session's QoS priority (1 highest, 0 unset);
+        ``admitted`` is called when the scheduler admits it (the end of its queueing)."""
         if not self.scheduler.accepts(model):
             async for piece in super().stream(model, prompt_ids, params):
                 yield piece
@@ -39,14 +40,16 @@ class BatchingRunner(GenerationRunner):
         requested = time.perf_counter()
         self.scheduler.submit(request)
         self.queued += 1
-        admitted = finished = failed = False
+        was_admitted = finished = failed = False
         produced, started = 0, requested
         try:
             while (item := await inbox.get()) is not None:
                 if isinstance(item, Admitted):
-                    admitted, started = True, time.perf_counter()
+                    was_admitted, started = True, time.perf_counter()
                     self.queued -= 1
                     self.active += 1
+                    if admitted is not None:
+                        admitted()
                     continue
                 if isinstance(item, BaseException):
                     failed = True
@@ -63,7 +66,7 @@ class BatchingRunner(GenerationRunner):
                 self.scheduler.poke()
                 if not failed:  # the caller left (deadline, cancel); a failed step is not a cancellation
                     self.cancelled += 1
-            if admitted:
+            if was_admitted:
                 self.active -= 1
             else:
                 self.queued -= 1

@@ -29,8 +29,14 @@ class CloudGenerator:
         prompt_ids = encode_prompt(served.model, request.prompt, request.params.max_new_tokens, "comprehensive")
         log.info("cloud.generate.start", prompt_tokens=len(prompt_ids), max_new_tokens=request.params.max_new_tokens)
         clock, answer = Stopwatch(), Answer(max_new_tokens=request.params.max_new_tokens)
+        queued_ms = -1.0  # when the scheduler admitted it (-1: the thread-per-request path, queueing not split out)
+
+        def admitted() -> None:
+            nonlocal queued_ms
+            queued_ms = clock.ms()
+
         if isinstance(self.runner, BatchingRunner):  # the session's QoS priority orders admission under load
-            pieces = self.runner.stream(served.model, prompt_ids, request.params, request.ran.priority)
+            pieces = self.runner.stream(served.model, prompt_ids, request.params, request.ran.priority, admitted)
         else:
             pieces = self.runner.stream(served.model, prompt_ids, request.params)
         async with aclosing(pieces):
@@ -41,7 +47,8 @@ class CloudGenerator:
                 answer.token_ids.append(piece.token_id)
                 yield Tokens(text=piece.text, token_ids=(piece.token_id,), source=common_pb2.NODE_ROLE_CLOUD)
         total = clock.ms()
-        log.info("cloud.generate.done", completion_tokens=len(answer.token_ids), total_ms=round(total, 1))
+        log.info("cloud.generate.done", completion_tokens=len(answer.token_ids), total_ms=round(total, 1),
+                 queued_ms=round(queued_ms, 1), first_token_ms=round(answer.first_token_ms, 1))
         yield Summary(
             session_id=request.session_id, ai_flow_id=request.ran.ai_flow_id,
             terminated_at=common_pb2.NODE_ROLE_CLOUD, reason=up_pb2.ROUTE_REASON_DIRECT,
