@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from cli.common import Subparsers, add_core_flag, call_core, enum_choices, quiet, sync
 from netgpt.node_status import models_served
@@ -22,16 +23,32 @@ def add_commands(sub: Subparsers) -> None:
     nodes.set_defaults(run=quiet(sync(_nodes)))
 
 
-def format_nodes(nodes: list[common_pb2.NodeStatus]) -> str:
+def format_nodes(nodes: list[common_pb2.NodeStatus], now: float | None = None) -> str:
+    """The serving and stale nodes as a table; the lost ones (silent past the core's node_lost_after_s,
+    their jobs moved elsewhere) in a table of their own below it, with how long they have been silent."""
+    lost = [n for n in nodes if n.health == common_pb2.NODE_HEALTH_LOST]
     header = f"{'NODE':<16} {'ROLE':<6} {'HEALTH':<8} {'ADDRESS':<22} {'CELLS':<40} {'LOAD':<10} MODELS"
     rows = [header]
     for n in nodes:
+        if n.health == common_pb2.NODE_HEALTH_LOST:
+            continue
         role = enum_word(common_pb2.NodeRole, n.info.role)
         health = enum_word(common_pb2.NodeHealth, n.health)
         load = f"{n.load.active_requests}+{n.load.queue_depth}q"
         models = ", ".join(f"{m.name}@{m.version}" for m in models_served(n))
         rows.append(f"{n.info.node_id:<16} {role:<6} {health:<8} {n.info.address:<22} "
                     f"{','.join(n.info.cell_ids) or '-':<40} {load:<10} {models}")
+    if lost:
+        now = time.time() if now is None else now
+        rows += ["", f"LOST: {len(lost)} node(s) silent past the core's node_lost_after_s (dropped after "
+                     "node_retention_s); their training jobs moved to other nodes",
+                 f"{'NODE':<16} {'ROLE':<6} {'SILENT':<10} {'ADDRESS':<22} LAST HEARTBEAT"]
+        for n in lost:
+            seen = n.last_heartbeat.seconds
+            silent = f"{max(now - seen, 0):.0f} s"
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seen)) + "Z"
+            rows.append(f"{n.info.node_id:<16} {enum_word(common_pb2.NodeRole, n.info.role):<6} {silent:<10} "
+                        f"{n.info.address:<22} {when}")
     return "\n".join(rows)
 
 

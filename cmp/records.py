@@ -37,6 +37,13 @@ class Job:
     report: common_pb2.TrainingJobState = field(default_factory=common_pb2.TrainingJobState)
     cancel_requested: bool = False
     requeue: bool = False  # restored after a core restart: hand the command to the node again
+    # in memory only (the core's monotonic clock): when its node was last seen alive, since when it waits
+    # for a node, the nodes it was taken from (never placed there again), the cancels sent to a node that
+    # still reports it (node id -> that node's registration time, so a node registered again gets another)
+    node_seen_at: float = 0.0
+    unplaced_since: float = 0.0
+    lost_nodes: set[str] = field(default_factory=set)
+    cancels_sent: dict[str, int] = field(default_factory=dict)
 
     @property
     def state(self) -> int:
@@ -45,3 +52,17 @@ class Job:
     @property
     def done(self) -> bool:
         return self.report.state in TERMINAL
+
+
+CHECKPOINT_FORMAT = "training-checkpoint"  # manifest metadata "format" of a job's uploaded checkpoints
+
+
+def checkpoint_model(job_id: str) -> str:
+    """The store name a job's training checkpoints are uploaded under, one version per step, so a
+    node the job moves to resumes from the last one (``cmp.training_agent``)."""
+    return f"job-{job_id}-checkpoint"
+
+
+def checkpoint_version(step: int) -> str:
+    """Zero-padded, so versions sort by step."""
+    return f"step-{step:09d}"

@@ -5,7 +5,7 @@ errors are domain exceptions that the server's interceptor maps to status codes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import structlog
@@ -16,21 +16,35 @@ from cmp.convert import (
     served_models_to_proto,
 )
 from cmp.deployments import DeploymentBook
+from cmp.manifest import Manifest
 from cmp.nodes import NodeDirectory, nodes_by_model
 from cmp.store import ModelStore
 from cmp.transfer_io import MANIFEST_ACCEPTED
 from cmp.transfer_server import fetch_responses, receive_publish
+from netgpt.access import NODES, current_principal
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 
 log = structlog.get_logger(__name__)
 
 
+# (name, version, metadata, publishing node id) -> None, or a domain error that refuses the publish
+NodePublishCheck = Callable[[str, str, dict[str, str], str], None]
+
+
 class ComputePlaneServicer(cmp_grpc.ComputePlaneServiceServicer):
-    def __init__(self, nodes: NodeDirectory, store: ModelStore, deployments: DeploymentBook | None = None) -> None:
+    def __init__(self, nodes: NodeDirectory, store: ModelStore, deployments: DeploymentBook | None = None,
+                 node_publish_check: NodePublishCheck | None = None) -> None:
+        """``node_publish_check`` vets what a *node* publishes (the training jobs' ``check_publish``)."""
         self.nodes = nodes
         self.store = store
         self.deployments = deployments if deployments is not None else DeploymentBook(nodes, store)
+        self.node_publish_check = node_publish_check
+
+    def _admit(self, claim: Manifest) -> None:
+        caller = current_principal()
+        if self.node_publish_check is not None and caller.role in NODES:
+            self.node_publish_check(claim.name, claim.version, dict(claim.metadata), caller.name)
 
     # --- which models are served where (from registration and heartbeats) ---------------
 
@@ -43,7 +57,8 @@ class ComputePlaneServicer(cmp_grpc.ComputePlaneServiceServicer):
     async def PublishModel(self, request_iterator: AsyncIterator[cmp_pb2.PublishModelRequest],
                            context: grpc.aio.ServicerContext) -> cmp_pb2.PublishModelResponse:
         return await receive_publish(self.store, request_iterator,
-                                     accepted=lambda: context.send_initial_metadata(MANIFEST_ACCEPTED))
+                                     accepted=lambda: context.send_initial_metadata(MANIFEST_ACCEPTED),
+                                     admit=self._admit)
 
     async def ListModelVersions(self, request: cmp_pb2.ListModelVersionsRequest,
                                 context: grpc.aio.ServicerContext) -> cmp_pb2.ListModelVersionsResponse:

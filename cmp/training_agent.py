@@ -14,6 +14,11 @@ stops mid-job keeps that folder; on its next start :meth:`TrainingAgent.resume` 
 job found there and the trainer continues from its last checkpoint. A cancelled or failed
 job publishes nothing and its folder is deleted. Jobs run one at a time, in arrival order;
 the role-specific parts are only ``package`` and ``serving_base``.
+
+Every checkpoint the trainer writes is also uploaded to the core's store (``cmp.checkpoint_sync``),
+and a job that starts with no checkpoint of its own fetches the newest stored one: a job the core
+moves here from a lost node resumes where that node's last upload was. The worker dies with the
+node process, and holds a lock on ``work/`` while it trains (``netgpt.training.guards``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import structlog
 
 from cmp.archive import unpack
 from cmp.blobio import atomic_write
+from cmp.checkpoint_sync import CheckpointUploader, restore_latest
 from cmp.convert import METHODS, train_settings
 from cmp.node_kit import CoreLink, NodeRecord, RetryPolicy
 from netgpt.tasks import TaskGroup
@@ -230,8 +236,11 @@ class TrainingAgent:
     # --- the work --------------------------------------------------------------------------
 
     def _start(self, command: cp_pb2.StartTrainingCommand, persist: bool) -> None:
-        if command.job_id in self._records:
-            return  # delivered twice (e.g. by a restarted core): already under way or done
+        known = self._records.get(command.job_id)
+        if known is not None:
+            if not (persist and known.done and known.state != S.TRAINING_STATE_SUCCEEDED):
+                return  # delivered twice (e.g. by a restarted core): already under way or done
+            del self._records[command.job_id]  # cancelled here when it moved away; the core placed it here again
         record = TrainingRecord(command)
         self._records[command.job_id] = record
         if persist:
@@ -248,6 +257,11 @@ class TrainingAgent:
                     raise Cancelled()
                 record.set(S.TRAINING_STATE_RUNNING)
                 base, dataset = await self._inputs(record, folder / "inputs")
+                restored = await restore_latest(self._core, record.job_id, folder / "work" / "checkpoints",
+                                                folder / "restore")  # moved here from a lost node
+                if restored:  # the step it goes on from (the lost node may have reported a later one)
+                    total = record.command.spec.hyper_parameters.max_steps or record.total_steps
+                    record.progress(restored, total, None, None, 0.0, None)
                 result = await self._train(record, base, dataset, folder / "work")
                 if record.cancel_requested:
                     raise Cancelled()
@@ -309,8 +323,10 @@ class TrainingAgent:
         settings = train_settings(record.command.spec)
         if self.threads and "threads" not in settings:
             settings["threads"] = self.threads
-        config = TrainConfig(**settings)  # type: ignore[arg-type]
+        base_id = f"{base.name}@{base.version}#{base.sha256}" if base.sha256 else ""  # the same on every node
+        config = TrainConfig(**settings, base_id=base_id)  # type: ignore[arg-type]
         worker = TrainingProcess()
+        uploads = CheckpointUploader(self._core, record.job_id, work.parent / "upload")
         self._workers[record.job_id] = worker
         if record.cancel_requested:
             raise Cancelled()
@@ -320,6 +336,8 @@ class TrainingAgent:
             async for p in worker.progress():
                 if p.state == "loading":  # step 0 until a checkpoint is restored: keep the last report
                     continue
+                if p.state == "checkpoint":  # into the store, so the job can resume on another node
+                    uploads.offer(work / "checkpoints" / f"step-{p.step}", p.step)
                 if record.resumed_from_step < 0:
                     record.resumed_from_step = p.step - 1  # the first step this run made started here
                 record.progress(p.step, p.total_steps, p.train_loss, p.eval_loss, p.tokens_per_s, p.eta_s)
@@ -327,6 +345,8 @@ class TrainingAgent:
         except asyncio.CancelledError:  # the node is stopping: stop the child, keep its checkpoints
             await asyncio.shield(worker.close())
             raise
+        finally:
+            await uploads.close()
 
     async def _publish(self, record: TrainingRecord, package: Package,
                        metadata: dict[str, str]) -> common_pb2.ModelRef:

@@ -7,6 +7,14 @@ in every heartbeat (``NodeLoad.training``, see ``cmp.training_agent``); the book
 reports lazily, whenever a job is read, so Watch is a loop over reads that yields changes.
 Jobs are kept behind a small :class:`~cmp.job_store.JobStore` (memory, or a table of the core's
 SQLite file), so a restarted core still knows them; the nodes re-report the ones they run.
+
+Nodes that go away (:meth:`JobBook.supervise`, run by the core every heartbeat interval and on
+every read): a job whose node is LOST (or, after a core restart, has not registered again within
+``lost_after_s``) is taken from it and placed on another serving node of its role, never one it
+was taken from; that node resumes from the job's last checkpoint in the store (the node uploads
+one every ``checkpoint_every`` steps). A job that finds no node for ``unplaced_timeout_s`` fails
+with the reason. A node that reports a job it no longer owns gets a cancel, and
+:meth:`JobBook.check_publish` refuses its result and its checkpoints (FAILED_PRECONDITION).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import grpc
 import structlog
 
 from cmp.commands import cancel_training_command, start_training_command
@@ -24,7 +33,7 @@ from cmp.convert import job_to_proto, manifest_ref
 from cmp.job_store import JobStore, MemoryJobStore
 from cmp.manifest import NAME_RE, Manifest, check_name
 from cmp.nodes import NodeDirectory
-from cmp.records import Job
+from cmp.records import TERMINAL, Job, checkpoint_model
 from cmp.store import ModelStore
 from netgpt.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from netgpt.node_status import least_loaded_key
@@ -121,15 +130,26 @@ class JobBook:
     """Every fine-tuning job the core knows, newest last."""
 
     def __init__(self, nodes: NodeDirectory, store: ModelStore, jobs: JobStore | None = None,
-                 clock: Callable[[], float] = time.time, poll_s: float = WATCH_POLL_S) -> None:
+                 clock: Callable[[], float] = time.time, poll_s: float = WATCH_POLL_S,
+                 lost_after_s: float = 0.0, unplaced_timeout_s: float = 300.0, checkpoint_every: int = 0,
+                 timer: Callable[[], float] = time.monotonic) -> None:
+        """``lost_after_s``: a job whose node is lost (or unregistered this long) moves; 0: jobs never move.
+        ``unplaced_timeout_s``: a job with no node this long fails. ``checkpoint_every``: the steps between
+        the checkpoints a job uploads to the store, when its spec sets none (0: none)."""
         self._nodes = nodes
         self._store = store
         self._saved = jobs if jobs is not None else MemoryJobStore()
         self._clock = clock
+        self._timer = timer
         self._poll_s = poll_s
+        self.lost_after_s = lost_after_s
+        self.unplaced_timeout_s = unplaced_timeout_s
+        self.checkpoint_every = checkpoint_every
         self._jobs: dict[str, Job] = {}
+        now = timer()
         for job in self._saved.load():
             job.requeue = not job.done
+            job.node_seen_at = job.unplaced_since = now
             self._jobs[job.id] = job
         if self._jobs:
             log.info("training.jobs_restored", jobs=len(self._jobs),
@@ -137,16 +157,21 @@ class JobBook:
 
     # --- requests ---------------------------------------------------------------------------
 
-    def start(self, spec: training_pb2.TrainingJobSpec) -> Job:
+    def start(self, request_spec: training_pb2.TrainingJobSpec) -> Job:
         """Validate, resolve the inputs, place, and queue the start command with the node's next heartbeat."""
+        spec = request_spec
         validate_spec(spec)
         dataset = _resolve(self._store, "spec.dataset", spec.dataset, "dataset")
         base = _resolve(self._store, "spec.base", spec.base, "checkpoint") if spec.HasField("base") else None
         self._check_output_free(spec)
         node = self._place(spec)
+        if self.checkpoint_every and not spec.hyper_parameters.checkpoint_every:  # so the job can move
+            spec = training_pb2.TrainingJobSpec()
+            spec.CopyFrom(request_spec)
+            spec.hyper_parameters.checkpoint_every = self.checkpoint_every
         job = Job(id=uuid.uuid4().hex[:16], spec=spec, node_id=node.info.node_id,
                   base=manifest_ref(base) if base else common_pb2.ModelRef(), dataset=manifest_ref(dataset),
-                  created_at=self._clock())
+                  created_at=self._clock(), node_seen_at=self._timer())
         self._set(job, S.TRAINING_STATE_PLACED)
         self._jobs[job.id] = job
         self._nodes.queue_command(job.node_id, start_training_command(job))
@@ -200,14 +225,20 @@ class JobBook:
     # --- merging node reports ------------------------------------------------------------------
 
     def _refresh(self) -> None:
-        """Take every node's latest reports of its jobs (from its last heartbeat)."""
-        running = {j.id: j for j in self._jobs.values() if not j.done}
-        if not running:
+        """Take every node's latest reports of its jobs (from its last heartbeat), cancel the jobs a
+        node reports but no longer owns, and move the jobs of lost nodes (:meth:`supervise`)."""
+        if not self._jobs:
             return
-        for status in self._nodes.statuses():
+        statuses = self._nodes.statuses()
+        for status in statuses:
+            node_id = status.info.node_id
             reported = {r.job_id: r for r in status.load.training}
-            for job in running.values():
-                if job.node_id != status.info.node_id:
+            for foreign in reported.values():
+                owned = self._jobs.get(foreign.job_id)
+                if owned is not None and owned.node_id != node_id and foreign.state not in TERMINAL:
+                    self._revoke(owned, status)
+            for job in self._jobs.values():
+                if job.done or job.node_id != node_id:
                     continue
                 report = reported.get(job.id)
                 if report is not None:
@@ -215,6 +246,96 @@ class JobBook:
                 elif job.requeue:  # restored by a restarted core; the node does not know it (yet)
                     job.requeue = False
                     self._nodes.queue_command(job.node_id, start_training_command(job))
+        self._supervise({s.info.node_id: s for s in statuses})
+
+    def supervise(self) -> None:
+        """Move the jobs of lost nodes, place the jobs waiting for a node, fail those that waited too long."""
+        self._refresh()
+
+    def _supervise(self, statuses: dict[str, common_pb2.NodeStatus]) -> None:
+        if self.lost_after_s <= 0:
+            return
+        now = self._timer()
+        for job in self._jobs.values():
+            if job.done:
+                continue
+            if job.node_id:
+                status = statuses.get(job.node_id)
+                if status is not None and status.health != common_pb2.NODE_HEALTH_LOST:
+                    job.node_seen_at = now
+                    continue
+                if status is None and now - job.node_seen_at <= self.lost_after_s:
+                    continue  # not registered (yet): a restarted core gives its nodes time to come back
+                self._take_from_node(job, now, "lost" if status is not None else "not registered")
+            if job.cancel_requested:  # nobody is training it any more: the cancel is done
+                self._set(job, S.TRAINING_STATE_CANCELLED)
+                self._saved.save(job)
+                continue
+            self._place_again(job, statuses, now)
+
+    def _take_from_node(self, job: Job, now: float, why: str) -> None:
+        old = job.node_id
+        job.lost_nodes.add(old)
+        job.node_id, job.unplaced_since, job.requeue = "", now, False
+        step = job.report.step
+        self._set(job, S.TRAINING_STATE_PLACED)
+        self._saved.save(job)
+        log.warning("training.node_lost", job_id=job.id, node_id=old, why=why, step=step)
+
+    def _place_again(self, job: Job, statuses: dict[str, common_pb2.NodeStatus], now: float) -> None:
+        spec = job.spec
+        candidates = [s for s in statuses.values() if s.info.role == spec.role
+                      and s.health == common_pb2.NODE_HEALTH_SERVING and s.info.node_id not in job.lost_nodes
+                      and (not spec.node_id or s.info.node_id == spec.node_id)]
+        if candidates:
+            node = min(candidates, key=lambda s: (self._training_on(s.info.node_id), *least_loaded_key(s)))
+            job.node_id, job.node_seen_at = node.info.node_id, now
+            job.cancels_sent.pop(job.node_id, None)
+            self._set(job, S.TRAINING_STATE_PLACED)
+            self._nodes.queue_command(job.node_id, start_training_command(job))
+            self._saved.save(job)
+            log.info("training.replaced", job_id=job.id, node_id=job.node_id, lost=sorted(job.lost_nodes),
+                     step=job.report.step)
+            return
+        waited = now - job.unplaced_since
+        if waited <= self.unplaced_timeout_s:
+            return
+        role = enum_word(common_pb2.NodeRole, spec.role)
+        where = f"node {spec.node_id} (the spec's node_id)" if spec.node_id else f"serving {role} node"
+        error = (f"no {where} to move to for {waited:.0f} s after node(s) {', '.join(sorted(job.lost_nodes))} "
+                 f"were lost; the job failed at step {job.report.step}")
+        self._set(job, S.TRAINING_STATE_FAILED)
+        job.report.error, job.report.error_code = error, grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        self._saved.save(job)
+        log.warning("training.unplaced_failed", job_id=job.id, error=error)
+
+    def _revoke(self, job: Job, status: common_pb2.NodeStatus) -> None:
+        """Cancel ``job`` on a node that still runs it but no longer owns it (once per registration)."""
+        node_id, registered = status.info.node_id, status.registered_at.seconds
+        if job.cancels_sent.get(node_id) == registered:
+            return
+        job.cancels_sent[node_id] = registered
+        self._nodes.queue_command(node_id, cancel_training_command(job.id))
+        log.warning("training.revoked", job_id=job.id, node_id=node_id, owner=job.node_id or "none",
+                    state=enum_word(common_pb2.TrainingState, job.state))
+
+    def check_publish(self, name: str, version: str, metadata: dict[str, str], publisher: str) -> None:
+        """FAILED_PRECONDITION when node ``publisher`` publishes the result (or a checkpoint) of a job it
+        does not own (any more), or of a job that is over; other publishes are not a job's business."""
+        job = self._jobs.get(metadata.get("lineage.job_id", ""))
+        if job is None:
+            found = [j for j in self._jobs.values() if name == checkpoint_model(j.id)
+                     or (j.spec.output_name, j.spec.output_version) == (name, version)]
+            job = next((j for j in found if j.node_id == publisher and not j.done), found[-1] if found else None)
+        if job is None:
+            return
+        if job.done:
+            raise FailedPrecondition(f"training job {job.id} is "
+                                     f"{enum_word(common_pb2.TrainingState, job.state)}; node {publisher} "
+                                     f"may not publish {name} {version} for it")
+        if job.node_id != publisher:
+            raise FailedPrecondition(f"training job {job.id} is no longer placed on node {publisher} (it is on "
+                                     f"{job.node_id or 'no node'}); {name} {version} from {publisher} is refused")
 
     def _merge(self, job: Job, report: common_pb2.TrainingJobState) -> None:
         job.requeue = False
@@ -261,8 +382,7 @@ class JobBook:
         serving = [s for s in self._nodes.statuses(spec.role) if s.health == common_pb2.NODE_HEALTH_SERVING]
         if not serving:
             raise FailedPrecondition(f"spec.role: no serving {role} node is registered to train on")
-        training: dict[str, int] = {}
-        for job in self._jobs.values():
-            if not job.done:
-                training[job.node_id] = training.get(job.node_id, 0) + 1
-        return min(serving, key=lambda s: (training.get(s.info.node_id, 0), *least_loaded_key(s)))
+        return min(serving, key=lambda s: (self._training_on(s.info.node_id), *least_loaded_key(s)))
+
+    def _training_on(self, node_id: str) -> int:
+        return sum(1 for job in self._jobs.values() if not job.done and job.node_id == node_id)

@@ -12,7 +12,7 @@ import structlog
 
 from cmp.blobio import iter_chunks
 from cmp.convert import manifest_from_proto, manifest_to_proto
-from cmp.manifest import SHA256_RE
+from cmp.manifest import SHA256_RE, Manifest
 from cmp.store import ModelStore
 from cmp.transfer_io import BackgroundWriter, ChunkView, chunk_message, read_ahead
 from cmp.upload_budget import UploadBudget
@@ -24,14 +24,17 @@ log = structlog.get_logger(__name__)
 
 
 async def receive_publish(store: ModelStore, requests: AsyncIterator[cmp_pb2.PublishModelRequest | ChunkView],
-                          accepted: Callable[[], Awaitable[None]] | None = None) -> cmp_pb2.PublishModelResponse:
+                          accepted: Callable[[], Awaitable[None]] | None = None,
+                          admit: Callable[[Manifest], None] | None = None) -> cmp_pb2.PublishModelResponse:
     """Manifest first, then chunks into a staging file; registered only if size and sha256 match.
-    ``accepted`` runs once the manifest is (the servicer sends the response headers: the client's
-    go-ahead for the chunks)."""
+    ``admit`` may refuse the manifest (by raising) before a byte is taken; ``accepted`` runs once the
+    manifest is (the servicer sends the response headers: the client's go-ahead for the chunks)."""
     first = await anext(aiter(requests), None)
     if first is None or isinstance(first, ChunkView) or first.WhichOneof("part") != "manifest":
         raise InvalidArgument("the first PublishModel message must carry the manifest")
     claim = manifest_from_proto(first.manifest)
+    if admit is not None:
+        admit(claim)
     bound = log.bind(model=claim.name, version=claim.version)
     bound.info("cmp.publish.started", size_bytes=claim.size_bytes, sha256=claim.sha256)
     with store.begin_upload(claim) as upload:

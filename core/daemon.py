@@ -57,6 +57,8 @@ class CoreHandle:
     stores: CoreStores  # workflows, routing policy, sessions, training jobs: one SQLite file
     sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
     uploads: UploadBudget = field(default_factory=lambda: UploadBudget(0))  # BlobService egress (bytes_served)
+    jobs: JobBook | None = None
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)  # lost nodes and their jobs
 
     @property
     def address(self) -> str:
@@ -66,8 +68,9 @@ class CoreHandle:
         try:
             await self.server.stop(grace_s)
         finally:
-            if self.sweeper is not None:
-                await cancel_and_wait(self.sweeper)
+            for task in (self.sweeper, self.watcher):
+                if task is not None:
+                    await cancel_and_wait(task)
             self.stores.close()
 
 
@@ -76,17 +79,20 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         raise StartupError(f"session_ttl_s must be >= 0 (0: sessions never expire); got {config.session_ttl_s:g}")
     if not 0 < config.ue_token_ttl_s <= MAX_TTL_S:
         raise StartupError(f"ue_token_ttl_s must be > 0 and at most {MAX_TTL_S:g}; got {config.ue_token_ttl_s:g}")
+    _check_node_loss(config)
     store_dir = Path(config.store_dir).expanduser() if config.store_dir else default_store_dir()
     signer = ue_token_signer(config, store_dir)
     stores = open_stores(config.state_db, store_dir)  # workflows, routing policy, sessions, jobs: restored here
     try:
-        registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s)
+        registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s,
+                                lost_after_s=config.node_lost_after_s, retention_s=config.node_retention_s)
         sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s)
         workflows = WorkflowTable(registry, state=stores.state)
         policies = PolicyBook(registry, stores.state)
         store = ModelStore(store_dir)
         uploads = UploadBudget(CORE_UPLOAD_STREAMS)
-        jobs = JobBook(registry, store, stores.jobs)
+        jobs = JobBook(registry, store, stores.jobs, lost_after_s=registry.lost_after_s,
+                       unplaced_timeout_s=config.job_unplaced_timeout_s, checkpoint_every=config.train_checkpoint_every)
         tokens = UeTokenAuthority(signer, registry, config.ue_token_ttl_s, stores.revocations)
         server = await _serve(config, registry, sessions, workflows, policies, store, uploads, jobs, tokens)
     except BaseException:
@@ -99,7 +105,26 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         server.metrics.add(lambda: core_metrics(registry.statuses, lambda: len(sessions), lambda: uploads.bytes_served))
         server.serve_metrics(config.metrics_listen)
     sweeper = asyncio.create_task(sweep_periodically(sessions), name="core-session-sweeper")
-    return CoreHandle(server, registry, sessions, store, tokens, workflows, policies, stores, sweeper, uploads)
+    watcher = asyncio.create_task(_watch_nodes(registry, jobs), name="core-node-watcher")
+    return CoreHandle(server, registry, sessions, store, tokens, workflows, policies, stores, sweeper, uploads,
+                      jobs, watcher)
+
+
+def _check_node_loss(config: CoreConfig) -> None:
+    for name in ("node_lost_after_s", "node_retention_s", "job_unplaced_timeout_s", "train_checkpoint_every"):
+        if getattr(config, name) < 0:
+            raise StartupError(f"{name} must be >= 0; got {getattr(config, name):g}")
+
+
+async def _watch_nodes(registry: NodeRegistry, jobs: JobBook) -> None:
+    """Every heartbeat interval: mark silent nodes lost, drop those gone for good, move their jobs."""
+    while True:
+        await asyncio.sleep(registry.heartbeat_interval_s)
+        try:
+            registry.sweep()
+            jobs.supervise()
+        except Exception:  # a full disk must not end the watcher; the next round retries
+            log.exception("core.node_watch_failed")
 
 
 def ue_token_signer(config: CoreConfig, store_dir: Path) -> UeTokenSigner:
@@ -119,7 +144,8 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
                 ran_pb2_grpc.add_RanServiceServicer_to_server),
         Service("netgpt.v1.ComputePlaneService",
                 ComputePlaneServicer(registry, store,
-                                     DeploymentBook(registry, store, peer_sources=config.peer_sources)),
+                                     DeploymentBook(registry, store, peer_sources=config.peer_sources),
+                                     node_publish_check=jobs.check_publish),  # no results of jobs a node lost
                 cmp_grpc.add_ComputePlaneServiceServicer_to_server),
         blob_service(store, uploads),  # the origin of node-to-node distribution
         Service("netgpt.v1.WorkflowService", WorkflowServicer(workflows),

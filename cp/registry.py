@@ -2,6 +2,11 @@
 
 In memory on purpose: nodes re-register on their own when the core restarts (see
 ``cp.agent``), so the registry rebuilds itself within one heartbeat interval.
+
+A node's health follows its silence: SERVING, then STALE after ``stale_after_heartbeats``
+intervals (not picked), then LOST after ``lost_after_s`` (its training jobs move elsewhere, it
+is no cloud peer of the edges any more); :meth:`NodeRegistry.sweep` logs those losses and drops
+nodes silent for ``retention_s``. A node that heartbeats again is SERVING again.
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
+
 from netgpt.errors import InvalidArgument, NotFound
 from netgpt.node_status import least_loaded_key
 from netgpt.v1 import common_pb2, control_plane_pb2
 from netgpt.words import enum_word
+
+log = structlog.get_logger(__name__)
 
 SERVING_ROLES = (common_pb2.NODE_ROLE_EDGE, common_pb2.NODE_ROLE_CLOUD)
 
@@ -26,15 +35,20 @@ class NodeEntry:
     last_heartbeat: float
     load: common_pb2.NodeLoad = field(default_factory=common_pb2.NodeLoad)
     pending: list[control_plane_pb2.NodeCommand] = field(default_factory=list)
+    lost: bool = False  # logged as lost by sweep() (and not heard from since)
 
 
 class NodeRegistry:
-    """Nodes by id; a node missing ``stale_after_s`` of heartbeats is STALE and not picked."""
+    """Nodes by id; a node missing ``stale_after_s`` of heartbeats is STALE and not picked, one silent for
+    ``lost_after_s`` is LOST (0: never), one silent for ``retention_s`` is dropped by :meth:`sweep` (0: kept)."""
 
     def __init__(self, heartbeat_interval_s: float = 2.0, stale_after_heartbeats: int = 3,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 lost_after_s: float = 0.0, retention_s: float = 0.0) -> None:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.stale_after_s = heartbeat_interval_s * stale_after_heartbeats
+        self.lost_after_s = max(lost_after_s, self.stale_after_s) if lost_after_s > 0 else 0.0
+        self.retention_s = max(retention_s, self.lost_after_s) if retention_s > 0 else 0.0
         self._clock = clock
         self._wall = wall
         self._nodes: dict[str, NodeEntry] = {}
@@ -67,6 +81,9 @@ class NodeRegistry:
         if entry is None:
             raise NotFound(f"node {node_id!r} is not registered; register again")
         entry.last_heartbeat = self._clock()
+        if entry.lost:
+            entry.lost = False
+            log.info("cp.node_returned", node_id=node_id)
         entry.load.CopyFrom(load)
         if entry.info.role == common_pb2.NODE_ROLE_EDGE:
             self._refresh_peers(entry)  # the clouds' load as of their last beat, never older
@@ -107,15 +124,15 @@ class NodeRegistry:
         Sent with every edge heartbeat, so the load an edge routes on is at most one of its
         heartbeat intervals older than the cloud's own last report.
         """
-        peers = control_plane_pb2.PeersUpdate(cloud_nodes=self.statuses(common_pb2.NODE_ROLE_CLOUD))
+        clouds = [s for s in self.statuses(common_pb2.NODE_ROLE_CLOUD) if s.health != common_pb2.NODE_HEALTH_LOST]
+        peers = control_plane_pb2.PeersUpdate(cloud_nodes=clouds)
         self.queue_replacing(edge.info.node_id, control_plane_pb2.NodeCommand(peers_update=peers))
 
     def statuses(self, role: int = common_pb2.NODE_ROLE_UNSPECIFIED) -> list[common_pb2.NodeStatus]:
         return [self.status(e) for e in self._entries(role)]
 
     def status(self, entry: NodeEntry) -> common_pb2.NodeStatus:
-        status = common_pb2.NodeStatus(info=entry.info, load=entry.load)
-        status.health = common_pb2.NODE_HEALTH_SERVING if self._is_serving(entry) else common_pb2.NODE_HEALTH_STALE
+        status = common_pb2.NodeStatus(info=entry.info, load=entry.load, health=self._health(entry))
         status.last_heartbeat.FromSeconds(int(entry.last_heartbeat + self._wall_offset))
         status.registered_at.FromSeconds(int(entry.registered_at + self._wall_offset))
         return status
@@ -142,6 +159,33 @@ class NodeRegistry:
 
     def _is_serving(self, entry: NodeEntry) -> bool:
         return self._clock() - entry.last_heartbeat <= self.stale_after_s
+
+    def _health(self, entry: NodeEntry) -> common_pb2.NodeHealth:
+        silent_s = self._clock() - entry.last_heartbeat
+        if silent_s <= self.stale_after_s:
+            return common_pb2.NODE_HEALTH_SERVING
+        if self.lost_after_s and silent_s > self.lost_after_s:
+            return common_pb2.NODE_HEALTH_LOST
+        return common_pb2.NODE_HEALTH_STALE
+
+    def sweep(self) -> list[str]:
+        """Log the nodes that became LOST since the last sweep; drop (and return) those silent for longer
+        than ``retention_s``. The core runs it every heartbeat interval."""
+        now, dropped = self._clock(), []
+        for entry in list(self._nodes.values()):
+            node_id, silent_s = entry.info.node_id, now - entry.last_heartbeat
+            if self.retention_s and silent_s > self.retention_s:
+                del self._nodes[node_id]
+                dropped.append(node_id)
+                log.warning("cp.node_dropped", node_id=node_id, silent_s=round(silent_s, 1),
+                            retention_s=self.retention_s)
+            elif not entry.lost and self._health(entry) == common_pb2.NODE_HEALTH_LOST:
+                entry.lost = True
+                log.warning("cp.node_lost", node_id=node_id, silent_s=round(silent_s, 1),
+                            lost_after_s=self.lost_after_s)
+        if dropped:
+            self.broadcast_peers()
+        return dropped
 
     def _rank(self, entry: NodeEntry) -> tuple[float, str]:
         return least_loaded_key(self.status(entry))

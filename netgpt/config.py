@@ -45,6 +45,10 @@ class CoreConfig(DaemonSettings):
     store_dir: str = ""  # model store; empty: $XDG_DATA_HOME/netgpt/store (~/.local/share/netgpt/store)
     state_db: str = ""  # workflows, policy, sessions, training jobs; "": core.sqlite in store_dir; ":memory:": not kept
     session_ttl_s: float = 3600.0  # a session not looked up for this long expires; 0: never
+    node_lost_after_s: float = 30.0  # a node silent this long is lost: its training jobs move to another node; 0: never
+    node_retention_s: float = 3600.0  # a node silent this long is dropped from the registry; 0: kept
+    job_unplaced_timeout_s: float = 300.0  # a training job that finds no node to move to for this long fails
+    train_checkpoint_every: int = 50  # steps between the checkpoints a job uploads to the store, if its spec sets none
     peer_sources: int = 8  # peers a deploy lists per node to fetch from; 0: every node fetches from the core
     ue_token_key: str = ""  # ES256 key (PEM) UE tokens are signed with; empty: ue-token-key.pem in store_dir, made once
     ue_token_ttl_s: float = 3600.0  # lifetime of the UE tokens AttachUe and HandoverUe hand out (at most 86400)

@@ -108,6 +108,82 @@ def test_jobs_survive_a_core_restart(make_jobs, tmp_path):
     assert nodes.queued[-1].cancel_training.job_id == job.id
 
 
+def test_a_lost_nodes_job_moves_survives_a_restart_and_fails_with_nowhere_to_go(make_jobs, tmp_path):
+    """The book over a store, with a clock: a job whose node is LOST moves to the other node of its role (saved
+    so), the node that lost it is cancelled when it reports it again and may not publish for it, and a job with
+    no node left fails after the timeout with the reason, as saved."""
+    from netgpt.errors import FailedPrecondition
+
+    class Nodes:
+        def __init__(self) -> None:
+            self.queued: list[tuple[str, cp_pb2.NodeCommand]] = []
+            self.nodes = {n: S.NodeStatus(info=S.NodeInfo(node_id=n, role=S.NODE_ROLE_CLOUD),
+                                          health=S.NODE_HEALTH_SERVING) for n in ("cloud-1", "cloud-2")}
+
+        def statuses(self, role=0):
+            return [self.nodes[n] for n in sorted(self.nodes) if role in (0, S.NODE_ROLE_CLOUD)]
+
+        def node_status(self, node_id):
+            return self.nodes[node_id]
+
+        def queue_command(self, node_id, command):
+            self.queued.append((node_id, command))
+
+    now = [100.0]
+    store = ModelStore(tmp_path / "store")
+    data = write_dataset(tmp_path / "rows.jsonl")
+    manifest = manifest_from_proto(cmp_pb2.ModelManifest(name="rows", version="v1", kind=S.MODEL_KIND_DATASET,
+                                                         size_bytes=data.stat().st_size, sha256=sha256_file(data)))
+    with store.begin_upload(manifest) as upload:
+        upload.write(0, data.read_bytes())
+        upload.commit()
+    nodes = Nodes()
+
+    def book_over(jobs: JobStore) -> JobBook:
+        return JobBook(nodes, store, jobs, lost_after_s=5.0, unplaced_timeout_s=30.0, checkpoint_every=10,
+                       timer=lambda: now[0])
+
+    book = book_over(make_jobs())
+    job = book.start(spec())
+    assert job.node_id == "cloud-1" and job.spec.hyper_parameters.checkpoint_every == 10  # the core's default
+    nodes.nodes["cloud-1"].load.training.add(job_id=job.id, state=S.TRAINING_STATE_RUNNING, step=7, total_steps=4)
+    nodes.nodes["cloud-1"].health = S.NODE_HEALTH_LOST
+    nodes.queued.clear()
+    book.supervise()
+    assert job.node_id == "cloud-2" and job.state == S.TRAINING_STATE_PLACED and job.report.step == 7
+    assert [(n, c.WhichOneof("command")) for n, c in nodes.queued] == [("cloud-2", "start_training")]
+    nodes.queued.clear()
+    nodes.nodes["cloud-1"].health = S.NODE_HEALTH_SERVING  # it comes back, still running the job
+    book.supervise()
+    book.supervise()  # one cancel per registration, not one per look
+    assert [(n, c.cancel_training.job_id) for n, c in nodes.queued] == [("cloud-1", job.id)]
+    with pytest.raises(FailedPrecondition, match="no longer placed on node cloud-1"):
+        book.check_publish("tuned", "v1", {"lineage.job_id": job.id}, "cloud-1")
+    with pytest.raises(FailedPrecondition, match="no longer placed"):
+        book.check_publish(f"job-{job.id}-checkpoint", "step-000000010", {}, "cloud-1")
+    book.check_publish("tuned", "v1", {"lineage.job_id": job.id}, "cloud-2")  # its owner may
+    book.check_publish("other", "v1", {}, "cloud-1")  # not a job's: not the book's business
+
+    again = book_over(make_jobs())  # a restarted core knows where the job went
+    restored = again.get(job.id)
+    assert restored.node_id == "cloud-2"
+    del nodes.nodes["cloud-2"]  # gone (e.g. dropped from the registry)
+    now[0] += 6
+    again.supervise()  # a restarted core has forgotten that cloud-1 lost the job once: it may go back there
+    assert restored.node_id == "cloud-1" and restored.state == S.TRAINING_STATE_PLACED
+    del nodes.nodes["cloud-1"]
+    now[0] += 6
+    again.supervise()
+    assert restored.node_id == "" and restored.state == S.TRAINING_STATE_PLACED
+    now[0] += 31
+    again.supervise()
+    assert restored.state == S.TRAINING_STATE_FAILED
+    assert "no serving cloud node to move to" in restored.report.error and "cloud-1, cloud-2" in restored.report.error
+    assert restored.report.error_code == 9  # FAILED_PRECONDITION
+    saved = {j.id: j for j in make_jobs().load()}[job.id]
+    assert saved.state == S.TRAINING_STATE_FAILED and saved.report.error == restored.report.error
+
+
 # --- one migration path ---------------------------------------------------------------------------------
 
 

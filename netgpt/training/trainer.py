@@ -31,6 +31,7 @@ from netgpt.training import checkpoints
 from netgpt.training.adapters import count_params, resolve_targets
 from netgpt.training.batches import Batch, Tokenised, batch_indices, collate, split_eval, tokenise
 from netgpt.training.dataset import check_lengths, file_sha256, read_jsonl
+from netgpt.training.guards import folder_lock
 
 log = structlog.get_logger("netgpt.training")
 
@@ -66,6 +67,7 @@ class TrainConfig:
     eval_every: int = 0  # steps; 0 = only at the end
     max_seq_len: int = 0  # 0 = the model's context
     threads: int = 0  # torch.set_num_threads budget; 0 = torch's default
+    base_id: str = ""  # the base's identity for resuming (name@version#sha256); "": its folder's path
 
     def validate(self) -> None:
         checks = [
@@ -90,8 +92,9 @@ class TrainConfig:
 
     def fingerprint(self, base_dir: Path, dataset_sha256: str) -> str:
         """Identifies a run for resuming: what changes the trajectory (not threads or checkpoint cadence)."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("threads", "checkpoint_every")}
-        key = json.dumps({"base": str(base_dir.resolve()), "dataset": dataset_sha256, **fields}, sort_keys=True)
+        fields = {k: v for k, v in asdict(self).items() if k not in ("threads", "checkpoint_every", "base_id")}
+        base = self.base_id or str(base_dir.resolve())  # an id: another node's checkpoints of the job resume too
+        key = json.dumps({"base": base, "dataset": dataset_sha256, **fields}, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -275,8 +278,15 @@ def train(base_dir: Path, dataset: Path, work_dir: Path, config: TrainConfig,
     """Fine-tune ``base_dir`` on the JSONL ``dataset``; resumes from ``work_dir/checkpoints`` when a
     previous run of the same job left one, and returns the finished result if ``work_dir/output``
     is already complete. Raises InvalidArgument for bad input, TrainingCancelled when ``cancelled()``
-    turns true (checkpoints are kept, no output is written), TrainingFailed if training diverges."""
+    turns true (checkpoints are kept, no output is written), TrainingFailed if training diverges.
+    ``work_dir`` is locked while it runs: FailedPrecondition when another trainer is writing it."""
     config.validate()
+    with folder_lock(work_dir):
+        return _train(base_dir, dataset, work_dir, config, progress, cancelled)
+
+
+def _train(base_dir: Path, dataset: Path, work_dir: Path, config: TrainConfig,
+           progress: Callable[[Progress], None], cancelled: Callable[[], bool]) -> TrainResult:
     output = work_dir / "output"
     if (output / RESULT_FILE).is_file():
         return TrainResult.from_json((output / RESULT_FILE).read_text(), output)

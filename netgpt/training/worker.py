@@ -5,6 +5,10 @@ read on a worker thread so the event loop never blocks.
 The child sends ``("progress", Progress)`` messages, then exactly one ``("result", TrainResult)``
 or ``("error", kind, message)``. InvalidArgument and TrainingCancelled keep their type across
 the process boundary; anything else becomes :class:`TrainingFailed` with the child's message.
+
+The child dies with the process that started it (``netgpt.training.guards.die_with_parent``:
+Linux's parent-death signal, bound to the starting *thread*, so start it from a thread that
+lives as long as the job: the node's event loop) and locks its work folder while it trains.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import multiprocessing.process
+import os
 import queue
 from collections.abc import AsyncIterator
 from multiprocessing.synchronize import Event
@@ -20,6 +25,7 @@ from typing import Any
 
 from netgpt.errors import FailedPrecondition, InvalidArgument, NetGptError, one_line
 from netgpt.logs import configure_logging
+from netgpt.training.guards import die_with_parent
 from netgpt.training.trainer import Progress, TrainConfig, TrainingCancelled, TrainingFailed, TrainResult, train
 
 _KINDS: dict[str, type[NetGptError]] = {
@@ -32,8 +38,10 @@ POLL_S = 0.2  # how often the reader thread looks at the queue / the child's liv
 
 
 def _child(base_dir: Path, dataset: Path, work_dir: Path, config: TrainConfig, out: Any, stop: Event,
-           log_level: str) -> None:
-    """The child's whole life: train, report, never raise (the parent reads the outcome from ``out``)."""
+           log_level: str, parent_pid: int) -> None:
+    """The child's whole life: train, report, never raise (the parent reads the outcome from ``out``).
+    It dies with its parent (a node killed with -9 leaves no orphan training on)."""
+    die_with_parent(parent_pid)
     configure_logging(json=True, level=log_level)  # a spawned child starts with structlog unconfigured
     try:
         result = train(base_dir, dataset, work_dir, config, progress=lambda p: out.put(("progress", p)),
@@ -63,9 +71,14 @@ class TrainingProcess:
         if self._process is not None:
             raise FailedPrecondition("this training process was already started")
         self._process = self._ctx.Process(target=_child, args=(base_dir, dataset, work_dir, config, self._queue,
-                                                                self._stop, log_level),
+                                                                self._stop, log_level, os.getpid()),
                                           name="netgpt-train", daemon=True)
         self._process.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, once started."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def latest(self) -> Progress | None:

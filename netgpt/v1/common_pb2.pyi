@@ -52,6 +52,7 @@ class NodeHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_HEALTH_UNSPECIFIED: _ClassVar[NodeHealth]
     NODE_HEALTH_SERVING: _ClassVar[NodeHealth]
     NODE_HEALTH_STALE: _ClassVar[NodeHealth]
+    NODE_HEALTH_LOST: _ClassVar[NodeHealth]
 NODE_ROLE_UNSPECIFIED: NodeRole
 NODE_ROLE_CORE: NodeRole
 NODE_ROLE_EDGE: NodeRole
@@ -80,6 +81,7 @@ TRAINING_STATE_CANCELLED: TrainingState
 NODE_HEALTH_UNSPECIFIED: NodeHealth
 NODE_HEALTH_SERVING: NodeHealth
 NODE_HEALTH_STALE: NodeHealth
+NODE_HEALTH_LOST: NodeHealth
 
 class ModelRef(_message.Message):
     __slots__ = ("name", "version", "sha256", "kind", "base_model")
