@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.netgpt-installed
 
-.PHONY: demo test test-fast protos lint lint-python bench clean-cache starter-models netmgmt-models pretrained-adapter venue-keywords stubs stubs-check proto-breaking proto-release wheel-check
+.PHONY: demo test test-fast protos lint lint-python bench clean-cache self-instruct starter-models netmgmt-models pretrained-adapter venue-keywords stubs stubs-check proto-breaking proto-release wheel-check
 
 demo: $(STAMP)
 	$(VENV)/bin/netgpt demo
@@ -81,6 +81,12 @@ bench: $(STAMP)
 	$(PY) -m bench.cloud_batching
 	$(PY) -m bench.popularity_cache
 	$(PY) -m bench.security
+
+# the edge's self-instruct phrasings (tasks/prompt_completion/data, committed): the pretrained base rewrites the
+# needs' questions, filtered against the held-out and dev sets; ~20 min on 2 cores (starter --phrasings FILE uses it)
+self-instruct: $(STAMP)
+	$(PY) -m tasks.prompt_completion.self_instruct --out tasks/prompt_completion/data/self_instruct_phrasings.jsonl \
+		--report tasks/prompt_completion/data/self_instruct_report.json --n 600 --seed 0 --threads 2 --batch 16
 
 # the trained starter models (netgpt/assets/starter, committed): rebuilt from the seeded recipe, ~13 min on 2 cores
 starter-models: $(STAMP)

@@ -229,3 +229,14 @@ def test_cli_builds_the_edge_dataset_with_phrasings(tmp_path: Path) -> None:
                      str(source), "--phrasings-share", "1.0"]) == 0
     assert len(read_jsonl(out)) == 40
     assert cli_main(["data", "build", "cloud", "--out", str(out), "--n", "4", "--phrasings", str(source)]) == 2
+
+
+def test_the_committed_phrasings_load_and_stay_apart_from_the_heldout_and_dev_questions() -> None:
+    """``make self-instruct``'s committed output passes the loader's checks (known needs, no shared 4-gram
+    with a held-out or dev question) and covers every need."""
+    from tasks.prompt_completion.starter import SELF_INSTRUCT
+    from tasks.prompt_completion.templates import NEEDS
+
+    loaded = pc.load_phrasings(SELF_INSTRUCT)
+    assert len(loaded) > 300
+    assert {need for need, _kind in loaded.pools} == {need.name for need in NEEDS}

@@ -207,6 +207,26 @@ def test_the_starter_recipe_gives_the_same_weights_serially_and_one_process_per_
         assert serial["models"][name]["metrics"]["train_loss"] == parallel["models"][name]["metrics"]["train_loss"]
 
 
+def test_the_starter_recipe_retrains_one_model_on_self_instruct_phrasings_and_keeps_the_other(tmp_path: Path) -> None:
+    """``--models gpt2 --phrasings FILE``: the edge's data asks some questions in generated words (recorded with
+    the file's sha256); the LLaMA is copied over unchanged, with its recipe entry."""
+    from tasks.prompt_completion.starter import build_starter
+
+    out = tmp_path / "starter"
+    first = build_starter(out, quick=True, threads=1)
+    llama = (out / "llama" / "model.safetensors").read_bytes()
+    phrasings = tmp_path / "phrasings.jsonl"
+    phrasings.write_text(json.dumps({"text": "Any spot with grilled fish near me?", "need": "seafood", "kind": "find",
+                                     "template": "Any spot with grilled fish near me?"}) + "\n")
+    again = build_starter(out, quick=True, threads=1, models=["gpt2"], phrasings=phrasings)
+    assert (out / "llama" / "model.safetensors").read_bytes() == llama
+    assert again["models"]["llama"] == first["models"]["llama"]
+    dataset = again["models"]["gpt2"]["dataset"]
+    assert dataset["phrasings"]["templates"] == 1 and dataset["sha256"] != first["models"]["gpt2"]["dataset"]["sha256"]
+    with pytest.raises(InvalidArgument, match="unknown starter model"):
+        build_starter(out, quick=True, models=["gpt3"])
+
+
 def test_the_committed_weights_stay_under_40_mb() -> None:
     """The starter and network-management models and the pretrained base's adapter are committed; the project
     allows 40 MB of them in all, and 10 MB for the adapter (the base itself comes from the package index)."""
