@@ -81,6 +81,8 @@ bench: $(STAMP)
 	$(PY) -m bench.cloud_batching
 	$(PY) -m bench.popularity_cache
 	$(PY) -m bench.security
+	$(PY) -m bench.http_vs_grpc
+	$(PY) -m bench.as_deployed
 
 # the edge's self-instruct phrasings (tasks/prompt_completion/data, committed): the pretrained base rewrites the
 # needs' questions, filtered against the held-out and dev sets; ~20 min on 2 cores (starter --phrasings FILE uses it)

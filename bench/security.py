@@ -19,13 +19,11 @@ import asyncio
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
 
 from appkit.all_in_one import Cluster, load_models, start_all_in_one
 from appkit.client import Question, establish
+from bench.measure import first_last_summary, generate_timed
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.logs import configure_logging
@@ -54,29 +52,14 @@ def _request(session_id: str, n: int, max_new_tokens: int) -> up_pb2.GenerateReq
         params=up_pb2.GenerationParams(max_new_tokens=max_new_tokens))
 
 
-async def _timed(stub: up_grpc.UserPlaneServiceStub, request: up_pb2.GenerateRequest) -> tuple[float, float]:
-    start = time.perf_counter()
-    first = None
-    async for event in stub.Generate(request, timeout=120):
-        if first is None and event.WhichOneof("event") == "tokens":
-            first = time.perf_counter() - start
-    total = time.perf_counter() - start
-    return (first if first is not None else total) * 1000, total * 1000
-
-
 async def _cold(cluster: Cluster, who: Transport, n: int, max_new_tokens: int) -> tuple[float, float]:
     """A UE that connects for this request: session at the core, then Generate on a new edge channel."""
     async with open_channel(cluster.core.address, who) as core_channel:
         session = await establish(cp_grpc.ControlPlaneServiceStub(core_channel),
                                   Question(prompt="", cell_id="cell-harbour-1", ue_id="ue-bench"))
     async with open_channel(cluster.edge.address, who) as channel:
-        return await _timed(up_grpc.UserPlaneServiceStub(channel), _request(session.session_id, n, max_new_tokens))
-
-
-def _summary(samples: list[tuple[float, float]]) -> dict[str, float]:
-    first, total = np.array([s[0] for s in samples]), np.array([s[1] for s in samples])
-    return {"first_token_ms_p50": float(np.median(first)), "first_token_ms_p95": float(np.percentile(first, 95)),
-            "total_ms_p50": float(np.median(total)), "total_ms_p95": float(np.percentile(total, 95))}
+        stub = up_grpc.UserPlaneServiceStub(channel)
+        return await generate_timed(stub, _request(session.session_id, n, max_new_tokens))
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -103,7 +86,7 @@ async def run(args: argparse.Namespace) -> dict:
             for n in range(args.requests):
                 for name in channels:
                     stub = up_grpc.UserPlaneServiceStub(channels[name])
-                    warm[name].append(await _timed(stub, _request(sessions[name].session_id, 1000 + n,
+                    warm[name].append(await generate_timed(stub, _request(sessions[name].session_id, 1000 + n,
                                                                   args.max_new_tokens)))
             for channel in channels.values():
                 await channel.close()
@@ -113,7 +96,7 @@ async def run(args: argparse.Namespace) -> dict:
     report: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                     "requests": args.requests, "max_new_tokens": args.max_new_tokens, "models": "starter"}
     for label, samples in (("new_connection", cold), ("reused_channel", warm)):
-        secure_s, plain_s = _summary(samples["secure"]), _summary(samples["plaintext"])
+        secure_s, plain_s = first_last_summary(samples["secure"]), first_last_summary(samples["plaintext"])
         report[label] = {"secure": secure_s, "plaintext": plain_s,
                          "ratio": {k: round(secure_s[k] / plain_s[k], 3) for k in secure_s}}
     return report
