@@ -40,12 +40,9 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -58,7 +55,8 @@ import grpc
 import numpy as np
 
 from appkit.client import Question, establish
-from bench.netgpt_vs_cloud import HARBOUR, PROMPTS, ROUTES, STARTER, Item, long_tail_workload, zipf_workload
+from bench.measure import Process, daemon_argv, machine, pct
+from bench.netgpt_vs_cloud import HARBOUR, PROMPTS, STARTER, Item, long_tail_workload, read_stream, zipf_workload
 from netgpt.channels import open_channel
 from netgpt.logs import configure_logging
 from netgpt.tls import LocalPki, Transport
@@ -68,7 +66,6 @@ from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
-from netgpt.words import enum_word
 from tasks.prompt_completion.evaluate import cell_venues, score_answer
 from tasks.prompt_completion.heldout import HELD_OUT
 
@@ -83,52 +80,6 @@ VIA_EDGE = {"netgpt", "toll_via_edge"}
 
 
 # --- the processes ----------------------------------------------------------------------------------
-
-class Process:
-    """A child process whose stderr lines (a daemon's JSON log) are collected as they arrive."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        self.events: list[dict[str, Any]] = []
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
-
-    def _collect(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                item = None
-            self.events.append(item if isinstance(item, dict) else {"event": "raw", "line": line.rstrip()})
-
-    async def wait_for(self, event: str, timeout_s: float = 300.0) -> dict[str, Any]:
-        """The first logged ``event``; an error as soon as the process exits."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = next((e for e in list(self.events) if e.get("event") == event), None)
-            if found is not None:
-                return found
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.proc.returncode}: {self.events[-8:]}")
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"{self.name}: no {event!r} in {timeout_s:g} s; last: {self.events[-8:]}")
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [e for e in list(self.events) if e.get("event") == event]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(timeout=5)
-
 
 class LinkProcess:
     """``python -m bench.link``: the edge→cloud and UE→cloud links, driven over its stdin/stdout."""
@@ -161,12 +112,6 @@ class LinkProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def daemon_argv(role: str, pki: LocalPki, name: str, *flags: str) -> list[str]:
-    tls = pki.settings(role, name)
-    return [sys.executable, "-m", "cli", role, *flags, "--tls-ca", tls["tls_ca"], "--tls-cert", tls["tls_cert"],
-            "--tls-key", tls["tls_key"], "--log-level", "info"]
 
 
 @dataclass
@@ -252,27 +197,12 @@ class Record:
 async def timed(system: str, item: Item, call: Callable[[], Any], venues: dict[str, list[str]]) -> Record:
     with tracer(__name__).start_as_current_span(f"bench.{system}") as span:
         trace_id = format(span.get_span_context().trace_id, "032x")
-        sent, first, summary, comprehensive = time.time(), 0.0, None, ""
-        async for event in call():
-            if not first and event.HasField("tokens"):
-                first = time.time()
-            if event.HasField("comprehensive_prompt"):
-                comprehensive = event.comprehensive_prompt.text
-            if event.HasField("summary"):
-                summary = event.summary
-        last = time.time()
-    if summary is None:
-        raise RuntimeError("stream ended without a summary")
-    route = ROUTES.get(summary.terminated_at, enum_word(common_pb2.NodeRole, summary.terminated_at))
-    if summary.answer_cached:
-        route = "cache"
-    elif summary.coalesced:
-        route = "coalesced"
-    latency = {f.name: getattr(summary.latency, f.name) for f in summary.latency.DESCRIPTOR.fields}
+        read = await read_stream(call(), clock=time.time)
+    summary = read.summary
     steps = {s.function: (s.started_ms, s.finished_ms) for s in summary.steps if not s.skipped}
-    return Record(system, item, trace_id, sent, first or last, last, route,
-                  score_answer(summary.text, item.expected, venues.get(item.cell_id, [])), comprehensive,
-                  latency, steps)
+    return Record(system, item, trace_id, read.started, read.first, read.done, read.route,
+                  score_answer(summary.text, item.expected, venues.get(item.cell_id, [])), read.comprehensive,
+                  read.latency, steps)
 
 
 async def run_requests(items: list[Item], concurrency: int, send: Callable[[Item], Awaitable[Record]],
@@ -458,10 +388,6 @@ def split(record: Record, edge_done: dict[str, Any] | None, cloud_start: dict[st
 
 # --- summaries and the report -----------------------------------------------------------------------
 
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
 def group_summary(records: list[Record]) -> dict[str, Any]:
     parts: dict[str, list[float]] = defaultdict(list)
     for r in records:
@@ -512,17 +438,6 @@ def paired_toll(records: list[Record]) -> dict[str, Any]:
             "p50_difference_ms": toll(edge_rows, straight_rows),
             "p50_of_paired_differences_ms": {"first_token": pct(first_diff, 50), "last_token": pct(last_diff, 50),
                                              "first_token_less_personalise": pct(relay_diff, 50)}}
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpus": os.cpu_count(), "load_average_at_start": list(os.getloadavg())}
 
 
 def edge_model_folder(name: str) -> str:

@@ -27,7 +27,7 @@ import httpx
 
 from appkit.all_in_one import Cluster, load_models, start_all_in_one
 from appkit.client import Question, establish
-from bench.measure import first_last_summary, generate_timed, machine
+from bench.measure import first_last_summary, generate_timed, machine, write_report
 from netgpt.channels import open_channel
 from netgpt.config import CloudConfig, CoreConfig, EdgeConfig
 from netgpt.logs import configure_logging
@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging(json=True, level="warning")
     report = asyncio.run(run(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(json.dumps(report["routes"], indent=2))
 
 

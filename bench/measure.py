@@ -131,3 +131,9 @@ def first_last_summary(samples: list[tuple[float, float]]) -> dict[str, float]:
     first, total = np.array([s[0] for s in samples]), np.array([s[1] for s in samples])
     return {"first_token_ms_p50": float(np.median(first)), "first_token_ms_p95": float(np.percentile(first, 95)),
             "total_ms_p50": float(np.median(total)), "total_ms_p95": float(np.percentile(total, 95))}
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """The bench's JSON report at ``path`` (its folder made if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")

@@ -37,6 +37,7 @@ import platform
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,27 +177,52 @@ def long_tail_workload(n: int, exponent: float, unique_share: float, seed: int) 
 ROUTES = {common_pb2.NODE_ROLE_EDGE: "edge", common_pb2.NODE_ROLE_CLOUD: "cloud"}
 
 
-async def timed_stream(call, item: Item, venues: dict[str, list[str]]) -> Outcome:
-    started, first, summary, comprehensive = time.perf_counter(), None, None, ""
+@dataclass
+class StreamRead:
+    """What one ``Generate`` stream brought: when (by ``clock``) it began, gave its first token and ended."""
+
+    started: float
+    first: float
+    done: float
+    summary: up_pb2.GenerationSummary
+    comprehensive: str
+
+    @property
+    def route(self) -> str:
+        """Where it ended: edge, cloud, cache or coalesced."""
+        if self.summary.answer_cached:
+            return "cache"
+        if self.summary.coalesced:
+            return "coalesced"
+        return ROUTES.get(self.summary.terminated_at, enum_word(common_pb2.NodeRole, self.summary.terminated_at))
+
+    @property
+    def latency(self) -> dict[str, float]:
+        return {f.name: getattr(self.summary.latency, f.name) for f in self.summary.latency.DESCRIPTOR.fields}
+
+
+async def read_stream(call: AsyncIterator[up_pb2.GenerateResponse],
+                      clock: Callable[[], float] = time.perf_counter) -> StreamRead:
+    """Consume a ``Generate`` stream; RuntimeError when it ends without a summary."""
+    started, first, summary, comprehensive = clock(), None, None, ""
     async for event in call:
         if first is None and event.HasField("tokens"):
-            first = time.perf_counter()
+            first = clock()
         if event.HasField("comprehensive_prompt"):
             comprehensive = event.comprehensive_prompt.text
         if event.HasField("summary"):
             summary = event.summary
-    done = time.perf_counter()
+    done = clock()
     if summary is None:
         raise RuntimeError("stream ended without a summary")
-    route = ROUTES.get(summary.terminated_at, enum_word(common_pb2.NodeRole, summary.terminated_at))
-    if summary.answer_cached:
-        route = "cache"
-    elif summary.coalesced:
-        route = "coalesced"
-    latency = {f.name: getattr(summary.latency, f.name) for f in summary.latency.DESCRIPTOR.fields}
-    return Outcome(item, comprehensive, ((first or done) - started) * 1000, (done - started) * 1000, route,
-                   score_answer(summary.text, item.expected, venues.get(item.cell_id, [])), latency,
-                   summary.prompt_tokens, summary.completion_tokens)
+    return StreamRead(started, first if first is not None else done, done, summary, comprehensive)
+
+
+async def timed_stream(call, item: Item, venues: dict[str, list[str]]) -> Outcome:
+    read = await read_stream(call)
+    return Outcome(item, read.comprehensive, (read.first - read.started) * 1000, (read.done - read.started) * 1000,
+                   read.route, score_answer(read.summary.text, item.expected, venues.get(item.cell_id, [])),
+                   read.latency, read.summary.prompt_tokens, read.summary.completion_tokens)
 
 
 async def run_requests(items: list[Item], concurrency: int, send) -> Measured:

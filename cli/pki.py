@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cli.common import Subparsers
+from netgpt.crl import revoke, serials_of
 from netgpt.pki import ROLES, init_ca, issue
 
 
@@ -27,6 +29,24 @@ def add_commands(sub: Subparsers) -> None:
     cert.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the CA folder")
     cert.add_argument("--days", type=int, default=397)
     cert.set_defaults(run=_issue)
+    revoke = pki.add_parser("revoke", help="revoke certificates: add them to DIR/ca.crl, the CA's revocation list "
+                                           "(the core's tls_crl; it hands the list to every node)")
+    revoke.add_argument("--ca", type=Path, required=True, metavar="DIR", help="folder of ca.crt + ca.key")
+    revoke.add_argument("--serial", type=serial, action="append", default=[], metavar="N",
+                        help="certificate serial, decimal or 0x-hex (repeatable)")
+    revoke.add_argument("--name", action="append", default=[], metavar="NAME",
+                        help="every certificate `pki issue` made for NAME (repeatable)")
+    revoke.set_defaults(run=_revoke)
+
+
+def serial(text: str) -> int:
+    try:
+        value = int(text, 16) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a serial (decimal, or hex with 0x)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: serials are positive")
+    return value
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -38,4 +58,16 @@ def _init(args: argparse.Namespace) -> int:
 def _issue(args: argparse.Namespace) -> int:
     made = issue(args.ca, args.role, args.name, hosts=args.host, out=args.out, days=args.days)
     print(f"{args.role} {args.name}: --tls-ca {made.ca} --tls-cert {made.cert} --tls-key {made.key}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    if not args.serial and not args.name:
+        print("netgpt pki revoke: give --serial or --name", file=sys.stderr)
+        return 2
+    serials = [*args.serial, *(found for name in args.name for found in serials_of(args.ca, name))]
+    made = revoke(args.ca, serials)
+    added = ", ".join(f"{s:#x}" for s in made.serials) or "none new"
+    print(f"{made.path}: revocation list {made.number}, {made.total} revoked ({added}); the core re-reads its "
+          "tls_crl within a heartbeat and hands the list to every node")
     return 0

@@ -23,6 +23,7 @@ from cli.common import (
     enum_choices,
     on_core,
 )
+from netgpt.config import EDGE_QUANTIZATIONS
 from netgpt.errors import NetGptError, StartupError
 from netgpt.v1 import common_pb2
 from netgpt.v1 import training_pb2 as tr_pb2
@@ -79,6 +80,9 @@ def add_commands(sub: Subparsers) -> None:
     start.add_argument("--role", choices=ROLES, default="cloud", help="edge: GPT-2 → ONNX artifact; cloud: LLaMA → "
                                                                       "LoRA adapter")
     start.add_argument("--node", default="", help="train on this node (default: the least loaded of the role)")
+    start.add_argument("--quantization", choices=EDGE_QUANTIZATIONS, default="",
+                       help="edge: publish the fp32, int8 or int4 graph (default: what the edge node serves); a "
+                            "quantised one must pass the quality gate or the job fails")
     start.add_argument("--name", help="output model name in the store")
     start.add_argument("--version", help="output version in the store")
     start.add_argument("--job-name", default="", help="a label for the job")
@@ -118,7 +122,7 @@ def spec_from_args(args: argparse.Namespace) -> tr_pb2.TrainingJobSpec:
     spec = training_settings(args)
     spec.MergeFrom(tr_pb2.TrainingJobSpec(
         name=args.job_name, dataset=store_version(args.data), role=ROLES[args.role], node_id=args.node,
-        output_name=args.name, output_version=args.version))
+        output_name=args.name, output_version=args.version, quantization=args.quantization))
     if args.base != "serving":
         spec.base.CopyFrom(store_version(args.base))
     return spec

@@ -18,6 +18,7 @@ from cp.agent import ControlPlaneAgent
 from netgpt.access_rules import cloud_rules
 from netgpt.checkpoint.pretrained import PRETRAINED, PRETRAINED_NAME, shipped_adapter
 from netgpt.config import CloudConfig
+from netgpt.crl import command_handler as crl_command_handler
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
@@ -66,7 +67,7 @@ def cloud_runner(config: CloudConfig, model: object) -> GenerationRunner:
         return GenerationRunner(config.max_concurrency, config.max_queue)
     getattr(model, "lora", None)  # a startup adapter's matrices load now: a bad adapter fails the start
     scheduler = BatchScheduler(packed, config.max_batch, config.max_batch_tokens, config.kv_cache_mb,
-                               config.max_queue)
+                               config.max_queue, prefix_cache_mb=config.prefix_cache_mb)
     return BatchingRunner(scheduler, config.max_concurrency, config.max_queue)
 
 
@@ -98,7 +99,8 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
                               lambda: load_report(runner, [slot.current.ref], transfer_counters(uploads, deployer),
                                                   deployer.states(), trainer.states(), shelf.held()),
                               CommandDispatcher().on("deploy", deployer.handle).on("rollback", deployer.handle)
-                              .on("start_training", trainer.handle).on("cancel_training", trainer.handle),
+                              .on("start_training", trainer.handle).on("cancel_training", trainer.handle)
+                              .on("certificate_revocations", crl_command_handler(server.revoked)),
                               who.transport)
     agent.start()
     serve_node_metrics(server, config, agent)

@@ -10,7 +10,9 @@ At each step boundary the scheduler
 3. packs one step: one token for each decoding request, then prompt chunks of the
    prefilling ones, up to ``max_batch_tokens`` tokens in all. A long prompt is prefilled
    over several steps, so running decodes keep flowing and cancellation is checked
-   between chunks, not only after the whole prompt.
+   between chunks, not only after the whole prompt. A prompt whose beginning an earlier
+   request computed starts from those keys and values (:mod:`cloud_node.prefix_cache`)
+   and prefills only the rest.
 
 After the pass each request picks its token with its own sampling parameters and seed
 (:class:`~netgpt.generation.TokenPicker`) and leaves the batch at once when it is done.
@@ -29,6 +31,7 @@ import structlog
 from cloud_node.kv_cache import KvBudget, RequestCache
 from cloud_node.lora_weights import LoraWeights
 from cloud_node.packed_forward import PackedLlama, Segment
+from cloud_node.prefix_cache import PrefixCache
 from netgpt.errors import InvalidArgument, ResourceExhausted, StartupError
 from netgpt.generation import SamplingParams, Tokenizer, TokenPicker, TokenPiece
 
@@ -82,7 +85,7 @@ class _Planned:
 
 class BatchScheduler:
     def __init__(self, packed: PackedLlama, max_batch: int = 16, max_batch_tokens: int = 512,
-                 kv_cache_mb: float = 1024.0, max_queue: int = 16) -> None:
+                 kv_cache_mb: float = 1024.0, max_queue: int = 16, prefix_cache_mb: float = 0.0) -> None:
         if max_batch < 1 or max_batch_tokens < max_batch:
             raise StartupError(f"batching needs max_batch >= 1 and max_batch_tokens >= max_batch "
                                   f"(got {max_batch} and {max_batch_tokens})")
@@ -91,6 +94,7 @@ class BatchScheduler:
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
         self.budget = KvBudget(packed.cache_shape, kv_cache_mb)
+        self.prefixes = PrefixCache(packed.cache_shape, prefix_cache_mb) if prefix_cache_mb > 0 else None
         self.waiting: list[BatchRequest] = []
         self.running: list[BatchRequest] = []
         self.steps = 0
@@ -163,6 +167,11 @@ class BatchScheduler:
             request = self.waiting.pop(0)
             self.budget.reserve(request.reservation)
             request.cache = self.packed.new_cache(request.reservation)
+            if self.prefixes is not None:
+                request.prefilled = self.prefixes.restore(request.lora, request.prompt_ids, request.cache)
+                if request.prefilled:
+                    request.context.run(log.info, "batch.prefix_reused", tokens=request.prefilled,
+                                        prompt_tokens=len(request.prompt_ids))
             self.running.append(request)
             request.emit(ADMITTED)
 
@@ -203,6 +212,9 @@ class BatchScheduler:
                     request.prefilled += len(segment.ids)
                     continue
                 row = next(rows)
+                if self.prefixes is not None and request.prefilled + len(segment.ids) == len(request.prompt_ids) \
+                        and request.next_token is None:
+                    self.prefixes.store(request.lora, request.prompt_ids, segment.cache)
                 request.prefilled = len(request.prompt_ids)
                 if request.cancel.is_set() or request not in self.running:
                     continue  # dropped at the next boundary; nothing more is sent to a caller who left

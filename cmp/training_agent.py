@@ -73,6 +73,7 @@ class PackageRequest:
     method: str  # "lora" | "full"
     base: BaseModel
     out_dir: Path  # an empty folder for the artifact
+    quantization: str = ""  # the edge graph asked for (fp32 | int8 | int4); "" = the node's own setting
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ class TrainingAgent:
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir(parents=True)
                 package = await in_own_thread(self._package, PackageRequest(  # torch: see netgpt.threads
-                    result.output_dir, result.method, base, out))
+                    result.output_dir, result.method, base, out, record.command.spec.quantization))
                 if record.cancel_requested:
                     raise Cancelled()
                 ref = await self._publish(record, package, lineage(record.command, base, result))

@@ -22,6 +22,7 @@ from cp.policy import PolicyBook
 from cp.ran import RanView
 from cp.ran_servicer import RanServicer
 from cp.registry import NodeRegistry
+from cp.revocations import RevocationDistributor
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable, sweep_periodically
 from cp.ue_tokens import UeTokenAuthority
@@ -94,7 +95,10 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         jobs = JobBook(registry, store, stores.jobs, lost_after_s=registry.lost_after_s,
                        unplaced_timeout_s=config.job_unplaced_timeout_s, checkpoint_every=config.train_checkpoint_every)
         tokens = UeTokenAuthority(signer, registry, config.ue_token_ttl_s, stores.revocations)
-        server = await _serve(config, registry, sessions, workflows, policies, store, uploads, jobs, tokens)
+        security = _security(config, sessions, store, tokens)
+        crls = RevocationDistributor(registry, security.revoked, config.tls_crl)
+        server = await _serve(config, registry, sessions, workflows, policies, store, uploads, jobs, tokens,
+                              security, crls)
     except BaseException:
         stores.close()
         raise
@@ -105,7 +109,7 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         server.metrics.add(lambda: core_metrics(registry.statuses, lambda: len(sessions), lambda: uploads.bytes_served))
         server.serve_metrics(config.metrics_listen)
     sweeper = asyncio.create_task(sweep_periodically(sessions), name="core-session-sweeper")
-    watcher = asyncio.create_task(_watch_nodes(registry, jobs), name="core-node-watcher")
+    watcher = asyncio.create_task(_watch_nodes(registry, jobs, crls), name="core-node-watcher")
     return CoreHandle(server, registry, sessions, store, tokens, workflows, policies, stores, sweeper, uploads,
                       jobs, watcher)
 
@@ -116,8 +120,9 @@ def _check_node_loss(config: CoreConfig) -> None:
             raise StartupError(f"{name} must be >= 0; got {getattr(config, name):g}")
 
 
-async def _watch_nodes(registry: NodeRegistry, jobs: JobBook) -> None:
-    """Every heartbeat interval: mark silent nodes lost, drop those gone for good, move their jobs."""
+async def _watch_nodes(registry: NodeRegistry, jobs: JobBook, crls: RevocationDistributor | None = None) -> None:
+    """Every heartbeat interval: mark silent nodes lost, drop those gone for good, move their jobs; take
+    a changed certificate revocation list in and hand it to the nodes."""
     while True:
         await asyncio.sleep(registry.heartbeat_interval_s)
         try:
@@ -125,6 +130,8 @@ async def _watch_nodes(registry: NodeRegistry, jobs: JobBook) -> None:
             jobs.supervise()
         except Exception:  # a full disk must not end the watcher; the next round retries
             log.exception("core.node_watch_failed")
+        if crls is not None:
+            crls.poll()
 
 
 def ue_token_signer(config: CoreConfig, store_dir: Path) -> UeTokenSigner:
@@ -136,9 +143,9 @@ def ue_token_signer(config: CoreConfig, store_dir: Path) -> UeTokenSigner:
 
 async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTable, workflows: WorkflowTable,
                  policies: PolicyBook, store: ModelStore, uploads: UploadBudget, jobs: JobBook,
-                 tokens: UeTokenAuthority) -> NetGptServer:
+                 tokens: UeTokenAuthority, security: Security, crls: RevocationDistributor) -> NetGptServer:
     return await start_server(config.listen, [
-        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies, tokens),
+        Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies, tokens, crls),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
         Service("netgpt.v1.RanService", RanServicer(RanView(registry, sessions), tokens),  # mobility, load, UE tokens
                 ran_pb2_grpc.add_RanServiceServicer_to_server),
@@ -151,7 +158,7 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
         Service("netgpt.v1.WorkflowService", WorkflowServicer(workflows),
                 wf_grpc.add_WorkflowServiceServicer_to_server),
         Service("netgpt.v1.TrainingService", TrainingServicer(jobs), tr_grpc.add_TrainingServiceServicer_to_server),
-    ], [ZeroCopyChunks()], security=_security(config, sessions, store, tokens),
+    ], [ZeroCopyChunks()], security=security,
         metrics=DaemonMetrics() if config.metrics_listen else None)
 
 

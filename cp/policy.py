@@ -6,9 +6,11 @@ requests from which cells may reach) and the workflows exempt from desensitisati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cp.registry import NodeRegistry
 from cp.state_db import CoreState, MemoryState
-from netgpt.errors import InvalidArgument
+from netgpt.errors import InvalidArgument, excerpt
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
@@ -43,6 +45,33 @@ def check_data_rules(policy: cp_pb2.RoutingPolicy) -> None:
 
 
 ALL_EDGES = ""  # the key of the policy set for every edge, now and later
+POLICY_FIELDS = tuple(f.name for f in cp_pb2.RoutingPolicy.DESCRIPTOR.fields)
+
+
+def check_fields(fields: Sequence[str]) -> list[str]:
+    """The RoutingPolicy field names of an update mask, once each; InvalidArgument for any other path."""
+    unknown = [name for name in fields if name not in POLICY_FIELDS]
+    if unknown:
+        raise InvalidArgument(f"update_mask names {', '.join(excerpt(n, 40) for n in unknown[:4])}, not a "
+                              f"RoutingPolicy field; the fields are {', '.join(POLICY_FIELDS)}")
+    return list(dict.fromkeys(fields))
+
+
+def merged(base: cp_pb2.RoutingPolicy | None, change: cp_pb2.RoutingPolicy,
+           fields: Sequence[str]) -> cp_pb2.RoutingPolicy:
+    """``base`` (or an empty policy) with the named ``fields`` taken from ``change``: a repeated field
+    whole, an optional one cleared when ``change`` leaves it unset."""
+    result = cp_pb2.RoutingPolicy()
+    if base is not None:
+        result.CopyFrom(base)
+    for name in fields:
+        result.ClearField(name)
+        field = cp_pb2.RoutingPolicy.DESCRIPTOR.fields_by_name[name]
+        if field.is_repeated:
+            getattr(result, name).extend(getattr(change, name))
+        elif not field.has_presence or change.HasField(name):
+            setattr(result, name, getattr(change, name))
+    return result
 
 
 class PolicyBook:
@@ -62,24 +91,37 @@ class PolicyBook:
         """What the edge should apply: the policy set for it since the last one for all edges, else that one."""
         return self._policies.get(node_id, self._policies.get(ALL_EDGES))
 
-    def set(self, policy: cp_pb2.RoutingPolicy, node_ids: list[str]) -> list[str]:
-        """Queue ``policy`` for the given edges (or all, now and later); returns the edges reached now."""
-        check_policy(policy)
-        stored = cp_pb2.RoutingPolicy()
-        stored.CopyFrom(policy)
+    def set(self, policy: cp_pb2.RoutingPolicy, node_ids: list[str],
+            fields: Sequence[str] = ()) -> list[str]:
+        """Queue ``policy`` for the given edges (or all, now and later); returns the edges reached now.
+        With ``fields`` (an update mask) only those fields change, in what each edge has now."""
         if node_ids:
             for node_id in node_ids:
                 if self._registry.get(node_id).info.role != common_pb2.NODE_ROLE_EDGE:
                     raise InvalidArgument(f"node {node_id!r} is not an edge node")
             targets = list(dict.fromkeys(node_ids))
-            policies = {**self._policies, **{node_id: stored for node_id in targets}}
         else:
             targets = [s.info.node_id for s in self._registry.statuses(common_pb2.NODE_ROLE_EDGE)]
-            policies = {ALL_EDGES: stored}  # reaches every edge, so it replaces the per-edge ones
+        if fields:
+            names = check_fields(fields)
+            keys = targets if node_ids else list(self._policies.keys() | {ALL_EDGES})
+            # a per-edge key without a policy of its own starts from the one for all edges
+            changed = {key: merged(self._policies.get(key, self._policies.get(ALL_EDGES)), policy, names)
+                       for key in keys}
+            policies = {**self._policies, **changed}
+        else:
+            stored = merged(None, policy, POLICY_FIELDS)
+            # for all edges it reaches every edge, so it replaces the per-edge ones
+            policies = {**self._policies, **dict.fromkeys(targets, stored)} if node_ids else {ALL_EDGES: stored}
+        for key, each in policies.items():
+            if each is not self._policies.get(key):
+                check_policy(each)
         self._state.replace_policies(policies)  # kept before any edge hears of it
         self._policies = policies
         for node_id in targets:
-            self._push(node_id, stored)
+            target = self.for_edge(node_id)
+            if target is not None:
+                self._push(node_id, target)
         return targets
 
     def on_register(self, node_id: str) -> None:

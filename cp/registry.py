@@ -7,6 +7,14 @@ A node's health follows its silence: SERVING, then STALE after ``stale_after_hea
 intervals (not picked), then LOST after ``lost_after_s`` (its training jobs move elsewhere, it
 is no cloud peer of the edges any more); :meth:`NodeRegistry.sweep` logs those losses and drops
 nodes silent for ``retention_s``. A node that heartbeats again is SERVING again.
+
+Edges learn the clouds from a ``PeersUpdate`` in their heartbeat replies: the clouds' statuses as
+far as an edge routes on them (identity, health, queue, active requests, first-token time, models;
+not counters, deployments, jobs or blobs). It is built once per change and handed to an edge only
+when it differs from what that edge last got, so an edge's view is still never older than one of
+its heartbeat intervals plus the cloud's own report, while unchanged clouds cost an edge beat
+nothing (``bench.fleet_sim``: before, every edge beat re-built and re-sent every cloud's full
+status, and every registration re-queued it for every edge).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ class NodeEntry:
     load: common_pb2.NodeLoad = field(default_factory=common_pb2.NodeLoad)
     pending: list[control_plane_pb2.NodeCommand] = field(default_factory=list)
     lost: bool = False  # logged as lost by sweep() (and not heard from since)
+    peers_version: int = -1  # an edge: the version of the clouds' statuses it was last handed
 
 
 class NodeRegistry:
@@ -52,7 +61,13 @@ class NodeRegistry:
         self._clock = clock
         self._wall = wall
         self._nodes: dict[str, NodeEntry] = {}
+        self._clouds: dict[str, NodeEntry] = {}  # the cloud nodes among them
+        self._by_cell: dict[str, dict[str, NodeEntry]] = {}  # cell id -> the edges that serve it
         self._wall_offset = wall() - clock()
+        self._clouds_changed = 0  # counts changes of what edges route on: a cloud came, went or changed its load
+        self._peers_key: tuple[int, tuple[int, ...]] | None = None  # what the current PeersUpdate was built from
+        self._peers_version = -1
+        self._peers_command = control_plane_pb2.NodeCommand()
 
     def register(self, info: common_pb2.NodeInfo) -> str:
         """Add or replace a node (ids are kept across re-registration); returns its id."""
@@ -71,9 +86,25 @@ class NodeRegistry:
         entry = NodeEntry(info=stored, registered_at=now, last_heartbeat=now)
         if previous is not None:
             entry.pending = previous.pending
+            self._unindex(previous)
         self._nodes[stored.node_id] = entry
-        self.broadcast_peers()
+        if stored.role == common_pb2.NODE_ROLE_CLOUD:
+            self._clouds[stored.node_id] = entry
+        else:
+            for cell_id in stored.cell_ids:
+                self._by_cell.setdefault(cell_id, {})[stored.node_id] = entry
+        if common_pb2.NODE_ROLE_CLOUD in (stored.role, previous.info.role if previous else None):
+            self.broadcast_peers()  # the clouds edges know of changed (an edge coming changes nothing for others)
         return stored.node_id
+
+    def _unindex(self, entry: NodeEntry) -> None:
+        node_id = entry.info.node_id
+        self._clouds.pop(node_id, None)
+        for cell_id in entry.info.cell_ids:
+            edges = self._by_cell.get(cell_id, {})
+            edges.pop(node_id, None)
+            if not edges:
+                self._by_cell.pop(cell_id, None)
 
     def heartbeat(self, node_id: str, load: common_pb2.NodeLoad) -> list[control_plane_pb2.NodeCommand]:
         """Record liveness and load; hand back (and clear) the commands queued for the node."""
@@ -84,6 +115,8 @@ class NodeRegistry:
         if entry.lost:
             entry.lost = False
             log.info("cp.node_returned", node_id=node_id)
+        if entry.info.role == common_pb2.NODE_ROLE_CLOUD and _routing_load(entry.load) != _routing_load(load):
+            self._clouds_changed += 1
         entry.load.CopyFrom(load)
         if entry.info.role == common_pb2.NODE_ROLE_EDGE:
             self._refresh_peers(entry)  # the clouds' load as of their last beat, never older
@@ -114,19 +147,35 @@ class NodeRegistry:
 
     def broadcast_peers(self) -> None:
         """Tell every edge which cloud nodes exist now (delivered with its next heartbeat)."""
-        for entry in list(self._nodes.values()):
-            if entry.info.role == common_pb2.NODE_ROLE_EDGE:
-                self._refresh_peers(entry)
+        self._clouds_changed += 1
 
     def _refresh_peers(self, edge: NodeEntry) -> None:
-        """Queue the clouds' current statuses (health, load, models) for ``edge``, replacing an undelivered update.
+        """Queue the clouds' current statuses for ``edge`` if they changed since it was last handed them,
+        replacing an undelivered update: the routing load an edge holds is never older than one of its
+        heartbeat intervals plus the cloud's own last report."""
+        version = self._peers()
+        if edge.peers_version != version:
+            edge.peers_version = version
+            self.queue_replacing(edge.info.node_id, self._peers_command)
 
-        Sent with every edge heartbeat, so the load an edge routes on is at most one of its
-        heartbeat intervals older than the cloud's own last report.
-        """
-        clouds = [s for s in self.statuses(common_pb2.NODE_ROLE_CLOUD) if s.health != common_pb2.NODE_HEALTH_LOST]
-        peers = control_plane_pb2.PeersUpdate(cloud_nodes=clouds)
-        self.queue_replacing(edge.info.node_id, control_plane_pb2.NodeCommand(peers_update=peers))
+    def _peers(self) -> int:
+        """The version of the clouds' statuses as edges see them, re-built only when they changed: a cloud
+        came, went or reported another routing load (counted as it happens), or its health moved on."""
+        clouds = sorted(self._clouds.values(), key=lambda e: e.info.node_id)
+        key = (self._clouds_changed, tuple(self._health(e) for e in clouds))
+        if key != self._peers_key:
+            statuses = [self._routing_status(e) for e in clouds]
+            peers = control_plane_pb2.PeersUpdate(cloud_nodes=[s for s in statuses
+                                                               if s.health != common_pb2.NODE_HEALTH_LOST])
+            self._peers_command = control_plane_pb2.NodeCommand(command_id=uuid.uuid4().hex, peers_update=peers)
+            self._peers_key, self._peers_version = key, self._peers_version + 1
+        return self._peers_version
+
+    def _routing_status(self, entry: NodeEntry) -> common_pb2.NodeStatus:
+        """A cloud's status as far as edges route on it (no last_heartbeat: ``health`` says how fresh it is)."""
+        status = common_pb2.NodeStatus(info=entry.info, load=_routing_load(entry.load), health=self._health(entry))
+        status.registered_at.FromSeconds(int(entry.registered_at + self._wall_offset))
+        return status
 
     def statuses(self, role: int = common_pb2.NODE_ROLE_UNSPECIFIED) -> list[common_pb2.NodeStatus]:
         return [self.status(e) for e in self._entries(role)]
@@ -139,7 +188,7 @@ class NodeRegistry:
 
     def pick_edge(self, cell_id: str) -> NodeEntry:
         """The least-loaded serving edge that covers ``cell_id``."""
-        candidates = [e for e in self._serving(common_pb2.NODE_ROLE_EDGE) if cell_id in e.info.cell_ids]
+        candidates = [e for e in self._by_cell.get(cell_id, {}).values() if self._is_serving(e)]
         if not candidates:
             known = sorted({c for e in self._serving(common_pb2.NODE_ROLE_EDGE) for c in e.info.cell_ids})
             raise NotFound(f"no serving edge node covers cell {cell_id!r}; covered cells: {known}")
@@ -147,7 +196,7 @@ class NodeRegistry:
 
     def pick_cloud(self) -> NodeEntry | None:
         """The least-loaded serving cloud node, or None (the edge then answers alone)."""
-        candidates = self._serving(common_pb2.NODE_ROLE_CLOUD)
+        candidates = [e for e in self._clouds.values() if self._is_serving(e)]
         return min(candidates, key=self._rank) if candidates else None
 
     def _entries(self, role: int) -> list[NodeEntry]:
@@ -176,6 +225,7 @@ class NodeRegistry:
             node_id, silent_s = entry.info.node_id, now - entry.last_heartbeat
             if self.retention_s and silent_s > self.retention_s:
                 del self._nodes[node_id]
+                self._unindex(entry)
                 dropped.append(node_id)
                 log.warning("cp.node_dropped", node_id=node_id, silent_s=round(silent_s, 1),
                             retention_s=self.retention_s)
@@ -190,3 +240,8 @@ class NodeRegistry:
     def _rank(self, entry: NodeEntry) -> tuple[float, str]:
         return least_loaded_key(self.status(entry))
 
+
+def _routing_load(load: common_pb2.NodeLoad) -> common_pb2.NodeLoad:
+    """What of a cloud's load an edge routes on (``netgpt.node_status``, ``edge_node.serving``)."""
+    return common_pb2.NodeLoad(queue_depth=load.queue_depth, active_requests=load.active_requests,
+                               p50_first_token_ms=load.p50_first_token_ms, models_served=load.models_served)

@@ -9,6 +9,7 @@ import structlog
 
 from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
+from cp.revocations import RevocationDistributor
 from cp.sessions import SessionTable
 from cp.ue_tokens import UeTokenAuthority
 from netgpt.errors import InvalidArgument
@@ -20,11 +21,12 @@ log = structlog.get_logger(__name__)
 
 class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
     def __init__(self, registry: NodeRegistry, sessions: SessionTable, policies: PolicyBook,
-                 tokens: UeTokenAuthority | None = None) -> None:
+                 tokens: UeTokenAuthority | None = None, revocations: RevocationDistributor | None = None) -> None:
         self.registry = registry
         self.sessions = sessions
         self.policies = policies
         self.tokens = tokens
+        self.revocations = revocations
 
     async def RegisterNode(self, request: cp_pb2.RegisterNodeRequest,
                            context: grpc.aio.ServicerContext) -> cp_pb2.RegisterNodeResponse:
@@ -32,6 +34,8 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
         self.policies.on_register(node_id)
         if self.tokens is not None:
             self.tokens.on_register(node_id)  # the keys UE tokens are checked with, and the revocations
+        if self.revocations is not None:
+            self.revocations.on_register(node_id)  # the CA's certificate revocation list
         log.info("node.registered", node_id=node_id, role=request.node.role, address=request.node.address,
                  cells=list(request.node.cell_ids))
         interval_ms = int(self.registry.heartbeat_interval_s * 1000)
@@ -73,8 +77,9 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
 
     async def SetRoutingPolicy(self, request: cp_pb2.SetRoutingPolicyRequest,
                                context: grpc.aio.ServicerContext) -> cp_pb2.SetRoutingPolicyResponse:
-        targets = self.policies.set(request.policy, list(request.node_ids))
-        log.info("policy.set", edges=targets, for_all=not request.node_ids)
+        fields = list(request.update_mask.paths)
+        targets = self.policies.set(request.policy, list(request.node_ids), fields)
+        log.info("policy.set", edges=targets, for_all=not request.node_ids, fields=fields or "all")
         return cp_pb2.SetRoutingPolicyResponse(node_ids=targets)
 
     async def GetRoutingPolicy(self, request: cp_pb2.GetRoutingPolicyRequest,

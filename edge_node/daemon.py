@@ -35,6 +35,7 @@ from edge_node.serving.sessions import session_directory, session_owner, workflo
 from netgpt.access_rules import edge_http_rules, edge_rules
 from netgpt.channels import open_channel
 from netgpt.config import EdgeConfig
+from netgpt.crl import command_handler as crl_command_handler
 from netgpt.errors import StartupError
 from netgpt.http_server import HttpServer, TlsFiles, start_http_server
 from netgpt.model_slot import ModelSlot, Served
@@ -154,7 +155,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
 
     binder = SessionBinder(cp_grpc.ControlPlaneServiceStub(core_channel), sessions)
     access = HttpAccess(edge_http_rules(session_owner(sessions)), secure=isinstance(who.transport, Identity),
-                        tokens=tokens)
+                        tokens=tokens, revoked=server.revoked)
     try:
         http = await start_openai_api(config, who.transport, OpenAiApi(
             generate, ModelCatalogue(settings.node_id, slot, peers), binder, access, server.gate, settings.cells))
@@ -169,6 +170,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
         .on("sessions_moved", lambda command: sessions.forget(command.sessions_moved.session_ids))
         .on("ue_tokens", lambda command: tokens.apply(decode_state(command.ue_tokens)))
+        .on("certificate_revocations", crl_command_handler(server.revoked))
         .on("deploy", deployers.handle).on("rollback", deployers.handle)
         .on("start_training", trainer.handle).on("cancel_training", trainer.handle), who.transport)
     agent.start()

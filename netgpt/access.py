@@ -31,9 +31,10 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
+from netgpt.crl import RevokedCertificates
 from netgpt.errors import NetGptError, PermissionDenied, Unauthenticated
 from netgpt.interceptors import Behaviour, WrappingInterceptor, rejection
-from netgpt.pki import NODE_ROLES, subject_of
+from netgpt.pki import NODE_ROLES, serial_of, subject_of
 from netgpt.status import status_code
 from netgpt.tls import Identity, Transport
 from netgpt.ue_tokens import UeClaims, UeTokenVerifier, bearer_token
@@ -52,6 +53,7 @@ class Principal:
     name: str
     role: str
     token: UeClaims | None = field(default=None, compare=False, repr=False)  # a UE that called with a token
+    serial: int | None = field(default=None, compare=False, repr=False)  # of the certificate it called with
 
     def __str__(self) -> str:
         return f"{self.role}:{self.name}" if self.role else "anonymous"
@@ -125,7 +127,7 @@ class AuditLog:
 @functools.lru_cache(maxsize=4096)
 def _principal_of_cert(pem: bytes) -> Principal:
     name, role = subject_of(pem)
-    return Principal(name, role)
+    return Principal(name, role, serial=serial_of(pem))
 
 
 def certificate_principal(pem: bytes | None) -> Principal:
@@ -164,6 +166,13 @@ def peer_principal(context: grpc.aio.ServicerContext, tokens: UeTokenVerifier | 
     authorization = metadata.get("authorization")
     return caller_principal(bytes(pems[0]) if pems else None,
                             authorization if isinstance(authorization, str) else None, tokens)
+
+
+def check_not_revoked(principal: Principal, revoked: RevokedCertificates | None) -> None:
+    """Unauthenticated when the certificate ``principal`` called with is on the CA's revocation list."""
+    if revoked is not None and revoked.revoked(principal.serial):
+        raise Unauthenticated(f"the certificate of {principal} (serial {principal.serial}) is revoked "
+                              f"(revocation list {revoked.number})")
 
 
 def permitted_rule(rules: Mapping[str, Rule], principal: Principal, method: str) -> Rule:
@@ -252,6 +261,7 @@ class AccessInterceptor(WrappingInterceptor):
     audit: AuditLog | None = None
     tokens: UeTokenVerifier | None = None  # None: UE tokens are refused (UNAUTHENTICATED)
     probes: ProbeAccess = field(default_factory=ProbeAccess)
+    revoked: RevokedCertificates | None = None  # the CA's revocation list as this daemon last got it
     _warned: bool = field(default=False, repr=False)
 
     def covers(self, method: str) -> bool:
@@ -261,9 +271,22 @@ class AccessInterceptor(WrappingInterceptor):
         if method.startswith((HEALTH, REFLECTION)):
             if self.probes.anonymous(method):
                 return ANONYMOUS, PROBE
-            return peer_principal(context, self.tokens), PROBE
+            probe = peer_principal(context, self.tokens)
+            self._check_revoked(probe)
+            return probe, PROBE
         principal = peer_principal(context, self.tokens)
+        self._check_revoked(principal)
         return principal, permitted_rule(self.rules, principal, method)
+
+    def _check_revoked(self, principal: Principal) -> None:
+        check_not_revoked(principal, self.revoked)
+
+    async def _still_valid(self, principal: Principal, method: str, context: grpc.aio.ServicerContext) -> None:
+        """Ends a stream in flight whose caller's certificate was revoked since it began."""
+        try:
+            self._check_revoked(principal)
+        except Unauthenticated as exc:
+            await self._deny(context, exc, method)
 
     def _audit(self, principal: Principal, method: str, request: Any, outcome: str, started: float) -> None:
         if self.audit is None:
@@ -288,7 +311,7 @@ class AccessInterceptor(WrappingInterceptor):
                 if rejection(request) is None:  # a body that failed validation is refused inside, with its reason
                     await check_owner(principal, rule, request, method)
             else:
-                request = self._checked_stream(request, principal, rule, method)
+                request = self._checked_stream(request, principal, rule, method, context)
                 if rule.audit:
                     request = _FirstMessage(request)
         except NetGptError as exc:
@@ -327,20 +350,27 @@ class AccessInterceptor(WrappingInterceptor):
             principal, rule, request = await self._enter(method, request, context)
             with self._acting(principal, rule, method, request, context):
                 async for item in fn(request, context):
+                    await self._still_valid(principal, method, context)  # a heartbeat stream: every beat
                     yield item
 
         return stream
 
     def _checked_stream(self, requests: AsyncIterator[Any], principal: Principal, rule: Rule,
-                        method: str) -> AsyncIterator[Any]:
-        """A request stream whose every message is checked for ownership (a heartbeat names its node)."""
+                        method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        """A request stream whose every message is checked for ownership (a heartbeat names its node),
+        and, once a revocation list is held, that the caller's certificate is still not revoked."""
+        owned = rule.owner is not None and principal.role in rule.bound
+        if not owned and (self.revoked is None or principal.serial is None):
+            return requests
 
         async def checked() -> AsyncIterator[Any]:
             async for message in requests:
-                await check_owner(principal, rule, message, method)
+                await self._still_valid(principal, method, context)
+                if owned:
+                    await check_owner(principal, rule, message, method)
                 yield message
 
-        return checked() if rule.owner is not None and principal.role in rule.bound else requests
+        return checked()
 
 
 def _outcome(context: grpc.aio.ServicerContext) -> str:

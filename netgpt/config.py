@@ -21,6 +21,10 @@ from netgpt.errors import StartupError
 T = TypeVar("T")
 
 
+# the GPT-2 graphs an edge can serve and a training job can publish (edge_node.model.quantize makes them)
+EDGE_QUANTIZATIONS = ("fp32", "int8", "int4")
+
+
 @dataclass
 class DaemonSettings:
     """What every daemon has: its identity (PEM files from `netgpt pki`; plaintext only with ``insecure``
@@ -29,6 +33,7 @@ class DaemonSettings:
     tls_ca: str = ""  # CA certificate every peer must chain to
     tls_cert: str = ""  # this daemon's certificate (its CN is the node id, its OU the role)
     tls_key: str = ""  # this daemon's private key
+    tls_crl: str = ""  # the CA's revocation list (`netgpt pki revoke`); the core re-reads it when it changes
     insecure: bool = False  # plaintext, no identities: loopback development only (logs a warning)
     metrics_listen: str = ""  # host:port of a Prometheus /metrics endpoint; empty: off
     audit_log: str = ""  # operator actions as JSON lines; empty: audit.jsonl in the store (core) or data dir (nodes)
@@ -90,6 +95,7 @@ class CloudConfig(NodeConfig):
     max_batch: int = 16  # requests decoding together when batching (replaces max_concurrency for the base model)
     max_batch_tokens: int = 256  # tokens in one forward pass: a token per decoding request + prompt chunks
     kv_cache_mb: float = 1024.0  # KV cache the running requests may reserve (prompt + max_new_tokens each)
+    prefix_cache_mb: float = 64.0  # keys and values of prompt beginnings kept for later requests; 0: off
 
 
 @dataclass
@@ -104,7 +110,7 @@ class EdgeConfig(NodeConfig):
     profile_retention_s: float = 2592000.0  # prompts older, and profiles unused for longer, are erased; 0: kept
     allowed_cloud_regions: list[str] = field(default_factory=list)  # clouds requests may reach; empty: any region
     providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
-    quantization: str = "fp32"  # fp32 | int8 | int4: GPT-2 graph served; quantised ones pass a quality gate first
+    quantization: str = "fp32"  # EDGE_QUANTIZATIONS: GPT-2 graph served; quantised ones pass a quality gate first
     max_batch: int = 8  # concurrent decode steps run as one ONNX Runtime batch (CPU); 1 = no batching
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge

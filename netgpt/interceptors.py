@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -173,9 +174,14 @@ def rewrap(handler: grpc.RpcMethodHandler, unary: Callable[[Behaviour], Behaviou
         return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
+    # a streamed reply is an async generator, or a coroutine that writes with context.write (grpcio's
+    # own health Watch): that one is wrapped as a coroutine
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), **kwargs)
-    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **kwargs)
+        fn = handler.unary_stream
+        return grpc.unary_stream_rpc_method_handler((stream if inspect.isasyncgenfunction(fn) else unary)(fn),
+                                                    **kwargs)
+    fn = handler.stream_stream
+    return grpc.stream_stream_rpc_method_handler((stream if inspect.isasyncgenfunction(fn) else unary)(fn), **kwargs)
 
 
 class WrappingInterceptor(grpc.aio.ServerInterceptor):
@@ -207,12 +213,17 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         return rewrap(handler, lambda fn: self.wrap_unary(fn, method), lambda fn: self.wrap_stream(fn, method))
 
 
+COVERED_PREFIXES = ("/netgpt.", "/grpc.health.v1.", "/grpc.reflection.")
+
+
 class ErrorMappingInterceptor(WrappingInterceptor):
     """Checks every request body (:func:`checked_deserializer`) and maps :class:`NetGptError` to its
     status code (:data:`netgpt.status.STATUS_CODES`); anything else is INTERNAL and logged."""
 
     def covers(self, method: str) -> bool:
-        return method.startswith("/netgpt.")  # health and reflection handle their own errors
+        # grpcio's own health and reflection servicers too: they answer an undecodable body with
+        # UNKNOWN ("Exception deserializing request!"); wrapped, it is INVALID_ARGUMENT like ours
+        return method.startswith(COVERED_PREFIXES)
 
     def prepare(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.request_deserializer is None:

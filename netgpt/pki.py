@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from netgpt.crl import record_issued
 from netgpt.errors import StartupError
 
 ROLES = ("core", "edge", "cloud", "operator", "ue", "ran")  # ran: a testbed, RIC xApp or simulator (UE mobility)
@@ -139,6 +140,7 @@ def issue(ca_dir: Path, role: str, name: str, hosts: list[str] | None = None, ou
     cert_path, key_path = out / f"{name}.crt", out / f"{name}.key"
     _write_key(key_path, key)
     _write_cert(cert_path, cert)
+    record_issued(ca_dir, cert, name, role)  # so `pki revoke --name` finds the serial
     ca_copy = out / "ca.crt"
     if not ca_copy.exists():
         ca_copy.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -149,6 +151,10 @@ def subject_of(cert_pem: bytes) -> tuple[str, str]:
     """(name, role) a certificate was issued for: its common name and organisational unit."""
     cert = x509.load_pem_x509_certificate(cert_pem)
     return _attribute(cert, NameOID.COMMON_NAME), _attribute(cert, NameOID.ORGANIZATIONAL_UNIT_NAME)
+
+
+def serial_of(cert_pem: bytes) -> int:
+    return int(x509.load_pem_x509_certificate(cert_pem).serial_number)
 
 
 def _attribute(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> str:

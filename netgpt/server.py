@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -18,6 +19,7 @@ from netgpt import tracing
 from netgpt.access import AccessInterceptor, AuditLog, ProbeAccess, Rule
 from netgpt.alloc import tune_for_transfers
 from netgpt.config import DaemonSettings
+from netgpt.crl import RevokedCertificates
 from netgpt.errors import StartupError, Unavailable
 from netgpt.interceptors import Behaviour, ErrorMappingInterceptor, WrappingInterceptor
 from netgpt.metrics import DaemonMetrics
@@ -189,6 +191,7 @@ class NetGptServer:
     metrics: DaemonMetrics | None = None  # the daemon's Prometheus registry, when it serves one
     metrics_port: int = 0
     token_port: int = 0  # the port for callers without a client certificate (token_listen); 0: none
+    revoked: RevokedCertificates | None = None  # the revocation list its access check reads (None: plaintext)
 
     def serve_metrics(self, address: str) -> None:
         """Start ``/metrics`` on ``address`` (after the daemon registered its collectors)."""
@@ -251,6 +254,7 @@ class Security:
     tokens: UeTokenVerifier | None = None
     token_listen: str = ""  # host:port; empty: no such port
     probes: ProbeAccess = field(default_factory=ProbeAccess)
+    revoked: RevokedCertificates | None = None  # the CA's revocation list (None: plaintext, nothing to revoke)
 
 
 DEVELOPMENT = Security(PLAINTEXT)  # loopback only; what servicer-level tests use
@@ -260,7 +264,18 @@ def daemon_security(settings: DaemonSettings, transport: Transport, rules: Mappi
                     tokens: UeTokenVerifier | None = None) -> Security:
     """A daemon's :class:`Security` from its settings (token port, anonymous probes)."""
     return Security(transport, rules, audit, tokens, settings.token_listen,
-                    ProbeAccess(settings.anonymous_health, settings.anonymous_reflection))
+                    ProbeAccess(settings.anonymous_health, settings.anonymous_reflection),
+                    revoked_certificates(settings, transport))
+
+
+def revoked_certificates(settings: DaemonSettings, transport: Transport) -> RevokedCertificates | None:
+    """The revocation list a TLS daemon checks peers against: its ``tls_crl`` file, if set, to begin with."""
+    if not isinstance(transport, Identity):
+        return None
+    revoked = RevokedCertificates(transport.ca)
+    if settings.tls_crl:
+        revoked.load_file(Path(settings.tls_crl).expanduser())
+    return revoked
 
 
 def _bind(server: grpc.aio.Server, address: str, transport: Transport, client_certificates: bool = True) -> int:
@@ -293,7 +308,7 @@ async def start_server(address: str, services: Sequence[Service],
     tune_for_transfers()  # every daemon streams artifacts (the core's store, the nodes' blobs)
     gate = DrainGate()  # outermost: a draining server refuses new work before auth or anything else runs
     access = AccessInterceptor(rules=security.rules, transport=security.transport, audit=security.audit,
-                               tokens=security.tokens, probes=security.probes)
+                               tokens=security.tokens, probes=security.probes, revoked=security.revoked)
     counted = [metrics.rpc] if metrics is not None else []
     traced = tracing.server_interceptor()  # continues the caller's trace: refusals show in it too
     server = grpc.aio.server(interceptors=[gate, traced, access, *counted, *interceptors, ErrorMappingInterceptor()],
@@ -309,7 +324,7 @@ async def start_server(address: str, services: Sequence[Service],
         if security.token_listen else 0
     await server.start()
     handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names,
-                          gate=gate, metrics=metrics, token_port=token_port)
+                          gate=gate, metrics=metrics, token_port=token_port, revoked=security.revoked)
     await handle.set_serving(True)
     tls = security.transport
     log.info("server.started", address=handle.address, services=names,

@@ -52,6 +52,9 @@ class SqliteDb:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a process crash
+            # deleted rows (released sessions, their UE ids) are zeroed, not left in free pages; in WAL mode
+            # the zeroed pages reach the main file at the next checkpoint
+            self._db.execute("PRAGMA secure_delete=ON")
             self._migrate(migrations)
         except sqlite3.Error as exc:
             self._db.close()

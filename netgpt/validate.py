@@ -9,6 +9,7 @@ for this node); this pass checks what holds for every RPC:
 field                           limit
 ==============================  =================================================================
 every enum field                a value its enum defines (``task = 99`` is refused)
+every ``float``/``double``      a finite number (NaN and the infinities are refused)
 identifiers: ``*_id``/``*_ids``  at most 128 characters of ``[A-Za-z0-9._:@+-]``, starting with a
                                 letter or digit (empty means "not given"; the RPC says if required)
 names: ``name``, ``version``,   at most 128 characters (the model store, workflows and training
@@ -26,6 +27,7 @@ escaped excerpt of the value (:func:`netgpt.errors.excerpt`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import cast
@@ -133,6 +135,15 @@ def _check_value(field: FieldDescriptor, value: object, where: str) -> None:
             raise InvalidArgument(f"{where} = {value} is not a {enum.name} value; known: {known}")
     elif field.type == FieldDescriptor.TYPE_STRING:
         _check_text(field.name, value, where)  # type: ignore[arg-type]
+    elif field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        check_finite(value, where)  # type: ignore[arg-type]
+
+
+def check_finite(value: float, where: str) -> float:
+    """``value`` if it is a finite number; InvalidArgument naming ``where`` for NaN and the infinities."""
+    if not math.isfinite(value):
+        raise InvalidArgument(f"{where} = {value} is not a finite number")
+    return value
 
 
 def _check_text(name: str, value: str, where: str) -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar, cast
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import grpc
 import structlog
@@ -131,3 +135,12 @@ class RecordGenerate(grpc.aio.ServerInterceptor):
 
         return grpc.unary_stream_rpc_method_handler(recorded, request_deserializer=handler.request_deserializer,
                                                     response_serializer=handler.response_serializer)
+
+
+def run_bench(module: str, out: Path, *argv: str, timeout: float = 280) -> dict[str, Any]:
+    """``python -m bench.MODULE ARGV --out OUT`` from the repository root; its JSON report (the run must succeed)."""
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-m", f"bench.{module}", *argv, "--out", str(out)], cwd=root,
+                         capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    return cast(dict[str, Any], json.loads(out.read_text()))

@@ -3,25 +3,18 @@ through both APIs by a UE with its own certificate; the report has every figure.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_bench
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(300)
 def test_http_vs_grpc_bench_reports_both_apis_on_both_routes(tiny: object, tmp_path: Path) -> None:
-    out = tmp_path / "http_vs_grpc.json"
-    argv = ["--requests", "1", "--max-new-tokens", "4", "--models", "tiny", "--out", str(out)]
-    run = subprocess.run([sys.executable, "-m", "bench.http_vs_grpc", *argv], cwd=ROOT, capture_output=True,
-                         text=True, timeout=280)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    routes = json.loads(out.read_text())["routes"]
+    routes = run_bench("http_vs_grpc", tmp_path / "report.json", "--requests", "1", "--max-new-tokens", "4",
+                       "--models", "tiny")["routes"]
     assert routes.keys() == {"edge", "cloud"}
     for figures in routes.values():
         for api in ("grpc", "http"):

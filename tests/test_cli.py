@@ -79,7 +79,7 @@ def test_flags_offer_exactly_those_choices():
 
 def test_policy_tasks_parse_as_proto_values_and_refuse_unknown_words(capsys):
     parser = build_parser()
-    assert parser.parse_args(["policy", "set"]).edge_tasks == [up_pb2.TASK_CLASS_LOOKUP]
+    assert parser.parse_args(["policy", "set"]).edge_tasks is None  # not named: not changed
     assert parser.parse_args(["policy", "set", "--edge-tasks", "lookup, CHAT"]).edge_tasks == \
         [up_pb2.TASK_CLASS_LOOKUP, up_pb2.TASK_CLASS_CHAT]
     assert parser.parse_args(["policy", "set", "--edge-tasks", ""]).edge_tasks == []

@@ -115,6 +115,43 @@ async def test_long_prompts_are_prefilled_in_chunks_with_identical_tokens(base):
     assert got == [alone(base, long_prompt), alone(base, PROMPTS[0])]
 
 
+async def test_a_shared_prompt_beginning_is_prefilled_once_with_identical_tokens(base, adapters):
+    """Prefix reuse: the second request copies the first's keys and values for their common whole blocks
+    and prefills only the rest; every answer is the one decoded alone. Adapters never share blocks."""
+    preamble = " ".join(PROMPTS * 2)  # well over two 16-token blocks
+    prompts = [f"{preamble} {ending}" for ending in ("hello", "user plane", "hello")]
+    runner = batching(base, prefix_cache_mb=4.0)
+    prefixes = runner.scheduler.prefixes
+    assert prefixes is not None
+    try:
+        got = [await collect(runner, base, prompt) for prompt in prompts]
+        reused_by_base = prefixes.stats.reused_tokens
+        on_adapter = await collect(runner, adapters[0], prompts[0])
+    finally:
+        runner.shutdown()
+    assert got == [alone(base, prompt) for prompt in prompts] and on_adapter == alone(adapters[0], prompts[0])
+    shared = len(ids_of(base, preamble)) // prefixes.block * prefixes.block
+    assert shared >= 32
+    # the second and third reuse at least the preamble's whole blocks (the third: all but its last token's block)
+    assert reused_by_base >= 2 * shared
+    assert prefixes.stats.reused_tokens == reused_by_base  # the adapter's first prompt found nothing of the base's
+
+
+async def test_the_prefix_cache_stays_within_its_budget(base):
+    from cloud_node.prefix_cache import PrefixCache
+
+    budget = PrefixCache(base.packed.cache_shape, 0.01).capacity
+    runner = batching(base, prefix_cache_mb=0.01)
+    prefixes = runner.scheduler.prefixes
+    assert prefixes is not None and budget >= 1
+    try:
+        for prompt in PROMPTS:
+            await collect(runner, base, " ".join([prompt] * 12))
+    finally:
+        runner.shutdown()
+    assert len(prefixes) <= budget and prefixes.stats.evicted_blocks > 0
+
+
 class HookedPacked(PackedLlama):
     """The real packed engine with a hook after every forward pass (to act between steps deterministically)."""
 

@@ -303,3 +303,30 @@ async def test_residency_and_verbatim_workflows_set_through_the_core(models):
             assert recorder.requests[-1].prompt == forwarded
     finally:
         await cluster.stop()
+
+
+def test_an_erasure_leaves_no_trace_in_the_files_free_pages(tmp_path: Path):
+    """Erased text is gone from the file's bytes, free pages and freed cells included (secure_delete),
+    also when a long prompt spilled into overflow pages; without secure_delete SQLite would keep it."""
+    db = tmp_path / "profiles.sqlite"
+    store = ProfileStore(str(db), history_size=20, retention_s=0)
+    users = [f"ue-{i:03d}" for i in range(60)]
+    for user in users:
+        store.update(user, [f"likes zq{user}zq quiet places"], merge=False)
+        for n in range(3):
+            store.record_prompt(user, f"question {n} from xq{user}xq " + ("long " * 600 if n == 0 else ""))
+    assert b"xque-007xq" in database_bytes(db) and b"zque-007zq" in database_bytes(db)
+    erased = store.delete("ue-007")
+    assert erased.profile and erased.prompts == 3
+    kept = database_bytes(db)
+    assert b"xque-007xq" not in kept and b"zque-007zq" not in kept and b"ue-007" not in kept
+    assert b"xque-008xq" in kept and b"zque-008zq" in kept  # the others stay
+
+    # the control: the same deletes through a connection without secure_delete leave the text behind
+    plain = sqlite3.connect(db)
+    plain.execute("PRAGMA secure_delete = OFF")
+    with plain:
+        plain.execute("DELETE FROM prompts WHERE user_id = 'ue-008'")
+        plain.execute("DELETE FROM profiles WHERE user_id = 'ue-008'")
+    plain.close()
+    assert b"xque-008xq" in database_bytes(db)

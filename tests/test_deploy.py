@@ -398,9 +398,14 @@ async def test_cli_export_publish_deploy_status_rollback(tiny_models, tiny, tmp_
         assert await netgpt("model", "fetch", "gpt2-edge", "v9", "--out", str(tmp_path / "copy.tar")) == 0
         assert (tmp_path / "copy.tar").read_bytes() == (tmp_path / "edge.tar").read_bytes()
         assert await netgpt("model", "show", "gpt2-edge", "v404") == 1
+        assert await netgpt("model", "export-edge", str(tiny.gpt2_dir), "--out", str(tmp_path / "edge-int8.tar"),
+                            "--quantization", "int8", "--publish", "--name", "gpt2-edge", "--version", "v10") == 0
+        assert await netgpt("model", "show", "gpt2-edge", "v10") == 0
     finally:
         await cluster.stop()
     out = capsys.readouterr().out
+    shown = out.rsplit("published gpt2-edge v10", 1)[1]  # the int8 graph, with the quality gate's figures
+    assert "int8" in shown and "gate_whole_text_greedy_agreement" in shown, shown
     assert "greedy tokens identical" in out and "published gpt2-edge v9 (onnx-edge" in out
     assert "KiB" in out and "parity_max_abs_diff" in out
     assert "edge-1: deploy gpt2-edge v9: serving" in out and "edge-1 (edge) serves gpt2-edge v9" in out

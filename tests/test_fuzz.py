@@ -7,6 +7,11 @@ spliced bytes). They go out as raw bytes through a generic channel call, so unde
 go out too; client-streaming and bidi methods get streams of them; callers are the operator, a
 node and a UE. No answer may be INTERNAL or UNKNOWN (a user mistake is never the server's
 fault) or hang past its deadline, and every server must still be SERVING afterwards.
+
+A second, exhaustive pass sends the field extremes (:mod:`field_extremes`) of every numeric field of
+every request message of every method: 0, max, min and max+1 of every integer type, NaN and the
+infinities of every float field, each added to a valid request. Integers get no INTERNAL, UNKNOWN or
+hang either; a non-finite float gets INVALID_ARGUMENT naming its field.
 ``NETGPT_FUZZ_BODIES`` sets the bodies per method (default 200), ``NETGPT_FUZZ_SEED`` the seed.
 """
 
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from field_extremes import extremes
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -33,9 +39,10 @@ from helpers import captured_events, concise, new_session
 from throwaway_ca import identity, operator
 
 from netgpt.channels import open_channel
-from netgpt.v1 import blob_pb2, common_pb2, profile_pb2, workflow_pb2
+from netgpt.v1 import blob_pb2, common_pb2, profile_pb2, ran_pb2, workflow_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.v1 import network_management_pb2 as nm_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "workflow.toml"
@@ -217,6 +224,16 @@ def seeds(session: cp_pb2.AiSession, spare: cp_pb2.AiSession) -> dict[str, list[
         "ProfileService.UpdateProfile": profile_pb2.UpdateProfileRequest(user_id=session.ue_id,
                                                                           preferences=["seafood"]),
         "ProfileService.GetProfile": profile_pb2.GetProfileRequest(user_id=session.ue_id),
+        "NetworkManagementService.PredictPopularity": nm_pb2.PredictPopularityRequest(
+            history=nm_pb2.HistoryWindow(first_interval=40, titles=[
+                nm_pb2.TitleHistory(title="Iron Man 2", views=[3, 0, 5, 1]),
+                nm_pb2.TitleHistory(title="Night Ferry", views=[0, 0, 1, 0])]), top_k=2),
+        "NetworkManagementService.InferIntent": nm_pb2.InferIntentRequest(
+            text="Please build a 10 Gbit/s connection from Access 1 to Cloud 2",
+            document_format=nm_pb2.INTENT_DOCUMENT_FORMAT_3GPP_TS28312),
+        "RanService.AttachUe": ran_pb2.AttachUeRequest(ue_id="ue-fuzz-ran", cell_id="cell-harbour-1", five_qi=9),
+        "RanService.ReportCellLoad": ran_pb2.ReportCellLoadRequest(cells=[
+            ran_pb2.CellLoad(cell_id="cell-harbour-1", prb_utilization=0.5, connected_ues=3)]),
     }
     found: dict[str, list[list[Message]]] = {name: [[message]] for name, message in one.items()}
     found["UserPlaneService.Generate"].append([cloud])
@@ -276,7 +293,8 @@ async def fuzz_cluster(tiny_models):
     from harness import start_cluster
 
     small = {"max_new_tokens": 16, "default_new_tokens": 8}  # bodies that generate stay cheap
-    running = await start_cluster(*tiny_models, heartbeat_interval_s=0.3, cloud=small, edge=small)
+    netmgmt = {"popularity_model": "packaged", "intent_model": "packaged"}  # so their checks are reached
+    running = await start_cluster(*tiny_models, heartbeat_interval_s=0.3, cloud=small, edge={**small, **netmgmt})
     yield running
     await running.stop()
 
@@ -343,3 +361,64 @@ async def _fuzz_method(target: Target, method: MethodDescriptor, maker: BodyMake
                 failures.append(f"{target.name} {method.full_name} as {who}: {code} {details[:200]!r} for "
                                 f"{[b[:80] for b in bodies]!r}")
     print(f"fuzz {target.name} {method.full_name}: {time.monotonic() - started:.1f} s")
+
+
+async def test_field_extremes_of_every_request_message(fuzz_cluster):
+    """0 / max / min / max+1 of every integer field and NaN / inf of every float field, at any depth, of
+    every method on every daemon, as every caller: never INTERNAL, UNKNOWN or a hang, and a non-finite
+    float is INVALID_ARGUMENT naming the field."""
+    session = await new_session(fuzz_cluster.core.address)
+    valid = seeds(session, await new_session(fuzz_cluster.core.address))
+    targets = [Target("core", fuzz_cluster.core.address, fuzz_cluster.core.server.services),
+               Target("edge", fuzz_cluster.edge.address, fuzz_cluster.edge.server.services),
+               Target("cloud", fuzz_cluster.cloud.address, fuzz_cluster.cloud.server.services)]
+    callers = {"operator": operator(), "node": identity("edge", "edge-fuzz"), "ue": identity("ue", session.ue_id)}
+    failures: list[str] = []
+    sent: Counter[str] = Counter()
+    refused: dict[str, set[str]] = {}  # per non-finite extreme: the answers that named its field
+    accepted: list[str] = []
+    with captured_events() as logs:
+        for target in targets:
+            channels = {who: open_channel(target.address, transport) for who, transport in callers.items()}
+            try:
+                for service in target.services:
+                    for method in methods_of(service):
+                        name = f"{method.containing_service.name}.{method.name}"
+                        streams = valid.get(name) or [[message_factory.GetMessageClass(method.input_type)()]]
+                        pending: list[tuple[str, str, bool, list[bytes]]] = []
+                        for stream in streams:
+                            for index, message in enumerate(stream):
+                                for extreme in extremes(message.DESCRIPTOR):
+                                    raw = [m.SerializeToString() for m in stream]
+                                    raw[index] += extreme.raw
+                                    who_all = ["node"] if method.name in NODE_ONLY else list(callers)
+                                    pending += [(who, f"{extreme.path}={extreme.label}", extreme.non_finite, raw)
+                                                for who in who_all]
+                        for start in range(0, len(pending), CONCURRENCY):
+                            batch = pending[start:start + CONCURRENCY]
+                            results = await asyncio.gather(*(call(channels[who], method, raw)
+                                                             for who, _, _, raw in batch))
+                            for (who, what, non_finite, _), (code, details) in zip(batch, results, strict=True):
+                                sent[code] += 1
+                                key = f"{target.name} {method.full_name} {what}"
+                                field = what.split("=")[0].rsplit(".", 1)[-1]
+                                if non_finite:  # refused by the access check, or as bad input naming the field
+                                    named = code == "INVALID_ARGUMENT" and field in details
+                                    refused.setdefault(key, set()).update({who} if named else set())
+                                    if not named and code != "PERMISSION_DENIED":
+                                        failures.append(f"{key} as {who}: {code} {details[:160]!r}")
+                                if code == "OK":
+                                    accepted.append(f"{key} as {who}")
+                                if code in NEVER:
+                                    failures.append(f"{key} as {who}: {code} {details[:160]!r}")
+            finally:
+                for channel in channels.values():
+                    await channel.close()
+    print(f"field extremes: {sum(sent.values())} calls: {dict(sent)}; accepted:", *accepted, sep="\n  ")
+    failures += [f"{key}: no caller was told the field is not finite" for key, named in refused.items() if not named]
+    internal = [f"{e.get('method')}: {str(e.get('exception', ''))[-600:]}" for e in logs if e["event"] == "rpc.failed"]
+    assert not failures, "\n".join(failures[:30])
+    assert not internal, "\n".join(internal[:5])
+    for target in targets:
+        statuses = await _serving(target.address, target.services)
+        assert set(statuses.values()) == {"SERVING"}, (target.name, statuses)

@@ -19,7 +19,7 @@ from cmp.archive import unpack
 from netgpt import interceptors
 from netgpt.channels import open_channel
 from netgpt.engine import ModelLoadError
-from netgpt.errors import excerpt
+from netgpt.errors import InvalidArgument, excerpt
 from netgpt.interceptors import RateLimitedLog
 from netgpt.v1 import common_pb2, workflow_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -108,6 +108,38 @@ async def test_undecodable_heartbeat_is_invalid_argument(hard_cluster):
     error = await rejected(hard_cluster.core.address, CP + "Heartbeat", [UNDECODABLE], client_streaming=True,
                            server_streaming=True, transport=node)
     assert_invalid(error, "HeartbeatRequest")
+
+
+@pytest.mark.parametrize("method, streaming", [
+    ("/grpc.health.v1.Health/Check", (False, False)),
+    ("/grpc.health.v1.Health/Watch", (False, True)),
+    ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", (True, True)),
+    ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", (True, True)),
+])
+async def test_undecodable_body_to_grpcs_own_services_is_invalid_argument(hard_cluster, method, streaming):
+    """grpcio's health and reflection servicers answered UNKNOWN ("Exception deserializing request!")."""
+    client_streaming, server_streaming = streaming
+    body = [UNDECODABLE] if client_streaming else UNDECODABLE
+    error = await rejected(hard_cluster.core.address, method, body, client_streaming=client_streaming,
+                           server_streaming=server_streaming)
+    assert_invalid(error, "not a valid")
+
+
+async def test_health_and_reflection_still_answer_after_the_wrap(hard_cluster):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    replies = await raw_call(hard_cluster.core.address, "/grpc.health.v1.Health/Check",
+                             health_pb2.HealthCheckRequest(service="").SerializeToString())
+    assert isinstance(replies, list)
+    assert health_pb2.HealthCheckResponse.FromString(replies[0]).status == health_pb2.HealthCheckResponse.SERVING
+    unknown = await rejected(hard_cluster.core.address, "/grpc.health.v1.Health/Check",
+                             health_pb2.HealthCheckRequest(service="no.such.Service").SerializeToString())
+    assert unknown.code() == grpc.StatusCode.NOT_FOUND
+    async with open_channel(hard_cluster.core.address) as channel:  # Watch writes with context.write: a coroutine
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        first = await watch.read()
+        watch.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_undecodable_logging_is_rate_limited():
@@ -261,3 +293,24 @@ def test_plain_artifact_still_unpacks(tmp_path: Path):
     archive.write_bytes(_tar({"config.json": b"{}", "model.onnx": b"x" * 1000}))
     folder = unpack(archive, tmp_path / "out")
     assert (folder / "model.onnx").read_bytes() == b"x" * 1000
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+async def test_non_finite_floats_are_refused_naming_the_field(hard_cluster, value):
+    from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+
+    policy = cp_pb2.RoutingPolicy(confidence_threshold=value)
+    async with open_channel(hard_cluster.core.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await cp_grpc.ControlPlaneServiceStub(channel).SetRoutingPolicy(
+                cp_pb2.SetRoutingPolicyRequest(policy=policy), timeout=5)
+    assert_invalid(err.value, "policy.confidence_threshold", "not a finite number")
+
+
+def test_check_request_refuses_non_finite_floats_in_maps_and_lists():
+    from netgpt.v1 import network_management_pb2 as nm_pb2
+
+    reply_shaped = nm_pb2.InferIntentResponse(confidence={"source": float("nan")})
+    with pytest.raises(InvalidArgument, match=r"confidence\['source'\] = .* is not a finite number"):
+        check_request(reply_shaped)
+    check_request(nm_pb2.InferIntentResponse(confidence={"source": 3e38}))  # a float32: large but finite

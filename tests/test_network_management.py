@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from deploy_helpers import EDGE, deploy, publish, rollback, settled
 from harness import start_cluster
-from helpers import cli, eventually
+from helpers import captured_events, cli, eventually
 from throwaway_ca import identity
 
 from edge_node.model.artifact import build_edge_artifact
@@ -266,3 +266,25 @@ async def test_popularity_model_is_retrained_through_a_job_deployed_and_served(n
         history=window(40, steady=[9] * DEFAULT_LAGS)), timeout=30)
     assert reply.model_version == "v2" and reply.titles[0].title == "steady"
     await channel.close()
+
+
+async def test_network_management_inputs_are_desensitised_like_prompts(netmgmt):
+    """The intent text and the titles are masked before the model reads them and before any log line:
+    two titles that differ only in a phone number read the same to the model, so score the same."""
+    raw = ["jane.doe@example.com", "+44 20 7946 0958", "+44 20 7946 0959", "7946 0958"]
+    history = window(12, **{"ring +44 20 7946 0958": [3, 0, 2, 1], "ring +44 20 7946 0959": [3, 0, 2, 1],
+                            "Iron Man 2": [5, 5, 5, 5]})
+    with captured_events() as logs:
+        reply = await stub(netmgmt.edge.address).PredictPopularity(
+            nm_pb2.PredictPopularityRequest(history=history), timeout=30)
+        intent = await stub(netmgmt.edge.address).InferIntent(nm_pb2.InferIntentRequest(
+            text="Build a 10 Gbps link from Access 1 to Cloud 2 for jane.doe@example.com, call +44 20 7946 0958"),
+            timeout=30)
+    scores = {t.title: t.probability for t in reply.titles}
+    assert set(scores) == {"ring +44 20 7946 0958", "ring +44 20 7946 0959", "Iron Man 2"}  # as sent
+    assert scores["ring +44 20 7946 0958"] == scores["ring +44 20 7946 0959"]
+    predicted = next(e for e in logs if e["event"] == "popularity.predicted")
+    inferred = next(e for e in logs if e["event"] == "intent.inferred")
+    assert predicted["desensitised"] == 2 and inferred["desensitised"] == "email:1,phone:1"
+    text = json.dumps(logs, default=str) + intent.SerializeToString().decode(errors="replace")
+    assert not [value for value in raw if value in text]

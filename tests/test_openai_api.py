@@ -419,3 +419,16 @@ async def test_an_error_after_the_stream_began_is_its_last_event_before_done():
     assert payloads[-1] == "[DONE]" and json.loads(payloads[1])["choices"][0]["delta"] == {"content": "more"}
     assert json.loads(payloads[-2])["error"] == {"message": "the cloud's queue is full", "type": "rate_limit_error",
                                                  "param": None, "code": "resource_exhausted"}
+
+
+async def test_a_revoked_certificate_is_401(cluster, base_url):
+    from netgpt.crl import CRL_FILE, revoke
+    from netgpt.pki import serial_of
+
+    async with await http(base_url, name="ue-http-revoked") as client:
+        assert (await client.get("/models")).status_code == 200  # the same client, before and after
+        serial = serial_of(TEST_PKI.files("ue", "ue-http-revoked").cert.read_bytes())
+        revoke(TEST_PKI.folder, [serial])
+        assert cluster.edge.server.revoked.install((TEST_PKI.folder / CRL_FILE).read_bytes(), "test")
+        body = assert_error(await client.get("/models"), 401, "authentication_error")
+    assert "revoked" in body["message"]

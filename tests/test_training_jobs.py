@@ -133,6 +133,9 @@ async def test_bad_specs_name_the_field(clients, dataset):
         (spec(lora=T.LoraSettings(rank=4, target_modules=["q_proj;rm"])), "spec.lora.target_modules"),
         (spec(hyper_parameters=T.HyperParameters(learning_rate=3)), "spec.hyper_parameters.learning_rate"),
         (spec(dataset=T.StoredVersion(name="rows", version="v1", sha256="0" * 64)), "spec.dataset.sha256"),
+        (spec(role=S.NODE_ROLE_EDGE, method=T.TRAINING_METHOD_FULL, lora=None, quantization="int3"),
+         "spec.quantization"),
+        (spec(quantization="int8"), "spec.quantization"),  # a cloud job publishes an adapter, not a graph
     ]
     for job_spec, field_name in bad:
         await expect_error(clients.start(job_spec), grpc.StatusCode.INVALID_ARGUMENT, field_name)
@@ -220,6 +223,20 @@ async def test_full_job_on_the_edge_publishes_an_onnx_artifact(cluster, clients,
     assert manifest.kind == S.MODEL_KIND_ONNX_EDGE and manifest.metadata["runtime"] == "onnxruntime"
     assert float(manifest.metadata["parity_max_abs_diff"]) <= 1e-4
     assert manifest.metadata["lineage.method"] == "full" and manifest.metadata["lineage.steps"] == "2"
+    assert manifest.metadata["quantization"] == "fp32"  # the edge node's own setting
+
+
+async def test_edge_job_publishes_the_quantised_graph_it_asks_for(cluster, clients, dataset):
+    """``--quantization int8``: the published artifact is the gated int8 graph, with the gate's figures."""
+    job = await clients.start(spec(role=S.NODE_ROLE_EDGE, method=T.TRAINING_METHOD_FULL, lora=None,
+                                   output_name="gpt2-int8", output_version="v1", quantization="int8",
+                                   hyper_parameters=T.HyperParameters(max_steps=2, batch_size=2, threads=1)))
+    final = (await clients.watch(job.id))[-1]
+    assert final.state == S.TRAINING_STATE_SUCCEEDED, final.error
+    manifest = (await clients.models.DescribeModelVersion(
+        cmp_pb2.DescribeModelVersionRequest(name="gpt2-int8", version="v1"), timeout=5)).manifest
+    assert manifest.metadata["quantization"] == "int8"
+    assert float(manifest.metadata["gate_whole_text_greedy_agreement"]) >= 0.9, dict(manifest.metadata)
 
 
 async def test_cancel_publishes_nothing(cluster, clients, dataset):

@@ -46,6 +46,7 @@ from edge_node.model.onnx_export import (
     export_key,
     past_names,
 )
+from netgpt.config import EDGE_QUANTIZATIONS
 from netgpt.engine import ModelLoadError, read_hf_config
 from netgpt.errors import one_line
 from netgpt.tiny_models import default_cache_root
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-QUANTIZATIONS = ("fp32", "int8", "int4")
+QUANTIZATIONS = EDGE_QUANTIZATIONS
 # Graphs whose rows do not influence each other, so decode steps may be batched without changing any
 # request's tokens. int8 is not: DynamicQuantizeLinear picks one activation scale for the whole batch
 # tensor, so a row's rounding depends on its neighbours (measured: 1-2 % of greedy tokens change).

@@ -10,6 +10,7 @@ serves a plain GPT-2 graph.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from cmp.archive import is_pickle
@@ -40,16 +41,23 @@ def merge_lora(base_dir: Path, adapter_dir: Path, out: Path) -> Path:
     return out
 
 
-def package_edge(request: PackageRequest) -> Package:
-    """Trained GPT-2 (full folder, or adapter + base) → ONNX artifact with KV cache, checked against torch."""
-    folder = request.trained
-    if request.method == "lora":
-        folder = merge_lora(request.base.folder, request.trained, request.out_dir / "merged")
-    try:
-        artifact = build_edge_artifact(folder, request.out_dir / "edge.tar")
-    except ModelLoadError as exc:
-        raise FailedPrecondition(f"the trained model does not export to the edge artifact: {exc}") from exc
-    return Package(artifact.path, common_pb2.MODEL_KIND_ONNX_EDGE, request.base.name, artifact.metadata)
+def edge_packager(default_quantization: str = "fp32") -> Callable[[PackageRequest], Package]:
+    """Trained GPT-2 (full folder, or adapter + base) → ONNX artifact with KV cache, checked against torch;
+    quantised as the job asks, else as the node serves (``default_quantization``), behind the quality gate."""
+
+    def package_edge(request: PackageRequest) -> Package:
+        folder = request.trained
+        if request.method == "lora":
+            folder = merge_lora(request.base.folder, request.trained, request.out_dir / "merged")
+        quantization = request.quantization or default_quantization
+        try:
+            artifact = build_edge_artifact(folder, request.out_dir / "edge.tar", quantization=quantization)
+        except ModelLoadError as exc:  # the quality gate's refusal too
+            raise FailedPrecondition(f"the trained model does not export to the {quantization} edge artifact: "
+                                     f"{exc}") from exc
+        return Package(artifact.path, common_pb2.MODEL_KIND_ONNX_EDGE, request.base.name, artifact.metadata)
+
+    return package_edge
 
 
 def edge_trainer(config: EdgeConfig, node_id: str, serving: common_pb2.ModelRef,
@@ -63,5 +71,5 @@ def edge_trainer(config: EdgeConfig, node_id: str, serving: common_pb2.ModelRef,
         folder = model_folder(config.model, "edge (GPT-2)", lambda tiny: tiny.gpt2_dir)
         return BaseModel(folder, serving.name, serving.version, serving.sha256)
 
-    return TrainingAgent(config.core, deploy_dir(config, node_id), package_edge, serving_base,
+    return TrainingAgent(config.core, deploy_dir(config, node_id), edge_packager(config.quantization), serving_base,
                          threads=config.train_threads, transport=transport)

@@ -45,6 +45,7 @@ DEFAULT_TOP_K = 20  # titles labelled per interval, as in the research
 MAX_TITLES = 256
 MAX_TITLE_CHARS = 200
 MAX_VIEWS = 2**31 - 1
+MAX_INTERVAL = 2**32 - 1  # an interval index travels as a uint32 (PredictPopularityResponse.interval)
 MAX_BUCKET = 9
 DAY_S = 86400
 
@@ -119,6 +120,9 @@ def check_history(history: Mapping[str, Sequence[int]], first_interval: int) -> 
                                       f"0..{MAX_VIEWS}")
     if length == 0:
         raise InvalidArgument("the history window is empty: send at least one interval of views per title")
+    if first_interval + length > MAX_INTERVAL:
+        raise InvalidArgument(f"first_interval {first_interval} + {length} intervals of views puts the predicted "
+                              f"interval past {MAX_INTERVAL}, the last interval index")
     return length
 
 
@@ -154,10 +158,14 @@ class PopularityPredictor:
                                   f"(the model was trained on {DEFAULT_LAGS})")
         return list(ids)
 
-    def probabilities(self, history: Mapping[str, Sequence[int]], first_interval: int) -> dict[str, float]:
-        """P(appear) of each title in interval ``first_interval + window length``."""
+    def probabilities(self, history: Mapping[str, Sequence[int]], first_interval: int,
+                      shown: Mapping[str, str] | None = None) -> dict[str, float]:
+        """P(appear) of each title in interval ``first_interval + window length``; ``shown``: the text the
+        model reads for a title (its desensitised form), the title itself where it names none."""
         check_history(history, first_interval)
-        prompts = {title: self.encode(title, views, first_interval) for title, views in history.items()}
+        seen = shown or {}
+        prompts = {title: self.encode(seen.get(title, title), views, first_interval)
+                   for title, views in history.items()}
         out: dict[str, float] = {}
         for title, ids in prompts.items():
             logits = np.asarray(self.model.new_session().prefill(ids), dtype=np.float64)
@@ -165,11 +173,12 @@ class PopularityPredictor:
         return out
 
     def rank(self, history: Mapping[str, Sequence[int]], first_interval: int,
-             top_k: int = 0) -> list[tuple[str, float]]:
+             top_k: int = 0, shown: Mapping[str, str] | None = None) -> list[tuple[str, float]]:
         """(title, P(appear)) best first (ties by title); ``top_k`` > 0 keeps that many."""
         if top_k < 0:
             raise InvalidArgument(f"top_k must not be negative, not {top_k}")
-        ranked = sorted(self.probabilities(history, first_interval).items(), key=lambda item: (-item[1], item[0]))
+        ranked = sorted(self.probabilities(history, first_interval, shown).items(),
+                        key=lambda item: (-item[1], item[0]))
         return ranked[:top_k] if top_k else ranked
 
 

@@ -13,10 +13,12 @@ from collections.abc import Mapping
 import grpc
 import structlog
 
+from edge_node.netmgmt.inputs import masked_text, masked_titles
 from edge_node.netmgmt.intent_clarify import Reading
 from edge_node.netmgmt.intent_documents import format_of, render_json
 from edge_node.netmgmt.intent_line import Intent
 from edge_node.netmgmt.intent_reader import IntentReader
+from edge_node.netmgmt.intent_request import validate_text
 from edge_node.netmgmt.popularity import DEFAULT_LAGS, PopularityPredictor, ViewLog
 from edge_node.netmgmt.task_models import SPECS
 from netgpt.errors import FailedPrecondition, InvalidArgument, Unavailable
@@ -95,10 +97,11 @@ class NetworkManagementServicer(nm_grpc.NetworkManagementServiceServicer):
             first, history = self.view_log.window(request.interval, DEFAULT_LAGS)
         else:
             raise InvalidArgument("set history (a window of views per title) or interval (of the edge's view log)")
-        ranked = await self.runner.call(lambda: predictor.rank(history, first, request.top_k))
+        masked = masked_titles(history)
+        ranked = await self.runner.call(lambda: predictor.rank(history, first, request.top_k, masked.shown))
         target = first + len(next(iter(history.values())))
         log.info("popularity.predicted", interval=target, titles=len(history), model=served.ref.version,
-                 top=ranked[0][0] if ranked else "")
+                 top=masked.shown[ranked[0][0]] if ranked else "", desensitised=masked.total)
         return nm_pb2.PredictPopularityResponse(
             interval=target, model_version=served.ref.version,
             titles=[nm_pb2.TitleScore(title=title, probability=p, predicted_appear=p >= 0.5) for title, p in ranked])
@@ -108,8 +111,10 @@ class NetworkManagementServicer(nm_grpc.NetworkManagementServiceServicer):
         document_format = format_of(request.document_format)  # a bad value fails before the model runs
         served, reader = self._reader("intent")
         assert isinstance(reader, IntentReader)
-        reading = await self.runner.call(lambda: reader.read(request.text))
+        masked = masked_text(validate_text(request.text))  # too long or empty: told before masking
+        reading = await self.runner.call(lambda: reader.read(masked.text))
         log.info("intent.inferred", action=reading.intent.action, fields=sorted(reading.confidence),
+                 desensitised=masked.describe(),
                  needs_clarification=reading.needs_clarification, missing=reading.missing_fields,
                  ambiguous=reading.ambiguous_fields, model=served.ref.version, document=document_format)
         return reading_to_proto(reading, served.ref.version, document_format)

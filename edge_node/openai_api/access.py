@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netgpt.access import DEVELOPMENT, Principal, Rule, authorize, caller_principal
+from netgpt.access import DEVELOPMENT, Principal, Rule, authorize, caller_principal, check_not_revoked
+from netgpt.crl import RevokedCertificates
 from netgpt.http_server import peer_certificate
 from netgpt.ue_tokens import UeTokenVerifier
 
@@ -31,12 +32,16 @@ class HttpAccess:
     rules: Mapping[str, Rule]
     secure: bool
     tokens: UeTokenVerifier | None = None  # None: UE tokens are refused (401)
+    revoked: RevokedCertificates | None = None  # the CA's revocation list, as the edge's gRPC server holds it
 
     def caller(self, scope: Mapping[str, Any]) -> Principal:
-        """The principal behind the request of ``scope`` (Unauthenticated without a certificate or valid token)."""
+        """The principal behind the request of ``scope`` (Unauthenticated without a certificate or valid token,
+        or with a revoked certificate)."""
         if not self.secure:
             return DEVELOPMENT
-        return caller_principal(peer_certificate(scope), _authorization(scope), self.tokens)
+        principal = caller_principal(peer_certificate(scope), _authorization(scope), self.tokens)
+        check_not_revoked(principal, self.revoked)
+        return principal
 
     async def check(self, caller: Principal, method: str, request: Any) -> None:
         """PermissionDenied unless ``caller`` may make the call ``method`` names about ``request``."""

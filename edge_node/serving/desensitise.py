@@ -11,7 +11,9 @@ in order, each on the text the previous ones left (labels hold no digits or ``@`
 - ``national_id``: US SSN (``123-45-6789``), UK NINO, Spanish DNI/NIE (checked), PRC resident id;
 - runs of digits with spaces, dots, dashes or brackets between them, by shape: ``card``
   (13-19 digits passing Luhn), ``phone`` (7-15 digits, with a ``+``, a leading 0 or
-  separators), ``number`` (any other run of 7 or more digits: account, customer, id numbers).
+  separators), ``number`` (any other run of 7 or more digits: account, customer, id numbers);
+- ``name`` and ``address``: people's names and street addresses, by rules over the census gazetteer
+  (:mod:`.names_addresses`; no NER model, see there why).
 
 Dates, year ranges and decimals are left alone. It errs towards masking: a long number
 that is not personal gets masked too.
@@ -25,7 +27,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-KINDS = ("email", "iban", "ip", "national_id", "card", "phone", "number")
+from edge_node.serving.names_addresses import mask_names_and_addresses
+
+KINDS = ("email", "iban", "ip", "national_id", "card", "phone", "number", "name", "address")
 
 
 @dataclass(frozen=True)
@@ -172,4 +176,5 @@ _DETECTORS: list[Detector] = [
     _masking(_DNI, lambda m: "national_id" if _dni_valid(m) else None),
     _masking(_PRC_ID, lambda m: "national_id"),
     _masking(_DIGIT_RUN, lambda m: digit_run_kind(m.group(0))),
+    mask_names_and_addresses,  # last: the labels above hold no capitalised words
 ]

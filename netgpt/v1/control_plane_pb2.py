@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from netgpt.v1 import blob_pb2 as netgpt_dot_v1_dot_blob__pb2
 from netgpt.v1 import common_pb2 as netgpt_dot_v1_dot_common__pb2
@@ -29,7 +30,7 @@ from netgpt.v1 import training_pb2 as netgpt_dot_v1_dot_training__pb2
 from netgpt.v1 import user_plane_pb2 as netgpt_dot_v1_dot_user__plane__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnetgpt/v1/control_plane.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14netgpt/v1/blob.proto\x1a\x16netgpt/v1/common.proto\x1a\x18netgpt/v1/training.proto\x1a\x1anetgpt/v1/user_plane.proto\"8\n\x13RegisterNodeRequest\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\"F\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"X\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.NodeLoad\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"=\n\x11HeartbeatResponse\x12(\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.NodeCommand\"\xc6\x03\n\x0bNodeCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12.\n\x0cpeers_update\x18\x02 \x01(\x0b\x32\x16.netgpt.v1.PeersUpdateH\x00\x12\x32\n\x0erouting_policy\x18\x03 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicyH\x00\x12*\n\x06\x64\x65ploy\x18\x04 \x01(\x0b\x32\x18.netgpt.v1.DeployCommandH\x00\x12.\n\x08rollback\x18\x05 \x01(\x0b\x32\x1a.netgpt.v1.RollbackCommandH\x00\x12\x39\n\x0estart_training\x18\x06 \x01(\x0b\x32\x1f.netgpt.v1.StartTrainingCommandH\x00\x12;\n\x0f\x63\x61ncel_training\x18\x07 \x01(\x0b\x32 .netgpt.v1.CancelTrainingCommandH\x00\x12\x32\n\x0esessions_moved\x18\x08 \x01(\x0b\x32\x18.netgpt.v1.SessionsMovedH\x00\x12,\n\tue_tokens\x18\t \x01(\x0b\x32\x17.netgpt.v1.UeTokenStateH\x00\x42\t\n\x07\x63ommand\"\xac\x01\n\x0cUeTokenState\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12#\n\x04keys\x18\x02 \x03(\x0b\x32\x15.netgpt.v1.UeTokenKey\x12\x31\n\x0brevocations\x18\x03 \x03(\x0b\x32\x1c.netgpt.v1.UeTokenRevocation\x12\x32\n\x0erevoked_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\nUeTokenKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\"U\n\x11UeTokenRevocation\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x31\n\rissued_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\rSessionsMoved\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\"W\n\rDeployCommand\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\"\n\x04plan\x18\x02 \x01(\x0b\x32\x14.netgpt.v1.FetchPlan\"\x11\n\x0fRollbackCommand\"\x99\x01\n\x14StartTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\x12!\n\x04\x62\x61se\x18\x03 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12$\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\"\'\n\x15\x43\x61ncelTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0bPeersUpdate\x12*\n\x0b\x63loud_nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"h\n\x17\x45stablishSessionRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x1b\n\x03qos\x18\x04 \x01(\x0b\x32\x0e.netgpt.v1.QoS\"A\n\x18\x45stablishSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"\x89\x02\n\tAiSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nai_flow_id\x18\x02 \x01(\t\x12\r\n\x05ue_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x04 \x01(\t\x12\x10\n\x08slice_id\x18\x05 \x01(\t\x12\x1b\n\x03qos\x18\x06 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12)\n\x0cserving_edge\x18\x07 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12*\n\rserving_cloud\x18\x08 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\";\n\x12GetSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"+\n\x15ReleaseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x18\n\x16ReleaseSessionResponse\"5\n\x10ListNodesRequest\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"9\n\x11ListNodesResponse\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"\xf8\x01\n\rRoutingPolicy\x12(\n\nedge_tasks\x18\x01 \x03(\x0e\x32\x14.netgpt.v1.TaskClass\x12!\n\x14\x63onfidence_threshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x17\x63onfidence_probe_tokens\x18\x03 \x01(\r\x12\x17\n\x0fmax_cloud_queue\x18\x04 \x01(\r\x12+\n\tresidency\x18\x05 \x03(\x0b\x32\x18.netgpt.v1.ResidencyRule\x12\x1a\n\x12verbatim_workflows\x18\x06 \x03(\tB\x17\n\x15_confidence_threshold\"@\n\rResidencyRule\x12\x10\n\x08\x63\x65ll_ids\x18\x01 \x03(\t\x12\x1d\n\x15\x61llowed_cloud_regions\x18\x02 \x03(\t\"U\n\x17SetRoutingPolicyRequest\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy\x12\x10\n\x08node_ids\x18\x02 \x03(\t\",\n\x18SetRoutingPolicyResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"\x19\n\x17GetRoutingPolicyRequest\"D\n\x18GetRoutingPolicyResponse\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy2\xb3\x05\n\x13\x43ontrolPlaneService\x12O\n\x0cRegisterNode\x12\x1e.netgpt.v1.RegisterNodeRequest\x1a\x1f.netgpt.v1.RegisterNodeResponse\x12J\n\tHeartbeat\x12\x1b.netgpt.v1.HeartbeatRequest\x1a\x1c.netgpt.v1.HeartbeatResponse(\x01\x30\x01\x12[\n\x10\x45stablishSession\x12\".netgpt.v1.EstablishSessionRequest\x1a#.netgpt.v1.EstablishSessionResponse\x12I\n\nGetSession\x12\x1c.netgpt.v1.GetSessionRequest\x1a\x1d.netgpt.v1.GetSessionResponse\x12U\n\x0eReleaseSession\x12 .netgpt.v1.ReleaseSessionRequest\x1a!.netgpt.v1.ReleaseSessionResponse\x12\x46\n\tListNodes\x12\x1b.netgpt.v1.ListNodesRequest\x1a\x1c.netgpt.v1.ListNodesResponse\x12[\n\x10SetRoutingPolicy\x12\".netgpt.v1.SetRoutingPolicyRequest\x1a#.netgpt.v1.SetRoutingPolicyResponse\x12[\n\x10GetRoutingPolicy\x12\".netgpt.v1.GetRoutingPolicyRequest\x1a#.netgpt.v1.GetRoutingPolicyResponseB\x8d\x01\n\rcom.netgpt.v1B\x11\x43ontrolPlaneProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnetgpt/v1/control_plane.proto\x12\tnetgpt.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14netgpt/v1/blob.proto\x1a\x16netgpt/v1/common.proto\x1a\x18netgpt/v1/training.proto\x1a\x1anetgpt/v1/user_plane.proto\"8\n\x13RegisterNodeRequest\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\"F\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"X\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12!\n\x04load\x18\x02 \x01(\x0b\x32\x13.netgpt.v1.NodeLoad\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"=\n\x11HeartbeatResponse\x12(\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.NodeCommand\"\x8c\x04\n\x0bNodeCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12.\n\x0cpeers_update\x18\x02 \x01(\x0b\x32\x16.netgpt.v1.PeersUpdateH\x00\x12\x32\n\x0erouting_policy\x18\x03 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicyH\x00\x12*\n\x06\x64\x65ploy\x18\x04 \x01(\x0b\x32\x18.netgpt.v1.DeployCommandH\x00\x12.\n\x08rollback\x18\x05 \x01(\x0b\x32\x1a.netgpt.v1.RollbackCommandH\x00\x12\x39\n\x0estart_training\x18\x06 \x01(\x0b\x32\x1f.netgpt.v1.StartTrainingCommandH\x00\x12;\n\x0f\x63\x61ncel_training\x18\x07 \x01(\x0b\x32 .netgpt.v1.CancelTrainingCommandH\x00\x12\x32\n\x0esessions_moved\x18\x08 \x01(\x0b\x32\x18.netgpt.v1.SessionsMovedH\x00\x12,\n\tue_tokens\x18\t \x01(\x0b\x32\x17.netgpt.v1.UeTokenStateH\x00\x12\x44\n\x17\x63\x65rtificate_revocations\x18\n \x01(\x0b\x32!.netgpt.v1.CertificateRevocationsH\x00\x42\t\n\x07\x63ommand\"5\n\x16\x43\x65rtificateRevocations\x12\x0b\n\x03\x63rl\x18\x01 \x01(\x0c\x12\x0e\n\x06number\x18\x02 \x01(\x04\"\xac\x01\n\x0cUeTokenState\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12#\n\x04keys\x18\x02 \x03(\x0b\x32\x15.netgpt.v1.UeTokenKey\x12\x31\n\x0brevocations\x18\x03 \x03(\x0b\x32\x1c.netgpt.v1.UeTokenRevocation\x12\x32\n\x0erevoked_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\nUeTokenKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\"U\n\x11UeTokenRevocation\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x31\n\rissued_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\rSessionsMoved\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\"W\n\rDeployCommand\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12\"\n\x04plan\x18\x02 \x01(\x0b\x32\x14.netgpt.v1.FetchPlan\"\x11\n\x0fRollbackCommand\"\x99\x01\n\x14StartTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\x12!\n\x04\x62\x61se\x18\x03 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12$\n\x07\x64\x61taset\x18\x04 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\"\'\n\x15\x43\x61ncelTrainingCommand\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0bPeersUpdate\x12*\n\x0b\x63loud_nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"h\n\x17\x45stablishSessionRequest\x12\r\n\x05ue_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x10\n\x08slice_id\x18\x03 \x01(\t\x12\x1b\n\x03qos\x18\x04 \x01(\x0b\x32\x0e.netgpt.v1.QoS\"A\n\x18\x45stablishSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"\x89\x02\n\tAiSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nai_flow_id\x18\x02 \x01(\t\x12\r\n\x05ue_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x04 \x01(\t\x12\x10\n\x08slice_id\x18\x05 \x01(\t\x12\x1b\n\x03qos\x18\x06 \x01(\x0b\x32\x0e.netgpt.v1.QoS\x12)\n\x0cserving_edge\x18\x07 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12*\n\rserving_cloud\x18\x08 \x01(\x0b\x32\x13.netgpt.v1.NodeInfo\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\";\n\x12GetSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.netgpt.v1.AiSession\"+\n\x15ReleaseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x18\n\x16ReleaseSessionResponse\"5\n\x10ListNodesRequest\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\"9\n\x11ListNodesResponse\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.netgpt.v1.NodeStatus\"\xf8\x01\n\rRoutingPolicy\x12(\n\nedge_tasks\x18\x01 \x03(\x0e\x32\x14.netgpt.v1.TaskClass\x12!\n\x14\x63onfidence_threshold\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x17\x63onfidence_probe_tokens\x18\x03 \x01(\r\x12\x17\n\x0fmax_cloud_queue\x18\x04 \x01(\r\x12+\n\tresidency\x18\x05 \x03(\x0b\x32\x18.netgpt.v1.ResidencyRule\x12\x1a\n\x12verbatim_workflows\x18\x06 \x03(\tB\x17\n\x15_confidence_threshold\"@\n\rResidencyRule\x12\x10\n\x08\x63\x65ll_ids\x18\x01 \x03(\t\x12\x1d\n\x15\x61llowed_cloud_regions\x18\x02 \x03(\t\"\x86\x01\n\x17SetRoutingPolicyRequest\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy\x12\x10\n\x08node_ids\x18\x02 \x03(\t\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\",\n\x18SetRoutingPolicyResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"\x19\n\x17GetRoutingPolicyRequest\"D\n\x18GetRoutingPolicyResponse\x12(\n\x06policy\x18\x01 \x01(\x0b\x32\x18.netgpt.v1.RoutingPolicy2\xb3\x05\n\x13\x43ontrolPlaneService\x12O\n\x0cRegisterNode\x12\x1e.netgpt.v1.RegisterNodeRequest\x1a\x1f.netgpt.v1.RegisterNodeResponse\x12J\n\tHeartbeat\x12\x1b.netgpt.v1.HeartbeatRequest\x1a\x1c.netgpt.v1.HeartbeatResponse(\x01\x30\x01\x12[\n\x10\x45stablishSession\x12\".netgpt.v1.EstablishSessionRequest\x1a#.netgpt.v1.EstablishSessionResponse\x12I\n\nGetSession\x12\x1c.netgpt.v1.GetSessionRequest\x1a\x1d.netgpt.v1.GetSessionResponse\x12U\n\x0eReleaseSession\x12 .netgpt.v1.ReleaseSessionRequest\x1a!.netgpt.v1.ReleaseSessionResponse\x12\x46\n\tListNodes\x12\x1b.netgpt.v1.ListNodesRequest\x1a\x1c.netgpt.v1.ListNodesResponse\x12[\n\x10SetRoutingPolicy\x12\".netgpt.v1.SetRoutingPolicyRequest\x1a#.netgpt.v1.SetRoutingPolicyResponse\x12[\n\x10GetRoutingPolicy\x12\".netgpt.v1.GetRoutingPolicyRequest\x1a#.netgpt.v1.GetRoutingPolicyResponseB\x8d\x01\n\rcom.netgpt.v1B\x11\x43ontrolPlaneProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,64 +38,66 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'netgpt.v1.control_plane_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.netgpt.v1B\021ControlPlaneProtoP\001Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\242\002\003NGP\252\002\tNetGPT.V1\272\002\003NGP\312\002\tNetGPT\\V1\352\002\nNetGPT::V1'
-  _globals['_REGISTERNODEREQUEST']._serialized_start=177
-  _globals['_REGISTERNODEREQUEST']._serialized_end=233
-  _globals['_REGISTERNODERESPONSE']._serialized_start=235
-  _globals['_REGISTERNODERESPONSE']._serialized_end=305
-  _globals['_HEARTBEATREQUEST']._serialized_start=307
-  _globals['_HEARTBEATREQUEST']._serialized_end=395
-  _globals['_HEARTBEATRESPONSE']._serialized_start=397
-  _globals['_HEARTBEATRESPONSE']._serialized_end=458
-  _globals['_NODECOMMAND']._serialized_start=461
-  _globals['_NODECOMMAND']._serialized_end=915
-  _globals['_UETOKENSTATE']._serialized_start=918
-  _globals['_UETOKENSTATE']._serialized_end=1090
-  _globals['_UETOKENKEY']._serialized_start=1092
-  _globals['_UETOKENKEY']._serialized_end=1144
-  _globals['_UETOKENREVOCATION']._serialized_start=1146
-  _globals['_UETOKENREVOCATION']._serialized_end=1231
-  _globals['_SESSIONSMOVED']._serialized_start=1233
-  _globals['_SESSIONSMOVED']._serialized_end=1269
-  _globals['_DEPLOYCOMMAND']._serialized_start=1271
-  _globals['_DEPLOYCOMMAND']._serialized_end=1358
-  _globals['_ROLLBACKCOMMAND']._serialized_start=1360
-  _globals['_ROLLBACKCOMMAND']._serialized_end=1377
-  _globals['_STARTTRAININGCOMMAND']._serialized_start=1380
-  _globals['_STARTTRAININGCOMMAND']._serialized_end=1533
-  _globals['_CANCELTRAININGCOMMAND']._serialized_start=1535
-  _globals['_CANCELTRAININGCOMMAND']._serialized_end=1574
-  _globals['_PEERSUPDATE']._serialized_start=1576
-  _globals['_PEERSUPDATE']._serialized_end=1633
-  _globals['_ESTABLISHSESSIONREQUEST']._serialized_start=1635
-  _globals['_ESTABLISHSESSIONREQUEST']._serialized_end=1739
-  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_start=1741
-  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_end=1806
-  _globals['_AISESSION']._serialized_start=1809
-  _globals['_AISESSION']._serialized_end=2074
-  _globals['_GETSESSIONREQUEST']._serialized_start=2076
-  _globals['_GETSESSIONREQUEST']._serialized_end=2115
-  _globals['_GETSESSIONRESPONSE']._serialized_start=2117
-  _globals['_GETSESSIONRESPONSE']._serialized_end=2176
-  _globals['_RELEASESESSIONREQUEST']._serialized_start=2178
-  _globals['_RELEASESESSIONREQUEST']._serialized_end=2221
-  _globals['_RELEASESESSIONRESPONSE']._serialized_start=2223
-  _globals['_RELEASESESSIONRESPONSE']._serialized_end=2247
-  _globals['_LISTNODESREQUEST']._serialized_start=2249
-  _globals['_LISTNODESREQUEST']._serialized_end=2302
-  _globals['_LISTNODESRESPONSE']._serialized_start=2304
-  _globals['_LISTNODESRESPONSE']._serialized_end=2361
-  _globals['_ROUTINGPOLICY']._serialized_start=2364
-  _globals['_ROUTINGPOLICY']._serialized_end=2612
-  _globals['_RESIDENCYRULE']._serialized_start=2614
-  _globals['_RESIDENCYRULE']._serialized_end=2678
-  _globals['_SETROUTINGPOLICYREQUEST']._serialized_start=2680
-  _globals['_SETROUTINGPOLICYREQUEST']._serialized_end=2765
-  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_start=2767
-  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_end=2811
-  _globals['_GETROUTINGPOLICYREQUEST']._serialized_start=2813
-  _globals['_GETROUTINGPOLICYREQUEST']._serialized_end=2838
-  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_start=2840
-  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_end=2908
-  _globals['_CONTROLPLANESERVICE']._serialized_start=2911
-  _globals['_CONTROLPLANESERVICE']._serialized_end=3602
+  _globals['_REGISTERNODEREQUEST']._serialized_start=211
+  _globals['_REGISTERNODEREQUEST']._serialized_end=267
+  _globals['_REGISTERNODERESPONSE']._serialized_start=269
+  _globals['_REGISTERNODERESPONSE']._serialized_end=339
+  _globals['_HEARTBEATREQUEST']._serialized_start=341
+  _globals['_HEARTBEATREQUEST']._serialized_end=429
+  _globals['_HEARTBEATRESPONSE']._serialized_start=431
+  _globals['_HEARTBEATRESPONSE']._serialized_end=492
+  _globals['_NODECOMMAND']._serialized_start=495
+  _globals['_NODECOMMAND']._serialized_end=1019
+  _globals['_CERTIFICATEREVOCATIONS']._serialized_start=1021
+  _globals['_CERTIFICATEREVOCATIONS']._serialized_end=1074
+  _globals['_UETOKENSTATE']._serialized_start=1077
+  _globals['_UETOKENSTATE']._serialized_end=1249
+  _globals['_UETOKENKEY']._serialized_start=1251
+  _globals['_UETOKENKEY']._serialized_end=1303
+  _globals['_UETOKENREVOCATION']._serialized_start=1305
+  _globals['_UETOKENREVOCATION']._serialized_end=1390
+  _globals['_SESSIONSMOVED']._serialized_start=1392
+  _globals['_SESSIONSMOVED']._serialized_end=1428
+  _globals['_DEPLOYCOMMAND']._serialized_start=1430
+  _globals['_DEPLOYCOMMAND']._serialized_end=1517
+  _globals['_ROLLBACKCOMMAND']._serialized_start=1519
+  _globals['_ROLLBACKCOMMAND']._serialized_end=1536
+  _globals['_STARTTRAININGCOMMAND']._serialized_start=1539
+  _globals['_STARTTRAININGCOMMAND']._serialized_end=1692
+  _globals['_CANCELTRAININGCOMMAND']._serialized_start=1694
+  _globals['_CANCELTRAININGCOMMAND']._serialized_end=1733
+  _globals['_PEERSUPDATE']._serialized_start=1735
+  _globals['_PEERSUPDATE']._serialized_end=1792
+  _globals['_ESTABLISHSESSIONREQUEST']._serialized_start=1794
+  _globals['_ESTABLISHSESSIONREQUEST']._serialized_end=1898
+  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_start=1900
+  _globals['_ESTABLISHSESSIONRESPONSE']._serialized_end=1965
+  _globals['_AISESSION']._serialized_start=1968
+  _globals['_AISESSION']._serialized_end=2233
+  _globals['_GETSESSIONREQUEST']._serialized_start=2235
+  _globals['_GETSESSIONREQUEST']._serialized_end=2274
+  _globals['_GETSESSIONRESPONSE']._serialized_start=2276
+  _globals['_GETSESSIONRESPONSE']._serialized_end=2335
+  _globals['_RELEASESESSIONREQUEST']._serialized_start=2337
+  _globals['_RELEASESESSIONREQUEST']._serialized_end=2380
+  _globals['_RELEASESESSIONRESPONSE']._serialized_start=2382
+  _globals['_RELEASESESSIONRESPONSE']._serialized_end=2406
+  _globals['_LISTNODESREQUEST']._serialized_start=2408
+  _globals['_LISTNODESREQUEST']._serialized_end=2461
+  _globals['_LISTNODESRESPONSE']._serialized_start=2463
+  _globals['_LISTNODESRESPONSE']._serialized_end=2520
+  _globals['_ROUTINGPOLICY']._serialized_start=2523
+  _globals['_ROUTINGPOLICY']._serialized_end=2771
+  _globals['_RESIDENCYRULE']._serialized_start=2773
+  _globals['_RESIDENCYRULE']._serialized_end=2837
+  _globals['_SETROUTINGPOLICYREQUEST']._serialized_start=2840
+  _globals['_SETROUTINGPOLICYREQUEST']._serialized_end=2974
+  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_start=2976
+  _globals['_SETROUTINGPOLICYRESPONSE']._serialized_end=3020
+  _globals['_GETROUTINGPOLICYREQUEST']._serialized_start=3022
+  _globals['_GETROUTINGPOLICYREQUEST']._serialized_end=3047
+  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_start=3049
+  _globals['_GETROUTINGPOLICYRESPONSE']._serialized_end=3117
+  _globals['_CONTROLPLANESERVICE']._serialized_start=3120
+  _globals['_CONTROLPLANESERVICE']._serialized_end=3811
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from netgpt.v1 import blob_pb2 as _blob_pb2
 from netgpt.v1 import common_pb2 as _common_pb2
@@ -44,7 +45,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[NodeCommand, _Mapping]]] = ...) -> None: ...
 
 class NodeCommand(_message.Message):
-    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training", "sessions_moved", "ue_tokens")
+    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training", "sessions_moved", "ue_tokens", "certificate_revocations")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PEERS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +55,7 @@ class NodeCommand(_message.Message):
     CANCEL_TRAINING_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_MOVED_FIELD_NUMBER: _ClassVar[int]
     UE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     peers_update: PeersUpdate
     routing_policy: RoutingPolicy
@@ -63,7 +65,16 @@ class NodeCommand(_message.Message):
     cancel_training: CancelTrainingCommand
     sessions_moved: SessionsMoved
     ue_tokens: UeTokenState
-    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ..., sessions_moved: _Optional[_Union[SessionsMoved, _Mapping]] = ..., ue_tokens: _Optional[_Union[UeTokenState, _Mapping]] = ...) -> None: ...
+    certificate_revocations: CertificateRevocations
+    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ..., sessions_moved: _Optional[_Union[SessionsMoved, _Mapping]] = ..., ue_tokens: _Optional[_Union[UeTokenState, _Mapping]] = ..., certificate_revocations: _Optional[_Union[CertificateRevocations, _Mapping]] = ...) -> None: ...
+
+class CertificateRevocations(_message.Message):
+    __slots__ = ("crl", "number")
+    CRL_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    crl: bytes
+    number: int
+    def __init__(self, crl: _Optional[bytes] = ..., number: _Optional[int] = ...) -> None: ...
 
 class UeTokenState(_message.Message):
     __slots__ = ("snapshot", "keys", "revocations", "revoked_before")
@@ -234,12 +245,14 @@ class ResidencyRule(_message.Message):
     def __init__(self, cell_ids: _Optional[_Iterable[str]] = ..., allowed_cloud_regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetRoutingPolicyRequest(_message.Message):
-    __slots__ = ("policy", "node_ids")
+    __slots__ = ("policy", "node_ids", "update_mask")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
     policy: RoutingPolicy
     node_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., node_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., node_ids: _Optional[_Iterable[str]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class SetRoutingPolicyResponse(_message.Message):
     __slots__ = ("node_ids",)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from netgpt.v1 import common_pb2 as netgpt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18netgpt/v1/training.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16netgpt/v1/common.proto\">\n\rStoredVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"T\n\x0cLoraSettings\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05\x61lpha\x18\x02 \x01(\x01\x12\x0f\n\x07\x64ropout\x18\x03 \x01(\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\"\xe6\x01\n\x0fHyperParameters\x12\x11\n\tmax_steps\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x14\n\x0cwarmup_steps\x18\x04 \x01(\r\x12\x14\n\x0cweight_decay\x18\x05 \x01(\x01\x12\x13\n\x0bmax_seq_len\x18\x06 \x01(\r\x12\x18\n\x10\x63heckpoint_every\x18\x07 \x01(\r\x12\x15\n\reval_fraction\x18\x08 \x01(\x01\x12\x12\n\neval_every\x18\t \x01(\r\x12\x0f\n\x07threads\x18\n \x01(\r\"\xe9\x02\n\x0fTrainingJobSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04\x62\x61se\x18\x02 \x01(\x0b\x32\x18.netgpt.v1.StoredVersion\x12)\n\x06method\x18\x03 \x01(\x0e\x32\x19.netgpt.v1.TrainingMethod\x12%\n\x04lora\x18\x04 \x01(\x0b\x32\x17.netgpt.v1.LoraSettings\x12)\n\x07\x64\x61taset\x18\x05 \x01(\x0b\x32\x18.netgpt.v1.StoredVersion\x12\x34\n\x10hyper_parameters\x18\x06 \x01(\x0b\x32\x1a.netgpt.v1.HyperParameters\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12!\n\x04role\x18\x08 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\x12\x0f\n\x07node_id\x18\t \x01(\t\x12\x13\n\x0boutput_name\x18\n \x01(\t\x12\x16\n\x0eoutput_version\x18\x0b \x01(\t\"\xe2\x03\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.netgpt.v1.TrainingState\x12\x0c\n\x04step\x18\x05 \x01(\r\x12\x13\n\x0btotal_steps\x18\x06 \x01(\r\x12\x12\n\ntrain_loss\x18\x07 \x01(\x01\x12\x11\n\teval_loss\x18\x08 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\t \x01(\x01\x12\r\n\x05\x65ta_s\x18\n \x01(\x01\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x12\n\nerror_code\x18\x0c \x01(\x05\x12#\n\x06result\x18\r \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04\x62\x61se\x18\x10 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12$\n\x07\x64\x61taset\x18\x11 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\"C\n\x17StartTrainingJobRequest\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\"?\n\x18StartTrainingJobResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.TrainingJob\"\'\n\x15GetTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"=\n\x16GetTrainingJobResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.TrainingJob\")\n\x17WatchTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"?\n\x18WatchTrainingJobResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.TrainingJob\"*\n\x18\x43\x61ncelTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"@\n\x19\x43\x61ncelTrainingJobResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.TrainingJob\"\x19\n\x17ListTrainingJobsRequest\"@\n\x18ListTrainingJobsResponse\x12$\n\x04jobs\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.TrainingJob*e\n\x0eTrainingMethod\x12\x1f\n\x1bTRAINING_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14TRAINING_METHOD_LORA\x10\x01\x12\x18\n\x14TRAINING_METHOD_FULL\x10\x02\x32\xe1\x03\n\x0fTrainingService\x12[\n\x10StartTrainingJob\x12\".netgpt.v1.StartTrainingJobRequest\x1a#.netgpt.v1.StartTrainingJobResponse\x12U\n\x0eGetTrainingJob\x12 .netgpt.v1.GetTrainingJobRequest\x1a!.netgpt.v1.GetTrainingJobResponse\x12]\n\x10WatchTrainingJob\x12\".netgpt.v1.WatchTrainingJobRequest\x1a#.netgpt.v1.WatchTrainingJobResponse0\x01\x12^\n\x11\x43\x61ncelTrainingJob\x12#.netgpt.v1.CancelTrainingJobRequest\x1a$.netgpt.v1.CancelTrainingJobResponse\x12[\n\x10ListTrainingJobs\x12\".netgpt.v1.ListTrainingJobsRequest\x1a#.netgpt.v1.ListTrainingJobsResponseB\x89\x01\n\rcom.netgpt.v1B\rTrainingProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18netgpt/v1/training.proto\x12\tnetgpt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16netgpt/v1/common.proto\">\n\rStoredVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"T\n\x0cLoraSettings\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05\x61lpha\x18\x02 \x01(\x01\x12\x0f\n\x07\x64ropout\x18\x03 \x01(\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\"\xe6\x01\n\x0fHyperParameters\x12\x11\n\tmax_steps\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x14\n\x0cwarmup_steps\x18\x04 \x01(\r\x12\x14\n\x0cweight_decay\x18\x05 \x01(\x01\x12\x13\n\x0bmax_seq_len\x18\x06 \x01(\r\x12\x18\n\x10\x63heckpoint_every\x18\x07 \x01(\r\x12\x15\n\reval_fraction\x18\x08 \x01(\x01\x12\x12\n\neval_every\x18\t \x01(\r\x12\x0f\n\x07threads\x18\n \x01(\r\"\xff\x02\n\x0fTrainingJobSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04\x62\x61se\x18\x02 \x01(\x0b\x32\x18.netgpt.v1.StoredVersion\x12)\n\x06method\x18\x03 \x01(\x0e\x32\x19.netgpt.v1.TrainingMethod\x12%\n\x04lora\x18\x04 \x01(\x0b\x32\x17.netgpt.v1.LoraSettings\x12)\n\x07\x64\x61taset\x18\x05 \x01(\x0b\x32\x18.netgpt.v1.StoredVersion\x12\x34\n\x10hyper_parameters\x18\x06 \x01(\x0b\x32\x1a.netgpt.v1.HyperParameters\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12!\n\x04role\x18\x08 \x01(\x0e\x32\x13.netgpt.v1.NodeRole\x12\x0f\n\x07node_id\x18\t \x01(\t\x12\x13\n\x0boutput_name\x18\n \x01(\t\x12\x16\n\x0eoutput_version\x18\x0b \x01(\t\x12\x14\n\x0cquantization\x18\x0c \x01(\t\"\xe2\x03\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.netgpt.v1.TrainingState\x12\x0c\n\x04step\x18\x05 \x01(\r\x12\x13\n\x0btotal_steps\x18\x06 \x01(\r\x12\x12\n\ntrain_loss\x18\x07 \x01(\x01\x12\x11\n\teval_loss\x18\x08 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\t \x01(\x01\x12\r\n\x05\x65ta_s\x18\n \x01(\x01\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x12\n\nerror_code\x18\x0c \x01(\x05\x12#\n\x06result\x18\r \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04\x62\x61se\x18\x10 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\x12$\n\x07\x64\x61taset\x18\x11 \x01(\x0b\x32\x13.netgpt.v1.ModelRef\"C\n\x17StartTrainingJobRequest\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.netgpt.v1.TrainingJobSpec\"?\n\x18StartTrainingJobResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.TrainingJob\"\'\n\x15GetTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"=\n\x16GetTrainingJobResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.TrainingJob\")\n\x17WatchTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"?\n\x18WatchTrainingJobResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.TrainingJob\"*\n\x18\x43\x61ncelTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"@\n\x19\x43\x61ncelTrainingJobResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.netgpt.v1.TrainingJob\"\x19\n\x17ListTrainingJobsRequest\"@\n\x18ListTrainingJobsResponse\x12$\n\x04jobs\x18\x01 \x03(\x0b\x32\x16.netgpt.v1.TrainingJob*e\n\x0eTrainingMethod\x12\x1f\n\x1bTRAINING_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14TRAINING_METHOD_LORA\x10\x01\x12\x18\n\x14TRAINING_METHOD_FULL\x10\x02\x32\xe1\x03\n\x0fTrainingService\x12[\n\x10StartTrainingJob\x12\".netgpt.v1.StartTrainingJobRequest\x1a#.netgpt.v1.StartTrainingJobResponse\x12U\n\x0eGetTrainingJob\x12 .netgpt.v1.GetTrainingJobRequest\x1a!.netgpt.v1.GetTrainingJobResponse\x12]\n\x10WatchTrainingJob\x12\".netgpt.v1.WatchTrainingJobRequest\x1a#.netgpt.v1.WatchTrainingJobResponse0\x01\x12^\n\x11\x43\x61ncelTrainingJob\x12#.netgpt.v1.CancelTrainingJobRequest\x1a$.netgpt.v1.CancelTrainingJobResponse\x12[\n\x10ListTrainingJobs\x12\".netgpt.v1.ListTrainingJobsRequest\x1a#.netgpt.v1.ListTrainingJobsResponseB\x89\x01\n\rcom.netgpt.v1B\rTrainingProtoP\x01Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\xa2\x02\x03NGP\xaa\x02\tNetGPT.V1\xba\x02\x03NGP\xca\x02\tNetGPT\\V1\xea\x02\nNetGPT::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'netgpt.v1.training_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rcom.netgpt.v1B\rTrainingProtoP\001Z6github.com/netgpt/netgpt/clients/go/netgpt/v1;netgptv1\242\002\003NGP\252\002\tNetGPT.V1\272\002\003NGP\312\002\tNetGPT\\V1\352\002\nNetGPT::V1'
-  _globals['_TRAININGMETHOD']._serialized_start=1877
-  _globals['_TRAININGMETHOD']._serialized_end=1978
+  _globals['_TRAININGMETHOD']._serialized_start=1899
+  _globals['_TRAININGMETHOD']._serialized_end=2000
   _globals['_STOREDVERSION']._serialized_start=96
   _globals['_STOREDVERSION']._serialized_end=158
   _globals['_LORASETTINGS']._serialized_start=160
@@ -43,29 +43,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HYPERPARAMETERS']._serialized_start=247
   _globals['_HYPERPARAMETERS']._serialized_end=477
   _globals['_TRAININGJOBSPEC']._serialized_start=480
-  _globals['_TRAININGJOBSPEC']._serialized_end=841
-  _globals['_TRAININGJOB']._serialized_start=844
-  _globals['_TRAININGJOB']._serialized_end=1326
-  _globals['_STARTTRAININGJOBREQUEST']._serialized_start=1328
-  _globals['_STARTTRAININGJOBREQUEST']._serialized_end=1395
-  _globals['_STARTTRAININGJOBRESPONSE']._serialized_start=1397
-  _globals['_STARTTRAININGJOBRESPONSE']._serialized_end=1460
-  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1462
-  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1501
-  _globals['_GETTRAININGJOBRESPONSE']._serialized_start=1503
-  _globals['_GETTRAININGJOBRESPONSE']._serialized_end=1564
-  _globals['_WATCHTRAININGJOBREQUEST']._serialized_start=1566
-  _globals['_WATCHTRAININGJOBREQUEST']._serialized_end=1607
-  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_start=1609
-  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_end=1672
-  _globals['_CANCELTRAININGJOBREQUEST']._serialized_start=1674
-  _globals['_CANCELTRAININGJOBREQUEST']._serialized_end=1716
-  _globals['_CANCELTRAININGJOBRESPONSE']._serialized_start=1718
-  _globals['_CANCELTRAININGJOBRESPONSE']._serialized_end=1782
-  _globals['_LISTTRAININGJOBSREQUEST']._serialized_start=1784
-  _globals['_LISTTRAININGJOBSREQUEST']._serialized_end=1809
-  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_start=1811
-  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_end=1875
-  _globals['_TRAININGSERVICE']._serialized_start=1981
-  _globals['_TRAININGSERVICE']._serialized_end=2462
+  _globals['_TRAININGJOBSPEC']._serialized_end=863
+  _globals['_TRAININGJOB']._serialized_start=866
+  _globals['_TRAININGJOB']._serialized_end=1348
+  _globals['_STARTTRAININGJOBREQUEST']._serialized_start=1350
+  _globals['_STARTTRAININGJOBREQUEST']._serialized_end=1417
+  _globals['_STARTTRAININGJOBRESPONSE']._serialized_start=1419
+  _globals['_STARTTRAININGJOBRESPONSE']._serialized_end=1482
+  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1484
+  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1523
+  _globals['_GETTRAININGJOBRESPONSE']._serialized_start=1525
+  _globals['_GETTRAININGJOBRESPONSE']._serialized_end=1586
+  _globals['_WATCHTRAININGJOBREQUEST']._serialized_start=1588
+  _globals['_WATCHTRAININGJOBREQUEST']._serialized_end=1629
+  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_start=1631
+  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_end=1694
+  _globals['_CANCELTRAININGJOBREQUEST']._serialized_start=1696
+  _globals['_CANCELTRAININGJOBREQUEST']._serialized_end=1738
+  _globals['_CANCELTRAININGJOBRESPONSE']._serialized_start=1740
+  _globals['_CANCELTRAININGJOBRESPONSE']._serialized_end=1804
+  _globals['_LISTTRAININGJOBSREQUEST']._serialized_start=1806
+  _globals['_LISTTRAININGJOBSREQUEST']._serialized_end=1831
+  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_start=1833
+  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_end=1897
+  _globals['_TRAININGSERVICE']._serialized_start=2003
+  _globals['_TRAININGSERVICE']._serialized_end=2484
 # @@protoc_insertion_point(module_scope)

@@ -67,7 +67,7 @@ class HyperParameters(_message.Message):
     def __init__(self, max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., max_seq_len: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., eval_every: _Optional[int] = ..., threads: _Optional[int] = ...) -> None: ...
 
 class TrainingJobSpec(_message.Message):
-    __slots__ = ("name", "base", "method", "lora", "dataset", "hyper_parameters", "seed", "role", "node_id", "output_name", "output_version")
+    __slots__ = ("name", "base", "method", "lora", "dataset", "hyper_parameters", "seed", "role", "node_id", "output_name", "output_version", "quantization")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BASE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class TrainingJobSpec(_message.Message):
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     base: StoredVersion
     method: TrainingMethod
@@ -90,7 +91,8 @@ class TrainingJobSpec(_message.Message):
     node_id: str
     output_name: str
     output_version: str
-    def __init__(self, name: _Optional[str] = ..., base: _Optional[_Union[StoredVersion, _Mapping]] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora: _Optional[_Union[LoraSettings, _Mapping]] = ..., dataset: _Optional[_Union[StoredVersion, _Mapping]] = ..., hyper_parameters: _Optional[_Union[HyperParameters, _Mapping]] = ..., seed: _Optional[int] = ..., role: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., node_id: _Optional[str] = ..., output_name: _Optional[str] = ..., output_version: _Optional[str] = ...) -> None: ...
+    quantization: str
+    def __init__(self, name: _Optional[str] = ..., base: _Optional[_Union[StoredVersion, _Mapping]] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora: _Optional[_Union[LoraSettings, _Mapping]] = ..., dataset: _Optional[_Union[StoredVersion, _Mapping]] = ..., hyper_parameters: _Optional[_Union[HyperParameters, _Mapping]] = ..., seed: _Optional[int] = ..., role: _Optional[_Union[_common_pb2.NodeRole, str]] = ..., node_id: _Optional[str] = ..., output_name: _Optional[str] = ..., output_version: _Optional[str] = ..., quantization: _Optional[str] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
     __slots__ = ("id", "spec", "node_id", "state", "step", "total_steps", "train_loss", "eval_loss", "tokens_per_second", "eta_s", "error", "error_code", "result", "created_at", "updated_at", "base", "dataset")

@@ -4,8 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { FetchPlan } from "./blob_pb.js";
 import { file_netgpt_v1_blob } from "./blob_pb.js";
 import type { ModelRef, NodeInfo, NodeLoad, NodeRole, NodeStatus, QoS } from "./common_pb.js";
@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netgpt/v1/control_plane.proto.
  */
 export const file_netgpt_v1_control_plane: GenFile = /*@__PURE__*/
-  fileDesc("Ch1uZXRncHQvdjEvY29udHJvbF9wbGFuZS5wcm90bxIJbmV0Z3B0LnYxIjgKE1JlZ2lzdGVyTm9kZVJlcXVlc3QSIQoEbm9kZRgBIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbyJGChRSZWdpc3Rlck5vZGVSZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDSJYChBIZWFydGJlYXRSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSIQoEbG9hZBgCIAEoCzITLm5ldGdwdC52MS5Ob2RlTG9hZBIQCghzZXF1ZW5jZRgDIAEoBCI9ChFIZWFydGJlYXRSZXNwb25zZRIoCghjb21tYW5kcxgBIAMoCzIWLm5ldGdwdC52MS5Ob2RlQ29tbWFuZCLGAwoLTm9kZUNvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIuCgxwZWVyc191cGRhdGUYAiABKAsyFi5uZXRncHQudjEuUGVlcnNVcGRhdGVIABIyCg5yb3V0aW5nX3BvbGljeRgDIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5SAASKgoGZGVwbG95GAQgASgLMhgubmV0Z3B0LnYxLkRlcGxveUNvbW1hbmRIABIuCghyb2xsYmFjaxgFIAEoCzIaLm5ldGdwdC52MS5Sb2xsYmFja0NvbW1hbmRIABI5Cg5zdGFydF90cmFpbmluZxgGIAEoCzIfLm5ldGdwdC52MS5TdGFydFRyYWluaW5nQ29tbWFuZEgAEjsKD2NhbmNlbF90cmFpbmluZxgHIAEoCzIgLm5ldGdwdC52MS5DYW5jZWxUcmFpbmluZ0NvbW1hbmRIABIyCg5zZXNzaW9uc19tb3ZlZBgIIAEoCzIYLm5ldGdwdC52MS5TZXNzaW9uc01vdmVkSAASLAoJdWVfdG9rZW5zGAkgASgLMhcubmV0Z3B0LnYxLlVlVG9rZW5TdGF0ZUgAQgkKB2NvbW1hbmQirAEKDFVlVG9rZW5TdGF0ZRIQCghzbmFwc2hvdBgBIAEoCBIjCgRrZXlzGAIgAygLMhUubmV0Z3B0LnYxLlVlVG9rZW5LZXkSMQoLcmV2b2NhdGlvbnMYAyADKAsyHC5uZXRncHQudjEuVWVUb2tlblJldm9jYXRpb24SMgoOcmV2b2tlZF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjQKClVlVG9rZW5LZXkSDgoGa2V5X2lkGAEgASgJEhYKDnB1YmxpY19rZXlfcGVtGAIgASgJIlUKEVVlVG9rZW5SZXZvY2F0aW9uEg0KBXVlX2lkGAEgASgJEjEKDWlzc3VlZF9iZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiQKDVNlc3Npb25zTW92ZWQSEwoLc2Vzc2lvbl9pZHMYASADKAkiVwoNRGVwbG95Q29tbWFuZBIiCgVtb2RlbBgBIAEoCzITLm5ldGdwdC52MS5Nb2RlbFJlZhIiCgRwbGFuGAIgASgLMhQubmV0Z3B0LnYxLkZldGNoUGxhbiIRCg9Sb2xsYmFja0NvbW1hbmQimQEKFFN0YXJ0VHJhaW5pbmdDb21tYW5kEg4KBmpvYl9pZBgBIAEoCRIoCgRzcGVjGAIgASgLMhoubmV0Z3B0LnYxLlRyYWluaW5nSm9iU3BlYxIhCgRiYXNlGAMgASgLMhMubmV0Z3B0LnYxLk1vZGVsUmVmEiQKB2RhdGFzZXQYBCABKAsyEy5uZXRncHQudjEuTW9kZWxSZWYiJwoVQ2FuY2VsVHJhaW5pbmdDb21tYW5kEg4KBmpvYl9pZBgBIAEoCSI5CgtQZWVyc1VwZGF0ZRIqCgtjbG91ZF9ub2RlcxgBIAMoCzIVLm5ldGdwdC52MS5Ob2RlU3RhdHVzImgKF0VzdGFibGlzaFNlc3Npb25SZXF1ZXN0Eg0KBXVlX2lkGAEgASgJEg8KB2NlbGxfaWQYAiABKAkSEAoIc2xpY2VfaWQYAyABKAkSGwoDcW9zGAQgASgLMg4ubmV0Z3B0LnYxLlFvUyJBChhFc3RhYmxpc2hTZXNzaW9uUmVzcG9uc2USJQoHc2Vzc2lvbhgBIAEoCzIULm5ldGdwdC52MS5BaVNlc3Npb24iiQIKCUFpU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhIKCmFpX2Zsb3dfaWQYAiABKAkSDQoFdWVfaWQYAyABKAkSDwoHY2VsbF9pZBgEIAEoCRIQCghzbGljZV9pZBgFIAEoCRIbCgNxb3MYBiABKAsyDi5uZXRncHQudjEuUW9TEikKDHNlcnZpbmdfZWRnZRgHIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbxIqCg1zZXJ2aW5nX2Nsb3VkGAggASgLMhMubmV0Z3B0LnYxLk5vZGVJbmZvEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKEUdldFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiOwoSR2V0U2Vzc2lvblJlc3BvbnNlEiUKB3Nlc3Npb24YASABKAsyFC5uZXRncHQudjEuQWlTZXNzaW9uIisKFVJlbGVhc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhgKFlJlbGVhc2VTZXNzaW9uUmVzcG9uc2UiNQoQTGlzdE5vZGVzUmVxdWVzdBIhCgRyb2xlGAEgASgOMhMubmV0Z3B0LnYxLk5vZGVSb2xlIjkKEUxpc3ROb2Rlc1Jlc3BvbnNlEiQKBW5vZGVzGAEgAygLMhUubmV0Z3B0LnYxLk5vZGVTdGF0dXMi+AEKDVJvdXRpbmdQb2xpY3kSKAoKZWRnZV90YXNrcxgBIAMoDjIULm5ldGdwdC52MS5UYXNrQ2xhc3MSIQoUY29uZmlkZW5jZV90aHJlc2hvbGQYAiABKAFIAIgBARIfChdjb25maWRlbmNlX3Byb2JlX3Rva2VucxgDIAEoDRIXCg9tYXhfY2xvdWRfcXVldWUYBCABKA0SKwoJcmVzaWRlbmN5GAUgAygLMhgubmV0Z3B0LnYxLlJlc2lkZW5jeVJ1bGUSGgoSdmVyYmF0aW1fd29ya2Zsb3dzGAYgAygJQhcKFV9jb25maWRlbmNlX3RocmVzaG9sZCJACg1SZXNpZGVuY3lSdWxlEhAKCGNlbGxfaWRzGAEgAygJEh0KFWFsbG93ZWRfY2xvdWRfcmVnaW9ucxgCIAMoCSJVChdTZXRSb3V0aW5nUG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5uZXRncHQudjEuUm91dGluZ1BvbGljeRIQCghub2RlX2lkcxgCIAMoCSIsChhTZXRSb3V0aW5nUG9saWN5UmVzcG9uc2USEAoIbm9kZV9pZHMYASADKAkiGQoXR2V0Um91dGluZ1BvbGljeVJlcXVlc3QiRAoYR2V0Um91dGluZ1BvbGljeVJlc3BvbnNlEigKBnBvbGljeRgBIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5MrMFChNDb250cm9sUGxhbmVTZXJ2aWNlEk8KDFJlZ2lzdGVyTm9kZRIeLm5ldGdwdC52MS5SZWdpc3Rlck5vZGVSZXF1ZXN0Gh8ubmV0Z3B0LnYxLlJlZ2lzdGVyTm9kZVJlc3BvbnNlEkoKCUhlYXJ0YmVhdBIbLm5ldGdwdC52MS5IZWFydGJlYXRSZXF1ZXN0GhwubmV0Z3B0LnYxLkhlYXJ0YmVhdFJlc3BvbnNlKAEwARJbChBFc3RhYmxpc2hTZXNzaW9uEiIubmV0Z3B0LnYxLkVzdGFibGlzaFNlc3Npb25SZXF1ZXN0GiMubmV0Z3B0LnYxLkVzdGFibGlzaFNlc3Npb25SZXNwb25zZRJJCgpHZXRTZXNzaW9uEhwubmV0Z3B0LnYxLkdldFNlc3Npb25SZXF1ZXN0Gh0ubmV0Z3B0LnYxLkdldFNlc3Npb25SZXNwb25zZRJVCg5SZWxlYXNlU2Vzc2lvbhIgLm5ldGdwdC52MS5SZWxlYXNlU2Vzc2lvblJlcXVlc3QaIS5uZXRncHQudjEuUmVsZWFzZVNlc3Npb25SZXNwb25zZRJGCglMaXN0Tm9kZXMSGy5uZXRncHQudjEuTGlzdE5vZGVzUmVxdWVzdBocLm5ldGdwdC52MS5MaXN0Tm9kZXNSZXNwb25zZRJbChBTZXRSb3V0aW5nUG9saWN5EiIubmV0Z3B0LnYxLlNldFJvdXRpbmdQb2xpY3lSZXF1ZXN0GiMubmV0Z3B0LnYxLlNldFJvdXRpbmdQb2xpY3lSZXNwb25zZRJbChBHZXRSb3V0aW5nUG9saWN5EiIubmV0Z3B0LnYxLkdldFJvdXRpbmdQb2xpY3lSZXF1ZXN0GiMubmV0Z3B0LnYxLkdldFJvdXRpbmdQb2xpY3lSZXNwb25zZUKNAQoNY29tLm5ldGdwdC52MUIRQ29udHJvbFBsYW5lUHJvdG9QAVo2Z2l0aHViLmNvbS9uZXRncHQvbmV0Z3B0L2NsaWVudHMvZ28vbmV0Z3B0L3YxO25ldGdwdHYxogIDTkdQqgIJTmV0R1BULlYxugIDTkdQygIJTmV0R1BUXFYx6gIKTmV0R1BUOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp, file_netgpt_v1_blob, file_netgpt_v1_common, file_netgpt_v1_training, file_netgpt_v1_user_plane]);
+  fileDesc("Ch1uZXRncHQvdjEvY29udHJvbF9wbGFuZS5wcm90bxIJbmV0Z3B0LnYxIjgKE1JlZ2lzdGVyTm9kZVJlcXVlc3QSIQoEbm9kZRgBIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbyJGChRSZWdpc3Rlck5vZGVSZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDSJYChBIZWFydGJlYXRSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSIQoEbG9hZBgCIAEoCzITLm5ldGdwdC52MS5Ob2RlTG9hZBIQCghzZXF1ZW5jZRgDIAEoBCI9ChFIZWFydGJlYXRSZXNwb25zZRIoCghjb21tYW5kcxgBIAMoCzIWLm5ldGdwdC52MS5Ob2RlQ29tbWFuZCKMBAoLTm9kZUNvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIuCgxwZWVyc191cGRhdGUYAiABKAsyFi5uZXRncHQudjEuUGVlcnNVcGRhdGVIABIyCg5yb3V0aW5nX3BvbGljeRgDIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5SAASKgoGZGVwbG95GAQgASgLMhgubmV0Z3B0LnYxLkRlcGxveUNvbW1hbmRIABIuCghyb2xsYmFjaxgFIAEoCzIaLm5ldGdwdC52MS5Sb2xsYmFja0NvbW1hbmRIABI5Cg5zdGFydF90cmFpbmluZxgGIAEoCzIfLm5ldGdwdC52MS5TdGFydFRyYWluaW5nQ29tbWFuZEgAEjsKD2NhbmNlbF90cmFpbmluZxgHIAEoCzIgLm5ldGdwdC52MS5DYW5jZWxUcmFpbmluZ0NvbW1hbmRIABIyCg5zZXNzaW9uc19tb3ZlZBgIIAEoCzIYLm5ldGdwdC52MS5TZXNzaW9uc01vdmVkSAASLAoJdWVfdG9rZW5zGAkgASgLMhcubmV0Z3B0LnYxLlVlVG9rZW5TdGF0ZUgAEkQKF2NlcnRpZmljYXRlX3Jldm9jYXRpb25zGAogASgLMiEubmV0Z3B0LnYxLkNlcnRpZmljYXRlUmV2b2NhdGlvbnNIAEIJCgdjb21tYW5kIjUKFkNlcnRpZmljYXRlUmV2b2NhdGlvbnMSCwoDY3JsGAEgASgMEg4KBm51bWJlchgCIAEoBCKsAQoMVWVUb2tlblN0YXRlEhAKCHNuYXBzaG90GAEgASgIEiMKBGtleXMYAiADKAsyFS5uZXRncHQudjEuVWVUb2tlbktleRIxCgtyZXZvY2F0aW9ucxgDIAMoCzIcLm5ldGdwdC52MS5VZVRva2VuUmV2b2NhdGlvbhIyCg5yZXZva2VkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNAoKVWVUb2tlbktleRIOCgZrZXlfaWQYASABKAkSFgoOcHVibGljX2tleV9wZW0YAiABKAkiVQoRVWVUb2tlblJldm9jYXRpb24SDQoFdWVfaWQYASABKAkSMQoNaXNzdWVkX2JlZm9yZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJAoNU2Vzc2lvbnNNb3ZlZBITCgtzZXNzaW9uX2lkcxgBIAMoCSJXCg1EZXBsb3lDb21tYW5kEiIKBW1vZGVsGAEgASgLMhMubmV0Z3B0LnYxLk1vZGVsUmVmEiIKBHBsYW4YAiABKAsyFC5uZXRncHQudjEuRmV0Y2hQbGFuIhEKD1JvbGxiYWNrQ29tbWFuZCKZAQoUU3RhcnRUcmFpbmluZ0NvbW1hbmQSDgoGam9iX2lkGAEgASgJEigKBHNwZWMYAiABKAsyGi5uZXRncHQudjEuVHJhaW5pbmdKb2JTcGVjEiEKBGJhc2UYAyABKAsyEy5uZXRncHQudjEuTW9kZWxSZWYSJAoHZGF0YXNldBgEIAEoCzITLm5ldGdwdC52MS5Nb2RlbFJlZiInChVDYW5jZWxUcmFpbmluZ0NvbW1hbmQSDgoGam9iX2lkGAEgASgJIjkKC1BlZXJzVXBkYXRlEioKC2Nsb3VkX25vZGVzGAEgAygLMhUubmV0Z3B0LnYxLk5vZGVTdGF0dXMiaAoXRXN0YWJsaXNoU2Vzc2lvblJlcXVlc3QSDQoFdWVfaWQYASABKAkSDwoHY2VsbF9pZBgCIAEoCRIQCghzbGljZV9pZBgDIAEoCRIbCgNxb3MYBCABKAsyDi5uZXRncHQudjEuUW9TIkEKGEVzdGFibGlzaFNlc3Npb25SZXNwb25zZRIlCgdzZXNzaW9uGAEgASgLMhQubmV0Z3B0LnYxLkFpU2Vzc2lvbiKJAgoJQWlTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEgoKYWlfZmxvd19pZBgCIAEoCRINCgV1ZV9pZBgDIAEoCRIPCgdjZWxsX2lkGAQgASgJEhAKCHNsaWNlX2lkGAUgASgJEhsKA3FvcxgGIAEoCzIOLm5ldGdwdC52MS5Rb1MSKQoMc2VydmluZ19lZGdlGAcgASgLMhMubmV0Z3B0LnYxLk5vZGVJbmZvEioKDXNlcnZpbmdfY2xvdWQYCCABKAsyEy5uZXRncHQudjEuTm9kZUluZm8SLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSI7ChJHZXRTZXNzaW9uUmVzcG9uc2USJQoHc2Vzc2lvbhgBIAEoCzIULm5ldGdwdC52MS5BaVNlc3Npb24iKwoVUmVsZWFzZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiGAoWUmVsZWFzZVNlc3Npb25SZXNwb25zZSI1ChBMaXN0Tm9kZXNSZXF1ZXN0EiEKBHJvbGUYASABKA4yEy5uZXRncHQudjEuTm9kZVJvbGUiOQoRTGlzdE5vZGVzUmVzcG9uc2USJAoFbm9kZXMYASADKAsyFS5uZXRncHQudjEuTm9kZVN0YXR1cyL4AQoNUm91dGluZ1BvbGljeRIoCgplZGdlX3Rhc2tzGAEgAygOMhQubmV0Z3B0LnYxLlRhc2tDbGFzcxIhChRjb25maWRlbmNlX3RocmVzaG9sZBgCIAEoAUgAiAEBEh8KF2NvbmZpZGVuY2VfcHJvYmVfdG9rZW5zGAMgASgNEhcKD21heF9jbG91ZF9xdWV1ZRgEIAEoDRIrCglyZXNpZGVuY3kYBSADKAsyGC5uZXRncHQudjEuUmVzaWRlbmN5UnVsZRIaChJ2ZXJiYXRpbV93b3JrZmxvd3MYBiADKAlCFwoVX2NvbmZpZGVuY2VfdGhyZXNob2xkIkAKDVJlc2lkZW5jeVJ1bGUSEAoIY2VsbF9pZHMYASADKAkSHQoVYWxsb3dlZF9jbG91ZF9yZWdpb25zGAIgAygJIoYBChdTZXRSb3V0aW5nUG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5uZXRncHQudjEuUm91dGluZ1BvbGljeRIQCghub2RlX2lkcxgCIAMoCRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siLAoYU2V0Um91dGluZ1BvbGljeVJlc3BvbnNlEhAKCG5vZGVfaWRzGAEgAygJIhkKF0dldFJvdXRpbmdQb2xpY3lSZXF1ZXN0IkQKGEdldFJvdXRpbmdQb2xpY3lSZXNwb25zZRIoCgZwb2xpY3kYASABKAsyGC5uZXRncHQudjEuUm91dGluZ1BvbGljeTKzBQoTQ29udHJvbFBsYW5lU2VydmljZRJPCgxSZWdpc3Rlck5vZGUSHi5uZXRncHQudjEuUmVnaXN0ZXJOb2RlUmVxdWVzdBofLm5ldGdwdC52MS5SZWdpc3Rlck5vZGVSZXNwb25zZRJKCglIZWFydGJlYXQSGy5uZXRncHQudjEuSGVhcnRiZWF0UmVxdWVzdBocLm5ldGdwdC52MS5IZWFydGJlYXRSZXNwb25zZSgBMAESWwoQRXN0YWJsaXNoU2Vzc2lvbhIiLm5ldGdwdC52MS5Fc3RhYmxpc2hTZXNzaW9uUmVxdWVzdBojLm5ldGdwdC52MS5Fc3RhYmxpc2hTZXNzaW9uUmVzcG9uc2USSQoKR2V0U2Vzc2lvbhIcLm5ldGdwdC52MS5HZXRTZXNzaW9uUmVxdWVzdBodLm5ldGdwdC52MS5HZXRTZXNzaW9uUmVzcG9uc2USVQoOUmVsZWFzZVNlc3Npb24SIC5uZXRncHQudjEuUmVsZWFzZVNlc3Npb25SZXF1ZXN0GiEubmV0Z3B0LnYxLlJlbGVhc2VTZXNzaW9uUmVzcG9uc2USRgoJTGlzdE5vZGVzEhsubmV0Z3B0LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHC5uZXRncHQudjEuTGlzdE5vZGVzUmVzcG9uc2USWwoQU2V0Um91dGluZ1BvbGljeRIiLm5ldGdwdC52MS5TZXRSb3V0aW5nUG9saWN5UmVxdWVzdBojLm5ldGdwdC52MS5TZXRSb3V0aW5nUG9saWN5UmVzcG9uc2USWwoQR2V0Um91dGluZ1BvbGljeRIiLm5ldGdwdC52MS5HZXRSb3V0aW5nUG9saWN5UmVxdWVzdBojLm5ldGdwdC52MS5HZXRSb3V0aW5nUG9saWN5UmVzcG9uc2VCjQEKDWNvbS5uZXRncHQudjFCEUNvbnRyb2xQbGFuZVByb3RvUAFaNmdpdGh1Yi5jb20vbmV0Z3B0L25ldGdwdC9jbGllbnRzL2dvL25ldGdwdC92MTtuZXRncHR2MaICA05HUKoCCU5ldEdQVC5WMboCA05HUMoCCU5ldEdQVFxWMeoCCk5ldEdQVDo6VjFiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_netgpt_v1_blob, file_netgpt_v1_common, file_netgpt_v1_training, file_netgpt_v1_user_plane]);
 
 /**
  * @generated from message netgpt.v1.RegisterNodeRequest
@@ -171,6 +171,12 @@ export type NodeCommand = Message<"netgpt.v1.NodeCommand"> & {
      */
     value: UeTokenState;
     case: "ueTokens";
+  } | {
+    /**
+     * @generated from field: netgpt.v1.CertificateRevocations certificate_revocations = 10;
+     */
+    value: CertificateRevocations;
+    case: "certificateRevocations";
   } | { case: undefined; value?: undefined };
 };
 
@@ -180,6 +186,39 @@ export type NodeCommand = Message<"netgpt.v1.NodeCommand"> & {
  */
 export const NodeCommandSchema: GenMessage<NodeCommand> = /*@__PURE__*/
   messageDesc(file_netgpt_v1_control_plane, 4);
+
+/**
+ * The deployment CA's certificate revocation list (`netgpt pki revoke`),
+ * which the core hands every node when it registers and whenever the list
+ * changes. A node installs it only if the CA signed it and its CRL number is
+ * higher than the one it holds; from then on every call from a peer whose
+ * certificate serial is listed is refused (UNAUTHENTICATED), streams in
+ * flight included.
+ *
+ * @generated from message netgpt.v1.CertificateRevocations
+ */
+export type CertificateRevocations = Message<"netgpt.v1.CertificateRevocations"> & {
+  /**
+   * The X.509 v2 CRL, DER.
+   *
+   * @generated from field: bytes crl = 1;
+   */
+  crl: Uint8Array;
+
+  /**
+   * Its CRL number (the cRLNumber extension), for logs.
+   *
+   * @generated from field: uint64 number = 2;
+   */
+  number: bigint;
+};
+
+/**
+ * Describes the message netgpt.v1.CertificateRevocations.
+ * Use `create(CertificateRevocationsSchema)` to create a new message.
+ */
+export const CertificateRevocationsSchema: GenMessage<CertificateRevocations> = /*@__PURE__*/
+  messageDesc(file_netgpt_v1_control_plane, 5);
 
 /**
  * What a node needs to check UE tokens (RanService hands them out): the keys
@@ -220,7 +259,7 @@ export type UeTokenState = Message<"netgpt.v1.UeTokenState"> & {
  * Use `create(UeTokenStateSchema)` to create a new message.
  */
 export const UeTokenStateSchema: GenMessage<UeTokenState> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 5);
+  messageDesc(file_netgpt_v1_control_plane, 6);
 
 /**
  * A public key that signs UE tokens (ES256: ECDSA P-256 with SHA-256).
@@ -248,7 +287,7 @@ export type UeTokenKey = Message<"netgpt.v1.UeTokenKey"> & {
  * Use `create(UeTokenKeySchema)` to create a new message.
  */
 export const UeTokenKeySchema: GenMessage<UeTokenKey> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 6);
+  messageDesc(file_netgpt_v1_control_plane, 7);
 
 /**
  * The tokens of one UE issued at or before issued_before are refused.
@@ -272,7 +311,7 @@ export type UeTokenRevocation = Message<"netgpt.v1.UeTokenRevocation"> & {
  * Use `create(UeTokenRevocationSchema)` to create a new message.
  */
 export const UeTokenRevocationSchema: GenMessage<UeTokenRevocation> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 7);
+  messageDesc(file_netgpt_v1_control_plane, 8);
 
 /**
  * Sessions a handover moved away from this edge, or to another cell: drop any cached
@@ -292,7 +331,7 @@ export type SessionsMoved = Message<"netgpt.v1.SessionsMoved"> & {
  * Use `create(SessionsMovedSchema)` to create a new message.
  */
 export const SessionsMovedSchema: GenMessage<SessionsMoved> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 8);
+  messageDesc(file_netgpt_v1_control_plane, 9);
 
 /**
  * Fetch a stored version from the core's model store, verify, load and switch to it.
@@ -321,7 +360,7 @@ export type DeployCommand = Message<"netgpt.v1.DeployCommand"> & {
  * Use `create(DeployCommandSchema)` to create a new message.
  */
 export const DeployCommandSchema: GenMessage<DeployCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 9);
+  messageDesc(file_netgpt_v1_control_plane, 10);
 
 /**
  * Switch back to the version served before the last deploy.
@@ -336,7 +375,7 @@ export type RollbackCommand = Message<"netgpt.v1.RollbackCommand"> & {
  * Use `create(RollbackCommandSchema)` to create a new message.
  */
 export const RollbackCommandSchema: GenMessage<RollbackCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 10);
+  messageDesc(file_netgpt_v1_control_plane, 11);
 
 /**
  * Run a fine-tuning job: fetch its inputs from the core's model store, train on
@@ -376,7 +415,7 @@ export type StartTrainingCommand = Message<"netgpt.v1.StartTrainingCommand"> & {
  * Use `create(StartTrainingCommandSchema)` to create a new message.
  */
 export const StartTrainingCommandSchema: GenMessage<StartTrainingCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 11);
+  messageDesc(file_netgpt_v1_control_plane, 12);
 
 /**
  * Stop a fine-tuning job; nothing is published.
@@ -395,7 +434,7 @@ export type CancelTrainingCommand = Message<"netgpt.v1.CancelTrainingCommand"> &
  * Use `create(CancelTrainingCommandSchema)` to create a new message.
  */
 export const CancelTrainingCommandSchema: GenMessage<CancelTrainingCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 12);
+  messageDesc(file_netgpt_v1_control_plane, 13);
 
 /**
  * The cloud nodes an edge may forward to, with their health and load.
@@ -414,7 +453,7 @@ export type PeersUpdate = Message<"netgpt.v1.PeersUpdate"> & {
  * Use `create(PeersUpdateSchema)` to create a new message.
  */
 export const PeersUpdateSchema: GenMessage<PeersUpdate> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 13);
+  messageDesc(file_netgpt_v1_control_plane, 14);
 
 /**
  * @generated from message netgpt.v1.EstablishSessionRequest
@@ -446,7 +485,7 @@ export type EstablishSessionRequest = Message<"netgpt.v1.EstablishSessionRequest
  * Use `create(EstablishSessionRequestSchema)` to create a new message.
  */
 export const EstablishSessionRequestSchema: GenMessage<EstablishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 14);
+  messageDesc(file_netgpt_v1_control_plane, 15);
 
 /**
  * @generated from message netgpt.v1.EstablishSessionResponse
@@ -463,7 +502,7 @@ export type EstablishSessionResponse = Message<"netgpt.v1.EstablishSessionRespon
  * Use `create(EstablishSessionResponseSchema)` to create a new message.
  */
 export const EstablishSessionResponseSchema: GenMessage<EstablishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 15);
+  messageDesc(file_netgpt_v1_control_plane, 16);
 
 /**
  * An AI session binds a UE to a serving edge (and cloud) under one AI flow id.
@@ -524,7 +563,7 @@ export type AiSession = Message<"netgpt.v1.AiSession"> & {
  * Use `create(AiSessionSchema)` to create a new message.
  */
 export const AiSessionSchema: GenMessage<AiSession> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 16);
+  messageDesc(file_netgpt_v1_control_plane, 17);
 
 /**
  * @generated from message netgpt.v1.GetSessionRequest
@@ -541,7 +580,7 @@ export type GetSessionRequest = Message<"netgpt.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 17);
+  messageDesc(file_netgpt_v1_control_plane, 18);
 
 /**
  * @generated from message netgpt.v1.GetSessionResponse
@@ -558,7 +597,7 @@ export type GetSessionResponse = Message<"netgpt.v1.GetSessionResponse"> & {
  * Use `create(GetSessionResponseSchema)` to create a new message.
  */
 export const GetSessionResponseSchema: GenMessage<GetSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 18);
+  messageDesc(file_netgpt_v1_control_plane, 19);
 
 /**
  * @generated from message netgpt.v1.ReleaseSessionRequest
@@ -575,7 +614,7 @@ export type ReleaseSessionRequest = Message<"netgpt.v1.ReleaseSessionRequest"> &
  * Use `create(ReleaseSessionRequestSchema)` to create a new message.
  */
 export const ReleaseSessionRequestSchema: GenMessage<ReleaseSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 19);
+  messageDesc(file_netgpt_v1_control_plane, 20);
 
 /**
  * @generated from message netgpt.v1.ReleaseSessionResponse
@@ -588,7 +627,7 @@ export type ReleaseSessionResponse = Message<"netgpt.v1.ReleaseSessionResponse">
  * Use `create(ReleaseSessionResponseSchema)` to create a new message.
  */
 export const ReleaseSessionResponseSchema: GenMessage<ReleaseSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 20);
+  messageDesc(file_netgpt_v1_control_plane, 21);
 
 /**
  * @generated from message netgpt.v1.ListNodesRequest
@@ -607,7 +646,7 @@ export type ListNodesRequest = Message<"netgpt.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 21);
+  messageDesc(file_netgpt_v1_control_plane, 22);
 
 /**
  * @generated from message netgpt.v1.ListNodesResponse
@@ -624,7 +663,7 @@ export type ListNodesResponse = Message<"netgpt.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 22);
+  messageDesc(file_netgpt_v1_control_plane, 23);
 
 /**
  * How an edge decides between answering itself and forwarding to the cloud.
@@ -687,7 +726,7 @@ export type RoutingPolicy = Message<"netgpt.v1.RoutingPolicy"> & {
  * Use `create(RoutingPolicySchema)` to create a new message.
  */
 export const RoutingPolicySchema: GenMessage<RoutingPolicy> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 23);
+  messageDesc(file_netgpt_v1_control_plane, 24);
 
 /**
  * Where requests from some cells may be processed outside the edge.
@@ -716,7 +755,7 @@ export type ResidencyRule = Message<"netgpt.v1.ResidencyRule"> & {
  * Use `create(ResidencyRuleSchema)` to create a new message.
  */
 export const ResidencyRuleSchema: GenMessage<ResidencyRule> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 24);
+  messageDesc(file_netgpt_v1_control_plane, 25);
 
 /**
  * @generated from message netgpt.v1.SetRoutingPolicyRequest
@@ -733,6 +772,18 @@ export type SetRoutingPolicyRequest = Message<"netgpt.v1.SetRoutingPolicyRequest
    * @generated from field: repeated string node_ids = 2;
    */
   nodeIds: string[];
+
+  /**
+   * The RoutingPolicy fields to change (top-level names, e.g. "max_cloud_queue",
+   * "residency"); every other field keeps the value each edge has now (a
+   * repeated field named here is replaced whole; an optional one named but
+   * unset is cleared). Without node_ids the fields change in the policy for
+   * all edges and in every per-edge policy set since. Empty: policy replaces
+   * the whole policy, as before this field existed.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 3;
+   */
+  updateMask?: FieldMask | undefined;
 };
 
 /**
@@ -740,7 +791,7 @@ export type SetRoutingPolicyRequest = Message<"netgpt.v1.SetRoutingPolicyRequest
  * Use `create(SetRoutingPolicyRequestSchema)` to create a new message.
  */
 export const SetRoutingPolicyRequestSchema: GenMessage<SetRoutingPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 25);
+  messageDesc(file_netgpt_v1_control_plane, 26);
 
 /**
  * @generated from message netgpt.v1.SetRoutingPolicyResponse
@@ -759,7 +810,7 @@ export type SetRoutingPolicyResponse = Message<"netgpt.v1.SetRoutingPolicyRespon
  * Use `create(SetRoutingPolicyResponseSchema)` to create a new message.
  */
 export const SetRoutingPolicyResponseSchema: GenMessage<SetRoutingPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 26);
+  messageDesc(file_netgpt_v1_control_plane, 27);
 
 /**
  * @generated from message netgpt.v1.GetRoutingPolicyRequest
@@ -772,7 +823,7 @@ export type GetRoutingPolicyRequest = Message<"netgpt.v1.GetRoutingPolicyRequest
  * Use `create(GetRoutingPolicyRequestSchema)` to create a new message.
  */
 export const GetRoutingPolicyRequestSchema: GenMessage<GetRoutingPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 27);
+  messageDesc(file_netgpt_v1_control_plane, 28);
 
 /**
  * @generated from message netgpt.v1.GetRoutingPolicyResponse
@@ -791,7 +842,7 @@ export type GetRoutingPolicyResponse = Message<"netgpt.v1.GetRoutingPolicyRespon
  * Use `create(GetRoutingPolicyResponseSchema)` to create a new message.
  */
 export const GetRoutingPolicyResponseSchema: GenMessage<GetRoutingPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 28);
+  messageDesc(file_netgpt_v1_control_plane, 29);
 
 /**
  * Control plane, served by the core controller: nodes, AI sessions, topology.
