@@ -405,6 +405,8 @@ async def publish_edge_version(stub: cmp_grpc.ComputePlaneServiceStub, folder: P
 async def profile(pid: int, seconds: float, out: Path) -> dict[str, Any]:
     """py-spy samples of the core for ``seconds``: the frames most often on the stack, and the leaves."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return {"error": "py-spy is not installed (pip install -e '.[dev]' brings it)"}
     proc = await asyncio.create_subprocess_exec(spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
                                                 "--rate", "50", "--format", "raw", "--output", str(out),
                                                 "--nonblocking", "--idle", stdout=subprocess.DEVNULL,
