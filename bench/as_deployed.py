@@ -55,7 +55,7 @@ import grpc
 import numpy as np
 
 from appkit.client import Question, establish
-from bench.measure import Process, daemon_argv, machine, pct
+from bench.measure import Process, daemon_argv, machine, pct, run_concurrently
 from bench.netgpt_vs_cloud import HARBOUR, PROMPTS, STARTER, Item, long_tail_workload, read_stream, zipf_workload
 from netgpt.channels import open_channel
 from netgpt.logs import configure_logging
@@ -207,20 +207,9 @@ async def timed(system: str, item: Item, call: Callable[[], Any], venues: dict[s
 
 async def run_requests(items: list[Item], concurrency: int, send: Callable[[Item], Awaitable[Record]],
                        failures: dict[str, int], system: str) -> list[Record]:
-    records: list[Record] = []
-    queue: asyncio.Queue[Item] = asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
-
-    async def worker() -> None:
-        while not queue.empty():
-            item = queue.get_nowait()
-            try:
-                records.append(await send(item))
-            except Exception:  # counted and reported; a benchmark run should not stop on one
-                failures[system] += 1
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    records, failed = await run_concurrently(items, concurrency, send)
+    if failed:
+        failures[system] += failed
     return records
 
 

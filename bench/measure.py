@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,8 @@ from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+R = TypeVar("R")
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -137,3 +139,26 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     """The bench's JSON report at ``path`` (its folder made if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+async def run_concurrently(items: Sequence[Item], concurrency: int,
+                           send: Callable[[Item], Awaitable[R]]) -> tuple[list[R], int]:
+    """``send`` every item, ``concurrency`` at a time; (the results, how many raised). A benchmark run
+    does not stop on one failed request: failures are counted and reported."""
+    results: list[R] = []
+    failures = 0
+    queue: asyncio.Queue[Item] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        nonlocal failures
+        while not queue.empty():
+            item = queue.get_nowait()
+            try:
+                results.append(await send(item))
+            except Exception:
+                failures += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results, failures

@@ -46,6 +46,7 @@ import numpy as np
 from appkit.all_in_one import Cluster, start_all_in_one
 from appkit.client import Question, establish
 from bench.link import EmulatedLink
+from bench.measure import run_concurrently
 from cloud_node.daemon import load_cloud_model
 from edge_node.daemon import load_edge_model
 from edge_node.model.ort_engine import OrtGpt2Model
@@ -226,20 +227,8 @@ async def timed_stream(call, item: Item, venues: dict[str, list[str]]) -> Outcom
 
 
 async def run_requests(items: list[Item], concurrency: int, send) -> Measured:
-    measured, queue = Measured(), asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
-
-    async def worker() -> None:
-        while not queue.empty():
-            item = queue.get_nowait()
-            try:
-                measured.outcomes.append(await send(item))
-            except Exception:  # counted and reported; a benchmark run should not stop on one
-                measured.failures += 1
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return measured
+    outcomes, failures = await run_concurrently(items, concurrency, send)
+    return Measured(outcomes, failures)
 
 
 async def one_workload(items: list[Item], models: tuple[OrtGpt2Model, LanguageModel], args: argparse.Namespace,

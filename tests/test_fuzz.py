@@ -25,6 +25,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from helpers import captured_events, concise, new_session
 from throwaway_ca import identity, operator
 
 from netgpt.channels import open_channel
+from netgpt.tls import Transport
 from netgpt.v1 import blob_pb2, common_pb2, profile_pb2, ran_pb2, workflow_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -307,41 +309,62 @@ async def _serving(address: str, services: list[str]) -> dict[str, str]:
             for name in ["", *services]}
 
 
+def _targets(cluster) -> list[Target]:
+    return [Target("core", cluster.core.address, cluster.core.server.services),
+            Target("edge", cluster.edge.address, cluster.edge.server.services),
+            Target("cloud", cluster.cloud.address, cluster.cloud.server.services)]
+
+
+def _callers(session: cp_pb2.AiSession) -> dict[str, Transport]:
+    return {"operator": operator(), "node": identity("edge", "edge-fuzz"), "ue": identity("ue", session.ue_id)}
+
+
+async def _every_method(targets: list[Target], callers: dict[str, Transport]) \
+        -> AsyncIterator[tuple[Target, MethodDescriptor, dict[str, grpc.aio.Channel]]]:
+    """Each method of each service of each target, with a channel per caller to its daemon."""
+    for target in targets:
+        channels = {who: open_channel(target.address, transport) for who, transport in callers.items()}
+        try:
+            for service in target.services:
+                for method in methods_of(service):
+                    yield target, method, channels
+        finally:
+            for channel in channels.values():
+                await channel.close()
+
+
+async def _check_nothing_failed_inside(logs: list[dict], failures: list[str], targets: list[Target],
+                                       shown: int = 20) -> None:
+    """No call logged an INTERNAL fault, none answered a NEVER code, and every daemon still serves."""
+    internal = [f"{e.get('method')}: {str(e.get('exception', ''))[-600:]}" for e in logs if e["event"] == "rpc.failed"]
+    assert not internal, "\n".join(internal[:5])
+    assert not failures, "\n".join(failures[:shown])
+    for target in targets:
+        statuses = await _serving(target.address, target.services)
+        assert set(statuses.values()) == {"SERVING"}, (target.name, statuses)
+
+
 async def test_every_rpc_survives_random_and_mutated_bodies(fuzz_cluster):
     session = await new_session(fuzz_cluster.core.address)
     valid = seeds(session, await new_session(fuzz_cluster.core.address))
     strings = [*STRINGS, session.session_id, session.ue_id, session.ai_flow_id]
-    targets = [Target("core", fuzz_cluster.core.address, fuzz_cluster.core.server.services),
-               Target("edge", fuzz_cluster.edge.address, fuzz_cluster.edge.server.services),
-               Target("cloud", fuzz_cluster.cloud.address, fuzz_cluster.cloud.server.services)]
-    callers = {"operator": operator(), "node": identity("edge", "edge-fuzz"), "ue": identity("ue", session.ue_id)}
+    targets = _targets(fuzz_cluster)
     rng = random.Random(SEED)
     seen: Counter[tuple[str, str]] = Counter()
     failures: list[str] = []
     with captured_events() as logs:
-        for target in targets:
-            channels = {who: open_channel(target.address, transport) for who, transport in callers.items()}
-            try:
-                for service in target.services:
-                    for method in methods_of(service):
-                        found = valid.get(f"{method.containing_service.name}.{method.name}", [])
-                        maker = BodyMaker(random.Random(rng.random()), method.input_type, found,
-                                          method.client_streaming, strings)
-                        await _fuzz_method(target, method, maker, channels, rng, seen, failures)
-            finally:
-                for channel in channels.values():
-                    await channel.close()
+        async with aclosing(_every_method(targets, _callers(session))) as methods:
+            async for target, method, channels in methods:
+                found = valid.get(f"{method.containing_service.name}.{method.name}", [])
+                maker = BodyMaker(random.Random(rng.random()), method.input_type, found, method.client_streaming,
+                                  strings)
+                await _fuzz_method(target, method, maker, channels, rng, seen, failures)
     by_code = Counter[str]()
     for (code, _), n in seen.items():
         by_code[code] += n
     print(f"fuzzed {len(fuzzed := {m for _, m in seen})} methods, {sum(seen.values())} calls: {dict(by_code)}")
-    internal = [f"{e.get('method')}: {str(e.get('exception', ''))[-600:]}" for e in logs if e["event"] == "rpc.failed"]
-    assert not internal, "\n".join(internal[:5])
-    assert not failures, "\n".join(failures[:20])
+    await _check_nothing_failed_inside(logs, failures, targets)
     assert len(fuzzed) >= 30, sorted(fuzzed)  # every method of every service got its bodies
-    for target in targets:
-        statuses = await _serving(target.address, target.services)
-        assert set(statuses.values()) == {"SERVING"}, (target.name, statuses)
 
 
 async def _fuzz_method(target: Target, method: MethodDescriptor, maker: BodyMaker,
@@ -369,56 +392,41 @@ async def test_field_extremes_of_every_request_message(fuzz_cluster):
     float is INVALID_ARGUMENT naming the field."""
     session = await new_session(fuzz_cluster.core.address)
     valid = seeds(session, await new_session(fuzz_cluster.core.address))
-    targets = [Target("core", fuzz_cluster.core.address, fuzz_cluster.core.server.services),
-               Target("edge", fuzz_cluster.edge.address, fuzz_cluster.edge.server.services),
-               Target("cloud", fuzz_cluster.cloud.address, fuzz_cluster.cloud.server.services)]
-    callers = {"operator": operator(), "node": identity("edge", "edge-fuzz"), "ue": identity("ue", session.ue_id)}
+    targets, callers = _targets(fuzz_cluster), _callers(session)
     failures: list[str] = []
     sent: Counter[str] = Counter()
     refused: dict[str, set[str]] = {}  # per non-finite extreme: the answers that named its field
     accepted: list[str] = []
     with captured_events() as logs:
-        for target in targets:
-            channels = {who: open_channel(target.address, transport) for who, transport in callers.items()}
-            try:
-                for service in target.services:
-                    for method in methods_of(service):
-                        name = f"{method.containing_service.name}.{method.name}"
-                        streams = valid.get(name) or [[message_factory.GetMessageClass(method.input_type)()]]
-                        pending: list[tuple[str, str, bool, list[bytes]]] = []
-                        for stream in streams:
-                            for index, message in enumerate(stream):
-                                for extreme in extremes(message.DESCRIPTOR):
-                                    raw = [m.SerializeToString() for m in stream]
-                                    raw[index] += extreme.raw
-                                    who_all = ["node"] if method.name in NODE_ONLY else list(callers)
-                                    pending += [(who, f"{extreme.path}={extreme.label}", extreme.non_finite, raw)
-                                                for who in who_all]
-                        for start in range(0, len(pending), CONCURRENCY):
-                            batch = pending[start:start + CONCURRENCY]
-                            results = await asyncio.gather(*(call(channels[who], method, raw)
-                                                             for who, _, _, raw in batch))
-                            for (who, what, non_finite, _), (code, details) in zip(batch, results, strict=True):
-                                sent[code] += 1
-                                key = f"{target.name} {method.full_name} {what}"
-                                field = what.split("=")[0].rsplit(".", 1)[-1]
-                                if non_finite:  # refused by the access check, or as bad input naming the field
-                                    named = code == "INVALID_ARGUMENT" and field in details
-                                    refused.setdefault(key, set()).update({who} if named else set())
-                                    if not named and code != "PERMISSION_DENIED":
-                                        failures.append(f"{key} as {who}: {code} {details[:160]!r}")
-                                if code == "OK":
-                                    accepted.append(f"{key} as {who}")
-                                if code in NEVER:
-                                    failures.append(f"{key} as {who}: {code} {details[:160]!r}")
-            finally:
-                for channel in channels.values():
-                    await channel.close()
+        async with aclosing(_every_method(targets, callers)) as methods:
+            async for target, method, channels in methods:
+                name = f"{method.containing_service.name}.{method.name}"
+                streams = valid.get(name) or [[message_factory.GetMessageClass(method.input_type)()]]
+                pending: list[tuple[str, str, bool, list[bytes]]] = []
+                for stream in streams:
+                    for index, message in enumerate(stream):
+                        for extreme in extremes(message.DESCRIPTOR):
+                            raw = [m.SerializeToString() for m in stream]
+                            raw[index] += extreme.raw
+                            who_all = ["node"] if method.name in NODE_ONLY else list(callers)
+                            pending += [(who, f"{extreme.path}={extreme.label}", extreme.non_finite, raw)
+                                        for who in who_all]
+                for start in range(0, len(pending), CONCURRENCY):
+                    batch = pending[start:start + CONCURRENCY]
+                    results = await asyncio.gather(*(call(channels[who], method, raw) for who, _, _, raw in batch))
+                    for (who, what, non_finite, _), (code, details) in zip(batch, results, strict=True):
+                        sent[code] += 1
+                        key = f"{target.name} {method.full_name} {what}"
+                        field = what.split("=")[0].rsplit(".", 1)[-1]
+                        if non_finite:  # refused by the access check, or as bad input naming the field
+                            named = code == "INVALID_ARGUMENT" and field in details
+                            refused.setdefault(key, set()).update({who} if named else set())
+                            if not named and code != "PERMISSION_DENIED":
+                                failures.append(f"{key} as {who}: {code} {details[:160]!r}")
+                        if code == "OK":
+                            accepted.append(f"{key} as {who}")
+                        if code in NEVER:
+                            failures.append(f"{key} as {who}: {code} {details[:160]!r}")
     print(f"field extremes: {sum(sent.values())} calls: {dict(sent)}; accepted:", *accepted, sep="\n  ")
     failures += [f"{key}: no caller was told the field is not finite" for key, named in refused.items() if not named]
-    internal = [f"{e.get('method')}: {str(e.get('exception', ''))[-600:]}" for e in logs if e["event"] == "rpc.failed"]
-    assert not failures, "\n".join(failures[:30])
-    assert not internal, "\n".join(internal[:5])
-    for target in targets:
-        statuses = await _serving(target.address, target.services)
-        assert set(statuses.values()) == {"SERVING"}, (target.name, statuses)
+    await _check_nothing_failed_inside(logs, failures, targets, shown=30)

@@ -13,6 +13,7 @@ from test_training_jobs import spec, write_dataset
 
 from cmp.convert import job_to_proto, manifest_from_proto
 from cmp.job_store import JobStore, MemoryJobStore, SqliteJobStore
+from cmp.manifest import Manifest
 from cmp.records import Job
 from cmp.store import ModelStore
 from cmp.training_jobs import JobBook
@@ -66,6 +67,18 @@ def test_saved_jobs_come_back_as_last_saved(make_jobs):
     assert loaded[1].done and not loaded[0].done and loaded[0].spec == second.spec
 
 
+def store_with_dataset(tmp_path: Path) -> tuple[ModelStore, Manifest]:
+    """A model store holding one JSONL dataset, rows@v1; its manifest."""
+    store = ModelStore(tmp_path / "store")
+    data = write_dataset(tmp_path / "rows.jsonl")
+    manifest = manifest_from_proto(cmp_pb2.ModelManifest(name="rows", version="v1", kind=S.MODEL_KIND_DATASET,
+                                                         size_bytes=data.stat().st_size, sha256=sha256_file(data)))
+    with store.begin_upload(manifest) as upload:
+        upload.write(0, data.read_bytes())
+        upload.commit()
+    return store, manifest
+
+
 def test_jobs_survive_a_core_restart(make_jobs, tmp_path):
     """The book over a store: a restarted core knows its jobs and hands running ones to their node again."""
     class Nodes:
@@ -83,13 +96,7 @@ def test_jobs_survive_a_core_restart(make_jobs, tmp_path):
         def queue_command(self, node_id, command):
             self.queued.append(command)
 
-    store = ModelStore(tmp_path / "store")
-    data = write_dataset(tmp_path / "rows.jsonl")
-    manifest = manifest_from_proto(cmp_pb2.ModelManifest(name="rows", version="v1", kind=S.MODEL_KIND_DATASET,
-                                                         size_bytes=data.stat().st_size, sha256=sha256_file(data)))
-    with store.begin_upload(manifest) as upload:
-        upload.write(0, data.read_bytes())
-        upload.commit()
+    store, manifest = store_with_dataset(tmp_path)
     nodes = Nodes()
     book = JobBook(nodes, store, make_jobs())
     job = book.start(spec())
@@ -130,13 +137,7 @@ def test_a_lost_nodes_job_moves_survives_a_restart_and_fails_with_nowhere_to_go(
             self.queued.append((node_id, command))
 
     now = [100.0]
-    store = ModelStore(tmp_path / "store")
-    data = write_dataset(tmp_path / "rows.jsonl")
-    manifest = manifest_from_proto(cmp_pb2.ModelManifest(name="rows", version="v1", kind=S.MODEL_KIND_DATASET,
-                                                         size_bytes=data.stat().st_size, sha256=sha256_file(data)))
-    with store.begin_upload(manifest) as upload:
-        upload.write(0, data.read_bytes())
-        upload.commit()
+    store, manifest = store_with_dataset(tmp_path)
     nodes = Nodes()
 
     def book_over(jobs: JobStore) -> JobBook:
