@@ -11,6 +11,11 @@ within one interval of coming back (README). Its own backoff is capped by the in
 and a channel that could not reach the core for a whole interval is replaced by a fresh
 one: a gRPC channel's reconnect backoff grows past the interval on its own and cannot
 be reset, while a new channel dials at once.
+
+``core_address`` may list several core replicas (``a:50051,b:50051``): the channel then fails over
+by itself when its replica's connection drops (:mod:`netgpt.targets`), and whenever the agent finds
+the core unreachable or silent it re-makes the channel starting at the next replica, so a replica
+that hangs with its port open is left too. A node never needs a restart to move.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import grpc
 import structlog
 
 from netgpt.channels import open_channel
+from netgpt.targets import rotated, split_addresses
 from netgpt.tasks import cancel_and_wait
 from netgpt.tls import Transport
 from netgpt.v1 import common_pb2
@@ -62,6 +68,8 @@ class ControlPlaneAgent:
         self.registrations = 0  # how many times the core accepted us (tests watch re-registration)
         self.interval_s: float | None = None  # the heartbeat interval the core last gave
         self._task: asyncio.Task[None] | None = None
+        self._replicas = split_addresses(core_address)
+        self._turn = 0  # which replica a re-made channel tries first
         self._channel = open_channel(core_address, transport)
         self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
 
@@ -97,7 +105,7 @@ class ControlPlaneAgent:
                     (log.warning if windows == 1 else log.debug)(
                         "cp.core_unreachable", core=self.core_address, code="UNAVAILABLE", waited_s=window_s,
                         retry_in_s=0.0, windows=windows)
-                    await self._reopen_channel()  # dials at once; the window itself paced this try
+                    await self._reopen_channel(next_replica=True)  # dials at once; the window paced this try
                     continue
                 windows = 0
                 interval_s = await self._register()
@@ -109,10 +117,12 @@ class ControlPlaneAgent:
                 delay = next(delays)
                 log.warning("cp.core_unreachable", core=self.core_address, code=exc.code().name,
                             detail=exc.details(), retry_in_s=delay)
+                await self._next_replica()
             except Exception as exc:  # timeouts, writes on a dead stream: never let the agent die
                 self.registered.clear()
                 delay = next(delays)
                 log.warning("cp.heartbeat_broken", core=self.core_address, error=repr(exc), retry_in_s=delay)
+                await self._next_replica()
             await asyncio.sleep(delay)
 
     async def _core_reachable(self, window_s: float) -> bool:
@@ -123,9 +133,19 @@ class ControlPlaneAgent:
             return False
         return True
 
-    async def _reopen_channel(self) -> None:
+    async def _next_replica(self) -> None:
+        """With several core replicas, start the next channel at the next one (one core: keep the channel)."""
+        if len(self._replicas) > 1:
+            await self._reopen_channel(next_replica=True)
+
+    async def _reopen_channel(self, next_replica: bool = False) -> None:
+        if next_replica:
+            self._turn += 1
         old = self._channel
-        self._channel = open_channel(self.core_address, self.transport)
+        order = rotated(self._replicas, self._turn)
+        if len(order) > 1:
+            log.info("cp.core_replica_next", first=order[0], replicas=len(order))
+        self._channel = open_channel(",".join(order), self.transport)
         self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
         await old.close()
 

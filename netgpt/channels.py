@@ -9,6 +9,7 @@ import grpc
 from netgpt import tracing
 from netgpt.errors import StartupError
 from netgpt.server import MAX_MESSAGE_BYTES
+from netgpt.targets import channel_target
 from netgpt.tls import Bearer, Identity, Transport
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -70,12 +71,14 @@ def default_transport() -> Transport:
 
 
 def open_channel(address: str, transport: Transport | Bearer | None = None) -> grpc.aio.Channel:
-    """An aio channel to ``address`` (host:port) with the project defaults: mutual TLS with
-    ``transport``'s certificate (the process default when None), TLS with a UE token (:class:`Bearer`,
-    to a ``token_listen`` port), or plaintext when it is PLAINTEXT."""
+    """An aio channel to ``address`` (host:port, or comma-separated replicas that it fails over between)
+    with the project defaults: mutual TLS with ``transport``'s certificate (the process default when
+    None), TLS with a UE token (:class:`Bearer`, to a ``token_listen`` port), or plaintext when it is
+    PLAINTEXT."""
     transport = default_transport() if transport is None else transport
     traced = tracing.client_interceptors()  # the caller's trace context goes out as traceparent
+    target, extra = channel_target(address)  # several comma-separated addresses: fail-over (netgpt.targets)
+    options = CHANNEL_OPTIONS + extra
     if isinstance(transport, Identity | Bearer):
-        return grpc.aio.secure_channel(address, transport.channel_credentials(), options=CHANNEL_OPTIONS,
-                                       interceptors=traced)
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=traced)
+        return grpc.aio.secure_channel(target, transport.channel_credentials(), options=options, interceptors=traced)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=traced)

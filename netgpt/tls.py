@@ -89,7 +89,10 @@ def load_identity(ca: str, cert: str, key: str) -> Identity:
 
 
 def is_loopback(address: str) -> bool:
-    """``127.0.0.1:50051``, ``[::1]:0``, ``localhost:8080`` — but not ``0.0.0.0`` or a routable host."""
+    """``127.0.0.1:50051``, ``[::1]:0``, ``localhost:8080`` — but not ``0.0.0.0`` or a routable host; a
+    comma-separated list (core replicas) when every one of them is."""
+    if "," in address:
+        return all(is_loopback(part.strip()) for part in address.split(","))
     host = address.rpartition(":")[0].strip("[]") if ":" in address else address
     if host in LOOPBACK_NAMES:
         return True
