@@ -22,7 +22,7 @@ import grpc
 from cli.common import DEFAULT_TIMEOUT_S, Subparsers, core_actions, enum_choices
 from cli.model_import import add_import_arguments, run_import
 from cli.transfers import human_size, kind_word, progress_bar, publish_with_progress, stub_call
-from netgpt.config import EDGE_QUANTIZATIONS
+from netgpt.config import EDGE_QUANTIZATION_CHOICES
 from netgpt.errors import StartupError
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
@@ -53,9 +53,10 @@ def add_commands(sub: Subparsers) -> None:
     export.add_argument("--name", help="model name in the store (with --publish)")
     export.add_argument("--version", help="version in the store (with --publish)")
     export.add_argument("--base-model", default="", help="what it was made from (default: the folder's name)")
-    export.add_argument("--quantization", choices=EDGE_QUANTIZATIONS, default="fp32",
-                        help="graph to pack: fp32 (default), int8 or int4, a quantised one only if it passes the "
-                             "quality gate (perplexity within 5 %% of fp32, greedy tokens agreeing on 90 %%)")
+    export.add_argument("--quantization", choices=EDGE_QUANTIZATION_CHOICES, default="auto",
+                        help="graph to pack: auto (default: int8 where it passes the quality gate, else fp32), fp32, "
+                             "int8 or int4; a quantised one only if it passes the quality gate (perplexity within "
+                             "5 %% of fp32, greedy tokens agreeing on 90 %%)")
 
     imports = action("import", run_import, "convert a GGUF file or Hugging Face folder to a checkpoint (cached) and "
                                            "publish it with its lineage")

@@ -23,7 +23,7 @@ from cli.common import (
     enum_choices,
     on_core,
 )
-from netgpt.config import EDGE_QUANTIZATIONS
+from netgpt.config import EDGE_QUANTIZATION_CHOICES
 from netgpt.errors import NetGptError, StartupError
 from netgpt.v1 import common_pb2
 from netgpt.v1 import training_pb2 as tr_pb2
@@ -80,8 +80,8 @@ def add_commands(sub: Subparsers) -> None:
     start.add_argument("--role", choices=ROLES, default="cloud", help="edge: GPT-2 → ONNX artifact; cloud: LLaMA → "
                                                                       "LoRA adapter")
     start.add_argument("--node", default="", help="train on this node (default: the least loaded of the role)")
-    start.add_argument("--quantization", choices=EDGE_QUANTIZATIONS, default="",
-                       help="edge: publish the fp32, int8 or int4 graph (default: what the edge node serves); a "
+    start.add_argument("--quantization", choices=EDGE_QUANTIZATION_CHOICES, default="",
+                       help="edge: publish the auto, fp32, int8 or int4 graph (default: what the edge node serves); a "
                             "quantised one must pass the quality gate or the job fails")
     start.add_argument("--name", help="output model name in the store")
     start.add_argument("--version", help="output version in the store")

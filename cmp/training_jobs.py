@@ -35,7 +35,7 @@ from cmp.manifest import NAME_RE, Manifest, check_name
 from cmp.nodes import NodeDirectory
 from cmp.records import TERMINAL, Job, checkpoint_model
 from cmp.store import ModelStore
-from netgpt.config import EDGE_QUANTIZATIONS
+from netgpt.config import EDGE_QUANTIZATION_CHOICES
 from netgpt.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from netgpt.node_status import least_loaded_key
 from netgpt.v1 import common_pb2, training_pb2
@@ -86,8 +86,9 @@ def validate_spec(spec: training_pb2.TrainingJobSpec) -> None:
         if not getattr(spec, part):
             raise _field_error(f"spec.{part}", "required (the version the result is published as)")
         check_name(f"spec.{part}", getattr(spec, part))
-    if spec.quantization and spec.quantization not in EDGE_QUANTIZATIONS:
-        raise _field_error("spec.quantization", f"{spec.quantization[:16]!r}: one of {', '.join(EDGE_QUANTIZATIONS)}")
+    if spec.quantization and spec.quantization not in EDGE_QUANTIZATION_CHOICES:
+        raise _field_error("spec.quantization",
+                           f"{spec.quantization[:16]!r}: one of {', '.join(EDGE_QUANTIZATION_CHOICES)}")
     if spec.quantization and spec.role != common_pb2.NODE_ROLE_EDGE:
         raise _field_error("spec.quantization", "only edge results are ONNX graphs (a cloud job publishes an adapter)")
     lora = spec.lora

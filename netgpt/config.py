@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 # the GPT-2 graphs an edge can serve and a training job can publish (edge_node.model.quantize makes them)
 EDGE_QUANTIZATIONS = ("fp32", "int8", "int4")
+AUTO_QUANTIZATION = "auto"  # int8 where it passes the quality gate, else fp32
+EDGE_QUANTIZATION_CHOICES = (AUTO_QUANTIZATION, *EDGE_QUANTIZATIONS)
 
 
 @dataclass
@@ -34,6 +36,7 @@ class DaemonSettings:
     tls_cert: str = ""  # this daemon's certificate (its CN is the node id, its OU the role)
     tls_key: str = ""  # this daemon's private key
     tls_crl: str = ""  # the CA's revocation list (`netgpt pki revoke`); the core re-reads it when it changes
+    tls_reload_s: float = 5.0  # seconds between looks at tls_ca/tls_cert/tls_key for new files; 0: on SIGHUP only
     insecure: bool = False  # plaintext, no identities: loopback development only (logs a warning)
     metrics_listen: str = ""  # host:port of a Prometheus /metrics endpoint; empty: off
     audit_log: str = ""  # operator actions as JSON lines; empty: audit.jsonl in the store (core) or data dir (nodes)
@@ -48,7 +51,10 @@ class CoreConfig(DaemonSettings):
     listen: str = "0.0.0.0:50051"
     heartbeat_interval_s: float = 2.0
     store_dir: str = ""  # model store; empty: $XDG_DATA_HOME/netgpt/store (~/.local/share/netgpt/store)
-    state_db: str = ""  # workflows, policy, sessions, training jobs; "": core.sqlite in store_dir; ":memory:": not kept
+    # workflows, policy, sessions, training jobs: "" core.sqlite in store_dir; ":memory:" not kept;
+    # "postgresql://user@host:port/db" PostgreSQL, which several core replicas may share
+    state_db: str = ""
+    lease_ttl_s: float = 0.0  # the lease of work one replica does at a time (PostgreSQL); 0: 3 × heartbeat_interval_s
     session_ttl_s: float = 3600.0  # a session not looked up for this long expires; 0: never
     node_lost_after_s: float = 30.0  # a node silent this long is lost: its training jobs move to another node; 0: never
     node_retention_s: float = 3600.0  # a node silent this long is dropped from the registry; 0: kept
@@ -68,7 +74,7 @@ class NodeConfig(DaemonSettings):
     node_id: str = ""  # empty: the core assigns one
     listen: str = "0.0.0.0:0"
     advertise: str = ""  # host:port the core hands out; empty: derived from listen
-    core: str = "127.0.0.1:50051"
+    core: str = "127.0.0.1:50051"  # the core; several replicas comma-separated (a,b,c): nodes fail over
     region: str = ""
     model: str = ""  # local Hugging Face folder, or "tiny" for the built-in seeded test model
     max_concurrency: int = 2
@@ -110,12 +116,15 @@ class EdgeConfig(NodeConfig):
     profile_retention_s: float = 2592000.0  # prompts older, and profiles unused for longer, are erased; 0: kept
     allowed_cloud_regions: list[str] = field(default_factory=list)  # clouds requests may reach; empty: any region
     providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
-    quantization: str = "fp32"  # EDGE_QUANTIZATIONS: GPT-2 graph served; quantised ones pass a quality gate first
+    quantization: str = "auto"  # auto (int8 if it passes the quality gate, else fp32) | fp32 | int8 | int4
     max_batch: int = 8  # concurrent decode steps run as one ONNX Runtime batch (CPU); 1 = no batching
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge
     confidence_threshold: float = 0.0  # answer at the edge when its mean token log-prob >= this; 0: off
     confidence_probe_tokens: int = 8
+    router: str = "rules"  # rules | learned (P(edge answer good) >= router_threshold ends it here) | shadow (log it)
+    router_weights: str = "packaged"  # the learned router's weights JSON (tasks.routing trains it); packaged: shipped
+    router_threshold: float = 0.5  # with router = learned: the P(edge answer good) the edge answers from
     max_cloud_queue: int = 0  # keep requests at the edge while the cloud queue is this long; 0: off
     cloud_token_timeout_s: float = 10.0
     coalesce: bool = True  # identical in-flight cloud requests share one cloud call

@@ -184,3 +184,19 @@ def test_quantized_edge_artifact_carries_the_gate_figures(cache_root: Path, tmp_
     assert float(meta["gate_whole_text_perplexity_increase"]) <= MAX_PERPLEXITY_INCREASE
     served = OrtGpt2Model.load_exported(unpack(artifact.path, tmp_path / "unpacked"), providers="cpu")
     assert served.quantization == "int4" and served.batcher is not None
+
+
+def test_auto_serves_int8_where_it_passes_the_gate_and_fp32_where_it_fails(
+        cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default (``auto``): the starter's int8 graph passes, so the edge serves it; a model whose int8
+    graph fails is served in fp32, and the failure is remembered so a restart does not quantise again."""
+    auto = EdgeConfig().quantization
+    assert auto == "auto"
+    assert OrtGpt2Model.load(STARTER, cache_root=cache_root, providers="cpu", quantization=auto).quantization == "int8"
+    monkeypatch.setattr(quantize, "quantize_onnx", _damaging_quantizer)
+    monkeypatch.setattr(quantize, "QUANTIZE_FORMAT_VERSION", 998)  # a cache key of its own
+    assert OrtGpt2Model.load(STARTER, cache_root=cache_root, providers="cpu", quantization=auto).quantization == "fp32"
+    remembered = list((cache_root / "onnx").glob("*-int8-q998.gate-failed"))
+    assert len(remembered) == 1 and "fails the quality gate" in remembered[0].read_text()
+    monkeypatch.setattr(quantize, "quantize_onnx", lambda *args: pytest.fail("quantised again"))
+    assert OrtGpt2Model.load(STARTER, cache_root=cache_root, providers="cpu", quantization=auto).quantization == "fp32"

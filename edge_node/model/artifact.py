@@ -33,7 +33,7 @@ from edge_node.model.onnx_export import (
     weights_sha256,
 )
 from edge_node.model.ort_engine import OrtGpt2Model, create_session
-from edge_node.model.quantize import ensure_quantized_export
+from edge_node.model.quantize import ensure_quantized_export, pick_quantization
 from netgpt.engine import ModelLoadError, read_hf_config
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.hashing import sha256_file
@@ -96,6 +96,7 @@ def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOL
     tokens; return what to publish."""
     gpt2_dir, out = Path(gpt2_dir), Path(out)
     weights = weights_sha256(gpt2_dir)
+    quantization = pick_quantization(gpt2_dir, quantization, cache_root, weights=weights)
     onnx_path = ensure_onnx_export(gpt2_dir, cache_root, weights=weights)
     worst = check_parity(gpt2_dir, onnx_path)
     if worst > tolerance:

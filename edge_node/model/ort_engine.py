@@ -40,7 +40,7 @@ from edge_node.model.onnx_export import (
     present_names,
     weights_sha256,
 )
-from edge_node.model.quantize import BATCH_INVARIANT, ensure_quantized_export, quality_record
+from edge_node.model.quantize import BATCH_INVARIANT, ensure_quantized_export, pick_quantization, quality_record
 from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
 from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer
@@ -239,14 +239,16 @@ class OrtGpt2Model:
         """Validate a local GPT-2 folder, export it to ONNX once (cached), open it; ModelLoadError on any problem.
 
         ``intra_op_threads`` caps ORT's CPU thread pool (0: ORT's default); an edge box
-        that also runs other work may want fewer than all cores. ``quantization``: fp32 |
-        int8 | int4; a quantised graph that fails the quality gate raises QualityGateFailed.
+        that also runs other work may want fewer than all cores. ``quantization``: auto |
+        fp32 | int8 | int4 (auto: int8 where it passes the quality gate, else fp32); a quantised graph
+        that fails the quality gate raises QualityGateFailed.
         ``max_batch``: most concurrent decode steps run as one (1: no batching).
         """
         model_dir = Path(model_dir)
         config = read_hf_config(model_dir, ("gpt2",))
         tokenizer = _load_tokenizer(model_dir)
         sha = weights_sha256(model_dir)
+        quantization = pick_quantization(model_dir, quantization, cache_root, weights=sha)
         onnx_path = ensure_quantized_export(model_dir, quantization, cache_root, weights=sha)
         default_version = sha[:12] if quantization == "fp32" else f"{sha[:12]}-{quantization}"
         identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or default_version, sha256=sha)
