@@ -2,15 +2,14 @@
 
 The compute plane owns the :class:`JobStore` protocol; it has two implementations, with the same
 behaviour: :class:`MemoryJobStore` (unit tests, ``state_db = ":memory:"``) and
-:class:`SqliteJobStore` (a table of the core's SQLite file, one committed transaction per save, so
-a job the core acknowledged survives ``kill -9``). Each job is kept as its ``TrainingJob``
-message. :func:`jobs_table` is the file's schema step that adds the table; it also takes in the
+:class:`SqlJobStore` (a table of the core's database, SQLite or PostgreSQL, one committed transaction
+per save, so a job the core acknowledged survives ``kill -9``). Each job is kept as its ``TrainingJob``
+message. :func:`jobs_table` is the schema step that adds the table; on SQLite it also takes in the
 jobs an older core kept as one ``<id>.pb`` file per job (the former ``FileJobStore``).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Protocol
 
@@ -18,15 +17,16 @@ import structlog
 
 from cmp.convert import job_from_proto, job_to_proto
 from cmp.records import Job
-from netgpt.sqlite_db import Migration, SqliteDb
+from netgpt.database import Database, Dialect, Migration, Tx, typed
 from netgpt.v1 import training_pb2
 
 log = structlog.get_logger(__name__)
 
 TABLE = """CREATE TABLE IF NOT EXISTS training_jobs (
     job_id TEXT PRIMARY KEY,
-    job    BLOB NOT NULL   -- netgpt.v1.TrainingJob, serialized
+    job    {blob} NOT NULL   -- netgpt.v1.TrainingJob, serialized
 )"""
+_SAVE = "INSERT INTO training_jobs (job_id, job) VALUES (?, ?) ON CONFLICT (job_id) DO UPDATE SET job = excluded.job"
 
 
 class JobStore(Protocol):
@@ -53,7 +53,7 @@ def _decode(job_id: str, blob: bytes) -> Job | None:
 
 
 class MemoryJobStore:
-    """Jobs live as long as this object (the core, when it is the core's); otherwise as SQLite."""
+    """Jobs live as long as this object (the core, when it is the core's); otherwise as :class:`SqlJobStore`."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, bytes] = {}
@@ -65,10 +65,10 @@ class MemoryJobStore:
         self._jobs[job.id] = _encode(job)
 
 
-class SqliteJobStore:
-    """Jobs in the ``training_jobs`` table of the core's SQLite file (see :func:`jobs_table`)."""
+class SqlJobStore:
+    """Jobs in the ``training_jobs`` table of the core's database (see :func:`jobs_table`)."""
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def load(self) -> list[Job]:
@@ -77,7 +77,7 @@ class SqliteJobStore:
 
     def save(self, job: Job) -> None:
         with self._db.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO training_jobs (job_id, job) VALUES (?, ?)", (job.id, _encode(job)))
+            db.execute(_SAVE, (job.id, _encode(job)))
 
 
 def legacy_jobs(folder: Path) -> list[training_pb2.TrainingJob]:
@@ -97,15 +97,17 @@ def legacy_jobs(folder: Path) -> list[training_pb2.TrainingJob]:
     return jobs
 
 
-def jobs_table(legacy_folder: Path | None) -> Migration:
+def jobs_table(legacy_folder: Path | None, dialect: Dialect = "sqlite") -> Migration:
     """The schema step that adds ``training_jobs`` and fills it from ``legacy_folder`` (if given
-    and there). The folder is left as it was: the file's version says the step ran."""
+    and there). The folder is left as it was: the database's version says the step ran."""
 
-    def apply(db: sqlite3.Connection) -> dict[str, int]:
-        db.execute(TABLE)
+    def apply(db: Tx) -> dict[str, int]:
+        db.execute(typed(TABLE, dialect))
         found = legacy_jobs(legacy_folder) if legacy_folder is not None and legacy_folder.is_dir() else []
-        db.executemany("INSERT OR REPLACE INTO training_jobs (job_id, job) VALUES (?, ?)",
-                       [(m.id, m.SerializeToString(deterministic=True)) for m in found])
+        db.executemany(_SAVE, [(m.id, m.SerializeToString(deterministic=True)) for m in found])
         return {"jobs": len(found)}
 
     return Migration("training jobs (and the job files of an older core)", apply)
+
+
+SqliteJobStore = SqlJobStore  # its name from when SQLite was the only database

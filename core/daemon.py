@@ -31,6 +31,7 @@ from netgpt.access import AuditLog
 from netgpt.access_rules import core_rules
 from netgpt.config import CoreConfig
 from netgpt.errors import StartupError
+from netgpt.lease import Lease, LocalLease
 from netgpt.metrics import DaemonMetrics, core_metrics
 from netgpt.server import NetGptServer, Security, Service, daemon_security, start_server
 from netgpt.tasks import cancel_and_wait
@@ -44,6 +45,8 @@ from netgpt.v1 import workflow_pb2_grpc as wf_grpc
 
 log = structlog.get_logger(__name__)
 CORE_UPLOAD_STREAMS = 64  # BlobService streams at once; deploys plan about one per blob (the seed)
+SINGLETON_LEASE = "core-singleton"  # held by the one replica that sweeps sessions and supervises jobs
+LEASE_TTL_HEARTBEATS = 3.0  # lease_ttl_s when unset, in heartbeat intervals
 
 
 @dataclass
@@ -55,11 +58,12 @@ class CoreHandle:
     tokens: UeTokenAuthority
     workflows: WorkflowTable
     policies: PolicyBook
-    stores: CoreStores  # workflows, routing policy, sessions, training jobs: one SQLite file
+    stores: CoreStores  # workflows, routing policy, sessions, training jobs: SQLite, or PostgreSQL replicas share
     sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
     uploads: UploadBudget = field(default_factory=lambda: UploadBudget(0))  # BlobService egress (bytes_served)
     jobs: JobBook | None = None
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)  # lost nodes and their jobs
+    lease: Lease = field(default_factory=lambda: LocalLease(SINGLETON_LEASE))  # sweeping, job supervision
 
     @property
     def address(self) -> str:
@@ -72,6 +76,7 @@ class CoreHandle:
             for task in (self.sweeper, self.watcher):
                 if task is not None:
                     await cancel_and_wait(task)
+            self.lease.release()  # another replica takes the work over now, not after the lease's ttl
             self.stores.close()
 
 
@@ -81,12 +86,15 @@ async def start_core(config: CoreConfig) -> CoreHandle:
     if not 0 < config.ue_token_ttl_s <= MAX_TTL_S:
         raise StartupError(f"ue_token_ttl_s must be > 0 and at most {MAX_TTL_S:g}; got {config.ue_token_ttl_s:g}")
     _check_node_loss(config)
+    lease_ttl_s = _lease_ttl(config)
     store_dir = Path(config.store_dir).expanduser() if config.store_dir else default_store_dir()
     signer = ue_token_signer(config, store_dir)
     stores = open_stores(config.state_db, store_dir)  # workflows, routing policy, sessions, jobs: restored here
     try:
         registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s,
-                                lost_after_s=config.node_lost_after_s, retention_s=config.node_retention_s)
+                                lost_after_s=config.node_lost_after_s, retention_s=config.node_retention_s,
+                                shared=stores.shared_nodes())
+        registry.merge_shared()  # a replica joining replicas knows their nodes at once
         sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s)
         workflows = WorkflowTable(registry, state=stores.state)
         policies = PolicyBook(registry, stores.state)
@@ -108,10 +116,12 @@ async def start_core(config: CoreConfig) -> CoreHandle:
     if server.metrics is not None:
         server.metrics.add(lambda: core_metrics(registry.statuses, lambda: len(sessions), lambda: uploads.bytes_served))
         server.serve_metrics(config.metrics_listen)
-    sweeper = asyncio.create_task(sweep_periodically(sessions), name="core-session-sweeper")
-    watcher = asyncio.create_task(_watch_nodes(registry, jobs, crls), name="core-node-watcher")
+    lease = stores.lease(SINGLETON_LEASE, lease_ttl_s)
+    lease.renew()  # the first replica up holds it at once
+    sweeper = asyncio.create_task(sweep_periodically(sessions, lease), name="core-session-sweeper")
+    watcher = asyncio.create_task(_watch_nodes(registry, jobs, crls, lease), name="core-node-watcher")
     return CoreHandle(server, registry, sessions, store, tokens, workflows, policies, stores, sweeper, uploads,
-                      jobs, watcher)
+                      jobs, watcher, lease)
 
 
 def _check_node_loss(config: CoreConfig) -> None:
@@ -120,14 +130,31 @@ def _check_node_loss(config: CoreConfig) -> None:
             raise StartupError(f"{name} must be >= 0; got {getattr(config, name):g}")
 
 
-async def _watch_nodes(registry: NodeRegistry, jobs: JobBook, crls: RevocationDistributor | None = None) -> None:
-    """Every heartbeat interval: mark silent nodes lost, drop those gone for good, move their jobs; take
-    a changed certificate revocation list in and hand it to the nodes."""
+def _lease_ttl(config: CoreConfig) -> float:
+    """``lease_ttl_s``, or 3 heartbeat intervals when unset; it must outlast the renewal every heartbeat."""
+    if config.lease_ttl_s < 0:
+        raise StartupError(f"lease_ttl_s must be >= 0 (0: {LEASE_TTL_HEARTBEATS:g} × heartbeat_interval_s); "
+                           f"got {config.lease_ttl_s:g}")
+    if 0 < config.lease_ttl_s <= config.heartbeat_interval_s:
+        raise StartupError(f"lease_ttl_s ({config.lease_ttl_s:g}) must be longer than heartbeat_interval_s "
+                           f"({config.heartbeat_interval_s:g}): the lease is renewed once per heartbeat interval")
+    return config.lease_ttl_s or LEASE_TTL_HEARTBEATS * config.heartbeat_interval_s
+
+
+async def _watch_nodes(registry: NodeRegistry, jobs: JobBook, crls: RevocationDistributor | None = None,
+                       lease: Lease | None = None) -> None:
+    """Every heartbeat interval: mark silent nodes lost, drop those gone for good; renew ``lease`` and, while
+    this replica holds it, move the jobs of lost nodes; take a changed certificate revocation list in and hand
+    it to the nodes."""
+    lease = lease if lease is not None else LocalLease(SINGLETON_LEASE)
     while True:
         await asyncio.sleep(registry.heartbeat_interval_s)
         try:
+            held = lease.renew()  # first: a failing sweep must not cost the lease
+            registry.merge_shared()  # replicas: the nodes that beat to the others
             registry.sweep()
-            jobs.supervise()
+            if held:
+                jobs.supervise()
         except Exception:  # a full disk must not end the watcher; the next round retries
             log.exception("core.node_watch_failed")
         if crls is not None:

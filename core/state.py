@@ -1,12 +1,14 @@
-"""The core's one durable store: a SQLite file holding everything the core must not lose (applied
+"""The core's one durable store: a database holding everything the core must not lose (applied
 workflows, routing policies, AI sessions, fine-tuning jobs, UE token revocations), each behind the
 protocol of the plane that owns it (``cp.state_db.CoreState``, ``cmp.job_store.JobStore``,
-``cp.ue_token_store.RevocationStore``).
+``cp.ue_token_store.RevocationStore``), and the leases of the work one replica does at a time.
 
-The file has one schema version and one migration path, :func:`migrations`: version N is the
-N-th step, so steps are only ever appended. A file an older core wrote is brought up to date on
-open, in one transaction; that includes the jobs cores before schema 3 kept as files under
-``store_dir/training-jobs/``.
+The database is a SQLite file (one core; the default) or PostgreSQL (``state_db =
+"postgresql://..."``: several core replicas share it). The same stores run on both; each database
+has one schema version and one migration path, :func:`migrations`: version N is the N-th step, so
+steps are only ever appended. A file an older core wrote is brought up to date on open, in one
+transaction; that includes the jobs cores before schema 3 kept as files under
+``store_dir/training-jobs/``. PostgreSQL has the same steps in its own types, and a fifth: leases.
 """
 
 from __future__ import annotations
@@ -14,26 +16,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmp.job_store import JobStore, MemoryJobStore, SqliteJobStore, jobs_table
-from cp.state_db import CREATE_TABLES, SESSION_UES, CoreState, MemoryState, SqliteState
-from cp.ue_token_store import REVOCATIONS_TABLE, MemoryRevocations, RevocationStore, SqliteRevocations
-from netgpt.sqlite_db import Migration, SqliteDb
+from cmp.job_store import JobStore, MemoryJobStore, SqlJobStore, jobs_table
+from cp.node_store import NodeStore, node_tables
+from cp.state_db import CoreState, MemoryState, SqlState, state_migrations
+from cp.ue_token_store import MemoryRevocations, RevocationStore, SqlRevocations, revocations_table
+from netgpt.database import Database, Dialect, Migration
+from netgpt.lease import LEASES_TABLE, DbLease, Lease, LocalLease
+from netgpt.pg_db import PgDb, is_pg_url
+from netgpt.sqlite_db import SqliteDb
 
 STATE_FILE = "core.sqlite"  # inside the store dir unless ``state_db`` names another file
 LEGACY_JOBS_DIR = "training-jobs"  # inside the store dir: where cores before schema 3 kept their jobs
+LABEL = "core state"
 
 
-def migrations(legacy_jobs: Path | None = None) -> tuple[Migration, ...]:
-    """The core file's steps, oldest first; ``legacy_jobs``: the job files step 3 takes in."""
-    return (
-        CREATE_TABLES,  # 1: workflows, routing policies, sessions
-        SESSION_UES,  # 2: sessions.ue_id (the sessions of a UE, for handovers)
-        jobs_table(legacy_jobs),  # 3: training jobs, with those an older core kept as files
-        REVOCATIONS_TABLE,  # 4: UE token revocations (detached UEs)
+def migrations(legacy_jobs: Path | None = None, dialect: Dialect = "sqlite") -> tuple[Migration, ...]:
+    """The database's steps, oldest first; ``legacy_jobs``: the job files step 3 takes in."""
+    steps = (
+        *state_migrations(dialect),  # 1: workflows, routing policies, sessions; 2: sessions.ue_id
+        jobs_table(legacy_jobs, dialect),  # 3: training jobs, with those an older core kept as files
+        revocations_table(dialect),  # 4: UE token revocations (detached UEs)
     )
+    if dialect != "postgresql":
+        return steps
+    return (*steps,
+            LEASES_TABLE,  # 5: leases (replicas share PostgreSQL)
+            node_tables(dialect))  # 6: the registry replicas share: nodes' last beats, their command queues
 
 
-SCHEMA_VERSION = len(migrations())
+SCHEMA_VERSION = len(migrations())  # the SQLite file's
+PG_SCHEMA_VERSION = len(migrations(dialect="postgresql"))
 
 
 @dataclass(frozen=True)
@@ -43,11 +55,23 @@ class CoreStores:
     state: CoreState
     jobs: JobStore
     revocations: RevocationStore
-    db: SqliteDb | None = None
+    db: Database | None = None
 
     @property
     def where(self) -> str:
-        return str(self.db.path) if self.db is not None else ":memory:"
+        return self.db.where if self.db is not None else ":memory:"
+
+    def lease(self, name: str, ttl_s: float) -> Lease:
+        """The lease ``name``: a row of the database replicas share (PostgreSQL), else always held (one core)."""
+        if self.db is not None and self.db.dialect == "postgresql":
+            return DbLease(self.db, name, ttl_s)
+        return LocalLease(name, ttl_s)
+
+    def shared_nodes(self) -> NodeStore | None:
+        """The registry replicas share (PostgreSQL); None for one core, whose registry is its memory."""
+        if self.db is not None and self.db.dialect == "postgresql":
+            return NodeStore(self.db)
+        return None
 
     def close(self) -> None:
         if self.db is not None:
@@ -56,12 +80,23 @@ class CoreStores:
 
 def open_db(path: Path, legacy_jobs: Path | None = None) -> SqliteDb:
     """The core's SQLite file at ``path``, migrated to :data:`SCHEMA_VERSION`."""
-    return SqliteDb(path, migrations(legacy_jobs), label="core state")
+    return SqliteDb(path, migrations(legacy_jobs), label=LABEL)
+
+
+def open_pg(url: str) -> PgDb:
+    """The core's PostgreSQL database at ``url``, migrated to :data:`PG_SCHEMA_VERSION`; StartupError (naming
+    the host, never the password) when it cannot be reached."""
+    return PgDb(url, migrations(dialect="postgresql"), label=LABEL)
 
 
 def open_stores(state_db: str, store_dir: Path) -> CoreStores:
-    """``:memory:`` → nothing kept; empty → ``core.sqlite`` in the store dir; else that file."""
+    """``:memory:`` → nothing kept; ``postgresql://…`` → that database; empty → ``core.sqlite`` in the store
+    dir; else that file."""
     if state_db == ":memory:":
         return CoreStores(MemoryState(), MemoryJobStore(), MemoryRevocations())
-    db = open_db(Path(state_db).expanduser() if state_db else store_dir / STATE_FILE, store_dir / LEGACY_JOBS_DIR)
-    return CoreStores(SqliteState(db), SqliteJobStore(db), SqliteRevocations(db), db)
+    db: Database
+    if is_pg_url(state_db):
+        db = open_pg(state_db)
+    else:
+        db = open_db(Path(state_db).expanduser() if state_db else store_dir / STATE_FILE, store_dir / LEGACY_JOBS_DIR)
+    return CoreStores(SqlState(db), SqlJobStore(db), SqlRevocations(db), db)

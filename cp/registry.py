@@ -8,6 +8,11 @@ intervals (not picked), then LOST after ``lost_after_s`` (its training jobs move
 is no cloud peer of the edges any more); :meth:`NodeRegistry.sweep` logs those losses and drops
 nodes silent for ``retention_s``. A node that heartbeats again is SERVING again.
 
+Core replicas (``shared``: a :class:`cp.node_store.NodeStore` in their common database) also write
+each registration and beat there and queue commands there; :meth:`NodeRegistry.merge_shared`, run
+every interval, takes in the nodes that beat to other replicas, so every replica places, routes and
+reports on the whole fleet, and a command reaches its node whichever replica it beats to.
+
 Edges learn the clouds from a ``PeersUpdate`` in their heartbeat replies: the clouds' statuses as
 far as an edge routes on them (identity, health, queue, active requests, first-token time, models;
 not counters, deployments, jobs or blobs). It is built once per change and handed to an edge only
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from cp.node_store import NodeStore, SharedNode
 from netgpt.errors import InvalidArgument, NotFound
 from netgpt.node_status import least_loaded_key
 from netgpt.v1 import common_pb2, control_plane_pb2
@@ -45,6 +51,7 @@ class NodeEntry:
     pending: list[control_plane_pb2.NodeCommand] = field(default_factory=list)
     lost: bool = False  # logged as lost by sweep() (and not heard from since)
     peers_version: int = -1  # an edge: the version of the clouds' statuses it was last handed
+    remote: bool = False  # known from the shared registry: the node beats to another replica
 
 
 class NodeRegistry:
@@ -53,7 +60,7 @@ class NodeRegistry:
 
     def __init__(self, heartbeat_interval_s: float = 2.0, stale_after_heartbeats: int = 3,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 lost_after_s: float = 0.0, retention_s: float = 0.0) -> None:
+                 lost_after_s: float = 0.0, retention_s: float = 0.0, shared: NodeStore | None = None) -> None:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.stale_after_s = heartbeat_interval_s * stale_after_heartbeats
         self.lost_after_s = max(lost_after_s, self.stale_after_s) if lost_after_s > 0 else 0.0
@@ -68,6 +75,8 @@ class NodeRegistry:
         self._peers_key: tuple[int, tuple[int, ...]] | None = None  # what the current PeersUpdate was built from
         self._peers_version = -1
         self._peers_command = control_plane_pb2.NodeCommand()
+        self._shared = shared
+        self._merged_until = 0.0  # wall time of the last merge_shared
 
     def register(self, info: common_pb2.NodeInfo) -> str:
         """Add or replace a node (ids are kept across re-registration); returns its id."""
@@ -87,6 +96,13 @@ class NodeRegistry:
         if previous is not None:
             entry.pending = previous.pending
             self._unindex(previous)
+        self._index(entry, previous)
+        if self._shared is not None:
+            self._shared.put_node(stored, self._wall())
+        return stored.node_id
+
+    def _index(self, entry: NodeEntry, previous: NodeEntry | None) -> None:
+        stored = entry.info
         self._nodes[stored.node_id] = entry
         if stored.role == common_pb2.NODE_ROLE_CLOUD:
             self._clouds[stored.node_id] = entry
@@ -95,7 +111,6 @@ class NodeRegistry:
                 self._by_cell.setdefault(cell_id, {})[stored.node_id] = entry
         if common_pb2.NODE_ROLE_CLOUD in (stored.role, previous.info.role if previous else None):
             self.broadcast_peers()  # the clouds edges know of changed (an edge coming changes nothing for others)
-        return stored.node_id
 
     def _unindex(self, entry: NodeEntry) -> None:
         node_id = entry.info.node_id
@@ -111,17 +126,53 @@ class NodeRegistry:
         entry = self._nodes.get(node_id)
         if entry is None:
             raise NotFound(f"node {node_id!r} is not registered; register again")
-        entry.last_heartbeat = self._clock()
-        if entry.lost:
-            entry.lost = False
-            log.info("cp.node_returned", node_id=node_id)
-        if entry.info.role == common_pb2.NODE_ROLE_CLOUD and _routing_load(entry.load) != _routing_load(load):
-            self._clouds_changed += 1
-        entry.load.CopyFrom(load)
+        self._heard(entry, self._clock(), load)
+        entry.remote = False
         if entry.info.role == common_pb2.NODE_ROLE_EDGE:
             self._refresh_peers(entry)  # the clouds' load as of their last beat, never older
         commands, entry.pending = entry.pending, []
+        if self._shared is not None:
+            commands += self._shared.beat(node_id, load, self._wall())
         return commands
+
+    def _heard(self, entry: NodeEntry, at: float, load: common_pb2.NodeLoad) -> None:
+        entry.last_heartbeat = at
+        if entry.lost:
+            entry.lost = False
+            log.info("cp.node_returned", node_id=entry.info.node_id)
+        if entry.info.role == common_pb2.NODE_ROLE_CLOUD and _routing_load(entry.load) != _routing_load(load):
+            self._clouds_changed += 1
+        entry.load.CopyFrom(load)
+
+    def merge_shared(self) -> int:
+        """Take in what other replicas heard since the last merge (a node that beats here is fresher
+        here and is left alone); returns how many nodes were new or fresher. One core: nothing to do."""
+        if self._shared is None:
+            return 0
+        wall, clock = self._wall(), self._clock()
+        since = self._merged_until - self.heartbeat_interval_s  # overlap: beats committed during the last read
+        self._merged_until = wall
+        taken = 0
+        for node in self._shared.seen_since(since):
+            heard_at = clock - max(0.0, wall - node.last_seen)
+            entry = self._nodes.get(node.info.node_id)
+            if entry is not None and entry.last_heartbeat >= heard_at:
+                continue
+            if entry is None or entry.info != node.info:
+                entry = self._adopt(node, entry, clock - max(0.0, wall - node.registered_at))
+            self._heard(entry, heard_at, node.load)
+            entry.remote = True  # it beats to another replica now
+            taken += 1
+        return taken
+
+    def _adopt(self, node: SharedNode, previous: NodeEntry | None, registered_at: float) -> NodeEntry:
+        """A node another replica registered (or re-registered with other info)."""
+        if previous is not None:
+            self._unindex(previous)
+        entry = NodeEntry(info=node.info, registered_at=registered_at, last_heartbeat=registered_at, remote=True)
+        self._index(entry, previous)
+        log.info("cp.node_seen_at_replica", node_id=node.info.node_id)
+        return entry
 
     def get(self, node_id: str) -> NodeEntry:
         entry = self._nodes.get(node_id)
@@ -134,16 +185,24 @@ class NodeRegistry:
         return self.status(self.get(node_id))
 
     def queue_command(self, node_id: str, command: control_plane_pb2.NodeCommand) -> None:
-        if not command.command_id:
-            command.command_id = uuid.uuid4().hex
-        self.get(node_id).pending.append(command)
+        """Deliver ``command`` with the node's next heartbeat reply (through any replica, when shared)."""
+        self._queue(self.get(node_id), command, replace_kind=False)
 
     def queue_replacing(self, node_id: str, command: control_plane_pb2.NodeCommand) -> None:
         """Queue ``command`` in place of any undelivered command of its kind: it carries the whole state."""
-        entry = self.get(node_id)
-        kind = command.WhichOneof("command")
-        entry.pending = [c for c in entry.pending if c.WhichOneof("command") != kind]
-        self.queue_command(node_id, command)
+        self._queue(self.get(node_id), command, replace_kind=True)
+
+    def _queue(self, entry: NodeEntry, command: control_plane_pb2.NodeCommand, replace_kind: bool,
+               local: bool = False) -> None:
+        if not command.command_id:
+            command.command_id = uuid.uuid4().hex
+        if self._shared is not None and not local:
+            self._shared.queue(entry.info.node_id, command, self._wall(), replace_kind=replace_kind)
+            return
+        if replace_kind:
+            kind = command.WhichOneof("command")
+            entry.pending = [c for c in entry.pending if c.WhichOneof("command") != kind]
+        entry.pending.append(command)
 
     def broadcast_peers(self) -> None:
         """Tell every edge which cloud nodes exist now (delivered with its next heartbeat)."""
@@ -156,7 +215,7 @@ class NodeRegistry:
         version = self._peers()
         if edge.peers_version != version:
             edge.peers_version = version
-            self.queue_replacing(edge.info.node_id, self._peers_command)
+            self._queue(edge, self._peers_command, replace_kind=True, local=True)  # built per replica, each beat
 
     def _peers(self) -> int:
         """The version of the clouds' statuses as edges see them, re-built only when they changed: a cloud
@@ -227,6 +286,8 @@ class NodeRegistry:
                 del self._nodes[node_id]
                 self._unindex(entry)
                 dropped.append(node_id)
+                if self._shared is not None:
+                    self._shared.drop(node_id)
                 log.warning("cp.node_dropped", node_id=node_id, silent_s=round(silent_s, 1),
                             retention_s=self.retention_s)
             elif not entry.lost and self._health(entry) == common_pb2.NODE_HEALTH_LOST:

@@ -21,6 +21,7 @@ from cp.qos import is_unset
 from cp.registry import NodeRegistry
 from cp.state_db import CoreState, MemoryState
 from netgpt.errors import NotFound, excerpt
+from netgpt.lease import Lease
 from netgpt.v1 import common_pb2, control_plane_pb2
 from netgpt.validate import check_id, check_qos
 
@@ -149,12 +150,15 @@ async def sweep_expired(table: SessionTable) -> int:
         await asyncio.sleep(0)
 
 
-async def sweep_periodically(table: SessionTable) -> None:
-    """:func:`sweep_expired` every ``table.sweep_interval_s`` until cancelled (never when ``ttl_s`` is 0)."""
+async def sweep_periodically(table: SessionTable, lease: Lease | None = None) -> None:
+    """:func:`sweep_expired` every ``table.sweep_interval_s`` until cancelled (never when ``ttl_s`` is 0); with
+    ``lease``, only the rounds when this replica holds it (someone else renews it)."""
     if table.ttl_s <= 0:
         return
     while True:
         await asyncio.sleep(table.sweep_interval_s)
+        if lease is not None and not lease.held():  # another replica sweeps
+            continue
         try:
             removed = await sweep_expired(table)
         except Exception:  # a locked or full disk must not end the sweeper; the next round retries

@@ -1,11 +1,12 @@
 """The core's durable state: applied workflows, routing policies, AI sessions with their expiry.
 
 One small interface (:class:`CoreState`) with two implementations: :class:`MemoryState`
-(``state_db = ":memory:"``, unit tests) and :class:`SqliteState` (tables in the core's SQLite
-file, :class:`netgpt.sqlite_db.SqliteDb`: WAL mode, one transaction per change, so a change the
-core acknowledged survives ``kill -9``). The tables come from :data:`CREATE_TABLES` and
-:data:`SESSION_UES`, steps of the file's one migration path (composed in ``core.state``).
-The registry is not here on purpose: nodes re-register on their own.
+(``state_db = ":memory:"``, unit tests) and :class:`SqlState` (tables in the core's database, a
+:class:`netgpt.database.Database`: the SQLite file, WAL mode, or a PostgreSQL database several core
+replicas share; one transaction per change, so a change the core acknowledged survives ``kill -9``, and
+each one correct while other replicas write too). The tables come from :func:`state_migrations`, steps
+of the database's one migration path (composed in ``core.state``). The registry is not here on purpose:
+nodes re-register on their own.
 
 Sessions carry an absolute expiry (unix seconds, or None = never); expired rows are removed
 by :meth:`CoreState.sweep_sessions` in batches of bounded size, oldest expiry first.
@@ -15,47 +16,39 @@ from __future__ import annotations
 
 import heapq
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import structlog
 
 from cp.workflows import Workflow, from_mapping, to_mapping
+from netgpt.database import Database, Dialect, Migration, Tx, lock_table, skip_locked, typed
 from netgpt.errors import NetGptError
-from netgpt.sqlite_db import Migration, SqliteDb
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 
 log = structlog.get_logger(__name__)
 
-TABLES = (  # schema 1
+TABLES = (  # schema 1; {real} and {blob}: the dialect's types (netgpt.database.typed)
     """CREATE TABLE IF NOT EXISTS workflows (
         name       TEXT PRIMARY KEY,
         spec       TEXT NOT NULL,   -- JSON: the workflow as cp.workflows.from_mapping reads it
-        applied_at REAL NOT NULL    -- unix seconds
+        applied_at {real} NOT NULL    -- unix seconds
     )""",
     """CREATE TABLE IF NOT EXISTS routing_policies (
         node_id TEXT PRIMARY KEY,   -- '' = every edge, now and later, else one edge
-        policy  BLOB NOT NULL       -- netgpt.v1.RoutingPolicy, serialized
+        policy  {blob} NOT NULL       -- netgpt.v1.RoutingPolicy, serialized
     )""",
     """CREATE TABLE IF NOT EXISTS sessions (
         session_id TEXT PRIMARY KEY,
-        expires_at REAL,            -- unix seconds, NULL = never
-        session    BLOB NOT NULL    -- netgpt.v1.AiSession, serialized
+        expires_at {real},            -- unix seconds, NULL = never
+        session    {blob} NOT NULL    -- netgpt.v1.AiSession, serialized
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at)",
 )
 
 
-def _create_tables(db: sqlite3.Connection) -> dict[str, int]:
-    for statement in TABLES:
-        db.execute(statement)
-    return {}
-
-
-def _add_session_ues(db: sqlite3.Connection) -> dict[str, int]:
+def _add_session_ues(db: Tx) -> dict[str, int]:
     """The UE id of each session in a column of its own (read from the stored session)."""
     db.execute("ALTER TABLE sessions ADD COLUMN ue_id TEXT NOT NULL DEFAULT ''")
     rows = db.execute("SELECT session_id, session FROM sessions").fetchall()
@@ -65,8 +58,16 @@ def _add_session_ues(db: sqlite3.Connection) -> dict[str, int]:
     return {"sessions": len(rows)}
 
 
-CREATE_TABLES = Migration("workflows, routing policies, sessions", _create_tables)
-SESSION_UES = Migration("sessions.ue_id (the sessions of a UE, for handovers)", _add_session_ues)
+def state_migrations(dialect: Dialect) -> tuple[Migration, Migration]:
+    """Schema steps 1 (workflows, routing policies, sessions) and 2 (``sessions.ue_id``) in ``dialect``."""
+
+    def create_tables(db: Tx) -> dict[str, int]:
+        for statement in TABLES:
+            db.execute(typed(statement, dialect))
+        return {}
+
+    return (Migration("workflows, routing policies, sessions", create_tables),
+            Migration("sessions.ue_id (the sessions of a UE, for handovers)", _add_session_ues))
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _copy_session(session: cp_pb2.AiSession) -> cp_pb2.AiSession:
 
 
 class MemoryState:
-    """Nothing survives the process; same behaviour as :class:`SqliteState` otherwise."""
+    """Nothing survives the process; same behaviour as :class:`SqlState` otherwise."""
 
     def __init__(self) -> None:
         self._workflows: dict[str, StoredWorkflow] = {}
@@ -181,18 +182,18 @@ class MemoryState:
         pass
 
 
-class SqliteState:
-    """State in tables of the core's SQLite file; each change is its own committed transaction.
+class SqlState:
+    """State in tables of the core's database; each change is its own committed transaction.
 
-    The core calls it from its event loop; the file's lock makes it safe from other threads too.
+    The core calls it from its event loop; the database's lock makes it safe from other threads too.
     """
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     @property
-    def path(self) -> Path:
-        return self._db.path
+    def where(self) -> str:
+        return self._db.where
 
     # --- workflows ---
 
@@ -204,7 +205,7 @@ class SqliteState:
             try:
                 workflow = from_mapping(json.loads(spec))
             except (ValueError, NetGptError) as exc:
-                log.warning("state.workflow_skipped", workflow=name, path=str(self.path), error=str(exc))
+                log.warning("state.workflow_skipped", workflow=name, path=self.where, error=str(exc))
                 continue
             stored.append(StoredWorkflow(workflow, float(applied_at)))
         return stored
@@ -212,7 +213,8 @@ class SqliteState:
     def put_workflow(self, workflow: Workflow, applied_at: float) -> None:
         spec = json.dumps(to_mapping(workflow), sort_keys=True)
         with self._db.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO workflows (name, spec, applied_at) VALUES (?, ?, ?)",
+            db.execute("INSERT INTO workflows (name, spec, applied_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                       "DO UPDATE SET spec = excluded.spec, applied_at = excluded.applied_at",
                        (workflow.name, spec, applied_at))
 
     def delete_workflow(self, name: str) -> None:
@@ -227,6 +229,7 @@ class SqliteState:
 
     def replace_policies(self, policies: Mapping[str, cp_pb2.RoutingPolicy]) -> None:
         with self._db.transaction() as db:
+            lock_table(db, self._db.dialect, "routing_policies")  # two replicas replacing at once: one after the other
             db.execute("DELETE FROM routing_policies")
             db.executemany("INSERT INTO routing_policies (node_id, policy) VALUES (?, ?)",
                            [(node_id, p.SerializeToString(deterministic=True)) for node_id, p in policies.items()])
@@ -235,7 +238,9 @@ class SqliteState:
 
     def put_session(self, session: cp_pb2.AiSession, expires_at: float | None) -> None:
         with self._db.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO sessions (session_id, expires_at, session, ue_id) VALUES (?, ?, ?, ?)",
+            db.execute("INSERT INTO sessions (session_id, expires_at, session, ue_id) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (session_id) DO UPDATE SET expires_at = excluded.expires_at, "
+                       "session = excluded.session, ue_id = excluded.ue_id",
                        (session.session_id, expires_at, session.SerializeToString(deterministic=True),
                         session.ue_id))
 
@@ -256,10 +261,11 @@ class SqliteState:
             return db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,)).rowcount > 0
 
     def sweep_sessions(self, now: float, limit: int) -> int:
+        """One transaction; replicas sweeping at once each delete (and count) their own rows."""
         with self._db.transaction() as db:
             return db.execute(
-                "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at <= ? "
-                "ORDER BY expires_at LIMIT ?)", (now, limit)).rowcount
+                "DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions WHERE expires_at <= ? "
+                f"ORDER BY expires_at LIMIT ?{skip_locked(self._db.dialect)})", (now, limit)).rowcount
 
     def session_count(self) -> int:
         return int(self._db.query("SELECT count(*) FROM sessions")[0][0])
@@ -271,3 +277,6 @@ class SqliteState:
 
     def close(self) -> None:
         self._db.close()
+
+
+SqliteState = SqlState  # its name from when SQLite was the only database

@@ -1,6 +1,6 @@
 """The core's UE token revocations across restarts: a revoked token must not work again because the
-core restarted. One small table in the core's SQLite file (step 4 of its migration path, composed in
-``core.state``), behind a protocol with an in-memory twin for ``state_db = ":memory:"``.
+core restarted. One small table in the core's database, SQLite or PostgreSQL (step 4 of its migration
+path, composed in ``core.state``), behind a protocol with an in-memory twin for ``state_db = ":memory:"``.
 
 Rows are ``ue_id → issued_before`` (unix s); the row of :data:`ALL_UES` holds the time before which
 every token is refused (the folded overflow of :class:`netgpt.ue_tokens.Revocations`). Rows older
@@ -9,26 +9,27 @@ than any live token are deleted by :meth:`RevocationStore.prune`.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Protocol
 
-from netgpt.sqlite_db import Migration, SqliteDb
+from netgpt.database import Database, Dialect, Migration, Tx, typed
 
 ALL_UES = ""  # not a valid UE id, so it cannot clash with one
 
 TABLE = """CREATE TABLE IF NOT EXISTS ue_token_revocations (
     ue_id         TEXT PRIMARY KEY,   -- '' = every UE
-    issued_before REAL NOT NULL       -- unix seconds: the UE's tokens issued at or before are refused
+    issued_before {real} NOT NULL       -- unix seconds: the UE's tokens issued at or before are refused
 )"""
 
 
-def _create_table(db: sqlite3.Connection) -> dict[str, int]:
-    db.execute(TABLE)
-    db.execute("CREATE INDEX IF NOT EXISTS ue_token_revocations_by_time ON ue_token_revocations (issued_before)")
-    return {}
+def revocations_table(dialect: Dialect) -> Migration:
+    """The schema step that adds ``ue_token_revocations`` in ``dialect``."""
 
+    def apply(db: Tx) -> dict[str, int]:
+        db.execute(typed(TABLE, dialect))
+        db.execute("CREATE INDEX IF NOT EXISTS ue_token_revocations_by_time ON ue_token_revocations (issued_before)")
+        return {}
 
-REVOCATIONS_TABLE = Migration("UE token revocations", _create_table)
+    return Migration("UE token revocations", apply)
 
 
 class RevocationStore(Protocol):
@@ -56,8 +57,10 @@ class MemoryRevocations:
         return len(old)
 
 
-class SqliteRevocations:
-    def __init__(self, db: SqliteDb) -> None:
+class SqlRevocations:
+    """Rows in the core's database; a put only ever moves a UE's time later, also when replicas race."""
+
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def load(self) -> dict[str, float]:
@@ -67,9 +70,13 @@ class SqliteRevocations:
     def put(self, ue_id: str, issued_before: float) -> None:
         with self._db.transaction() as db:
             db.execute("INSERT INTO ue_token_revocations (ue_id, issued_before) VALUES (?, ?) ON CONFLICT (ue_id) "
-                       "DO UPDATE SET issued_before = max(issued_before, excluded.issued_before)",
+                       "DO UPDATE SET issued_before = excluded.issued_before "
+                       "WHERE excluded.issued_before > ue_token_revocations.issued_before",
                        (ue_id, issued_before))
 
     def prune(self, before: float) -> int:
         with self._db.transaction() as db:
             return db.execute("DELETE FROM ue_token_revocations WHERE issued_before < ?", (before,)).rowcount
+
+
+SqliteRevocations = SqlRevocations  # its name from when SQLite was the only database

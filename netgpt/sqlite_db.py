@@ -5,32 +5,22 @@ Whoever composes the file (the core's wiring) lists every owner's :class:`Migrat
 version N is the N-th step, ``PRAGMA user_version`` records how many steps a file has had, and
 the steps it lacks run in one transaction when it is opened. A file newer than the list is
 refused. The owners' tables and queries stay with the owners; this module knows none of them.
+It is one :class:`netgpt.database.Database`; :class:`netgpt.pg_db.PgDb` is the other.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from netgpt.database import Dialect, Migration, run_migrations
 from netgpt.errors import StartupError
 
-log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One step of a file's schema. ``apply`` runs inside the opening transaction and returns counts
-    for the log (e.g. ``{"sessions": 12}``: rows it rewrote or took in)."""
-
-    name: str
-    apply: Callable[[sqlite3.Connection], Mapping[str, int]]
+__all__ = ["Migration", "SqliteDb"]
 
 
 class SqliteDb:
@@ -38,6 +28,8 @@ class SqliteDb:
 
     ``label`` names the file in errors and logs (``"core state"``).
     """
+
+    dialect: Dialect = "sqlite"
 
     def __init__(self, path: Path, migrations: Sequence[Migration], label: str) -> None:
         self.path = Path(path)
@@ -63,16 +55,14 @@ class SqliteDb:
             self._db.close()
             raise
 
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         with self.transaction() as db:
             found = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if found > self.version:
-                raise StartupError(f"{self.label} {self.path}: schema version {found} is newer than this NetGPT "
-                                   f"knows ({self.version}); use a newer NetGPT or another state_db")
-            for version, step in enumerate(migrations[found:], start=found + 1):
-                counts = step.apply(db)
-                if found or any(counts.values()):  # a new file's steps are not news, unless they took something in
-                    log.info("state.migrated", path=str(self.path), to_version=version, step=step.name, **counts)
+            run_migrations(db, migrations, found, self.label, self.where)
             db.execute(f"PRAGMA user_version = {self.version}")
 
     @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,43 @@ async def core_channel(core):
 
     async with open_channel(core.address) as channel:
         yield channel
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator:
+    """One throw-away PostgreSQL 15 server for the run (tests/pg_server.py); skips where it cannot start."""
+    from pg_server import PgUnavailable, local_postgres
+
+    try:
+        with local_postgres() as server:
+            yield server
+    except PgUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def pg_url(pg_server) -> Iterator[str]:
+    """A fresh, empty database on the run's server, dropped after the test."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def core_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], object]]:
+    """Opens the core's database again at each call, as a restarted core would: None for memory (the test
+    keeps its memory stores), the core's SQLite file, or a PostgreSQL database of the test's own."""
+    from core.state import STATE_FILE, open_db, open_pg
+
+    opened: list = []
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+
+    def open_again():
+        if request.param == "memory":
+            return None
+        opened.append(open_pg(url) if url else open_db(tmp_path / STATE_FILE))
+        return opened[-1]
+
+    yield open_again
+    for db in opened:
+        db.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from cp.policy import PolicyBook
 from cp.registry import NodeRegistry
 from cp.servicer import ControlPlaneServicer
 from cp.sessions import SessionTable, sweep_expired
-from cp.state_db import CoreState, MemoryState, SqliteState, StoredWorkflow
+from cp.state_db import CoreState, MemoryState, SqliteState, SqlState, StoredWorkflow
 from cp.workflows import from_mapping, parse_toml
 from netgpt.channels import open_channel
 from netgpt.config import CoreConfig
@@ -61,20 +61,17 @@ def serving_registry(*nodes: common_pb2.NodeInfo) -> NodeRegistry:
     return registry
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], CoreState]]:
-    """Opens the state; for SQLite every call opens the same file again, as a restarted core would."""
-    opened: list[CoreState] = []
+@pytest.fixture
+def make_state(core_db) -> Callable[[], CoreState]:
+    """Opens the state (memory, SQLite, PostgreSQL); every call opens the same database again, as a restarted
+    core would."""
     memory = MemoryState()
 
     def make() -> CoreState:
-        state: CoreState = memory if request.param == "memory" else SqliteState(open_db(tmp_path / STATE_FILE))
-        opened.append(state)
-        return state
+        db = core_db()
+        return memory if db is None else SqlState(db)
 
-    yield make
-    for state in opened:
-        state.close()
+    return make
 
 
 # --- unit: the state itself ---------------------------------------------------------------------

@@ -1,18 +1,18 @@
 """The core's fine-tuning jobs survive a restart: one suite over both job stores (memory and the
-core's SQLite file), the book restored over them, and the one migration path that brings an older
+core's database, SQLite and PostgreSQL), the book restored over them, and the one migration path that brings an older
 core's file, and the job files it kept beside it, up to the current schema."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from test_training_jobs import spec, write_dataset
 
 from cmp.convert import job_to_proto, manifest_from_proto
-from cmp.job_store import JobStore, MemoryJobStore, SqliteJobStore
+from cmp.job_store import JobStore, MemoryJobStore, SqliteJobStore, SqlJobStore
 from cmp.manifest import Manifest
 from cmp.records import Job
 from cmp.store import ModelStore
@@ -25,21 +25,17 @@ from netgpt.v1 import compute_plane_pb2 as cmp_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], JobStore]]:
-    """Opens the job store; for SQLite every call opens the same file again, as a restarted core would."""
-    opened: list[SqliteDb] = []
+@pytest.fixture
+def make_jobs(core_db) -> Callable[[], JobStore]:
+    """Opens the job store (memory, SQLite, PostgreSQL); every call opens the same database again, as a
+    restarted core would."""
     memory = MemoryJobStore()
 
     def make() -> JobStore:
-        if request.param == "memory":
-            return memory
-        opened.append(open_db(tmp_path / STATE_FILE))
-        return SqliteJobStore(opened[-1])
+        db = core_db()
+        return memory if db is None else SqlJobStore(db)
 
-    yield make
-    for db in opened:
-        db.close()
+    return make
 
 
 def a_job(job_id: str, state: int = S.TRAINING_STATE_PLACED, step: int = 0) -> Job:

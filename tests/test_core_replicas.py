@@ -1,0 +1,156 @@
+"""Two core replicas on one PostgreSQL database, as processes: kill -9 one of them under load.
+
+The nodes and the clients are given both addresses (``--core a,b``). While a session storm runs
+and a UE's answer streams, the replica the nodes beat to is killed with SIGKILL. Then: every
+session the core acknowledged is still there, new sessions succeed within two heartbeat
+intervals of the kill, the stream finishes, both nodes beat to the surviving replica (no node
+restarted), and a command queued after the kill reaches its node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from helpers import concise, eventually, kinds, new_session
+
+from netgpt.channels import open_channel
+from netgpt.v1 import control_plane_pb2 as cp_pb2
+from netgpt.v1 import control_plane_pb2_grpc as cp_grpc
+from netgpt.v1 import user_plane_pb2 as up_pb2
+from netgpt.v1 import user_plane_pb2_grpc as up_grpc
+
+INTERVAL_S = 0.3
+CELL = "cell-harbour-1"
+
+
+class SessionStorm:
+    """Sessions established back to back (8 at a time) through both addresses, each outcome timed."""
+
+    def __init__(self, cores: str) -> None:
+        self.cores = cores
+        self.acknowledged: list[tuple[float, str]] = []  # (when, session id)
+        self.failed: list[tuple[float, str]] = []  # (when, status code)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    async def _run(self) -> None:
+        async with open_channel(self.cores) as channel:
+            stub = cp_grpc.ControlPlaneServiceStub(channel)
+            await asyncio.gather(*(self._one_lane(stub, lane) for lane in range(8)))
+
+    async def _one_lane(self, stub: cp_grpc.ControlPlaneServiceStub, lane: int) -> None:
+        number = 0
+        while not self._stop.is_set():
+            number += 1
+            request = cp_pb2.EstablishSessionRequest(ue_id=f"ue-storm-{lane}-{number}", cell_id=CELL)
+            try:
+                reply = await stub.EstablishSession(request, timeout=2)
+                self.acknowledged.append((time.monotonic(), reply.session.session_id))
+            except grpc.aio.AioRpcError as exc:
+                self.failed.append((time.monotonic(), exc.code().name))
+                await asyncio.sleep(0.02)
+
+
+class UeStream:
+    """One Generate stream on a thread of its own, its events kept as they arrive."""
+
+    def __init__(self, edge: str, request: up_pb2.GenerateRequest) -> None:
+        self.edge, self.request = edge, request
+        self.events: list[up_pb2.GenerateResponse] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join(timeout=120)
+
+    async def _run(self) -> None:
+        try:
+            async with open_channel(self.edge) as channel:
+                async for event in up_grpc.UserPlaneServiceStub(channel).Generate(self.request, timeout=120):
+                    self.events.append(event)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+async def _sessions_found(address: str, session_ids: list[str]) -> int:
+    async with open_channel(address) as channel:
+        stub = cp_grpc.ControlPlaneServiceStub(channel)
+        found = 0
+        for session_id in session_ids:
+            reply = await stub.GetSession(cp_pb2.GetSessionRequest(session_id=session_id), timeout=5)
+            found += reply.session.session_id == session_id
+        return found
+
+
+@pytest.mark.e2e
+def test_kill_9_one_of_two_replicas_under_a_session_storm_and_a_stream(tiny, tmp_path: Path, pg_url: str):
+    from daemons import Daemon, cli, node_daemons
+
+    def core(name: str) -> Daemon:
+        return Daemon("core", "--listen", "127.0.0.1:0", "--heartbeat-interval-s", str(INTERVAL_S),
+                      "--store-dir", str(tmp_path / name), "--state-db", pg_url)
+
+    first, second = core("a"), core("b")
+    cores = f"{first.address},{second.address}"
+    cloud, edge = node_daemons(cores, "r", CELL)
+    daemons = [first, second, cloud, edge]
+    try:
+        edge.wait_for("edge.peers", where=lambda item: "cloud-r" in item["clouds"])
+        # the second replica knows the nodes that beat to the first
+        listed = cli("nodes", "--core", second.address)
+        assert "edge-r" in listed.stdout and "cloud-r" in listed.stdout, listed
+
+        storm = SessionStorm(cores)
+        storm.start()
+        asyncio.run(eventually(lambda: len(storm.acknowledged) >= 20, "sessions before the kill", timeout_s=30))
+        session = asyncio.run(new_session(cores, CELL))
+        stream = UeStream(edge.address, concise(session, "Where can I eat seafood tonight?", max_new_tokens=48))
+        stream.start()
+        asyncio.run(eventually(lambda: stream.events, "the UE's stream under way", timeout_s=60))
+        killed_at = time.monotonic()
+        first.proc.kill()  # kill -9: no drain, no goodbye
+        first.proc.wait(timeout=30)
+        asyncio.run(eventually(lambda: any(t > killed_at for t, _ in storm.acknowledged),
+                               "a new session after the kill", timeout_s=30))
+        asyncio.run(eventually(lambda: sum(t > killed_at for t, _ in storm.acknowledged) >= 20,
+                               "sessions after the kill", timeout_s=30))
+        storm.stop()
+        stream.join()
+        assert stream.error is None and kinds(stream.events)[-1] == "summary", (stream.error, kinds(stream.events))
+
+        first_after = min(t for t, _ in storm.acknowledged if t > killed_at) - killed_at
+        assert first_after <= 2 * INTERVAL_S + 2.0, first_after  # two intervals, plus a loaded CI machine's slack
+        acknowledged = [session_id for _, session_id in storm.acknowledged]
+        assert asyncio.run(_sessions_found(second.address, acknowledged)) == len(acknowledged)
+
+        # both nodes moved to the surviving replica on their own, and a new command reaches them there
+        for node_id in ("edge-r", "cloud-r"):
+            second.wait_for("node.registered", where=lambda item, node_id=node_id: item.get("node_id") == node_id)
+        assert all(node.proc.poll() is None for node in (edge, cloud))
+        policy = cli("policy", "set", "--core", cores, "--max-cloud-queue", "9")
+        assert policy.returncode == 0, policy
+        edge.wait_for("edge.policy", where=lambda item: item.get("max_cloud_queue") == "9")
+    finally:
+        for daemon in daemons:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+                try:
+                    daemon.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
