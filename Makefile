@@ -85,6 +85,8 @@ bench: $(STAMP)
 	$(PY) -m bench.as_deployed
 	$(PY) -m bench.prefix_reuse
 	$(PY) -m bench.fleet_sim --nodes 100,1000
+	$(PY) -m bench.state_backends
+	$(PY) -m bench.core_replicas
 
 # the edge's self-instruct phrasings (tasks/prompt_completion/data, committed): the pretrained base rewrites the
 # needs' questions, filtered against the held-out and dev sets; ~20 min on 2 cores (starter --phrasings FILE uses it)

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,7 @@ class SimNode:
         self.stub = cp_grpc.ControlPlaneServiceStub(self.channel)
         self.registered = asyncio.Event()
         self.deploys: dict[str, float] = {}  # command id -> wall time it arrived
+        self.replies: deque[float] = deque(maxlen=64)  # wall times of its last heartbeat replies
         self._rng = random.Random(index)
 
     def next_load(self) -> common_pb2.NodeLoad:
@@ -169,6 +170,8 @@ class SimNode:
                 self.worker.window.timeouts += 1
             except grpc.aio.AioRpcError as exc:
                 self.worker.window.errors[exc.code().name] += 1
+            except Exception as exc:  # a write on a stream the core dropped, say: as cp.agent, never give up
+                self.worker.window.errors[type(exc).__name__] += 1
             await asyncio.sleep(next(delays))
 
     async def _beat(self, interval: float) -> None:
@@ -185,6 +188,7 @@ class SimNode:
                     await call
                     return
                 rtt = time.perf_counter() - sent
+                self.replies.append(time.time())
                 window = self.worker.window
                 window.rtt_s.append(rtt)
                 window.late += rtt > interval
@@ -269,6 +273,8 @@ class Worker:
             return await self.storm(request["sessions"], request["concurrency"])
         if op == "deploys":  # when each node got its deploy commands (one deploy per step)
             return {"arrived": [t for n in self.nodes for t in n.deploys.values()]}
+        if op == "first_reply_after":  # each node's first heartbeat reply after wall time t (None: none yet)
+            return {"first": [next((r for r in n.replies if r > request["t"]), None) for n in self.nodes]}
         raise ValueError(f"unknown op {op!r}")
 
     async def serve(self) -> None:
@@ -369,11 +375,11 @@ def merge(stats: list[dict[str, Any]]) -> dict[str, Any]:
 class Core:
     """``python -m cli core`` from ``src`` (the tree under test), its CPU and memory read from /proc."""
 
-    def __init__(self, src: Path, pki: LocalPki, folder: Path, interval_s: float) -> None:
+    def __init__(self, src: Path, pki: LocalPki, folder: Path, interval_s: float, *flags: str) -> None:
         env = {**os.environ, "NETGPT_DATA_DIR": str(folder / "data"), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(src)}
         self.process = Process("core", daemon_argv("core", pki, "core", "--listen", "127.0.0.1:0", "--store-dir",
-                                                   str(folder / "store"), "--heartbeat-interval-s", str(interval_s)),
-                               env, cwd=src)
+                                                   str(folder / "store"), "--heartbeat-interval-s", str(interval_s),
+                                                   *flags), env, cwd=src)
         self.pid = self.process.proc.pid
         self.address = ""
 
