@@ -59,8 +59,9 @@ async def storm(workers: list[WorkerProcess], sessions: int, concurrency: int) -
     errors: Counter[str] = Counter()
     for r in results:
         errors.update(r["errors"])
+    firsts = [r["first_ok_at"] for r in results if r.get("first_ok_at") is not None]
     return {"sessions": len(setup), "errors": dict(errors), "sessions_per_s": round(len(setup) / seconds, 1),
-            "setup_ms": {"p50": ms(setup, 50), "p99": ms(setup, 99)}}
+            "setup_ms": {"p50": ms(setup, 50), "p99": ms(setup, 99)}, "first_ok_at": min(firsts, default=None)}
 
 
 async def failover(workers: list[WorkerProcess], killed_at: float, timeout_s: float) -> dict[str, Any]:
@@ -110,7 +111,9 @@ async def one_variant(backend: str, replicas: int, args: argparse.Namespace, pki
             await asyncio.sleep(args.interval_s)
             killed_at = time.time()
             cores[0].process.proc.kill()  # kill -9: the replica every node beats to (the first address)
-            result["storm_at_kill"] = await storm(workers, args.sessions, args.storm_concurrency)
+            result["storm_at_kill"] = at_kill = await storm(workers, args.sessions, args.storm_concurrency)
+            first_ok = at_kill["first_ok_at"]
+            at_kill["first_session_after_kill_s"] = round(first_ok - killed_at, 3) if first_ok else None
             # the nodes keep their last 64 reply times: asked once the storm is over (a worker answers in turn)
             result["failover"] = await failover(workers, killed_at, timeout_s=30 * args.interval_s)
             result["storm_after"] = await storm(workers, args.sessions, args.storm_concurrency)
@@ -136,6 +139,7 @@ def markdown(report: dict[str, Any]) -> str:
             f, during, after = v["failover"], v["storm_at_kill"], v["storm_after"]
             lines += ["", f"kill -9 of the replica all {f['nodes']} nodes beat to: every node beating to the other "
                           f"within {f['all_s']} s (p50 {f['p50_s']} s); a session storm started at the kill: "
+                          f"first session set up {during['first_session_after_kill_s']} s after the kill, "
                           f"{during['sessions']} set up, errors {during['errors'] or 'none'}, p99 "
                           f"{during['setup_ms']['p99']} ms; the next storm: p99 {after['setup_ms']['p99']} ms, "
                           f"errors {after['errors'] or 'none'}."]

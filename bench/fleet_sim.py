@@ -239,6 +239,7 @@ class Worker:
     async def storm(self, sessions: int, concurrency: int) -> dict[str, Any]:
         edges = [n for n in self.nodes if n.role == common_pb2.NODE_ROLE_EDGE]
         latencies: list[float] = []
+        finished: list[float] = []  # wall time of the first success
         errors: Counter[str] = Counter()
         todo = iter(range(sessions))
 
@@ -250,6 +251,8 @@ class Worker:
                 try:
                     await edge.stub.EstablishSession(request, timeout=30)
                     latencies.append(time.perf_counter() - sent)
+                    if not finished:
+                        finished.append(time.time())
                 except grpc.aio.AioRpcError as exc:
                     errors[exc.code().name] += 1
 
@@ -257,7 +260,7 @@ class Worker:
         if edges:
             await asyncio.gather(*(one_at_a_time() for _ in range(min(concurrency, sessions))))
         return {"latency_s": [round(x, 6) for x in latencies], "errors": dict(errors),
-                "seconds": time.perf_counter() - started}
+                "seconds": time.perf_counter() - started, "first_ok_at": finished[0] if finished else None}
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request["op"]

@@ -5,11 +5,19 @@ leaves no trace)::
 
     blobs/sha256/<hex>              the artifact bytes, read-only, stored once per content
     manifests/<name>/<version>.json one per registered version
-    staging/<random>.part           uploads in flight; promoted only once the sha256 matches
+    staging/<process>/<random>.part uploads in flight; promoted only once the sha256 matches
 
 Every promotion is ``os.replace`` after ``fsync`` (file, then directory), so a crash
-leaves either the old state or the new one, never a half-written blob or manifest; the
-staging directory is emptied when a store opens. One core process owns a directory.
+leaves either the old state or the new one, never a half-written blob or manifest; a store
+that opens removes the staging folders no process has written for :data:`STALE_STAGING_S`.
+
+Core replicas share one directory (a shared volume that renames atomically: NFSv4, CephFS, a
+Kubernetes ReadWriteMany volume). That needs no locks between them: blobs are content-addressed
+and immutable, each manifest is written once by rename, and a version one replica published is
+found by another on its first miss (:meth:`ModelStore.describe` and :meth:`ModelStore.blob` look
+on disk before answering NOT_FOUND; listings always read the directory). The alternative, each
+replica fetching what it lacks from another over the blob protocol, would keep a copy per replica
+and still leave the listing of versions to be synchronised.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -42,6 +52,7 @@ from netgpt.errors import (
 log = structlog.get_logger(__name__)
 
 FREE_SPACE_MARGIN = 64 << 20  # keep some disk for manifests and logs after an upload
+STALE_STAGING_S = 24 * 3600.0  # a staging folder untouched this long belongs to no live upload
 
 
 def default_store_dir() -> Path:
@@ -57,9 +68,10 @@ class ModelStore:
         self.root = Path(root)
         self.blobs = self.root / "blobs" / "sha256"
         self.manifests = self.root / "manifests"
-        self.staging = self.root / "staging"
+        # this process's own (replicas share the root): host and pid say whether its owner still lives
+        self.staging = self.root / "staging" / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._lock = threading.Lock()
-        shutil.rmtree(self.staging, ignore_errors=True)  # leftovers of uploads a crash interrupted
+        _remove_stale_staging(self.root / "staging")  # leftovers of uploads a crash interrupted
         self._versions = self._load()
         self._pieces: dict[str, Pieces] = {}
         log.info("store.opened", root=str(self.root), versions=len(self._versions))
@@ -68,9 +80,11 @@ class ModelStore:
         return self.blobs / sha256
 
     def versions(self, name: str = "") -> list[Manifest]:
-        """Registered versions (of ``name`` if given), by name then registration time."""
+        """Registered versions (of ``name`` if given), by name then registration time (read from disk:
+        another core replica may have published some)."""
         if name:
             check_name("model name", name)
+        self._rescan()
         with self._lock:
             found = [m for m in self._versions.values() if not name or m.name == name]
         return sorted(found, key=lambda m: (m.name, m.created_at or datetime.min.replace(tzinfo=UTC), m.version))
@@ -79,6 +93,9 @@ class ModelStore:
         key = (check_name("model name", name), check_name("model version", version))
         with self._lock:
             manifest = self._versions.get(key)
+        if manifest is None and self._rescan():
+            with self._lock:
+                manifest = self._versions.get(key)
         if manifest is None:
             raise NotFound(f"model {name} version {version} is not in the store")
         return manifest
@@ -110,8 +127,9 @@ class ModelStore:
 
     def blob(self, sha256: str) -> tuple[Path, int]:
         """A stored (hence verified) blob's path and size; NOT_FOUND when no version has it."""
-        with self._lock:
-            manifest = next((m for m in self._versions.values() if m.sha256 == sha256), None)
+        manifest = self._with_sha256(sha256)
+        if manifest is None and self._rescan():
+            manifest = self._with_sha256(sha256)
         if manifest is None:
             raise NotFound(f"the store holds no blob with sha256 {sha256}")
         return self.blob_path(sha256), manifest.size_bytes
@@ -159,9 +177,25 @@ class ModelStore:
     def _manifest_path(self, name: str, version: str) -> Path:
         return self.manifests / name / f"{version}.json"
 
-    def _load(self) -> dict[tuple[str, str], Manifest]:
+    def _with_sha256(self, sha256: str) -> Manifest | None:
+        with self._lock:
+            return next((m for m in self._versions.values() if m.sha256 == sha256), None)
+
+    def _rescan(self) -> bool:
+        """Take in the versions another replica registered in this directory; whether any were new."""
+        with self._lock:
+            known = set(self._versions)
+        new = self._load(skip=known)
+        with self._lock:
+            self._versions.update(new)
+        return bool(new)
+
+    def _load(self, skip: set[tuple[str, str]] | None = None) -> dict[tuple[str, str], Manifest]:
+        """The manifests on disk (but those of ``skip``, by their file names), checked against their blobs."""
         found: dict[tuple[str, str], Manifest] = {}
         for path in sorted(self.manifests.glob("*/*.json")):
+            if skip and (path.parent.name, path.stem) in skip:
+                continue
             try:
                 manifest = validate(Manifest.from_json(json.loads(path.read_text(encoding="utf-8"))))
                 blob_size = self.blob_path(manifest.sha256).stat().st_size
@@ -173,6 +207,41 @@ class ModelStore:
                 continue
             found[(manifest.name, manifest.version)] = manifest
         return found
+
+
+def _remove_stale_staging(staging: Path) -> None:
+    """Remove what interrupted uploads left: the folders of processes of this host that are gone, files of
+    the old one-folder layout, and other hosts' folders not written for :data:`STALE_STAGING_S`."""
+    if not staging.is_dir():
+        return
+    cutoff = time.time() - STALE_STAGING_S
+    for entry in staging.iterdir():
+        try:
+            if entry.is_dir() and not _owner_gone(entry.name) and entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        except OSError:  # gone already: another replica cleaned it
+            continue
+
+
+def _owner_gone(folder: str) -> bool:
+    """Whether the process that named a staging folder ``<host>-<pid>-<random>`` is known to be gone."""
+    parts = folder.rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or parts[0] != socket.gethostname():
+        return False  # another host's: the age rule decides
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False  # this process's (an earlier store of it may still be uploading)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class Upload:

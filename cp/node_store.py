@@ -7,9 +7,10 @@ replica reaches the node through whichever replica it beats to next. A queued co
 until a beat takes it (in the same transaction that records the beat), so a command the core
 acknowledged survives the replica that queued it.
 
-A beat's transaction does not wait for PostgreSQL's disk flush (``synchronous_commit = off``: about
-0.3 ms instead of 3 ms here, ``bench.state_backends``): if the database server itself crashes, the last
-beats are lost (the next ones repeat them) and commands taken just before may be delivered again.
+A beat's (and a registration's) transaction does not wait for PostgreSQL's disk flush
+(``synchronous_commit = off``: about 0.3 ms instead of 3 ms here, ``bench.state_backends``): if the
+database server itself crashes, the last beats are lost (the next ones repeat them) and commands taken
+just before may be delivered again.
 Queuing a command waits for the flush, so an acknowledged command is never lost.
 
 Times are the replicas' wall clocks (unix s): keep replica clocks in sync (NTP), as for any
@@ -73,6 +74,7 @@ class NodeStore:
     def put_node(self, info: common_pb2.NodeInfo, at: float) -> None:
         """A node (re-)registered at ``at``: its info, an empty load, seen now."""
         with self._db.transaction() as tx:
+            self._no_flush_wait(tx)  # the node registers again whenever a core does not know it
             tx.execute("INSERT INTO nodes (node_id, info, load, registered_at, last_seen) VALUES (?, ?, ?, ?, ?) "
                        "ON CONFLICT (node_id) DO UPDATE SET info = excluded.info, load = excluded.load, "
                        "registered_at = excluded.registered_at, last_seen = excluded.last_seen",
@@ -81,13 +83,16 @@ class NodeStore:
     def beat(self, node_id: str, load: common_pb2.NodeLoad, at: float) -> list[cp_pb2.NodeCommand]:
         """Record a beat and take (delete) the commands queued for the node, oldest first, in one transaction."""
         with self._db.transaction() as tx:
-            if self._db.dialect == "postgresql":  # a beat need not wait for the disk: the next one repeats it
-                tx.execute("SET LOCAL synchronous_commit = off")
+            self._no_flush_wait(tx)  # the next beat repeats this one
             tx.execute("UPDATE nodes SET load = ?, last_seen = ? WHERE node_id = ?",
                        (load.SerializeToString(deterministic=True), at, node_id))
             rows = tx.execute("DELETE FROM node_commands WHERE node_id = ? RETURNING queued_at, seq, command",
                               (node_id,)).fetchall()
         return [cp_pb2.NodeCommand.FromString(bytes(blob)) for _, _, blob in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+    def _no_flush_wait(self, tx: Tx) -> None:
+        if self._db.dialect == "postgresql":
+            tx.execute("SET LOCAL synchronous_commit = off")
 
     def queue(self, node_id: str, command: cp_pb2.NodeCommand, at: float, replace_kind: bool = False) -> None:
         """Queue ``command`` for the node; ``replace_kind``: in place of undelivered commands of its kind."""

@@ -459,3 +459,43 @@ def test_fetch_responses_decode_chunks_as_views_and_the_rest_as_protobuf():
     decoded = decode_fetch_response(trailer.SerializeToString())
     assert isinstance(decoded, cmp_pb2.FetchModelResponse) and decoded.trailer.size_bytes == 3
 
+
+
+# --- core replicas sharing one store directory ------------------------------------------------------
+
+
+async def test_replicas_sharing_a_directory_serve_what_either_published(store_dir: Path, tmp_path: Path):
+    """A version published at one replica is listed, described and fetched at the other, which opened the
+    directory before it was published; neither wipes the other's uploads in flight."""
+    first, second = await start(store_dir), await start(store_dir)
+    try:
+        assert first.store.staging != second.store.staging
+        data = random_bytes(seed=7)
+        async with open_channel(first.address) as channel:
+            await publish(cmp_grpc.ComputePlaneServiceStub(channel), upload_messages(claim(data, version="v9"), data))
+        async with open_channel(second.address) as channel:
+            stub = cmp_grpc.ComputePlaneServiceStub(channel)
+            assert await versions(stub) == [("gpt2-edge", "v9")]
+            await fetch_to_file(stub, "gpt2-edge", "v9", tmp_path / "fetched.tar")
+        assert (tmp_path / "fetched.tar").read_bytes() == data
+        assert second.store.blob(sha(data))[1] == len(data)
+    finally:
+        await first.stop(0)
+        await second.stop(0)
+
+
+def test_a_store_removes_the_staging_left_by_gone_processes_only(store_dir: Path):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    staging = store_dir / "staging"
+    left = staging / f"{socket.gethostname()}-{gone.stdout.strip()}-abc123"
+    live = staging / f"{socket.gethostname()}-1-def456"  # pid 1 lives
+    elsewhere = staging / "other-host-42-0a0b0c"
+    for folder in (left, live, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "upload.part").write_bytes(b"half")
+    ModelStore(store_dir)
+    assert not left.exists() and live.exists() and elsewhere.exists()
