@@ -138,10 +138,14 @@ class JobBook:
     def __init__(self, nodes: NodeDirectory, store: ModelStore, jobs: JobStore | None = None,
                  clock: Callable[[], float] = time.time, poll_s: float = WATCH_POLL_S,
                  lost_after_s: float = 0.0, unplaced_timeout_s: float = 300.0, checkpoint_every: int = 0,
+                 supervising: Callable[[], bool] = lambda: True, shared: bool = False,
                  timer: Callable[[], float] = time.monotonic) -> None:
         """``lost_after_s``: a job whose node is lost (or unregistered this long) moves; 0: jobs never move.
         ``unplaced_timeout_s``: a job with no node this long fails. ``checkpoint_every``: the steps between
-        the checkpoints a job uploads to the store, when its spec sets none (0: none)."""
+        the checkpoints a job uploads to the store, when its spec sets none (0: none). Core replicas:
+        ``supervising`` says whether this one moves and fails jobs now (it holds the lease); ``shared``: the
+        store is the replicas' common one, so jobs another replica started are taken in when asked for, and
+        :meth:`take_over` takes every unfinished job as stored when this replica starts to supervise."""
         self._nodes = nodes
         self._store = store
         self._saved = jobs if jobs is not None else MemoryJobStore()
@@ -152,6 +156,7 @@ class JobBook:
         self.unplaced_timeout_s = unplaced_timeout_s
         self.checkpoint_every = checkpoint_every
         self._jobs: dict[str, Job] = {}
+        self._supervising, self._shared = supervising, shared
         now = timer()
         for job in self._saved.load():
             job.requeue = not job.done
@@ -190,6 +195,9 @@ class JobBook:
 
     def get(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
+        if job is None and self._shared:
+            self._take_in_new()
+            job = self._jobs.get(job_id)
         if job is None:
             raise NotFound(f"training job {job_id[:64]!r} is not known")
         self._refresh()
@@ -197,6 +205,8 @@ class JobBook:
 
     def list(self) -> list[Job]:
         """Newest first."""
+        if self._shared:
+            self._take_in_new()
         self._refresh()
         return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
 
@@ -252,7 +262,32 @@ class JobBook:
                 elif job.requeue:  # restored by a restarted core; the node does not know it (yet)
                     job.requeue = False
                     self._nodes.queue_command(job.node_id, start_training_command(job))
-        self._supervise({s.info.node_id: s for s in statuses})
+        if self._supervising():
+            self._supervise({s.info.node_id: s for s in statuses})
+
+    def _take_in_new(self) -> None:
+        """The jobs other replicas started since this one last looked (the store is shared)."""
+        now = self._timer()
+        for job in self._saved.load():
+            if job.id not in self._jobs:
+                job.node_seen_at = job.unplaced_since = now
+                self._jobs[job.id] = job
+
+    def take_over(self) -> int:
+        """This replica supervises from now on: take the store's copy of every job it has not seen finish
+        (another replica may have moved, cancelled or failed it meanwhile); returns how many changed."""
+        now, changed = self._timer(), 0
+        for stored in self._saved.load():
+            known = self._jobs.get(stored.id)
+            if known is not None and (known.done or job_to_proto(known) == job_to_proto(stored)):
+                continue
+            stored.node_seen_at = known.node_seen_at if known is not None else now
+            stored.unplaced_since = known.unplaced_since if known is not None else now
+            self._jobs[stored.id] = stored
+            changed += 1
+        if changed:
+            log.info("training.jobs_taken_over", jobs=changed)
+        return changed
 
     def supervise(self) -> None:
         """Move the jobs of lost nodes, place the jobs waiting for a node, fail those that waited too long."""
@@ -328,6 +363,8 @@ class JobBook:
     def check_publish(self, name: str, version: str, metadata: dict[str, str], publisher: str) -> None:
         """FAILED_PRECONDITION when node ``publisher`` publishes the result (or a checkpoint) of a job it
         does not own (any more), or of a job that is over; other publishes are not a job's business."""
+        if self._shared:
+            self._take_in_new()  # a job another replica started
         job = self._jobs.get(metadata.get("lineage.job_id", ""))
         if job is None:
             found = [j for j in self._jobs.values() if name == checkpoint_model(j.id)

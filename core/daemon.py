@@ -100,8 +100,10 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         policies = PolicyBook(registry, stores.state)
         store = ModelStore(store_dir)
         uploads = UploadBudget(CORE_UPLOAD_STREAMS)
+        lease = stores.lease(SINGLETON_LEASE, lease_ttl_s)
         jobs = JobBook(registry, store, stores.jobs, lost_after_s=registry.lost_after_s,
-                       unplaced_timeout_s=config.job_unplaced_timeout_s, checkpoint_every=config.train_checkpoint_every)
+                       unplaced_timeout_s=config.job_unplaced_timeout_s, checkpoint_every=config.train_checkpoint_every,
+                       supervising=lease.held, shared=stores.shared)
         tokens = UeTokenAuthority(signer, registry, config.ue_token_ttl_s, stores.revocations)
         security = _security(config, sessions, store, tokens)
         crls = RevocationDistributor(registry, security.revoked, config.tls_crl)
@@ -116,8 +118,8 @@ async def start_core(config: CoreConfig) -> CoreHandle:
     if server.metrics is not None:
         server.metrics.add(lambda: core_metrics(registry.statuses, lambda: len(sessions), lambda: uploads.bytes_served))
         server.serve_metrics(config.metrics_listen)
-    lease = stores.lease(SINGLETON_LEASE, lease_ttl_s)
-    lease.renew()  # the first replica up holds it at once
+    if lease.renew():  # the first replica up holds it at once
+        jobs.take_over()
     sweeper = asyncio.create_task(sweep_periodically(sessions, lease), name="core-session-sweeper")
     watcher = asyncio.create_task(_watch_nodes(registry, jobs, crls, lease), name="core-node-watcher")
     return CoreHandle(server, registry, sessions, store, tokens, workflows, policies, stores, sweeper, uploads,
@@ -147,12 +149,15 @@ async def _watch_nodes(registry: NodeRegistry, jobs: JobBook, crls: RevocationDi
     this replica holds it, move the jobs of lost nodes; take a changed certificate revocation list in and hand
     it to the nodes."""
     lease = lease if lease is not None else LocalLease(SINGLETON_LEASE)
+    held = lease.held()
     while True:
         await asyncio.sleep(registry.heartbeat_interval_s)
         try:
-            held = lease.renew()  # first: a failing sweep must not cost the lease
+            held, was_held = lease.renew(), held  # first: a failing sweep must not cost the lease
             registry.merge_shared()  # replicas: the nodes that beat to the others
             registry.sweep()
+            if held and not was_held:
+                jobs.take_over()  # another replica supervised them until now
             if held:
                 jobs.supervise()
         except Exception:  # a full disk must not end the watcher; the next round retries

@@ -63,15 +63,18 @@ class CoreStores:
 
     def lease(self, name: str, ttl_s: float) -> Lease:
         """The lease ``name``: a row of the database replicas share (PostgreSQL), else always held (one core)."""
-        if self.db is not None and self.db.dialect == "postgresql":
+        if self.shared and self.db is not None:
             return DbLease(self.db, name, ttl_s)
         return LocalLease(name, ttl_s)
 
+    @property
+    def shared(self) -> bool:
+        """Whether core replicas may share this state (PostgreSQL); one core's SQLite file is its own."""
+        return self.db is not None and self.db.dialect == "postgresql"
+
     def shared_nodes(self) -> NodeStore | None:
-        """The registry replicas share (PostgreSQL); None for one core, whose registry is its memory."""
-        if self.db is not None and self.db.dialect == "postgresql":
-            return NodeStore(self.db)
-        return None
+        """The registry replicas share; None for one core, whose registry is its memory."""
+        return NodeStore(self.db) if self.shared and self.db is not None else None
 
     def close(self) -> None:
         if self.db is not None:

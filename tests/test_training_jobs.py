@@ -223,7 +223,7 @@ async def test_full_job_on_the_edge_publishes_an_onnx_artifact(cluster, clients,
     assert manifest.kind == S.MODEL_KIND_ONNX_EDGE and manifest.metadata["runtime"] == "onnxruntime"
     assert float(manifest.metadata["parity_max_abs_diff"]) <= 1e-4
     assert manifest.metadata["lineage.method"] == "full" and manifest.metadata["lineage.steps"] == "2"
-    assert manifest.metadata["quantization"] == "fp32"  # the edge node's own setting
+    assert manifest.metadata["quantization"] == "int8"  # the edge node's own setting: auto, and int8 passes the gate
 
 
 async def test_edge_job_publishes_the_quantised_graph_it_asks_for(cluster, clients, dataset):
