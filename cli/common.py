@@ -42,8 +42,9 @@ E = TypeVar("E", bound=int)  # a protobuf enum's value type (``common_pb2.NodeRo
 
 def add_core_flag(parser: argparse.ArgumentParser) -> None:
     """``--core`` and the client's identity flags (every command that calls a daemon has them)."""
-    parser.add_argument("--core", default=DEFAULT_CORE, help=f"core controller address, or several replicas comma-separated (a:50051,b:50051): "
-                        f"calls go to the first that answers (default: {DEFAULT_CORE})")
+    parser.add_argument("--core", default=DEFAULT_CORE,
+                        help=f"core controller address, or several replicas comma-separated (a:50051,b:50051): "
+                             f"calls go to the first that answers (default: {DEFAULT_CORE})")
     add_identity_flags(parser)
 
 

@@ -1,7 +1,9 @@
-"""``netgpt eval prompt|popularity|intent``: the research's tasks on data the models never saw.
+"""``netgpt eval prompt|routing|popularity|intent``: the research's tasks on data the models never saw.
 
 ``prompt`` runs the held-out questions through an all-in-one cluster with the models under test and
-with the baseline models and adds the retrieval-only baseline; ``popularity`` and ``intent`` run
+with the baseline models and adds the retrieval-only baseline; ``routing`` collects (or reads) both
+the edge's and the cloud's answer per question, trains the learned router on the training split and
+prints its quality/cost frontier on held-out questions; ``popularity`` and ``intent`` run
 the edge's network-management models (ONNX, as the edge serves them) against their baselines.
 Each prints one table (a row per method) and writes JSON with ``--json FILE``.
 """
@@ -10,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.common import Subparsers, quiet
+
+if TYPE_CHECKING:
+    from tasks.routing.collect import Collected
 
 
 def add_commands(sub: Subparsers) -> None:
@@ -35,6 +41,7 @@ def add_commands(sub: Subparsers) -> None:
     prompt.add_argument("--max-new-tokens", type=int, default=0, help="answer length (default: the evaluation's)")
     prompt.add_argument("--json", "--out", dest="out", type=Path, help="write the report as JSON here")
     prompt.set_defaults(run=quiet(_prompt))
+    _add_routing(tasks)
     for task, text in (("popularity", "popularity prediction: the fine-tuned GPT-2 vs persistence, time-of-day "
                                       "frequency and logistic regression, on the held-out intervals"),
                        ("intent", "intent inference: the fine-tuned GPT-2 vs a rule/regex extractor, on held-out "
@@ -44,6 +51,81 @@ def add_commands(sub: Subparsers) -> None:
         parser.add_argument("--limit", type=int, default=0, help="only the first N test items (0: all)")
         parser.add_argument("--json", "--out", dest="out", type=Path, help="write the report as JSON here")
         parser.set_defaults(run=quiet(_netmgmt), task=task)
+
+
+def _add_routing(tasks: Subparsers) -> None:
+    text = ("the learned router's quality/cost frontier on held-out questions: share ended at the edge vs answer "
+            "quality vs cloud calls and bytes, next to always-edge, always-cloud, today's rules and a random router")
+    routing = tasks.add_parser("routing", help=text, description=text)
+    source = routing.add_mutually_exclusive_group(required=True)
+    source.add_argument("--collect", type=Path, metavar="FILE",
+                        help="run the questions through a live cluster (minutes) and keep the answers here")
+    source.add_argument("--from", dest="source", type=Path, metavar="FILE", help="routing data --collect wrote")
+    routing.add_argument("--edge-model", default="starter", help="with --collect: edge GPT-2 (folder, starter, tiny)")
+    routing.add_argument("--cloud-model", default="pretrained",
+                         help="with --collect: cloud LLaMA (folder, .gguf, pretrained, starter, tiny)")
+    routing.add_argument("--adapter", default="", help="with --collect: the cloud's LoRA adapter (as eval prompt)")
+    routing.add_argument("--phrasings", type=int, default=80,
+                         help="with --collect: self-instruct phrasings added to the dev set as training questions")
+    routing.add_argument("--limit", type=int, default=0, help="with --collect: first N questions per split (0: all)")
+    routing.add_argument("--label", choices=("key", "rule"), default="key",
+                         help="what 'edge answer good enough' is trained on: the answer key (evaluation) or the "
+                              "rule a deployment can check (names a listed venue, no other venue of the cell)")
+    routing.add_argument("--router-out", type=Path, metavar="FILE",
+                         help="write the trained router's weights here (the edge's router_weights)")
+    routing.add_argument("--json", "--out", dest="out", type=Path, help="write the frontier as JSON here")
+    routing.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the frontier as a PNG (matplotlib)")
+    routing.set_defaults(run=quiet(_routing))
+
+
+def _routing(args: argparse.Namespace) -> int:
+    from tasks.routing.evaluate import evaluate, write_router
+
+    if args.plot:
+        _require_matplotlib()
+    try:
+        collected = _collected(args)
+        result = evaluate(collected, args.label)
+    except ValueError as e:
+        raise SystemExit(f"netgpt eval routing: {e}") from e
+    print(f"models: {collected.models}; {len(collected.records)} questions; cell load and cloud queue are "
+          "constants offline (0)")
+    _write(result, args.out)
+    if args.router_out:
+        write_router(result, args.router_out)
+        print(f"wrote {args.router_out}")
+    if args.plot:
+        from tasks.routing.plot import draw
+
+        draw(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _collected(args: argparse.Namespace) -> Collected:
+    """The routing data: collected now through a live cluster (``--collect``), or read (``--from``)."""
+    from tasks.routing.collect import Collected, collect
+
+    if not args.collect:
+        return Collected.read(args.source)
+    from tqdm import tqdm
+
+    from tasks.routing.questions import questions_by_split
+
+    questions = questions_by_split(args.phrasings, args.limit)
+    with tqdm(total=sum(map(len, questions.values())), desc="collect routing data", unit="q") as bar:
+        collected = collect(questions, args.edge_model, args.cloud_model, args.adapter, progress=bar.update)
+    collected.write(args.collect)
+    print(f"wrote {args.collect}")
+    return collected
+
+
+def _require_matplotlib() -> None:
+    """Fail before minutes of collection rather than after them."""
+    from tasks.routing.plot import INSTALL
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit(INSTALL)
 
 
 def _write(report: Any, out: Path | None) -> None:

@@ -25,6 +25,7 @@ from edge_node.serving.data_policy import DataPolicy
 from edge_node.serving.erasure import UserData
 from edge_node.serving.generate_call import EdgeGenerate
 from edge_node.serving.knowledge import KnowledgeBase
+from edge_node.serving.learned_router import LearnedRouter, RouterFileError
 from edge_node.serving.personalise import Personaliser
 from edge_node.serving.pipeline import EdgePipeline, EdgeSettings
 from edge_node.serving.profile_servicer import ProfileServicer
@@ -67,6 +68,8 @@ from node.runtime import (
 from up.convert import model_ref
 from up.runner import GenerationRunner
 
+ROUTERS = ("rules", "learned", "shadow")  # EdgeConfig.router
+
 
 def load_edge_model(config: EdgeConfig) -> OrtGpt2Model:
     """Load (and export to ONNX on first use) the configured GPT-2; ModelLoadError on a bad folder."""
@@ -100,7 +103,23 @@ def routing_policy(config: EdgeConfig) -> PerformancePolicy:
         tasks.add(cast(up_pb2.TaskClass, up_pb2.TaskClass.Value(key)))  # the stubs type Value() as int
     return PerformancePolicy(edge_tasks=frozenset(tasks),
                              confidence_threshold=config.confidence_threshold or None,
-                             probe_tokens=config.confidence_probe_tokens, max_cloud_queue=config.max_cloud_queue)
+                             probe_tokens=config.confidence_probe_tokens, max_cloud_queue=config.max_cloud_queue,
+                             router=learned_router(config), router_threshold=config.router_threshold,
+                             router_shadow=config.router == "shadow")
+
+
+def learned_router(config: EdgeConfig) -> LearnedRouter | None:
+    """The learned router the edge's ``router`` setting asks for (None: today's rules)."""
+    if config.router not in ROUTERS:
+        raise StartupError(f"router: unknown {config.router!r}; known: {', '.join(ROUTERS)}")
+    if not 0.0 <= config.router_threshold <= 1.0:
+        raise StartupError(f"router_threshold is a probability and must be within 0..1; got {config.router_threshold}")
+    if config.router == "rules":
+        return None
+    try:
+        return LearnedRouter.load(config.router_weights)
+    except RouterFileError as e:
+        raise StartupError(str(e)) from e
 
 
 async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: KnowledgeBase) -> NodeHandle:
@@ -189,4 +208,7 @@ async def start_openai_api(config: EdgeConfig, transport: Transport, api: OpenAi
     tls = None
     if isinstance(transport, Identity):
         tls = TlsFiles(*(str(Path(p).expanduser()) for p in (config.tls_ca, config.tls_cert, config.tls_key)))
-    return await start_http_server(config.openai_listen, api.app(), tls, grace_s=config.grace_s)
+    http = await start_http_server(config.openai_listen, api.app(), tls, grace_s=config.grace_s)
+    if isinstance(transport, Identity) and transport.source is not None:
+        transport.source.on_reload(http.use_identity)  # renewed certificate files: HTTPS takes them too
+    return http

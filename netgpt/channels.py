@@ -8,7 +8,9 @@ import grpc
 
 from netgpt import tracing
 from netgpt.errors import StartupError
+from netgpt.reloading_channel import ReloadingChannel
 from netgpt.server import MAX_MESSAGE_BYTES
+from netgpt.server_check import ServerCheck, server_check_interceptors
 from netgpt.targets import channel_target
 from netgpt.tls import Bearer, Identity, Transport
 
@@ -74,11 +76,19 @@ def open_channel(address: str, transport: Transport | Bearer | None = None) -> g
     """An aio channel to ``address`` (host:port, or comma-separated replicas that it fails over between)
     with the project defaults: mutual TLS with ``transport``'s certificate (the process default when
     None), TLS with a UE token (:class:`Bearer`, to a ``token_listen`` port), or plaintext when it is
-    PLAINTEXT."""
+    PLAINTEXT.
+
+    A daemon's identity (watched files, a revocation list) gives a :class:`ReloadingChannel`: new calls
+    use the newest certificate files, and the server's certificate is checked against the list
+    (:mod:`netgpt.server_check`)."""
     transport = default_transport() if transport is None else transport
     traced = tracing.client_interceptors()  # the caller's trace context goes out as traceparent
     target, extra = channel_target(address)  # several comma-separated addresses: fail-over (netgpt.targets)
     options = CHANNEL_OPTIONS + extra
+    if isinstance(transport, Identity) and transport.source is not None:
+        checks = server_check_interceptors(ServerCheck(address, transport)) if transport.revoked is not None else []
+        return ReloadingChannel(transport.source, lambda identity: grpc.aio.secure_channel(
+            target, identity.channel_credentials(), options=options, interceptors=[*traced, *checks]))
     if isinstance(transport, Identity | Bearer):
         return grpc.aio.secure_channel(target, transport.channel_credentials(), options=options, interceptors=traced)
     return grpc.aio.insecure_channel(target, options=options, interceptors=traced)

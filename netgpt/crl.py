@@ -9,7 +9,10 @@ The daemon side (:class:`RevokedCertificates`) holds the newest list a daemon ha
 ``tls_crl`` file at start (the core re-reads the file when it changes) and, on nodes, from the core
 (``NodeCommand.certificate_revocations``). A list is installed only if the deployment's CA signed it
 and its number is higher than the one held, so neither a stale nor a forged list can un-revoke.
-gRPC Python's TLS stack takes no CRL, so the check is per call, by the peer certificate's serial.
+gRPC Python's TLS stack takes no CRL, so the check is per call, by the peer certificate's serial; a
+daemon's channels check the servers they call against the same list (:mod:`netgpt.server_check`). A
+list is checked against every CA of the daemon's bundle (``tls_ca`` may hold the old and the new CA
+while a deployment moves to a new one), but one list is held, and only a higher number replaces it.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ class RevokedCertificates:
     """The serials the newest CA-signed list revokes; safe from several threads."""
 
     def __init__(self, ca_pem: bytes) -> None:
-        self._ca = x509.load_pem_x509_certificate(ca_pem)
+        self._cas = x509.load_pem_x509_certificates(ca_pem)
         self._lock = threading.Lock()
         self._serials: frozenset[int] = frozenset()
         self.number = 0
@@ -137,7 +140,8 @@ class RevokedCertificates:
     def install(self, data: bytes, source: str) -> bool:
         """Take the list in ``data`` (PEM or DER) if the CA signed it and it is newer; whether it was taken."""
         crl = read_crl(data)
-        if crl.issuer != self._ca.subject or not crl.is_signature_valid(self._ca.public_key()):  # type: ignore[arg-type]
+        if not any(crl.issuer == ca.subject and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+                   for ca in self._cas):
             raise InvalidArgument(f"the revocation list from {source} is not signed by this deployment's CA")
         number = crl_number(crl)
         with self._lock:
@@ -148,6 +152,10 @@ class RevokedCertificates:
             self.der = crl.public_bytes(serialization.Encoding.DER)
         log.info("crl.installed", source=source, number=number, revoked=len(self._serials))
         return True
+
+    def trust(self, ca_pem: bytes) -> None:
+        """Check later lists against this CA bundle (a daemon reloaded its ``tls_ca``); the list held stays."""
+        self._cas = x509.load_pem_x509_certificates(ca_pem)
 
     def load_file(self, path: Path) -> bool:
         try:

@@ -26,7 +26,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from netgpt.errors import StartupError
-from netgpt.tls import is_loopback
+from netgpt.tls import Identity, is_loopback
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +78,14 @@ class HttpServer:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def use_identity(self, identity: Identity) -> None:
+        """New HTTPS connections present ``identity``'s certificate (the daemon reloaded its files) and
+        accept clients of its CA bundle. Python's ``ssl`` can add CAs to a live context but not drop
+        one: a CA taken out of the bundle is still trusted here until the daemon restarts."""
+        if self.server.config.ssl is not None:
+            identity.load_into(self.server.config.ssl)
+            log.info("http.tls_reloaded", address=self.address)
 
     async def close(self) -> None:
         """Stop accepting, let requests in flight finish (up to the grace given at start), then return."""

@@ -163,18 +163,37 @@ def _attribute(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> str:
 
 
 def check_pair(ca_pem: bytes, cert_pem: bytes, where: str) -> x509.Certificate:
-    """Refuse, with one clear line, a certificate the CA did not sign or that is not valid now."""
+    """Refuse, with one clear line, a certificate no CA of the bundle ``ca_pem`` signed or that is not
+    valid now. A bundle holds several CAs while a deployment moves to a new one (old + new)."""
     try:
-        ca = x509.load_pem_x509_certificate(ca_pem)
+        cas = x509.load_pem_x509_certificates(ca_pem)
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
         raise StartupError(f"{where}: not a PEM certificate ({exc})") from exc
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, Exception) as exc:  # InvalidSignature has no common base with ValueError
-        raise StartupError(f"{where}: not issued by the configured CA ({type(exc).__name__})") from exc
+    if not any(_issued_by(cert, ca) for ca in cas):
+        raise StartupError(f"{where}: not issued by the configured CA")
     now = _now()
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise StartupError(f"{where}: certificate not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} to "
                            f"{cert.not_valid_after_utc:%Y-%m-%d})")
     return cert
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, Exception):  # InvalidSignature has no common base with ValueError
+        return False
+    return True
+
+
+def check_key(cert_pem: bytes, key_pem: bytes, where: str) -> None:
+    """Refuse a private key that is not a PEM key or not the one of ``cert_pem`` (a half-written file,
+    or a certificate replaced before its key)."""
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise StartupError(f"{where}: not an unencrypted PEM private key ({exc})") from exc
+    public = x509.load_pem_x509_certificate(cert_pem).public_key()
+    if key.public_key() != public:
+        raise StartupError(f"{where}: the key does not belong to the certificate")

@@ -23,6 +23,7 @@ from netgpt.crl import RevokedCertificates
 from netgpt.errors import StartupError, Unavailable
 from netgpt.interceptors import Behaviour, ErrorMappingInterceptor, WrappingInterceptor
 from netgpt.metrics import DaemonMetrics
+from netgpt.reloading import reload_all
 from netgpt.tls import PLAINTEXT, Identity, Transport, is_loopback
 from netgpt.ue_tokens import UeTokenVerifier
 
@@ -192,6 +193,7 @@ class NetGptServer:
     metrics_port: int = 0
     token_port: int = 0  # the port for callers without a client certificate (token_listen); 0: none
     revoked: RevokedCertificates | None = None  # the revocation list its access check reads (None: plaintext)
+    identity: Identity | None = None  # its TLS identity (None: plaintext); a daemon's files are watched
 
     def serve_metrics(self, address: str) -> None:
         """Start ``/metrics`` on ``address`` (after the daemon registered its collectors)."""
@@ -231,6 +233,8 @@ class NetGptServer:
                 log.warning("server.drain_timeout", address=self.address, grace_s=grace_s,
                             in_flight=self.gate.in_flight)
         await self.server.stop(0)
+        if self.identity is not None and self.identity.source is not None:
+            await self.identity.source.stop()
         if self.metrics is not None:
             self.metrics.stop()
         log.info("server.stopped", address=self.address)
@@ -243,7 +247,8 @@ class Security:
 
     ``token_listen`` is a port with server-authenticated TLS only. grpcio's Python server can require a
     client certificate or not ask for one at all (``require_client_auth=False`` sends no certificate
-    request, so certificates never arrive): asking without requiring is not possible on one port. So
+    request, so certificates never arrive; the same with the ``dynamic_ssl_server_credentials`` that
+    certificate renewal serves with): asking without requiring is not possible on one port. So
     the main port keeps mutual TLS, and callers without a certificate (UEs with a token, anonymous
     health probes) use this one, where every other call gets UNAUTHENTICATED from the access check.
     """
@@ -269,10 +274,11 @@ def daemon_security(settings: DaemonSettings, transport: Transport, rules: Mappi
 
 
 def revoked_certificates(settings: DaemonSettings, transport: Transport) -> RevokedCertificates | None:
-    """The revocation list a TLS daemon checks peers against: its ``tls_crl`` file, if set, to begin with."""
+    """The revocation list a TLS daemon checks peers against (its identity's, which its channels check
+    servers against too): its ``tls_crl`` file, if set, to begin with."""
     if not isinstance(transport, Identity):
         return None
-    revoked = RevokedCertificates(transport.ca)
+    revoked = transport.revoked if transport.revoked is not None else RevokedCertificates(transport.ca)
     if settings.tls_crl:
         revoked.load_file(Path(settings.tls_crl).expanduser())
     return revoked
@@ -280,7 +286,7 @@ def revoked_certificates(settings: DaemonSettings, transport: Transport) -> Revo
 
 def _bind(server: grpc.aio.Server, address: str, transport: Transport, client_certificates: bool = True) -> int:
     if isinstance(transport, Identity):
-        credentials = transport.server_credentials() if client_certificates else transport.token_server_credentials()
+        credentials = transport.server_credentials(client_certificates)
         port: int = server.add_secure_port(address, credentials)
         return port
     if not client_certificates:
@@ -323,10 +329,14 @@ async def start_server(address: str, services: Sequence[Service],
     token_port = _bind_checked(server, security.token_listen, security.transport, client_certificates=False) \
         if security.token_listen else 0
     await server.start()
-    handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names,
-                          gate=gate, metrics=metrics, token_port=token_port, revoked=security.revoked)
-    await handle.set_serving(True)
     tls = security.transport
+    identity = tls if isinstance(tls, Identity) else None
+    handle = NetGptServer(server=server, health=health_servicer, port=port, host=_split_host(address), services=names,
+                          gate=gate, metrics=metrics, token_port=token_port, revoked=security.revoked,
+                          identity=identity)
+    if identity is not None and identity.source is not None:
+        identity.source.start()  # new certificate files are taken while serving
+    await handle.set_serving(True)
     log.info("server.started", address=handle.address, services=names,
              tls=f"mutual ({tls.role}:{tls.name})" if isinstance(tls, Identity) else "off (loopback development)",
              token_address=handle.token_address or None, ue_tokens=security.tokens is not None)
@@ -343,6 +353,13 @@ def _bind_checked(server: grpc.aio.Server, address: str, transport: Transport, c
     return port
 
 
+def on_sighup() -> None:
+    """SIGHUP: every daemon of the process reads its certificate, key and CA bundle again. New handshakes
+    and new calls use them; connections and streams open now are not touched; bad files are logged
+    (``tls.reload_failed``) and the old ones stay in use."""
+    log.info("server.sighup", reloaded=reload_all("SIGHUP"))
+
+
 class Stoppable(Protocol):
     """What :func:`serve_until_signalled` needs of a daemon: a NetGptServer, or a core's or node's handle."""
 
@@ -354,11 +371,13 @@ class Stoppable(Protocol):
 
 async def serve_until_signalled(handle: Stoppable, grace_s: float,
                                 on_stop: Callable[[], object] | None = None) -> None:
-    """Serve until SIGTERM/SIGINT, then NOT_SERVING → drain → return (the process exits 0)."""
+    """Serve until SIGTERM/SIGINT, then NOT_SERVING → drain → return (the process exits 0). SIGHUP reads
+    the TLS files again (:func:`on_sighup`) and serves on."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     log.info("server.signal", address=handle.address)
     if on_stop is not None:

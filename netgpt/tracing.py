@@ -138,16 +138,17 @@ def _for_kind(kind: type, method: str) -> type:
     return type(f"TraceContext{kind.__name__}", (TraceContext, kind), {method: intercept})
 
 
-_KINDS = ((grpc.aio.UnaryUnaryClientInterceptor, "intercept_unary_unary"),
-          (grpc.aio.UnaryStreamClientInterceptor, "intercept_unary_stream"),
-          (grpc.aio.StreamUnaryClientInterceptor, "intercept_stream_unary"),
-          (grpc.aio.StreamStreamClientInterceptor, "intercept_stream_stream"))
+# each kind of client interceptor and its hook (grpc.aio files an interceptor under its first matching kind)
+CLIENT_KINDS = ((grpc.aio.UnaryUnaryClientInterceptor, "intercept_unary_unary"),
+                (grpc.aio.UnaryStreamClientInterceptor, "intercept_unary_stream"),
+                (grpc.aio.StreamUnaryClientInterceptor, "intercept_stream_unary"),
+                (grpc.aio.StreamStreamClientInterceptor, "intercept_stream_stream"))
 
 
 def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
     """:class:`TraceContext` for each kind of call (stateless, shared by every channel)."""
     if "client" not in _state:
-        _state["client"] = [_for_kind(kind, method)() for kind, method in _KINDS]
+        _state["client"] = [_for_kind(kind, method)() for kind, method in CLIENT_KINDS]
     interceptors: list[grpc.aio.ClientInterceptor] = _state["client"]
     return interceptors
 

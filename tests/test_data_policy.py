@@ -16,6 +16,7 @@ from helpers import RecordGenerate, captured_events, concise, eventually, genera
 from appkit.client import Question, establish
 from cli.main import build_parser
 from edge_node.serving.data_policy import DataPolicy, ResidencyRule
+from edge_node.serving.learned_router import ProbedAnswer
 from edge_node.serving.profiles import ProfileStore, RetentionSweep
 from edge_node.serving.routing import PerformancePolicy, RoutingInputs
 from netgpt.channels import open_channel
@@ -142,7 +143,7 @@ def test_residency_rules_from_the_command_line():
         build_parser().parse_args(["policy", "set", "--residency", "eu-west"])
 
 
-async def never_probed(tokens: int) -> float:
+async def never_probed(tokens: int) -> ProbedAnswer:
     raise AssertionError("residency decides without a probe")
 
 

@@ -6,6 +6,7 @@ import grpc
 import pytest
 from helpers import concise, eventually, generate, new_session
 
+from edge_node.serving.learned_router import ProbedAnswer
 from edge_node.serving.routing import PerformancePolicy, RoutingInputs
 from netgpt.channels import open_channel
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -26,9 +27,9 @@ class Probe:
     def __init__(self, confidence: float) -> None:
         self.confidence, self.calls = confidence, 0
 
-    async def __call__(self, tokens: int) -> float:
+    async def __call__(self, tokens: int) -> ProbedAnswer:
         self.calls += 1
-        return self.confidence
+        return ProbedAnswer("probe", (self.confidence,))
 
 
 @pytest.mark.parametrize("policy, changes, confidence, reason, probed", [

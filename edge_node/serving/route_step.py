@@ -16,6 +16,7 @@ import structlog
 from cp.workflows import Step
 from edge_node.serving.cloud_peers import CloudPeer
 from edge_node.serving.data_policy import residency_detail
+from edge_node.serving.learned_router import ProbedAnswer
 from edge_node.serving.routing import Route, RoutingInputs
 from edge_node.serving.step_context import StepContext
 from edge_node.serving.workflow_state import Decision, RequestState
@@ -33,9 +34,9 @@ class Router:
     async def route(self, step: Step, state: RequestState) -> RequestState:
         """The route step: the policy decides (unless the workflow cannot generate in the cloud)."""
         inputs, peer = self._inputs()
+        inputs.question, inputs.facts = self.ctx.request.prompt, state.prompt.facts
         if self.ctx.plan.has("generate_cloud"):
-            route = await self.ctx.services.policy.decide(inputs,
-                                                          lambda tokens: self._confidence(state.prompt.text, tokens))
+            route = await self.ctx.services.policy.decide(inputs, lambda tokens: self._probe(state.prompt.text, tokens))
         else:
             route = self._edge_only()
         return replace(state, route=self._decided(route, inputs, peer))
@@ -91,13 +92,14 @@ class Router:
                  **inputs.as_strings())
         return Decision(route, inputs, peer)
 
-    async def _confidence(self, prompt: str, tokens: int) -> float:
-        """Mean token log-probability of the edge model's own first ``tokens`` answer tokens to ``prompt``."""
+    async def _probe(self, prompt: str, tokens: int) -> ProbedAnswer:
+        """The edge model's own first ``tokens`` answer tokens to ``prompt`` (greedy), with their log-probabilities."""
         request = self.ctx.request
-        logprobs = []
+        texts, logprobs = [], []
         pieces = self.ctx.services.runner.stream(request.served.model, self.ctx.prompt_ids(prompt),
                                                  SamplingParams(max_new_tokens=tokens))
         async with aclosing(pieces) as probe:
             async for piece in probe:
+                texts.append(piece.text)
                 logprobs.append(piece.logprob)
-        return sum(logprobs) / len(logprobs) if logprobs else float("-inf")
+        return ProbedAnswer("".join(texts), tuple(logprobs))

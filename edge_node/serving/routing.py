@@ -4,8 +4,10 @@ A policy is anything with ``async decide(inputs, probe) -> Route``; the default,
 :class:`PerformancePolicy`, implements the NetGPT "performance-driven link": task class,
 the client's preference, data residency (the cloud regions a request may reach), the cloud's
 health, queue and measured latency against the request's budget, and the edge model's
-confidence in its own answer. ``probe`` is only awaited when confidence is what decides,
-because it costs a few edge tokens.
+confidence in its own answer — the mean token log-probability against a threshold, or, with a
+learned router (``edge_node.serving.learned_router``), its P(the edge's answer is good enough)
+from the request's features and the probe. ``probe`` is only awaited when confidence is what
+decides, because it costs a few edge tokens.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from edge_node.serving.learned_router import LearnedRouter, ProbedAnswer, routing_features
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 
 DEFAULT_PROBE_TOKENS = 8
+Probe = Callable[[int], Awaitable[ProbedAnswer]]  # the edge model's greedy first answer tokens to the prompt
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,11 @@ class RoutingInputs:
     cloud_unavailable: str = "no cloud node is known to this edge"  # why, when cloud_available is false
     allowed_regions: frozenset[str] | None = None  # cloud regions the data policy allows; None: any
     residency: str = ""  # why the data policy keeps the request from every usable cloud; "": it does not
+    question: str = ""  # the client's concise prompt (stays at the edge; only numbers derived from it are logged)
+    facts: tuple[str, ...] = ()  # the knowledge-base facts the comprehensive prompt lists
+    cell_load: float = 0.0  # PRB utilisation of the UE's cell, 0..1 (0 while the edge is not told it)
+    router_features: dict[str, float] | None = None  # filled in by a learned router
+    router_p_good: float | None = None  # the learned router's P(edge answer good enough)
 
     def as_strings(self) -> dict[str, str]:
         out = {
@@ -54,11 +63,15 @@ class RoutingInputs:
             out["budget_left_ms"] = f"{self.budget_left_ms:.1f}"
         if self.edge_confidence is not None:
             out["edge_confidence"] = f"{self.edge_confidence:.3f}"
+        if self.router_p_good is not None:
+            out["router_p_good"] = f"{self.router_p_good:.4f}"
+        for name, value in (self.router_features or {}).items():
+            out[f"router.{name}"] = repr(value)  # exact: the routing data collection reads them back
         return out
 
 
 class RoutingPolicy(Protocol):
-    async def decide(self, inputs: RoutingInputs, probe: Callable[[int], Awaitable[float]]) -> Route: ...
+    async def decide(self, inputs: RoutingInputs, probe: Probe) -> Route: ...
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,11 @@ class PerformancePolicy:
     confidence_threshold: float | None = None  # mean token log-probability; None: never probe
     probe_tokens: int = DEFAULT_PROBE_TOKENS
     max_cloud_queue: int = 0  # 0: no limit
+    router: LearnedRouter | None = None  # replaces the log-probability threshold when set
+    router_threshold: float = 0.5  # answer at the edge when the router's P(good) >= this
+    router_shadow: bool = False  # score and log the router's features, but route by the rules alone
 
-    async def decide(self, inputs: RoutingInputs, probe: Callable[[int], Awaitable[float]]) -> Route:
+    async def decide(self, inputs: RoutingInputs, probe: Probe) -> Route:
         if inputs.preference == up_pb2.ROUTE_PREFERENCE_EDGE:
             return Route(False, up_pb2.ROUTE_REASON_CLIENT_PREFERENCE, "client asked for an edge answer")
         if inputs.task in self.edge_tasks and inputs.preference != up_pb2.ROUTE_PREFERENCE_CLOUD:
@@ -88,12 +104,29 @@ class PerformancePolicy:
             return Route(False, up_pb2.ROUTE_REASON_LATENCY_BUDGET,
                          f"cloud first token ~{inputs.cloud_estimate_ms:.0f} ms > "
                          f"{max(inputs.budget_left_ms, 0):.0f} ms left of the latency budget")
-        if self.confidence_threshold is not None:
-            inputs.edge_confidence = await probe(self.probe_tokens)
+        if self.router is not None:
+            route = await self._learned(self.router, inputs, probe)
+            if route is not None:
+                return route
+        elif self.confidence_threshold is not None:
+            inputs.edge_confidence = (await probe(self.probe_tokens)).mean_logprob
             if inputs.edge_confidence >= self.confidence_threshold:
                 return Route(False, up_pb2.ROUTE_REASON_EDGE_CONFIDENT,
                              f"edge confidence {inputs.edge_confidence:.2f} >= {self.confidence_threshold:.2f}")
         return Route(True, up_pb2.ROUTE_REASON_CLOUD_FORWARDED, "forwarded to the cloud for a full answer")
+
+    async def _learned(self, router: LearnedRouter, inputs: RoutingInputs, probe: Probe) -> Route | None:
+        """The edge's route when the learned router trusts the edge's answer; None: forward (or shadow)."""
+        answer = await probe(router.probe_tokens)
+        inputs.edge_confidence = answer.mean_logprob
+        inputs.router_features = routing_features(inputs.question, inputs.facts, answer, cloud_queue=inputs.cloud_queue,
+                                                  cell_load=inputs.cell_load)
+        inputs.router_p_good = router.p_good(inputs.router_features)
+        if self.router_shadow or inputs.router_p_good < self.router_threshold:
+            return None
+        return Route(False, up_pb2.ROUTE_REASON_EDGE_CONFIDENT,
+                     f"learned router {router.version}: P(edge answer good) {inputs.router_p_good:.2f} >= "
+                     f"{self.router_threshold:.2f}")
 
     def to_proto(self) -> cp_pb2.RoutingPolicy:
         message = cp_pb2.RoutingPolicy(edge_tasks=sorted(self.edge_tasks), confidence_probe_tokens=self.probe_tokens,

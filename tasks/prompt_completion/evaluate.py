@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from appkit.all_in_one import Cluster, load_models, start_all_in_one
 from appkit.client import Question, ask
@@ -164,40 +166,61 @@ def evaluate(edge_model: str, cloud_model: str, questions: Sequence[HeldOut],
     return asyncio.run(evaluate_async(edge_model, cloud_model, questions, max_new_tokens, progress, adapter))
 
 
-async def evaluate_async(edge_model: str, cloud_model: str, questions: Sequence[HeldOut],
-                         max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None,
-                         adapter: str = "") -> Report:
-    gpt2, llama = await asyncio.to_thread(load_models, edge_model, cloud_model, adapter)
+def models_label(edge_model: str, cloud_model: str, adapter: str) -> str:
     cloud = f"{cloud_model} ({Path(adapter).name or adapter})" if adapter else cloud_model
-    models = edge_model if edge_model == cloud else f"{edge_model} + {cloud}"
-    report, venues = Report(max_new_tokens=max_new_tokens), cell_venues()
+    return edge_model if edge_model == cloud else f"{edge_model} + {cloud}"
+
+
+@asynccontextmanager
+async def evaluation_cluster(edge_model: str, cloud_model: str, adapter: str = "",
+                             **edge_settings: Any) -> AsyncIterator[Cluster]:
+    """An all-in-one cluster on loopback for evaluations: no answer cache, no coalescing, no fallback to the
+    edge on a slow cloud (quality, not latency); ``edge_settings``: more EdgeConfig fields."""
+    gpt2, llama = await asyncio.to_thread(load_models, edge_model, cloud_model, adapter)
     with tempfile.TemporaryDirectory(prefix="netgpt-eval-") as state:
         cluster = await start_all_in_one(
             gpt2, llama, CoreConfig(listen="127.0.0.1:0", heartbeat_interval_s=0.5, store_dir=state),
             CloudConfig(node_id="cloud-eval", listen="127.0.0.1:0"),
             EdgeConfig(node_id="edge-eval", listen="127.0.0.1:0", profiles_db=":memory:", answer_cache_ttl_s=0,
-                       coalesce=False, cloud_token_timeout_s=TIMEOUT_S))  # quality, not latency: never fall back
+                       coalesce=False, cloud_token_timeout_s=TIMEOUT_S, **edge_settings))
         try:
-            for q in questions:
-                others = venues.get(q.cell_id, [])
-                for system in EDGE_ROUTES:
-                    report.outcomes.append(await _via_edge(cluster, q, system, models, max_new_tokens, others))
-                report.outcomes.append(await _cloud_only(cluster, q, models, max_new_tokens, others))
-                if progress:
-                    progress(1)
+            yield cluster
         finally:
             await cluster.stop()
+
+
+async def evaluate_async(edge_model: str, cloud_model: str, questions: Sequence[HeldOut],
+                         max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None,
+                         adapter: str = "") -> Report:
+    models = models_label(edge_model, cloud_model, adapter)
+    report, venues = Report(max_new_tokens=max_new_tokens), cell_venues()
+    async with evaluation_cluster(edge_model, cloud_model, adapter) as cluster:
+        for q in questions:
+            others = venues.get(q.cell_id, [])
+            for system in EDGE_ROUTES:
+                report.outcomes.append(await _via_edge(cluster, q, system, models, max_new_tokens, others))
+            report.outcomes.append(await _cloud_only(cluster, q, models, max_new_tokens, others))
+            if progress:
+                progress(1)
     return report
+
+
+async def ask_via_edge(cluster: Cluster, q: HeldOut, route: up_pb2.RoutePreference,
+                       max_new_tokens: int) -> tuple[up_pb2.ComprehensivePrompt, up_pb2.GenerationSummary]:
+    """``q`` asked through the core and the edge with this route preference: the comprehensive prompt the edge
+    built and the request's summary."""
+    question = Question(q.question, ue_id="ue-eval", cell_id=q.cell_id, route=route,
+                        max_new_tokens=max_new_tokens, timeout_s=TIMEOUT_S)
+    transcript = await ask(cluster.core.address, question, transport=cluster.operator)
+    prompt = next((e.comprehensive_prompt for e in transcript.events
+                   if e.WhichOneof("event") == "comprehensive_prompt"), up_pb2.ComprehensivePrompt())
+    return prompt, transcript.summary
 
 
 async def _via_edge(cluster: Cluster, q: HeldOut, system: str, models: str, max_new_tokens: int,
                     others: list[str]) -> Outcome:
-    question = Question(q.question, ue_id="ue-eval", cell_id=q.cell_id, route=EDGE_ROUTES[system],
-                        max_new_tokens=max_new_tokens, timeout_s=TIMEOUT_S)
-    transcript = await ask(cluster.core.address, question, transport=cluster.operator)
-    prompt = next((e.comprehensive_prompt.text for e in transcript.events
-                   if e.WhichOneof("event") == "comprehensive_prompt"), "")
-    summary = transcript.summary
+    comprehensive, summary = await ask_via_edge(cluster, q, EDGE_ROUTES[system], max_new_tokens)
+    prompt = comprehensive.text
     return Outcome(system, models, q.question, q.cell_id, q.expected, prompt, summary.text,
                    score_prompt(prompt, q.cell_id, q.expected), score_answer(summary.text, q.expected, others),
                    summary.latency.total_ms, enum_word(common_pb2.NodeRole, summary.terminated_at))

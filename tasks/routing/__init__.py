@@ -1,0 +1,1 @@
+"""The learned router: routing data collected as a deployment can, the router trained on it, and its frontier."""
