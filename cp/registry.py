@@ -77,6 +77,8 @@ class NodeRegistry:
         self._peers_command = control_plane_pb2.NodeCommand()
         self._shared = shared
         self._merged_until = 0.0  # wall time of the last merge_shared
+        # cells whose radio is saturated (``cp.ran.RanView`` installs its own): placement avoids their edges
+        self.saturated_cells: Callable[[], frozenset[str]] = frozenset
 
     def register(self, info: common_pb2.NodeInfo) -> str:
         """Add or replace a node (ids are kept across re-registration); returns its id."""
@@ -176,6 +178,9 @@ class NodeRegistry:
 
     def get(self, node_id: str) -> NodeEntry:
         entry = self._nodes.get(node_id)
+        if entry is None and self._shared is not None:
+            self.merge_shared()  # it may have registered at another replica since the last merge
+            entry = self._nodes.get(node_id)
         if entry is None:
             raise NotFound(f"node {node_id!r} is not registered")
         return entry
@@ -246,12 +251,14 @@ class NodeRegistry:
         return status
 
     def pick_edge(self, cell_id: str) -> NodeEntry:
-        """The least-loaded serving edge that covers ``cell_id``."""
+        """The least-loaded serving edge that covers ``cell_id``, among those covering no saturated cell if any
+        does (an edge that also serves a saturated cell is about to be busy with that cell's crowd)."""
         candidates = [e for e in self._by_cell.get(cell_id, {}).values() if self._is_serving(e)]
         if not candidates:
             known = sorted({c for e in self._serving(common_pb2.NODE_ROLE_EDGE) for c in e.info.cell_ids})
             raise NotFound(f"no serving edge node covers cell {cell_id!r}; covered cells: {known}")
-        return min(candidates, key=self._rank)
+        saturated = self.saturated_cells()
+        return min(candidates, key=lambda e: (covers_any(e.info, saturated), self._rank(e)))
 
     def pick_cloud(self) -> NodeEntry | None:
         """The least-loaded serving cloud node, or None (the edge then answers alone)."""
@@ -300,6 +307,11 @@ class NodeRegistry:
 
     def _rank(self, entry: NodeEntry) -> tuple[float, str]:
         return least_loaded_key(self.status(entry))
+
+
+def covers_any(info: common_pb2.NodeInfo, cells: frozenset[str]) -> bool:
+    """Whether the node serves any of ``cells``."""
+    return bool(cells) and any(c in cells for c in info.cell_ids)
 
 
 def _routing_load(load: common_pb2.NodeLoad) -> common_pb2.NodeLoad:

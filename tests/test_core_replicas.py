@@ -156,7 +156,7 @@ def test_kill_9_one_of_two_replicas_under_a_session_storm_and_a_stream(tiny, tmp
                     pass
 
 
-# --- a training job outlives the replica it was started at (in process: the replica "dies" without
+# --- work that outlives the replica it was started at (in process: the replica "dies" without
 # --- releasing its lease or saying goodbye; the kill -9 above covers processes) ----------------------
 
 
@@ -168,51 +168,79 @@ async def _crash(core) -> None:
     core.stores.close()
 
 
-async def test_a_training_job_goes_on_when_the_replica_it_started_at_dies(tiny, tmp_path: Path, pg_url: str):
-    from deploy_helpers import publish
-    from test_training_jobs import Clients, spec, write_dataset
+@pytest.fixture
+async def replicas_and_a_cloud(tiny, tmp_path: Path, pg_url: str):
+    """Two in-process replicas on one database and one store directory (as on a shared volume), and a tiny
+    cloud node given both addresses; the first replica holds the lease."""
     from throwaway_ca import tls
 
     from appkit.all_in_one import load_models
     from cloud_node.daemon import start_cloud
     from core.daemon import start_core
     from netgpt.config import CloudConfig, CoreConfig
-    from netgpt.v1 import common_pb2
-    from netgpt.v1 import compute_plane_pb2 as cmp_pb2
-    from netgpt.v1 import training_pb2 as tr_pb2
 
-    def core_config() -> CoreConfig:  # one database, one store directory (as on a shared volume)
+    def core_config() -> CoreConfig:
         return CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", heartbeat_interval_s=INTERVAL_S,
                           store_dir=str(tmp_path / "store"), state_db=pg_url, node_lost_after_s=30.0)
 
     first = await start_core(core_config())
     second = await start_core(core_config())
     assert first.lease.held() and not second.lease.held()
-    cores = f"{first.address},{second.address}"
     cloud = await start_cloud(CloudConfig(**tls("cloud", "cloud-j"), node_id="cloud-j", listen="127.0.0.1:0",
-                                          core=cores, model="tiny", deploy_dir=str(tmp_path / "cloud-j")),
-                              load_models("tiny", "tiny")[1])
+                                          core=f"{first.address},{second.address}", model="tiny",
+                                          deploy_dir=str(tmp_path / "cloud-j")), load_models("tiny", "tiny")[1])
     try:
         await eventually(lambda: cloud.agent.registered.is_set(), "the cloud to register")
-        async with open_channel(first.address) as channel:
-            clients = Clients(channel)
-            await publish(clients.models, write_dataset(tmp_path / "rows.jsonl"), "rows", "v1",
-                          common_pb2.MODEL_KIND_DATASET)
-            hp = tr_pb2.HyperParameters(max_steps=300, batch_size=2, checkpoint_every=50, threads=1,
-                                        learning_rate=1e-3)
-            job = await clients.start(spec(output_name="outlived", output_version="v1", hyper_parameters=hp))
-            await clients.until(job.id, lambda j: j.step > 0, "the job under way", timeout_s=120)
-        await _crash(first)
-
-        await eventually(lambda: second.lease.held(), "the surviving replica to take the lease", timeout_s=30)
-        async with open_channel(second.address) as channel:
-            clients = Clients(channel)
-            final = (await clients.watch(job.id, timeout_s=300))[-1]
-            assert final.state == common_pb2.TRAINING_STATE_SUCCEEDED, final.error
-            assert final.node_id == "cloud-j" and final.step == 300  # the same node went on, nothing restarted
-            described = await clients.models.DescribeModelVersion(
-                cmp_pb2.DescribeModelVersionRequest(name="outlived", version="v1"), timeout=5)
-            assert described.manifest.metadata["lineage.job_id"] == job.id
+        yield first, second, cloud
     finally:
         await cloud.stop(0.5)
         await second.stop(0)
+
+
+async def test_a_training_job_goes_on_when_the_replica_it_started_at_dies(replicas_and_a_cloud, tmp_path: Path):
+    from deploy_helpers import publish
+    from test_training_jobs import Clients, spec, write_dataset
+
+    from netgpt.v1 import common_pb2
+    from netgpt.v1 import compute_plane_pb2 as cmp_pb2
+    from netgpt.v1 import training_pb2 as tr_pb2
+
+    first, second, _ = replicas_and_a_cloud
+    async with open_channel(first.address) as channel:
+        clients = Clients(channel)
+        await publish(clients.models, write_dataset(tmp_path / "rows.jsonl"), "rows", "v1",
+                      common_pb2.MODEL_KIND_DATASET)
+        hp = tr_pb2.HyperParameters(max_steps=300, batch_size=2, checkpoint_every=50, threads=1, learning_rate=1e-3)
+        job = await clients.start(spec(output_name="outlived", output_version="v1", hyper_parameters=hp))
+        await clients.until(job.id, lambda j: j.step > 0, "the job under way", timeout_s=120)
+    await _crash(first)
+
+    await eventually(lambda: second.lease.held(), "the surviving replica to take the lease", timeout_s=30)
+    async with open_channel(second.address) as channel:
+        clients = Clients(channel)
+        final = (await clients.watch(job.id, timeout_s=300))[-1]
+        assert final.state == common_pb2.TRAINING_STATE_SUCCEEDED, final.error
+        assert final.node_id == "cloud-j" and final.step == 300  # the same node went on, nothing restarted
+        described = await clients.models.DescribeModelVersion(
+            cmp_pb2.DescribeModelVersionRequest(name="outlived", version="v1"), timeout=5)
+        assert described.manifest.metadata["lineage.job_id"] == job.id
+
+
+async def test_a_deploy_queued_at_a_replica_that_dies_completes_through_the_other(
+        replicas_and_a_cloud, tiny, tmp_path: Path):
+    from deploy_helpers import deploy, lora_artifact, publish, settled
+
+    from netgpt.v1 import common_pb2
+    from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
+
+    first, second, cloud = replicas_and_a_cloud
+    adapter = lora_artifact(tiny.llama_dir, tmp_path / "adapter", tmp_path / "adapter.tar", seed=3)
+    async with open_channel(first.address) as channel:
+        stub = cmp_grpc.ComputePlaneServiceStub(channel)
+        await publish(stub, adapter, "lora-r", "v1", common_pb2.MODEL_KIND_LORA_ADAPTER, base_model="llama")
+        commands = await deploy(stub, "lora-r", "v1", ("cloud-j",))
+    await _crash(first)  # the command waits in the database; the blob is in the shared directory
+    async with open_channel(second.address) as channel:
+        state = await settled(cmp_grpc.ComputePlaneServiceStub(channel), "cloud-j", commands["cloud-j"])
+    assert state.phase == common_pb2.DEPLOYMENT_PHASE_SERVING, state.error
+    assert any(m.name == "lora-r" and m.version == "v1" for m in cloud.agent.current_load().models_served)

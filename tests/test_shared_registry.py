@@ -126,3 +126,12 @@ def test_a_beat_here_is_fresher_than_an_older_one_from_the_shared_store(database
     a.merge_shared()
     assert a.get("edge-1").remote and a.get("edge-1").load.active_requests == 5
     assert not b.get("edge-1").remote
+
+
+def test_a_node_registered_at_the_other_replica_is_found_before_the_next_merge(databases):
+    clocks = Clocks()
+    a, b = _replicas(databases, clocks)
+    b.register(EDGE)
+    assert a.get("edge-1").remote  # looked up in the shared store on the miss
+    a.queue_command("edge-1", cp_pb2.NodeCommand(command_id="c-1", deploy=cp_pb2.DeployCommand()))
+    assert [c.command_id for c in b.heartbeat("edge-1", common_pb2.NodeLoad())] == ["c-1"]
