@@ -134,4 +134,4 @@ def test_a_node_registered_at_the_other_replica_is_found_before_the_next_merge(d
     b.register(EDGE)
     assert a.get("edge-1").remote  # looked up in the shared store on the miss
     a.queue_command("edge-1", cp_pb2.NodeCommand(command_id="c-1", deploy=cp_pb2.DeployCommand()))
-    assert [c.command_id for c in b.heartbeat("edge-1", common_pb2.NodeLoad())] == ["c-1"]
+    assert "c-1" in [c.command_id for c in b.heartbeat("edge-1", common_pb2.NodeLoad())]  # (with a peers update)
