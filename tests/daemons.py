@@ -71,6 +71,17 @@ class Daemon:
         return self.proc.wait(timeout=30)
 
 
+def kill_all(daemons: list[Daemon]) -> None:
+    """SIGKILL every daemon still running and reap it (a test's last word, whatever happened)."""
+    for daemon in daemons:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            try:
+                daemon.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*NETGPT, *with_identity(args)], capture_output=True, text=True, timeout=timeout,
                           env=client_env())

@@ -10,7 +10,6 @@ restarted), and a command queued after the kill reaches its node.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -100,7 +99,7 @@ async def _sessions_found(address: str, session_ids: list[str]) -> int:
 
 @pytest.mark.e2e
 def test_kill_9_one_of_two_replicas_under_a_session_storm_and_a_stream(tiny, tmp_path: Path, pg_url: str):
-    from daemons import Daemon, cli, node_daemons
+    from daemons import Daemon, cli, kill_all, node_daemons
 
     def core(name: str) -> Daemon:
         return Daemon("core", "--listen", "127.0.0.1:0", "--heartbeat-interval-s", str(INTERVAL_S),
@@ -147,13 +146,7 @@ def test_kill_9_one_of_two_replicas_under_a_session_storm_and_a_stream(tiny, tmp
         assert policy.returncode == 0, policy
         edge.wait_for("edge.policy", where=lambda item: item.get("max_cloud_queue") == "9")
     finally:
-        for daemon in daemons:
-            if daemon.proc.poll() is None:
-                daemon.proc.kill()
-                try:
-                    daemon.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
+        kill_all(daemons)
 
 
 # --- work that outlives the replica it was started at (in process: the replica "dies" without

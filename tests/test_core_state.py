@@ -4,7 +4,6 @@ sessions expire and are swept, and a restarted core hands its policy to the edge
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -370,7 +369,7 @@ async def test_a_bad_ttl_or_state_file_stops_the_core_before_it_serves(tmp_path:
 
 @pytest.mark.e2e
 def test_kill_9_the_core_and_state_comes_back(tiny, tmp_path: Path):
-    from daemons import Daemon, cli, node_daemons
+    from daemons import Daemon, cli, kill_all, node_daemons
 
     store = str(tmp_path / "store")
     core = Daemon("core", "--listen", "127.0.0.1:0", "--heartbeat-interval-s", "0.3", "--store-dir", store)
@@ -424,13 +423,7 @@ def test_kill_9_the_core_and_state_comes_back(tiny, tmp_path: Path):
         assert summary.routing_inputs["workflow"] == "personalised-chat", summary
         assert summary.text
     finally:
-        for daemon in daemons:
-            if daemon.proc.poll() is None:
-                daemon.proc.kill()
-                try:
-                    daemon.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
+        kill_all(daemons)
 
 
 async def establish_at(core_address: str) -> cp_pb2.AiSession:
