@@ -1,18 +1,18 @@
 """Core replicas: the same fleet against one core on SQLite, one on PostgreSQL and two on PostgreSQL,
-then ``kill -9`` of the replica every node beats to.
+then ``kill -9`` of one replica.
 
     python -m bench.core_replicas [--nodes 200] [--interval-s 1] [--window-s 10] [--sessions 1000]
                                   [--storm-concurrency 50] [--out bench/reports/core_replicas.json]
 
 The nodes are ``bench.fleet_sim``'s simulated nodes (real gRPC clients with mutual TLS, registering and
-heartbeating as ``cp.agent`` does) given every replica's address (``--core a,b``: one gRPC channel over
-both, which connects to the first and fails over by itself). The cores are ``python -m cli core`` child
-processes; PostgreSQL is a server of the bench's own (Debian's PostgreSQL 15, its default durable
-settings) unless ``--pg-url`` names one. Per variant: registration of every node, a steady window
-(heartbeat round trips as the nodes see them, beats later than the interval, each core's CPU share),
-a session storm (set-up p50/p99). With two replicas the first is then killed with SIGKILL and the bench
-reports when each node's first heartbeat reply after the kill came (from the surviving replica), and a
-session storm started at the kill (its errors are the calls that were in flight to the dead replica).
+heartbeating as ``cp.agent`` does) given every replica's address (``--core a,b``: one gRPC channel over both,
+starting at the replica the node's id hashes to and failing over by itself). The cores are ``python -m cli
+core`` child processes; PostgreSQL is a server of the bench's own (Debian's PostgreSQL 15, its default durable
+settings) unless ``--pg-url`` names one. Per variant: registration of every node, a steady window (heartbeat
+round trips as the nodes see them, beats later than the interval, each core's CPU share), a session storm
+(set-up p50/p99). With two replicas the first is then killed with SIGKILL and the bench reports when the first
+heartbeat reply after the kill came to each node that beat to it (from the surviving replica), and a session
+storm started at the kill (its errors are the calls that were in flight to the dead replica).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 
 from bench.fleet_sim import Core, WorkerProcess, ask_all, merge, ms, node_names
 from bench.measure import ROOT, machine, pct, write_report
+from cp.agent import spread
 from netgpt.tls import LocalPki
 
 VARIANTS = (("sqlite", 1), ("postgresql", 1), ("postgresql", 2))
@@ -64,11 +65,15 @@ async def storm(workers: list[WorkerProcess], sessions: int, concurrency: int) -
             "setup_ms": {"p50": ms(setup, 50), "p99": ms(setup, 99)}, "first_ok_at": min(firsts, default=None)}
 
 
-async def failover(workers: list[WorkerProcess], killed_at: float, timeout_s: float) -> dict[str, Any]:
-    """When each node's first heartbeat reply after ``killed_at`` came (polled until all have one)."""
+async def failover(workers: list[WorkerProcess], killed_at: float, timeout_s: float,
+                   replicas: int) -> dict[str, Any]:
+    """When the first heartbeat reply after ``killed_at`` came to each node that beat to the killed replica
+    (the first: the nodes whose id :func:`cp.agent.spread` sends there), polled until all have one."""
     deadline = time.monotonic() + timeout_s
     while True:
-        firsts = [t for r in await ask_all(workers, {"op": "first_reply_after", "t": killed_at}) for t in r["first"]]
+        replies = await ask_all(workers, {"op": "first_reply_after", "t": killed_at})
+        firsts = [t for r in replies for t, node_id in zip(r["first"], r["ids"], strict=True)
+                  if spread(node_id, replicas) == 0]
         if all(t is not None for t in firsts) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)
@@ -110,12 +115,12 @@ async def one_variant(backend: str, replicas: int, args: argparse.Namespace, pki
         if replicas > 1:
             await asyncio.sleep(args.interval_s)
             killed_at = time.time()
-            cores[0].process.proc.kill()  # kill -9: the replica every node beats to (the first address)
+            cores[0].process.proc.kill()  # kill -9 of the first replica (the nodes spread(...) == 0 beat to)
             result["storm_at_kill"] = at_kill = await storm(workers, args.sessions, args.storm_concurrency)
             first_ok = at_kill["first_ok_at"]
             at_kill["first_session_after_kill_s"] = round(first_ok - killed_at, 3) if first_ok else None
             # the nodes keep their last 64 reply times: asked once the storm is over (a worker answers in turn)
-            result["failover"] = await failover(workers, killed_at, timeout_s=30 * args.interval_s)
+            result["failover"] = await failover(workers, killed_at, 30 * args.interval_s, replicas)
             result["storm_after"] = await storm(workers, args.sessions, args.storm_concurrency)
         result["core_log_problems"] = [e for core in cores for e in core.process.events
                                        if e.get("level") in ("warning", "error", "critical")][:20]
@@ -137,7 +142,7 @@ def markdown(report: dict[str, Any]) -> str:
     for v in report["variants"]:
         if "failover" in v:
             f, during, after = v["failover"], v["storm_at_kill"], v["storm_after"]
-            lines += ["", f"kill -9 of the replica all {f['nodes']} nodes beat to: every node beating to the other "
+            lines += ["", f"kill -9 of the replica {f['nodes']} nodes beat to: every one of them beating to the other "
                           f"within {f['all_s']} s (p50 {f['p50_s']} s); a session storm started at the kill: "
                           f"first session set up {during['first_session_after_kill_s']} s after the kill, "
                           f"{during['sessions']} set up, errors {during['errors'] or 'none'}, p99 "

@@ -53,9 +53,10 @@ from typing import Any
 import grpc
 
 from bench.measure import ROOT, Process, cpu_seconds, daemon_argv, machine, pct, rss_bytes
-from cp.agent import MIN_REPLY_WAIT_S, RPC_TIMEOUT_S, retry_delays
+from cp.agent import MIN_REPLY_WAIT_S, RPC_TIMEOUT_S, retry_delays, spread
 from netgpt.channels import open_channel
 from netgpt.logs import configure_logging
+from netgpt.targets import rotated, split_addresses
 from netgpt.tls import Identity, LocalPki
 from netgpt.v1 import common_pb2
 from netgpt.v1 import compute_plane_pb2 as cmp_pb2
@@ -117,7 +118,8 @@ class SimNode:
                                                  max_context_tokens=1024, models=[model]))
         self.load = common_pb2.NodeLoad(models_served=[model], p50_first_token_ms=40.0,
                                         counters={name: 0 for name in COUNTERS})
-        self.channel = open_channel(worker.core, identity)
+        replicas = split_addresses(worker.core)  # as cp.agent: each node starts at the replica its id picks
+        self.channel = open_channel(",".join(rotated(replicas, spread(node_id, len(replicas)))), identity)
         self.stub = cp_grpc.ControlPlaneServiceStub(self.channel)
         self.registered = asyncio.Event()
         self.deploys: dict[str, float] = {}  # command id -> wall time it arrived
@@ -277,7 +279,8 @@ class Worker:
         if op == "deploys":  # when each node got its deploy commands (one deploy per step)
             return {"arrived": [t for n in self.nodes for t in n.deploys.values()]}
         if op == "first_reply_after":  # each node's first heartbeat reply after wall time t (None: none yet)
-            return {"first": [next((r for r in n.replies if r > request["t"]), None) for n in self.nodes]}
+            return {"first": [next((r for r in n.replies if r > request["t"]), None) for n in self.nodes],
+                    "ids": [n.info.node_id for n in self.nodes]}
         raise ValueError(f"unknown op {op!r}")
 
     async def serve(self) -> None:

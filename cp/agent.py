@@ -12,7 +12,8 @@ and a channel that could not reach the core for a whole interval is replaced by 
 one: a gRPC channel's reconnect backoff grows past the interval on its own and cannot
 be reset, while a new channel dials at once.
 
-``core_address`` may list several core replicas (``a:50051,b:50051``): the channel then fails over
+``core_address`` may list several core replicas (``a:50051,b:50051``): each node starts at the replica
+its id hashes to (:func:`spread`), the channel fails over
 by itself when its replica's connection drops (:mod:`netgpt.targets`), and whenever the agent finds
 the core unreachable or silent it re-makes the channel starting at the next replica, so a replica
 that hangs with its port open is left too. A node never needs a restart to move.
@@ -21,6 +22,8 @@ that hangs with its port open is left too. A node never needs a restart to move.
 from __future__ import annotations
 
 import asyncio
+import random
+import zlib
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -40,6 +43,14 @@ RPC_TIMEOUT_S = 5.0
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 2.0  # the cap before the core has given an interval (and for intervals longer than this)
 MIN_REPLY_WAIT_S = 0.5  # a heartbeat reply later than max(interval, this) means the core is gone
+
+
+def spread(node_id: str, replicas: int) -> int:
+    """The replica a node starts at: nodes spread over the replicas by a stable hash of their id (random
+    for a node the core will name), so N replicas share the beats instead of all going to the first."""
+    if replicas <= 1:
+        return 0
+    return zlib.crc32(node_id.encode()) % replicas if node_id else random.randrange(replicas)
 
 
 def retry_delays(cap_s: float) -> Iterator[float]:
@@ -69,8 +80,8 @@ class ControlPlaneAgent:
         self.interval_s: float | None = None  # the heartbeat interval the core last gave
         self._task: asyncio.Task[None] | None = None
         self._replicas = split_addresses(core_address)
-        self._turn = 0  # which replica a re-made channel tries first
-        self._channel = open_channel(core_address, transport)
+        self._turn = spread(info.node_id, len(self._replicas))  # which replica the channel tries first
+        self._channel = open_channel(",".join(rotated(self._replicas, self._turn)), transport)
         self._stub = cp_grpc.ControlPlaneServiceStub(self._channel)
 
     def current_load(self) -> common_pb2.NodeLoad:

@@ -1,7 +1,8 @@
 """Two core replicas on one PostgreSQL database, as processes: kill -9 one of them under load.
 
-The nodes and the clients are given both addresses (``--core a,b``). While a session storm runs
-and a UE's answer streams, the replica the nodes beat to is killed with SIGKILL. Then: every
+The nodes and the clients are given both addresses (``--core a,b``; each node starts at the replica
+its id hashes to: the cloud at the first, the edge at the second). While a session storm runs and a
+UE's answer streams, the first replica is killed with SIGKILL. Then: every
 session the core acknowledged is still there, new sessions succeed within two heartbeat
 intervals of the kill, the stream finishes, both nodes beat to the surviving replica (no node
 restarted), and a command queued after the kill reaches its node.
