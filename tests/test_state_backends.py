@@ -54,7 +54,7 @@ def test_revocations_keep_the_latest_time_and_prune_old_rows(core_db):
 def test_two_stores_on_one_database_see_each_others_writes(pg_url: str):
     one, two = open_stores(pg_url, Path("/nonexistent")), open_stores(pg_url, Path("/nonexistent"))
     try:
-        assert one.db is not None and one.db.version == PG_SCHEMA_VERSION == 5
+        assert one.db is not None and one.db.version == PG_SCHEMA_VERSION == 6  # ... leases, the shared registry
         assert "postgresql://postgres@127.0.0.1:" in one.where
         session = cp_pb2.AiSession(session_id="sess-1", ue_id="ue-1", cell_id="cell-1")
         one.state.put_session(session, 100.0)
