@@ -69,6 +69,7 @@ proto-release: node_modules/.bin/buf
 
 bench: $(STAMP)
 	$(PY) -m bench.edge_generation
+	$(PY) -m bench.edge_llama
 	$(PY) -m bench.desensitise
 	$(PY) -m bench.netgpt_vs_cloud
 	$(PY) -m bench.distribution

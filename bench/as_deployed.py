@@ -4,6 +4,7 @@ emulated link (``bench/link.py``, in a process of its own), and what each step o
 
     python -m bench.as_deployed [--requests 40] [--concurrency 4] [--rtt-ms 40] [--mbit-s 50]
                                 [--edge-model starter|tiny|gpt2-124m|DIR] [--cloud-model starter|tiny|DIR]
+                                [--edge-intent knowledge|model|none] [--edge-quantization fp32|int8|int4]
                                 [--toll-requests 16] [--out bench/reports/as_deployed.json]
 
 The workloads are ``bench.netgpt_vs_cloud``'s (``zipf`` and ``long_tail``), each on a fresh edge
@@ -163,9 +164,15 @@ def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Pr
         "--core", deployment.core_address, "--model", args.edge_model, "--providers", "cpu",
         "--quantization", args.edge_quantization, "--max-concurrency", str(args.edge_concurrency),
         "--max-batch", str(args.edge_concurrency), "--max-queue", "256", "--profiles-db", ":memory:",
-        "--cells", ",".join(PROMPTS), "--deploy-dir", str(deployment.folder / f"deploy-{tag}")), deployment.env)
+        "--cells", ",".join(PROMPTS), "--deploy-dir", str(deployment.folder / f"deploy-{tag}"),
+        *intent_flags(args.edge_intent)), deployment.env)
     deployment.edges.append(edge)
     return edge
+
+
+def intent_flags(intent: str) -> list[str]:
+    """The edge daemon's flags for ``--edge-intent``: knowledge | model (``intent_from``), none (no intent line)."""
+    return ["--intent-tokens", "0"] if intent == "none" else ["--intent-from", intent]
 
 
 # --- one request, as the UE sees it ----------------------------------------------------------------
@@ -483,7 +490,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                               for workload, r in all_records]
     report["link"] = {"rtt_ms": args.rtt_ms, "mbit_s": args.mbit_s, "bytes": link_stats}
     report["models"] = {"edge": models["edge"], "edge_path": args.edge_model,
-                        "edge_quantization": args.edge_quantization, "cloud": models["cloud"],
+                        "edge_quantization": args.edge_quantization, "edge_intent": args.edge_intent,
+                        "cloud": models["cloud"],
                         "cloud_path": args.cloud_model}
     report["settings"] = {k: getattr(args, k) for k in ("requests", "concurrency", "zipf", "unique_share",
                                                         "max_new_tokens", "seed", "edge_concurrency",
@@ -505,7 +513,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"{link['rtt_ms']:g} ms RTT / {link['mbit_s']:g} Mbit/s link (`bench/link.py`, its own process).", "",
              f"- Machine: {m['cpu'] or m['platform']}, {m['cpus']} CPUs, load average at start "
              f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}. {m.get('note') or ''}".rstrip(),
-             f"- Models: edge `{models['edge']}` ({models['edge_quantization']}), cloud `{models['cloud']}`; "
+             f"- Models: edge `{models['edge']}` ({models['edge_quantization']}, intent from "
+             f"{models.get('edge_intent', 'model')}), cloud `{models['cloud']}`; "
              f"settings {json.dumps(report['settings'])}.",
              "- **All figures come from one run on one shared machine: compare them with each other (ratios, "
              "differences within the run), not with other runs or machines.**",
@@ -568,6 +577,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="GPT-2 folder, 'starter', 'tiny' or 'gpt2-124m' (full size, random weights)")
     parser.add_argument("--cloud-model", default="starter", help="LLaMA folder, 'starter' or 'tiny'")
     parser.add_argument("--edge-quantization", default="fp32", choices=["fp32", "int8", "int4"])
+    parser.add_argument("--edge-intent", default="knowledge", choices=["knowledge", "model", "none"],
+                        help="the edge's Intent line: from the knowledge base when it decides (the edge's default), "
+                             "always the edge model's (as before issue 29), or none")
     parser.add_argument("--edge-concurrency", type=int, default=4, help="edge max_concurrency and max_batch")
     parser.add_argument("--toll-requests", type=int, default=16, help="pairs measuring the edge's toll")
     parser.add_argument("--per-request", action="store_true", help="every request's times and parts in the JSON")

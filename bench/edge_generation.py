@@ -38,11 +38,13 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import transformers
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from bench.measure import timed
 from bench.models import random_model_folder
+from edge_node.model.architecture import read_edge_config
 from edge_node.model.decode_batch import DecodeBatcher
+from edge_node.model.onnx_export import load_torch_decoder
 from edge_node.model.ort_engine import OrtGpt2Model, create_session
 from edge_node.model.quality_gate import INTENT_TOKENS, GateSequence, bundled_knowledge, greedy_continuation
 from edge_node.model.quantize import (
@@ -56,7 +58,7 @@ from edge_node.model.quantize import (
 )
 from edge_node.serving.knowledge import KnowledgeBase
 from edge_node.serving.prompt_format import ANSWER_CUE, INTENT_CUE, context_block
-from netgpt.engine import ModelIdentity, read_hf_config
+from netgpt.engine import ModelIdentity
 from netgpt.tiny_models import default_cache_root
 from tasks.prompt_completion.heldout import HELD_OUT
 
@@ -75,7 +77,7 @@ def ensure_bench_model(cache_root: Path) -> Path:
                                lambda: GPT2LMHeadModel(GPT2Config()))
 
 
-def torch_generate(model: GPT2LMHeadModel, prompt: list[int]) -> list[int]:
+def torch_generate(model: PreTrainedModel, prompt: list[int]) -> list[int]:
     input_ids = torch.tensor([prompt])
     with torch.inference_mode():
         out = model.generate(
@@ -115,8 +117,8 @@ def machine_info(threads: int) -> dict:
 
 
 def quantized_graph(model_dir: Path, quantization: str, cache_root: Path) -> tuple[Path, dict]:
-    """The gated quantised export; on random weights a failed gate is reported and the graph built ungated
-    (for speed only; remembered, so later runs skip the failing gate's minutes)."""
+    """The gated quantised export; where the gate fails (always, on random weights) the failure is reported and
+    the graph built ungated, for speed only (remembered, so later runs skip the failing gate's minutes)."""
     ungated = cache_root / "bench" / f"{model_dir.name}-{quantization}-ungated"
     failure_file = ungated / "gate_failure.txt"
     if not failure_file.is_file():
@@ -127,16 +129,17 @@ def quantized_graph(model_dir: Path, quantization: str, cache_root: Path) -> tup
             ungated.mkdir(parents=True, exist_ok=True)
             quantize_onnx(ensure_quantized_export(model_dir, "fp32", cache_root), ungated / "model.onnx", quantization)
             failure_file.write_text(str(failure))
-    return ungated / "model.onnx", {"gate": "failed (random weights: its figures mean nothing; speed only)",
+    return ungated / "model.onnx", {"gate": "failed: an edge would not serve it; timed for speed only (on random "
+                                            "weights the gate's figures mean nothing)",
                                     "error": failure_file.read_text()}
 
 
 def open_graph(model_dir: Path, onnx_path: Path, threads: int, max_batch: int = 8) -> OrtGpt2Model:
-    """An OrtGpt2Model over a given graph of ``model_dir`` (its tokenizer and config)."""
+    """An OrtGpt2Model over a given graph of ``model_dir`` (a GPT-2 or LLaMA folder: its tokenizer and config)."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
     identity = ModelIdentity(name=model_dir.name, version=onnx_path.parent.name, sha256="")
     return OrtGpt2Model(create_session(onnx_path, "cpu", threads), tokenizer, identity,
-                        read_hf_config(model_dir, ("gpt2",)), onnx_path, max_batch)
+                        read_edge_config(model_dir)[0], onnx_path, max_batch)
 
 
 def race(sides: dict[str, Callable[[], list[int]]], repeats: int) -> tuple[dict, dict[str, list[int]]]:
@@ -156,13 +159,15 @@ def race(sides: dict[str, Callable[[], list[int]]], repeats: int) -> tuple[dict,
     return results, tokens
 
 
-def speed(model_dir: Path, cache_root: Path, threads: int, repeats: int) -> tuple[dict, dict]:
-    """Batch-1 decode speed of torch eager and the ORT graphs of ``model_dir``; (results, side info)."""
-    torch_model = GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+def speed(model_dir: Path, cache_root: Path, threads: int, repeats: int,
+          quantizations: tuple[str, ...] = QUANTIZED) -> tuple[dict, dict]:
+    """Batch-1 decode speed of torch eager and the ORT graphs (fp32 + ``quantizations``) of a GPT-2 or LLaMA
+    folder; (results, side info)."""
+    torch_model, _ = load_torch_decoder(model_dir)
     eos, vocab = int(torch_model.config.eos_token_id), int(torch_model.config.vocab_size)
     prompt = random_prompt(np.random.default_rng(SEED), PROMPT_TOKENS, vocab, eos)
     graphs = {"fp32": (ensure_quantized_export(model_dir, "fp32", cache_root), {"gate": "n/a (reference)"})}
-    graphs |= {q: quantized_graph(model_dir, q, cache_root) for q in QUANTIZED}
+    graphs |= {q: quantized_graph(model_dir, q, cache_root) for q in quantizations}
     models = {q: open_graph(model_dir, path, threads) for q, (path, _) in graphs.items()}
     sides: dict[str, Callable[[], list[int]]] = {"torch_eager_generate": lambda: torch_generate(torch_model, prompt)}
     for q, model in models.items():
@@ -200,15 +205,15 @@ def batching(model_dir: Path, graphs: dict[str, Path], threads: int, concurrency
     The batched side is forced on for int8 too (the engine does not batch int8: see
     ``edge_node.model.quantize.BATCH_INVARIANT``) to show why: its tokens then differ from unbatched ones.
     """
-    config = read_hf_config(model_dir, ("gpt2",))
-    eos, vocab = int(config["eos_token_id"]), int(config["vocab_size"])
+    config, spec = read_edge_config(model_dir)
+    eos, vocab = int(config["eos_token_id"]), spec.vocab_size
     rng = np.random.default_rng(SEED + 1)
     prompts = [random_prompt(rng, PROMPT_TOKENS - 3 * i, vocab, eos) for i in range(concurrency)]  # lengths differ
     report: dict[str, dict] = {}
     for quantization, path in graphs.items():
         batched = open_graph(model_dir, path, threads, concurrency)
         if batched.batcher is None:
-            batched.batcher = DecodeBatcher(batched.session, int(config["n_layer"]), concurrency)
+            batched.batcher = DecodeBatcher(batched.session, spec.n_layer, concurrency)
         models = {"steps_batched": batched, "step_per_run": open_graph(model_dir, path, threads, 1)}
         times: dict[str, list[float]] = {name: [] for name in models}
         tokens = {name: generate_together(model, prompts, eos) for name, model in models.items()}  # warm-up
@@ -232,30 +237,30 @@ def batching(model_dir: Path, graphs: dict[str, Path], threads: int, concurrency
 def heldout_sequences(model_dir: Path, reference: ort.InferenceSession, knowledge: KnowledgeBase) -> list[GateSequence]:
     """The evaluation set's questions as the edge prompts them, with fp32's greedy intent and answer."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    config, eos = read_hf_config(model_dir, ("gpt2",)), tokenizer.eos_token_id
+    spec, eos = read_edge_config(model_dir)[1], tokenizer.eos_token_id
     sequences = []
     for q in HELD_OUT:
         facts = knowledge.facts_for(q.cell_id, q.question, 3)
         prompt = context_block(q.question, q.cell_id, knowledge.area(q.cell_id), facts, []) + INTENT_CUE
         ids = tokenizer.encode(prompt, add_special_tokens=False)
-        intent = greedy_continuation(reference, config, ids, INTENT_TOKENS, eos)
+        intent = greedy_continuation(reference, spec, ids, INTENT_TOKENS, eos)
         sequences.append(GateSequence(ids, intent))
         line = tokenizer.decode(intent, skip_special_tokens=True).split("\n", 1)[0].rstrip()
         answer_ids = tokenizer.encode(f"{prompt}{line}{ANSWER_CUE}", add_special_tokens=False)
-        sequences.append(GateSequence(answer_ids, greedy_continuation(reference, config, answer_ids,
+        sequences.append(GateSequence(answer_ids, greedy_continuation(reference, spec, answer_ids,
                                                                       HELDOUT_ANSWER_TOKENS, eos)))
     return sequences
 
 
 def starter_quality(cache_root: Path) -> dict:
-    config = read_hf_config(STARTER, ("gpt2",))
+    spec = read_edge_config(STARTER)[1]
     fp32 = ensure_quantized_export(STARTER, "fp32", cache_root)
     reference = open_cpu_session(fp32)
     sequences = heldout_sequences(STARTER, reference, bundled_knowledge())
     report: dict[str, dict] = {}
     for q in QUANTIZED:
         path = ensure_quantized_export(STARTER, q, cache_root)  # raises if the starter fails its gate
-        heldout = measure_quality(reference, open_cpu_session(path), sequences, config, q)
+        heldout = measure_quality(reference, open_cpu_session(path), sequences, spec, q)
         report[q] = {"export_gate": quality_record(path), "heldout_eval_questions": heldout.as_dict(),
                      "heldout_eval_passes_gate_thresholds": not heldout.failures()}
     return report
@@ -307,9 +312,20 @@ def print_table(report: dict) -> None:
                   f"{whole['perplexity_quantized']:>10.1f}{whole['perplexity_increase']:>8.2%}"
                   f"{whole['greedy_agreement']:>8.1%}{answers['perplexity_increase']:>10.2%}"
                   f"{answers['greedy_agreement']:>10.1%}")
-    machine = report["machine"]
-    print(f"threads={machine['threads']}, cpus={machine['cpus_usable']}, {machine['processor']}; "
-          f"load average {machine['loadavg_1m_at_start']} → {machine['loadavg_1m_at_end']}")
+    print(machine_line(report["machine"]))
+
+
+def machine_line(machine: dict) -> str:
+    return (f"threads={machine['threads']}, cpus={machine['cpus_usable']}, {machine['processor']}; "
+            f"load average {machine['loadavg_1m_at_start']} → {machine['loadavg_1m_at_end']}")
+
+
+def save_and_print(report: dict, out: Path, print_table: Callable[[dict], None]) -> None:
+    """Write the JSON report to ``out`` and print its table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    print(f"report: {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,10 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: $NETGPT_CACHE_DIR or ~/.cache/netgpt")
     args = parser.parse_args(argv)
     report = run(max(1, args.repeats), args.cache_dir or default_cache_root(), max(2, args.concurrency))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print_table(report)
-    print(f"report: {args.out}")
+    save_and_print(report, args.out, print_table)
     fp32_equal = all(report[p]["model"]["greedy_tokens_equal_torch"]["onnxruntime_fp32"]
                      for p in ("speed_gpt2_124m_random", "speed_starter"))
     if not fp32_equal:

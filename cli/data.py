@@ -7,7 +7,9 @@ with a progress bar (``--phrasings FILE``: the edge's with a share of self-instr
 default the seeded synthetic one) and ``build intent`` the intent model's requests (``--labelled``,
 default generated): the formats the shipped network-management models were trained on, for a
 fine-tuning job (``netgpt train start --role edge ...``). ``check FILE`` validates a dataset,
-built here or brought by a user, line by line.
+built here or brought by a user, line by line. ``distill export --db FILE --out FILE`` writes the
+distillation samples an edge keeps (``distill_samples = true``; README "The edge learns from the cloud") as a
+dataset in the same format; it reads the edge's file while the edge runs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,17 @@ def add_commands(sub: Subparsers) -> None:
     check = actions.add_parser("check", help="validate a JSONL dataset: every line {prompt, completion}")
     check.add_argument("file", type=Path)
     check.set_defaults(run=quiet(_check))
+    distill = actions.add_parser("distill", help="the cloud's answers an edge kept for it to learn from")
+    distill_actions = distill.add_subparsers(dest="distill_action", required=True)
+    export = distill_actions.add_parser("export", help="write the edge's distillation samples as a JSONL dataset")
+    export.add_argument("--db", type=Path, required=True,
+                        help="the edge's samples file (its distill_db; default there: "
+                             "$NETGPT_DATA_DIR/distill-<node_id>.sqlite)")
+    export.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    export.add_argument("--region", default="",
+                        help="region the dataset goes to (the store's and the training node's): samples of cells "
+                             "whose residency rules do not allow it are left out; none given: only unrestricted cells")
+    export.set_defaults(run=quiet(_distill_export))
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -119,4 +132,24 @@ def _check(args: argparse.Namespace) -> int:
     except InvalidArgument as exc:
         return usage_error(args, str(exc))
     print(f"{args.file}: {len(examples)} examples OK")
+    return 0
+
+
+def _distill_export(args: argparse.Namespace) -> int:
+    from edge_node.serving.distill_samples import DistillSamples
+    from netgpt.errors import StartupError
+
+    if not args.db.is_file():
+        return usage_error(args, f"{args.db}: no such file (is distill_samples on at the edge, and distill_db this?)")
+    try:
+        samples = DistillSamples(str(args.db))
+    except StartupError as exc:
+        return usage_error(args, str(exc))
+    try:
+        count = samples.export(args.out, args.region or None)
+        kept = len(samples)
+    finally:
+        samples.close()
+    print(f"wrote {count} examples to {args.out} ({kept} samples kept at the edge; one line per prompt, "
+          f"{'cells allowing ' + args.region if args.region else 'unrestricted cells'} only)")
     return 0

@@ -37,6 +37,9 @@ def add_commands(sub: Subparsers) -> None:
     prompt.add_argument("--questions", choices=("heldout", "dev"), default="heldout",
                         help="held-out questions (the reported figure) or the development set (for choosing "
                              "between recipe variants without touching the held-out set)")
+    prompt.add_argument("--edge-intent", choices=("knowledge", "model", "none"), default="",
+                        help="where the edge's Intent line comes from (default: the edge's intent_from): the knowledge "
+                             "base when it decides else the edge model, always the model, or none (intent_tokens 0)")
     prompt.add_argument("--limit", type=int, default=0, help="only the first N questions (0: all)")
     prompt.add_argument("--max-new-tokens", type=int, default=0, help="answer length (default: the evaluation's)")
     prompt.add_argument("--json", "--out", dest="out", type=Path, help="write the report as JSON here")
@@ -162,7 +165,8 @@ def _prompt(args: argparse.Namespace) -> int:
     report = Report(max_new_tokens=max_new_tokens)
     for edge, cloud, adapter in pairs:
         with tqdm(total=len(questions), desc=f"eval {edge} + {cloud}", unit="q") as bar:
-            report += evaluate(edge, cloud, questions, max_new_tokens, progress=bar.update, adapter=adapter)
+            report += evaluate(edge, cloud, questions, max_new_tokens, progress=bar.update, adapter=adapter,
+                               intent=args.edge_intent)
     report += retrieval_baseline(questions)
     _write(report, args.out)
     return 0

@@ -1,6 +1,6 @@
 """``netgpt model ...``: the model lifecycle from the command line, through the compute plane.
 
-export-edge (GPT-2 folder → parity-checked ONNX artifact, optionally published), import (GGUF
+export-edge (GPT-2 or LLaMA folder → parity-checked ONNX artifact, optionally published), import (GGUF
 file or Hugging Face folder → checkpoint, cached, published with its lineage), publish,
 list, show, fetch, deploy, rollback, status. Transfers show a progress bar (tqdm, on
 stderr); sizes are printed human-readable.
@@ -46,8 +46,10 @@ def add_commands(sub: Subparsers) -> None:
     action = core_actions(sub, "model", "publish, deploy and roll back model versions")
 
     export = action("export-edge", _run_export_edge,
-                    "export a GPT-2 folder to the edge's ONNX artifact (parity-checked), optionally publish it")
-    export.add_argument("gpt2_dir", type=Path, help="Hugging Face GPT-2 folder (safetensors)")
+                    "export a GPT-2 or LLaMA folder to the edge's ONNX artifact (parity-checked), optionally "
+                    "publish it")
+    export.add_argument("model_dir", type=Path, help="Hugging Face GPT-2 or LLaMA-family folder (safetensors), e.g. "
+                                                     "an imported checkpoint")
     export.add_argument("--out", type=Path, required=True, help="artifact file to write (a tar)")
     export.add_argument("--publish", action="store_true", help="also publish it to the core's model store")
     export.add_argument("--name", help="model name in the store (with --publish)")
@@ -62,7 +64,8 @@ def add_commands(sub: Subparsers) -> None:
                                            "publish it with its lineage")
     add_import_arguments(imports)
 
-    publish = action("publish", _run_publish, "publish a file or folder (packed as a tar) to the model store")
+    publish = action("publish", _run_publish, "publish a file or folder (packed as a tar) to the model store; with "
+                                               "--kind router, a learned router's weights JSON, checked and packed")
     publish.add_argument("path", type=Path)
     publish.add_argument("--name", required=True)
     publish.add_argument("--version", required=True)
@@ -111,12 +114,12 @@ def _run_export_edge(args: argparse.Namespace) -> int:
         raise StartupError("--publish needs --name and --version")
     from edge_node.model.artifact import build_edge_artifact  # torch + onnx: only for this command
 
-    print(f"exporting {args.gpt2_dir} to ONNX and checking it against torch ...")
-    artifact = build_edge_artifact(args.gpt2_dir, args.out, quantization=args.quantization)
+    print(f"exporting {args.model_dir} to ONNX and checking it against torch ...")
+    artifact = build_edge_artifact(args.model_dir, args.out, quantization=args.quantization)
     print(f"{artifact.path}: {human_size(artifact.size_bytes)}, sha256 {artifact.sha256}, "
           f"parity max |diff| {artifact.metadata['parity_max_abs_diff']}, greedy tokens identical")
     if args.publish:
-        base = args.base_model or args.gpt2_dir.resolve().name
+        base = args.base_model or args.model_dir.resolve().name
         manifest = cmp_pb2.ModelManifest(name=args.name, version=args.version, kind=common_pb2.MODEL_KIND_ONNX_EDGE,
                                          base_model=base, size_bytes=artifact.size_bytes, sha256=artifact.sha256,
                                          metadata=artifact.metadata)
@@ -131,6 +134,8 @@ def _run_publish(args: argparse.Namespace) -> int:
     manifest = cmp_pb2.ModelManifest(name=args.name, version=args.version, kind=KINDS[args.kind],
                                      base_model=args.base_model, metadata=metadata)
     path: Path = args.path
+    if args.kind == "router":
+        return _publish_router(args, manifest)
     if path.is_dir():
         with tempfile.TemporaryDirectory(prefix="netgpt-publish-") as tmp:
             manifest.metadata.update(_folder_metadata(path, args.kind))
@@ -144,6 +149,25 @@ def _run_publish(args: argparse.Namespace) -> int:
     else:
         refuse_pickles([path.name], str(path))
     publish_with_progress(args.core, manifest, path)
+    return 0
+
+
+def _publish_router(args: argparse.Namespace, manifest: cmp_pb2.ModelManifest) -> int:
+    """A learned router's weights JSON, checked as the edge will check it, packed as the tar edges unpack."""
+    from cmp.archive import pack
+    from edge_node.model.router_deploy import WEIGHTS_FILE
+    from edge_node.serving.learned_router import LearnedRouter, RouterFileError
+
+    path: Path = args.path
+    try:
+        router = LearnedRouter.load(path)
+        router.check()
+    except RouterFileError as exc:
+        raise StartupError(f"{path} is not a router weights file the edge can use: {exc}") from exc
+    manifest.metadata.update({"router_version": router.version, "probe_tokens": str(router.probe_tokens),
+                              "features": ",".join(router.features), "format": "tar"})
+    with tempfile.TemporaryDirectory(prefix="netgpt-publish-") as tmp:
+        publish_with_progress(args.core, manifest, pack({WEIGHTS_FILE: path}, Path(tmp) / f"{args.name}.tar"))
     return 0
 
 

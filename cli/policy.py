@@ -41,6 +41,9 @@ def add_commands(sub: Subparsers) -> None:
                         help="a workflow whose requests skip desensitisation (repeatable; replaces the list)")
     change.add_argument("--no-verbatim-workflows", action="store_true",
                         help="no workflow skips desensitisation")
+    change.add_argument("--distill-samples", choices=("on", "off", "default"), default=None,
+                        help="edges keep the cloud's answers as distillation samples (only those whose own "
+                             "distill_samples setting is on); default: each edge's setting decides")
     change.set_defaults(run=sync(_set))
 
 
@@ -72,7 +75,9 @@ def describe(policy: cp_pb2.RoutingPolicy) -> str:
             f"max_cloud_queue={policy.max_cloud_queue or 'off'}"
             + "".join(f" residency={','.join(r.cell_ids) or '*'}={','.join(r.allowed_cloud_regions) or 'none'}"
                       for r in policy.residency)
-            + (f" verbatim_workflows={','.join(policy.verbatim_workflows)}" if policy.verbatim_workflows else ""))
+            + (f" verbatim_workflows={','.join(policy.verbatim_workflows)}" if policy.verbatim_workflows else "")
+            + (f" distill_samples={'on' if policy.distill_samples else 'off'}"
+               if policy.HasField("distill_samples") else ""))
 
 
 async def _show(args: argparse.Namespace) -> int:
@@ -106,6 +111,10 @@ def change_of(args: argparse.Namespace, first: bool) -> tuple[cp_pb2.RoutingPoli
     if args.verbatim_workflow is not None or args.no_verbatim_workflows:
         policy.verbatim_workflows.extend(args.verbatim_workflow or [])
         fields.append("verbatim_workflows")
+    if args.distill_samples is not None:
+        if args.distill_samples != "default":
+            policy.distill_samples = args.distill_samples == "on"
+        fields.append("distill_samples")
     return policy, fields
 
 

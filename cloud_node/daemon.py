@@ -75,7 +75,7 @@ async def start_cloud(config: CloudConfig, model: LlamaModel,
                       interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> NodeHandle:
     runner = cloud_runner(config, model)
     slots = config.max_batch if isinstance(runner, BatchingRunner) else config.max_concurrency
-    slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_CHECKPOINT)))
+    slot: ModelSlot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_CHECKPOINT)))
     servicer = CloudUserPlane(slot, CloudGenerator(runner), limits_from(config))
     who = node_identity(config, "cloud")
     node_id = who.node_id

@@ -11,7 +11,9 @@ untouched: the old version keeps serving and the failure (one line + gRPC status
 reported in the next heartbeat. The previous version stays loaded for an instant rollback.
 
 Commands run one at a time, in arrival order. The role-specific part is only the
-``load(folder, ref)`` function (ONNX Runtime session on the edge, LoRA on the cloud).
+``load(folder, ref)`` function (ONNX Runtime session on the edge, LoRA on the cloud) and, for
+what is not a language model (the edge's learned router), the ``check`` that replaces the
+first forward pass.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, cast
 
 import grpc
 import structlog
@@ -36,7 +39,7 @@ from cmp.node_kit import CoreLink, NodeRecord, RetryPolicy
 from cmp.peer_fetch import DEFAULT_PEER_POLICY, PeerFetchPolicy
 from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import FailedPrecondition, one_line
-from netgpt.model_slot import ModelSlot, Served
+from netgpt.model_slot import M, ModelSlot, Served
 from netgpt.tasks import TaskGroup
 from netgpt.threads import in_own_thread
 from netgpt.tls import Transport
@@ -46,7 +49,8 @@ from netgpt.words import enum_word
 
 log = structlog.get_logger(__name__)
 
-Loader = Callable[[Path, common_pb2.ModelRef], LanguageModel]  # runs on a worker thread
+Loader = Callable[[Path, common_pb2.ModelRef], M]  # runs on a worker thread
+Check = Callable[[M, common_pb2.ModelRef], None]  # raises when a loaded version cannot serve; worker thread
 P = common_pb2  # phases: P.DEPLOYMENT_PHASE_*
 RUNNING = (P.DEPLOYMENT_PHASE_PENDING, P.DEPLOYMENT_PHASE_FETCHING, P.DEPLOYMENT_PHASE_VERIFYING,
            P.DEPLOYMENT_PHASE_LOADING)
@@ -91,13 +95,13 @@ def same_version(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
     return (a.name, a.version, a.sha256) == (b.name, b.version, b.sha256)
 
 
-class ModelFolders:
+class ModelFolders(Generic[M]):
     """The unpacked deployed versions, under ``models/``; each is unpacked in ``staging/`` and
     renamed into place only when complete."""
 
     def __init__(self, work_dir: Path) -> None:
         self.models, self.staging = work_dir / "models", work_dir / "staging"
-        self._held: dict[Served, Path] = {}
+        self._held: dict[Served[M], Path] = {}
         for stale in (self.models, self.staging):  # nothing serves from them at start; partial fetches stay
             shutil.rmtree(stale, ignore_errors=True)
 
@@ -114,32 +118,44 @@ class ModelFolders:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def hold(self, served: Served, folder: Path) -> None:
+    def hold(self, served: Served[M], folder: Path) -> None:
         self._held[served] = folder
 
-    def keep(self, keep: Collection[Served | None]) -> None:
+    def keep(self, keep: Collection[Served[M] | None]) -> None:
         """Delete the folders of every version not in ``keep``."""
         for old in [s for s in self._held if s not in keep]:
             shutil.rmtree(self._held.pop(old), ignore_errors=True)
 
 
-class Deployer:
+def first_forward_pass(model: LanguageModel, ref: common_pb2.ModelRef) -> None:
+    """A graph or adapter that loads but cannot run fails here, not on a user."""
+    try:
+        ids = model.tokenizer.encode("Hello", add_special_tokens=False) or [0]
+        model.new_session().prefill(ids)
+    except Exception as exc:
+        raise ModelLoadError(f"{ref.name} {ref.version} loads but fails a first forward pass: "
+                             f"{one_line(exc)}") from exc
+
+
+class Deployer(Generic[M]):
     """Runs the deploy and rollback commands for one model slot."""
 
-    def __init__(self, slot: ModelSlot, kind: common_pb2.ModelKind, load: Loader, core_address: str, work_dir: Path,
-                 on_swap: Callable[[Served], None] = lambda served: None, retry: RetryPolicy | None = None,
-                 history: int = 8, blobs: BlobCache | None = None,
+    def __init__(self, slot: ModelSlot[M], kind: common_pb2.ModelKind, load: Loader[M], core_address: str,
+                 work_dir: Path, on_swap: Callable[[Served[M]], None] = lambda served: None,
+                 retry: RetryPolicy | None = None, history: int = 8, blobs: BlobCache | None = None,
                  peer_policy: PeerFetchPolicy = DEFAULT_PEER_POLICY, node_id: str = "",
-                 transport: Transport | None = None) -> None:
-        """``transport``: the node's certificate, for the core and for peers (None: process default)."""
+                 transport: Transport | None = None, check: Check[M] | None = None) -> None:
+        """``transport``: the node's certificate, for the core and for peers (None: process default).
+        ``check``: what proves a loaded version can serve (None: a language model's first forward pass)."""
         self.slot = slot
         self.kind = kind
         self.work_dir = Path(work_dir)
         self.blobs = blobs if blobs is not None else BlobCache(self.work_dir / "blobs")
         self.fetcher = ArtifactFetcher(CoreLink(core_address, transport, retry or RetryPolicy()), self.blobs,
                                        self.work_dir / "artifacts", peer_policy, node_id, transport)
-        self.folders = ModelFolders(self.work_dir)
+        self.folders: ModelFolders[M] = ModelFolders(self.work_dir)
         self._load = load
+        self._check = check
         self._on_swap = on_swap
         self._history = history
         self._records: list[Deployment] = []  # newest last
@@ -236,18 +252,16 @@ class Deployer:
         record.set(P.DEPLOYMENT_PHASE_SERVING)
         self._after_swap(restored)
 
-    def _load_and_check(self, folder: Path, ref: common_pb2.ModelRef) -> LanguageModel:
-        """Load, then one forward pass: a graph or adapter that loads but cannot run fails here, not on a user."""
+    def _load_and_check(self, folder: Path, ref: common_pb2.ModelRef) -> M:
+        """Load, then prove it serves (a language model: one forward pass)."""
         model = self._load(folder, ref)
-        try:
-            ids = model.tokenizer.encode("Hello", add_special_tokens=False) or [0]
-            model.new_session().prefill(ids)
-        except Exception as exc:
-            raise ModelLoadError(f"{ref.name} {ref.version} loads but fails a first forward pass: "
-                                 f"{one_line(exc)}") from exc
+        if self._check is not None:
+            self._check(model, ref)
+        else:  # no check given: the slot holds a language model (M's default)
+            first_forward_pass(cast(LanguageModel, model), ref)
         return model
 
-    def _after_swap(self, served: Served) -> None:
+    def _after_swap(self, served: Served[M]) -> None:
         """Advertise the new version, and delete unpacked folders neither current nor previous."""
         keep = {self.slot.current, self.slot.previous}
         self.folders.keep(keep)

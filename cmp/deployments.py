@@ -21,12 +21,13 @@ from cmp.nodes import NodeDirectory
 from cmp.records import NodeDeployments
 from cmp.store import ModelStore
 from netgpt.errors import FailedPrecondition, InvalidArgument
-from netgpt.node_status import serving_ref
+from netgpt.node_status import models_served, serving_ref
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.words import enum_word
 
-KIND_ROLE = {"onnx_edge": common_pb2.NODE_ROLE_EDGE, "lora_adapter": common_pb2.NODE_ROLE_CLOUD}
+KIND_ROLE = {"onnx_edge": common_pb2.NODE_ROLE_EDGE, "lora_adapter": common_pb2.NODE_ROLE_CLOUD,
+             "router": common_pb2.NODE_ROLE_EDGE}
 MAX_PENDING = 16  # per node: commands a node never picks up must not pile up forever
 
 
@@ -40,11 +41,15 @@ def a_role(role: int) -> str:
 
 
 def check_fits(status: common_pb2.NodeStatus, manifest: Manifest) -> None:
-    """FAILED_PRECONDITION unless the node can run this version (right role; an adapter for its base)."""
+    """FAILED_PRECONDITION unless the node can run this version (right role; an adapter for its base; a router
+    only where the edge routes with one: an edge that serves none routes by rules and would never read it)."""
     node, role = status.info.node_id, status.info.role
     if role != KIND_ROLE[manifest.kind]:
         raise FailedPrecondition(f"node {node} is {a_role(role)} node; {manifest.kind} versions run on "
                                  f"{role_word(KIND_ROLE[manifest.kind])} nodes")
+    if manifest.kind == "router" and not any(m.kind == common_pb2.MODEL_KIND_ROUTER for m in models_served(status)):
+        raise FailedPrecondition(f"node {node} routes by rules and serves no router; start it with "
+                                 "router = learned or shadow to deploy router versions to it")
     if manifest.kind == "lora_adapter":
         serving = serving_ref(status)
         base = serving.base_model or serving.name
@@ -70,18 +75,24 @@ class DeploymentBook:
         """Queue the version for every target, or for none if any target cannot run it."""
         manifest = self._store.describe(name, version)
         if manifest.kind not in KIND_ROLE:
-            raise FailedPrecondition(f"{manifest.name} {manifest.version} is a {manifest.kind}; only onnx_edge and "
-                                     "lora_adapter versions deploy at run time (nodes load checkpoints at start)")
+            raise FailedPrecondition(f"{manifest.name} {manifest.version} is a {manifest.kind}; only "
+                                     f"{', '.join(KIND_ROLE)} versions deploy at run time (nodes load "
+                                     "checkpoints at start)")
         targets = self._targets(node_ids, role or KIND_ROLE[manifest.kind])
         for status in targets:
             check_fits(status, manifest)
         ref = manifest_ref(manifest)
-        tree = DeployTree(self._holders(manifest.sha256), max_sources=self._peer_sources)
+        tree = DeployTree(self._holders(manifest.sha256), max_sources=self._sources(manifest))
         pieces = self._store.pieces(manifest.sha256)  # hashed once per blob (the servicer warms it off the loop)
         for status in targets:
             plan = tree.plan(_peer(status), manifest.sha256, pieces)
             self._queue(status.info.node_id, deploy_command(uuid.uuid4().hex, ref, plan))
         return [self._node(s) for s in targets]
+
+    def _sources(self, manifest: Manifest) -> int:
+        """Peers listed per node: none for a router (a few KB, kept on a shelf of the edge's router slot
+        that it does not serve to peers: every edge fetches it from the core)."""
+        return 0 if manifest.kind == "router" else self._peer_sources
 
     def _holders(self, sha256: str) -> list[Peer]:
         """Nodes whose last heartbeat says they hold this blob verified, healthy ones only."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from netgpt.errors import InvalidArgument
 
-KINDS = ("onnx_edge", "lora_adapter", "checkpoint", "dataset")
+KINDS = ("onnx_edge", "lora_adapter", "checkpoint", "dataset", "router")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 MAX_METADATA_ENTRIES = 64

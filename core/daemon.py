@@ -179,7 +179,8 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
     return await start_server(config.listen, [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies, tokens, crls),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
-        Service("netgpt.v1.RanService", RanServicer(RanView(registry, sessions), tokens),  # mobility, load, UE tokens
+        Service("netgpt.v1.RanService",  # mobility, load, UE tokens
+                RanServicer(RanView(registry, sessions, saturated_prb=config.cell_saturated_prb), tokens),
                 ran_pb2_grpc.add_RanServiceServicer_to_server),
         Service("netgpt.v1.ComputePlaneService",
                 ComputePlaneServicer(registry, store,

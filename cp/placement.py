@@ -4,7 +4,8 @@ Placement is a pure function of a workflow and the registry's node statuses, so 
 recomputed whenever the topology (node ids, roles, addresses, cells, health,
 registration time) differs from what the last placement saw: lazily, on read.
 Load changes alone do not move a placed workflow, so placements do not flap with every
-heartbeat.
+heartbeat. A cell's radio crossing ``cell_saturated_prb`` (``cp.ran``) does: placement prefers
+edges that cover no saturated cell, as long as one covers the workflow's cell.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from cp.registry import NodeRegistry
+from cp.registry import NodeRegistry, covers_any
 from cp.state_db import CoreState, MemoryState
 from cp.workflows import FUNCTIONS, Workflow
 from netgpt.errors import FailedPrecondition, NotFound
@@ -49,14 +50,16 @@ class Placement:
         return next(s.node_id for s in self.steps if s.step_id == step_id)
 
 
-def place(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus]) -> Placement:
-    """Choose a node per step: allowed role, one node per role (edge steps stay together),
-    least loaded first, and an estimated critical path within the latency budget.
+def place(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus],
+          saturated: frozenset[str] = frozenset()) -> Placement:
+    """Choose a node per step: allowed role, one node per role (edge steps stay together), nodes
+    covering no ``saturated`` cell first, least loaded next, and an estimated critical path within
+    the latency budget.
 
     Raises FailedPrecondition naming the step and role when no serving node fits, or the
     estimate and budget when no combination of nodes is fast enough.
     """
-    candidates = _candidates(workflow, nodes)
+    candidates = _candidates(workflow, nodes, saturated)
     step_roles = {s.id: _role_for(workflow, s.id, candidates) for s in workflow.steps}
     roles = sorted(set(step_roles.values()))
     best: tuple[tuple[object, ...], Placement] | None = None
@@ -69,7 +72,8 @@ def place(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus]) -> Placeme
         if placement.estimated_latency_ms > workflow.latency_budget_ms:
             continue
         ratios = [load_ratio(n) for n in combo]
-        rank = (max(ratios), sum(ratios), placement.estimated_latency_ms, [n.info.node_id for n in combo])
+        crowded = sum(covers_any(n.info, saturated) for n in combo)
+        rank = (crowded, max(ratios), sum(ratios), placement.estimated_latency_ms, [n.info.node_id for n in combo])
         if best is None or rank < best[0]:
             best = (rank, placement)
     if best is None:
@@ -81,14 +85,16 @@ def place(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus]) -> Placeme
     return best[1]
 
 
-def _candidates(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus]) -> dict[int, list[common_pb2.NodeStatus]]:
+def _candidates(workflow: Workflow, nodes: Sequence[common_pb2.NodeStatus],
+                saturated: frozenset[str]) -> dict[int, list[common_pb2.NodeStatus]]:
     serving = [n for n in nodes if n.health == common_pb2.NODE_HEALTH_SERVING]
     by_role: dict[int, list[common_pb2.NodeStatus]] = {}
     for role in (common_pb2.NODE_ROLE_EDGE, common_pb2.NODE_ROLE_CLOUD):
         of_role = [n for n in serving if n.info.role == role]
         if role == common_pb2.NODE_ROLE_EDGE and workflow.cell_id:
             of_role = [n for n in of_role if workflow.cell_id in n.info.cell_ids]
-        by_role[role] = sorted(of_role, key=least_loaded_key)[:MAX_CANDIDATES]
+        by_role[role] = sorted(of_role, key=lambda n: (covers_any(n.info, saturated), least_loaded_key(n)))[
+            :MAX_CANDIDATES]
     return by_role
 
 
@@ -132,10 +138,11 @@ def _estimate(workflow: Workflow, nodes: dict[str, common_pb2.NodeStatus]) -> Pl
 
 
 
-def topology_fingerprint(nodes: Sequence[common_pb2.NodeStatus]) -> tuple[object, ...]:
+def topology_fingerprint(nodes: Sequence[common_pb2.NodeStatus],
+                         saturated: frozenset[str] = frozenset()) -> tuple[object, ...]:
     """What placement depends on besides load; when it changes, workflows are re-placed."""
-    return tuple(sorted((n.info.node_id, n.info.role, n.info.address, tuple(n.info.cell_ids), n.health,
-                         n.registered_at.seconds) for n in nodes))
+    return (tuple(sorted((n.info.node_id, n.info.role, n.info.address, tuple(n.info.cell_ids), n.health,
+                          n.registered_at.seconds) for n in nodes)), tuple(sorted(saturated)))
 
 
 @dataclass
@@ -167,13 +174,13 @@ class WorkflowTable:
 
     def apply(self, workflow: Workflow) -> AppliedWorkflow:
         """Place and store (replacing one of the same name); a workflow that cannot be placed is not stored."""
-        nodes = self._registry.statuses()
-        placement = place(workflow, nodes)
+        nodes, saturated = self._registry.statuses(), self._registry.saturated_cells()
+        placement = place(workflow, nodes, saturated)
         now = self._wall()
         replaced = workflow.name in self._workflows
         self._state.put_workflow(workflow, now)
         applied = AppliedWorkflow(workflow=workflow, applied_at=now, placed_at=now, placement=placement,
-                                  fingerprint=topology_fingerprint(nodes))
+                                  fingerprint=topology_fingerprint(nodes, saturated))
         self._workflows[workflow.name] = applied
         log.info("workflow.applied", workflow=workflow.name, replaced=replaced, nodes=_nodes(placement),
                  estimated_latency_ms=round(placement.estimated_latency_ms, 1),
@@ -204,13 +211,13 @@ class WorkflowTable:
         log.info("workflow.deleted", workflow=name)
 
     def _refresh(self, applied: AppliedWorkflow) -> AppliedWorkflow:
-        nodes = self._registry.statuses()
-        fingerprint = topology_fingerprint(nodes)
+        nodes, saturated = self._registry.statuses(), self._registry.saturated_cells()
+        fingerprint = topology_fingerprint(nodes, saturated)
         if fingerprint == applied.fingerprint:
             return applied
         before = _nodes(applied.placement)
         try:
-            applied.placement, applied.error = place(applied.workflow, nodes), ""
+            applied.placement, applied.error = place(applied.workflow, nodes, saturated), ""
         except FailedPrecondition as exc:
             applied.placement, applied.error = None, str(exc)
         applied.fingerprint, applied.placed_at = fingerprint, self._wall()

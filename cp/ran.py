@@ -12,6 +12,12 @@ least-loaded serving edge of the target cell. Nothing changes unless every sessi
 Session id, AI flow id, QoS and expiry are kept; the UE learns its new serving edge from
 GetSession. Edges look sessions up at the core (cached ``session_cache_s``), so the new edge
 fetches the moved session on the UE's first request there.
+
+Cell load: the last ``ReportCellLoad`` of each cell is the one record of it. A cell at or above
+``saturated_prb`` is *saturated*: new sessions and workflows go to edges covering no saturated
+cell where one covers the UE's cell (``NodeRegistry.pick_edge``, ``cp.placement``; a cell's crowd
+lands on every edge that serves it). Each report's cells are forwarded to the edges that serve
+them (a ``CellLoads`` command with their next heartbeat), whose routing reads them.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import structlog
 from cp.qos import check_five_qi, qos_for
 from cp.registry import NodeRegistry
 from cp.sessions import SessionTable, UeDefaults
-from netgpt.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, excerpt
+from netgpt.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, StartupError, excerpt
 from netgpt.v1 import common_pb2, control_plane_pb2
 from netgpt.validate import check_id
 
@@ -85,7 +91,12 @@ class CellView:
 
 class RanView:
     def __init__(self, registry: NodeRegistry, sessions: SessionTable, wall: Callable[[], float] = time.time,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, saturated_prb: float = 0.0) -> None:
+        """``saturated_prb``: the PRB utilisation from which a cell counts as saturated (0: none ever does)."""
+        if not 0.0 <= saturated_prb <= 1.0:
+            raise StartupError(f"cell_saturated_prb is a PRB utilisation and must be within 0..1 (0: off); "
+                               f"got {saturated_prb}")
+        self._saturated_prb = saturated_prb
         self._registry = registry
         self._sessions = sessions
         self._wall = wall
@@ -93,6 +104,7 @@ class RanView:
         self._ues: dict[str, UeState] = {}
         self._loads: dict[str, CellLoadReport] = {}
         sessions.ue_defaults = self.defaults  # sessions established without slice/QoS take the RAN's
+        registry.saturated_cells = self.saturated  # placement reads the loads from here
 
     def __len__(self) -> int:
         return len(self._ues)
@@ -100,6 +112,12 @@ class RanView:
     def defaults(self, ue_id: str) -> UeDefaults | None:
         ue = self._ues.get(ue_id)
         return None if ue is None else UeDefaults(slice_id=ue.slice_id, qos=ue.qos)
+
+    def saturated(self) -> frozenset[str]:
+        """The cells whose last report is at or above ``saturated_prb``."""
+        if not self._saturated_prb:
+            return frozenset()
+        return frozenset(c for c, r in self._loads.items() if r.prb_utilization >= self._saturated_prb)
 
     def ue(self, ue_id: str) -> UeState:
         check_id(ue_id, "ue_id", required=True)
@@ -170,6 +188,21 @@ class RanView:
         for report in reports:
             self._loads[report.cell_id] = CellLoadReport(report.cell_id, report.prb_utilization,
                                                          report.connected_ues, now)
+        self._tell_edges({r.cell_id for r in reports})
+
+    def _tell_edges(self, reported: set[str]) -> None:
+        """Each serving edge covering a reported cell gets the loads of all its cells with its next heartbeat
+        (in place of any it has not picked up yet: a slow heartbeat never queues a backlog of reports)."""
+        for status in self._registry.statuses(common_pb2.NODE_ROLE_EDGE):
+            cells = status.info.cell_ids
+            if status.health != common_pb2.NODE_HEALTH_SERVING or not reported.intersection(cells):
+                continue
+            mine = {c: self._loads[c].prb_utilization for c in cells if c in self._loads}
+            self._registry.queue_replacing(status.info.node_id, control_plane_pb2.NodeCommand(
+                cell_loads=control_plane_pb2.CellLoads(prb_utilization=mine)))
+        saturated = sorted(reported & self.saturated())
+        if saturated:
+            log.info("ran.cells_saturated", cells=saturated, saturated_prb=self._saturated_prb)
 
     def cells(self) -> list[CellView]:
         edges: dict[str, list[str]] = {}

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import cast
 
+import structlog
+
+from cmp.deployer import Deployer
 from cp.agent import ControlPlaneAgent
 from cp.ue_tokens import decode_state
 from edge_node.model.deployer import edge_deployer
 from edge_node.model.ort_engine import OrtGpt2Model
+from edge_node.model.router_deploy import router_deployer, starting_router
 from edge_node.model.training import edge_trainer
 from edge_node.netmgmt.servicer import NetworkManagementServicer
 from edge_node.netmgmt.task_models import load_task_models, load_view_log, task_deployers, task_slots
@@ -19,9 +24,11 @@ from edge_node.openai_api.app import OpenAiApi
 from edge_node.openai_api.models import ModelCatalogue
 from edge_node.openai_api.sessions import SessionBinder
 from edge_node.serving.answer_cache import AnswerCache
+from edge_node.serving.cell_loads import CellLoads
 from edge_node.serving.cloud_calls import CloudGateway
 from edge_node.serving.cloud_peers import CloudPeers
 from edge_node.serving.data_policy import DataPolicy
+from edge_node.serving.distill_samples import DistillSamples
 from edge_node.serving.erasure import UserData
 from edge_node.serving.generate_call import EdgeGenerate
 from edge_node.serving.knowledge import KnowledgeBase
@@ -68,12 +75,15 @@ from node.runtime import (
 from up.convert import model_ref
 from up.runner import GenerationRunner
 
+log = structlog.get_logger(__name__)
+
 ROUTERS = ("rules", "learned", "shadow")  # EdgeConfig.router
 
 
 def load_edge_model(config: EdgeConfig) -> OrtGpt2Model:
-    """Load (and export to ONNX on first use) the configured GPT-2; ModelLoadError on a bad folder."""
-    model_dir = model_folder(config.model, "edge (GPT-2)", lambda tiny: tiny.gpt2_dir)
+    """Load (and export to ONNX on first use) the configured GPT-2 or LLaMA-family model; ModelLoadError on a bad
+    folder. ``tiny``/``starter`` pick the GPT-2; a LLaMA folder (or ``pretrained``) is served the same way."""
+    model_dir = model_folder(config.model, "edge (GPT-2 or LLaMA)", lambda tiny: tiny.gpt2_dir)
     return OrtGpt2Model.load(model_dir, providers=config.providers, quantization=config.quantization,
                              max_batch=config.max_batch)
 
@@ -94,7 +104,18 @@ def profiles_path(config: EdgeConfig, node_id: str) -> str:
     return str(folder / f"profiles-{node_id}.sqlite")
 
 
-def routing_policy(config: EdgeConfig) -> PerformancePolicy:
+def distill_samples(config: EdgeConfig, node_id: str) -> DistillSamples | None:
+    """The cloud's answers kept for the edge to learn from (``distill_samples``); None when the operator has not
+    turned it on. ``distill_db`` as given, else a file per edge node under the data dir."""
+    if not config.distill_samples:
+        return None
+    return DistillSamples(config.distill_db or str(data_dir() / f"distill-{node_id}.sqlite"),
+                          config.distill_max_samples)
+
+
+def routing_policy(config: EdgeConfig, router: LearnedRouter | None = None,
+                   cell_loads: CellLoads | None = None) -> PerformancePolicy:
+    """The policy the edge's settings describe; ``router``: the learned router it starts with (None: rules)."""
     tasks: set[up_pb2.TaskClass] = set()
     for name in config.edge_tasks:
         key = f"TASK_CLASS_{name.upper()}"
@@ -104,12 +125,21 @@ def routing_policy(config: EdgeConfig) -> PerformancePolicy:
     return PerformancePolicy(edge_tasks=frozenset(tasks),
                              confidence_threshold=config.confidence_threshold or None,
                              probe_tokens=config.confidence_probe_tokens, max_cloud_queue=config.max_cloud_queue,
-                             router=learned_router(config), router_threshold=config.router_threshold,
-                             router_shadow=config.router == "shadow")
+                             router=router, router_threshold=config.router_threshold,
+                             router_shadow=config.router == "shadow", cell_offload_prb=cell_offload_prb(config),
+                             cell_loads=cell_loads or CellLoads(frozenset(config.cells)))
 
 
-def learned_router(config: EdgeConfig) -> LearnedRouter | None:
-    """The learned router the edge's ``router`` setting asks for (None: today's rules)."""
+def cell_offload_prb(config: EdgeConfig) -> float:
+    if not 0.0 <= config.cell_offload_prb <= 1.0:
+        raise StartupError(f"cell_offload_prb is a PRB utilisation and must be within 0..1 (0: off); "
+                           f"got {config.cell_offload_prb}")
+    return config.cell_offload_prb
+
+
+def learned_router(config: EdgeConfig) -> Served[LearnedRouter] | None:
+    """The learned router the edge's ``router`` setting asks for, as the version it advertises (None: today's
+    rules; such an edge serves no router, and the core deploys none to it)."""
     if config.router not in ROUTERS:
         raise StartupError(f"router: unknown {config.router!r}; known: {', '.join(ROUTERS)}")
     if not 0.0 <= config.router_threshold <= 1.0:
@@ -117,7 +147,7 @@ def learned_router(config: EdgeConfig) -> LearnedRouter | None:
     if config.router == "rules":
         return None
     try:
-        return LearnedRouter.load(config.router_weights)
+        return starting_router(config.router_weights)
     except RouterFileError as e:
         raise StartupError(str(e)) from e
 
@@ -125,19 +155,23 @@ def learned_router(config: EdgeConfig) -> LearnedRouter | None:
 async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: KnowledgeBase) -> NodeHandle:
     if not config.cells:
         raise StartupError("an edge node must serve at least one cell: pass --cells CELL[,CELL...]")
-    policy = routing_policy(config)
+    router = learned_router(config)
+    cell_loads = CellLoads(frozenset(config.cells))
+    policy = routing_policy(config, router.model if router else None, cell_loads)
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
     who = node_identity(config, "edge")
     peers = CloudPeers(who.transport)
     core_channel = open_channel(config.core, who.transport)
     settings = EdgeSettings(node_id=who.node_id, cells=frozenset(config.cells))
     cache = AnswerCache(ttl_s=config.answer_cache_ttl_s, max_entries=config.answer_cache_size)
-    gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce)
+    gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce,
+                           samples=distill_samples(config, settings.node_id))
     profiles = ProfileStore(profiles_path(config, settings.node_id), config.profile_history_size,
                             config.profile_retention_s)
     sweep = RetentionSweep(profiles)  # retention holds on an idle edge too
-    slot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)))
-    personaliser = Personaliser(knowledge, profiles, runner, intent_tokens=config.intent_tokens)
+    slot: ModelSlot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)))
+    personaliser = Personaliser(knowledge, profiles, runner, intent_tokens=config.intent_tokens,
+                                intent_from=config.intent_from)
     pipeline = EdgePipeline(settings, runner, personaliser, policy, gateway,
                             DataPolicy.from_settings(config.allowed_cloud_regions))
     sessions = session_directory(cp_grpc.ControlPlaneServiceStub(core_channel), config.session_cache_s)
@@ -164,12 +198,14 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     deployer = edge_deployer(config, settings.node_id, slot,
                              lambda served: advertise_model(info, served, deployers.served()), shelf,
                              who.transport)
-    deployers = task_deployers(config, settings.node_id, deployer, tasks, who.transport, info)
+    deployers = task_deployers(config, settings.node_id, deployer, tasks, who.transport, info,
+                               router_deployer_of(config, settings.node_id, router, pipeline, who.transport,
+                                                  lambda: advertise_model(info, slot.current, deployers.served())))
     advertise_model(info, slot.current, deployers.served())  # its models (main first) and context length
     trainer = edge_trainer(config, settings.node_id, slot.current.ref, who.transport)
 
     def report() -> common_pb2.NodeLoad:
-        counters = gateway.counters() | transfer_counters(uploads, deployer, *deployers.tasks.values())
+        counters = gateway.counters() | transfer_counters(uploads, deployer, *deployers.others())
         return load_report(runner, deployers.served(), counters, deployers.states(), trainer.states(), shelf.held())
 
     binder = SessionBinder(cp_grpc.ControlPlaneServiceStub(core_channel), sessions)
@@ -187,6 +223,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         config.core, info, report,
         CommandDispatcher().on("peers_update", peers.apply)
         .on("routing_policy", lambda command: pipeline.apply_policy(command.routing_policy))
+        .on("cell_loads", cell_loads.apply)
         .on("sessions_moved", lambda command: sessions.forget(command.sessions_moved.session_ids))
         .on("ue_tokens", lambda command: tokens.apply(decode_state(command.ue_tokens)))
         .on("certificate_revocations", crl_command_handler(server.revoked))
@@ -198,6 +235,22 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     trainer.resume()  # jobs a previous run of this node left in progress continue from their checkpoints
     return NodeHandle(server, agent, runner, peers=peers, gateway=gateway, pipeline=pipeline,
                       extras=[peers, core_channel, trainer, sweep, deployers], slot=slot, deployer=deployer, http=http)
+
+
+def router_deployer_of(config: EdgeConfig, node_id: str, router: Served[LearnedRouter] | None, pipeline: EdgePipeline,
+                       transport: Transport, advertise: Callable[[], None]) -> Deployer[LearnedRouter] | None:
+    """The learned router's deployer (None on an edge that routes by rules): a swap or rollback hands the router
+    to the pipeline's policy, which requests read once when they start."""
+    if router is None:
+        return None
+
+    def swapped(served: Served[LearnedRouter]) -> None:
+        if isinstance(pipeline.policy, PerformancePolicy):
+            pipeline.policy = pipeline.policy.with_router(served.model)
+        log.info("edge.router", router=str(served.model), name=served.ref.name, version=served.ref.version)
+        advertise()
+
+    return router_deployer(config, node_id, ModelSlot(router), swapped, transport)
 
 
 async def start_openai_api(config: EdgeConfig, transport: Transport, api: OpenAiApi) -> HttpServer | None:

@@ -61,6 +61,7 @@ class CoreConfig(DaemonSettings):
     job_unplaced_timeout_s: float = 300.0  # a training job that finds no node to move to for this long fails
     train_checkpoint_every: int = 50  # steps between the checkpoints a job uploads to the store, if its spec sets none
     peer_sources: int = 8  # peers a deploy lists per node to fetch from; 0: every node fetches from the core
+    cell_saturated_prb: float = 0.9  # placement avoids edges covering a cell at or above this PRB load; 0: off
     ue_token_key: str = ""  # ES256 key (PEM) UE tokens are signed with; empty: ue-token-key.pem in store_dir, made once
     ue_token_ttl_s: float = 3600.0  # lifetime of the UE tokens AttachUe and HandoverUe hand out (at most 86400)
     grace_s: float = 5.0
@@ -119,6 +120,7 @@ class EdgeConfig(NodeConfig):
     quantization: str = "auto"  # auto (int8 if it passes the quality gate, else fp32) | fp32 | int8 | int4
     max_batch: int = 8  # concurrent decode steps run as one ONNX Runtime batch (CPU); 1 = no batching
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
+    intent_from: str = "knowledge"  # knowledge (none when the KB decides, else the model) | model
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge
     confidence_threshold: float = 0.0  # answer at the edge when its mean token log-prob >= this; 0: off
     confidence_probe_tokens: int = 8
@@ -126,10 +128,14 @@ class EdgeConfig(NodeConfig):
     router_weights: str = "packaged"  # the learned router's weights JSON (tasks.routing trains it); packaged: shipped
     router_threshold: float = 0.5  # with router = learned: the P(edge answer good) the edge answers from
     max_cloud_queue: int = 0  # keep requests at the edge while the cloud queue is this long; 0: off
+    cell_offload_prb: float = 0.0  # forward chat requests from a cell at or above this PRB load to the cloud; 0: off
     cloud_token_timeout_s: float = 10.0
     coalesce: bool = True  # identical in-flight cloud requests share one cloud call
     answer_cache_ttl_s: float = 60.0  # finished cloud answers reused for this long (0 disables)
     answer_cache_size: int = 1024  # most cached answers (0 disables)
+    distill_samples: bool = False  # keep the cloud's answers to forwarded (desensitised) requests for the edge to learn
+    distill_db: str = ""  # SQLite file of those samples; empty: $NETGPT_DATA_DIR/distill-<node_id>.sqlite
+    distill_max_samples: int = 10000  # most samples kept (the oldest go first)
     session_cache_s: float = 10.0  # sessions and workflows looked up at the core are reused this long
     popularity_model: str = "packaged"  # GPT-2 of PredictPopularity: packaged | a folder | none
     intent_model: str = "packaged"  # GPT-2 of InferIntent: packaged | a folder | none

@@ -13,34 +13,40 @@ that :class:`Served` down (the edge's ``EdgeRequest.served``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic
+
+from typing_extensions import TypeVar
 
 from netgpt.engine import LanguageModel
 from netgpt.errors import FailedPrecondition
 from netgpt.v1 import common_pb2
 
+# What a slot holds: a language model, or another deployable artifact (the edge's learned router)
+M = TypeVar("M", default=LanguageModel)
+
 
 @dataclass(frozen=True, eq=False)
-class Served:
+class Served(Generic[M]):
     """A loaded model and the reference nodes report for it (name, version, sha256, kind).
 
     Compared and hashed by identity: two loads of the same version are two objects.
     """
 
-    model: LanguageModel
+    model: M
     ref: common_pb2.ModelRef
 
 
-class ModelSlot:
-    def __init__(self, served: Served) -> None:
+class ModelSlot(Generic[M]):
+    def __init__(self, served: Served[M]) -> None:
         self.current = served
-        self.previous: Served | None = None
+        self.previous: Served[M] | None = None
 
-    def swap(self, served: Served) -> Served:
+    def swap(self, served: Served[M]) -> Served[M]:
         """Serve ``served`` to new requests; the old one becomes the rollback target. Returns the old one."""
         old, self.previous, self.current = self.current, self.current, served
         return old
 
-    def rollback(self) -> Served:
+    def rollback(self) -> Served[M]:
         """Serve the previous version again; the one rolled back is dropped. Returns the one restored."""
         if self.previous is None:
             raise FailedPrecondition("no previous version to roll back to: the node serves the version it "

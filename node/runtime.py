@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cmp.blob_cache import BlobCache
 from cmp.blob_servicer import blob_service
@@ -130,7 +130,7 @@ def blob_sharing(config: NodeConfig, node_id: str) -> BlobSharing:
     return BlobSharing(shelf, blob_service(shelf, budget), budget)
 
 
-def transfer_counters(uploads: UploadBudget, *deployers: Deployer) -> dict[str, int]:
+def transfer_counters(uploads: UploadBudget, *deployers: Deployer[Any]) -> dict[str, int]:
     """Artifact bytes this node sent to peers and fetched for its deployments (load report counters)."""
     return {"blob_bytes_served": uploads.bytes_served,
             "artifact_bytes_fetched": sum(d.fetcher.bytes_fetched for d in deployers)}

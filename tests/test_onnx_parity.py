@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from decode_helpers import step_together
 from helpers import captured_events
 from transformers import DynamicCache, GPT2LMHeadModel
 
@@ -198,17 +199,7 @@ def test_batched_decode_steps_match_torch_across_lengths(edge_model: OrtGpt2Mode
     for session, ref, ids in zip(ours, refs, prompts, strict=True):
         np.testing.assert_allclose(session.prefill(ids), ref.prefill(ids), rtol=0, atol=TOL)
     tokens = [[5, 17, 200, 4], [1, 2, 3, 4], [40, 41, 42, 43]]
-    got: list[list[np.ndarray]] = [[] for _ in prompts]
-
-    def decode(i: int) -> None:
-        for token in tokens[i]:
-            got[i].append(ours[i].advance(token))
-
-    threads = [threading.Thread(target=decode, args=(i,)) for i in range(len(prompts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    got = step_together(ours, tokens)
     assert batcher.steps == 12 and batcher.runs == 4  # every step of the three ran as one batch
     for i, ref in enumerate(refs):
         for token, logits in zip(tokens[i], got[i], strict=True):
@@ -273,9 +264,9 @@ def _broken(tiny: TinyModels, tmp_path: Path, how: str) -> Path:
     shutil.copytree(tiny.gpt2_dir, folder)
     if how == "no-config":
         (folder / "config.json").unlink()
-    elif how == "llama":
-        shutil.rmtree(folder)
-        shutil.copytree(tiny.llama_dir, folder)
+    elif how == "bert":  # an architecture the edge does not serve (GPT-2 and LLaMA are)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | {"model_type": "bert"}))
     elif how == "no-weights":
         for weights in folder.glob("*.safetensors"):
             weights.unlink()
@@ -287,7 +278,7 @@ def _broken(tiny: TinyModels, tmp_path: Path, how: str) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("how", ["no-config", "llama", "no-weights", "bad-json", "truncated-weights", "missing"])
+@pytest.mark.parametrize("how", ["no-config", "bert", "no-weights", "bad-json", "truncated-weights", "missing"])
 def test_invalid_folders_raise_model_load_error(tiny: TinyModels, tmp_path: Path, cache_root: Path, how: str) -> None:
     folder = tmp_path / "nowhere" if how == "missing" else _broken(tiny, tmp_path, how)
     with pytest.raises(ModelLoadError) as excinfo:

@@ -15,6 +15,7 @@ from onnx import numpy_helper
 import edge_node.model.quantize as quantize
 from cmp.archive import unpack
 from edge_node.daemon import load_edge_model
+from edge_node.model.architecture import read_edge_config
 from edge_node.model.artifact import build_edge_artifact
 from edge_node.model.onnx_export import ensure_onnx_export
 from edge_node.model.ort_engine import OrtGpt2Model
@@ -32,7 +33,7 @@ from edge_node.model.quantize import (
     open_cpu_session,
 )
 from netgpt.config import EdgeConfig
-from netgpt.engine import ModelLoadError, read_hf_config
+from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens
 from tasks.prompt_completion.heldout import HELD_OUT
 from tasks.prompt_completion.synth import real_cells
@@ -82,13 +83,13 @@ def test_matmul_rewrite_keeps_the_logits(cache_root: Path, tmp_path: Path) -> No
     fp32 = ensure_onnx_export(STARTER, cache_root)
     model = onnx.load(str(fp32))
     weights = matmul_weights_graph(model)
-    config = read_hf_config(STARTER, ("gpt2",))
-    assert len(weights) == 4 * int(config["n_layer"]) + 1  # qkv, attn out, mlp in, mlp out per layer + LM head
+    _, spec = read_edge_config(STARTER)
+    assert len(weights) == 4 * spec.n_layer + 1  # qkv, attn out, mlp in, mlp out per layer + LM head
     assert not {n.op_type for n in model.graph.node} & {"Gemm"}
     onnx.save(model, str(tmp_path / "rewritten.onnx"))
     ids = list(range(3, 40))
-    before = full_logits(open_cpu_session(fp32), ids, config)
-    after = full_logits(open_cpu_session(tmp_path / "rewritten.onnx"), ids, config)
+    before = full_logits(open_cpu_session(fp32), ids, spec)
+    after = full_logits(open_cpu_session(tmp_path / "rewritten.onnx"), ids, spec)
     assert float(np.abs(before - after).max()) < 1e-4
 
 

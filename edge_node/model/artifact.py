@@ -1,10 +1,11 @@
-"""The edge's deployable artifact: a GPT-2 folder → ONNX export + config + tokenizer, as one tar.
+"""The edge's deployable artifact: a GPT-2 or LLaMA folder → ONNX export + config + tokenizer, as one tar.
 
 What an edge node unpacks must open with :meth:`OrtGpt2Model.load_exported` alone (no torch
 export on the node), and must behave like the checkpoint it came from. So the artifact is
-built, then checked the way a node will use it: logits of the graph against torch to
-``1e-4`` (prefill and decode with past, batch 1 and 2), then the tar is unpacked and opened
-like on a node and its greedy tokens compared with torch's. A check that fails raises
+built, then checked the way a node will use it: logits of the graph against torch to ``1e-4`` (or
+1e-5 of the largest logit, :meth:`~edge_node.model.onnx_export.Parity.within`; prefill and decode with
+past, batch 1 and 2), then the tar is unpacked and opened like on a node and its greedy tokens
+compared with torch's. A check that fails raises
 ModelLoadError and leaves no artifact behind.
 
 A quantised artifact (``quantization`` int8 | int4) packs the gated graph of
@@ -25,16 +26,17 @@ import onnx
 import torch
 
 from cmp.archive import is_pickle, pack, unpack
+from edge_node.model.architecture import read_edge_config
 from edge_node.model.onnx_export import (
     EXPORT_FORMAT_VERSION,
-    check_parity,
     ensure_onnx_export,
-    load_torch_gpt2,
+    load_torch_decoder,
+    measure_parity,
     weights_sha256,
 )
 from edge_node.model.ort_engine import OrtGpt2Model, create_session
 from edge_node.model.quantize import ensure_quantized_export, pick_quantization
-from netgpt.engine import ModelLoadError, read_hf_config
+from netgpt.engine import ModelLoadError
 from netgpt.generation import SamplingParams, generate_tokens
 from netgpt.hashing import sha256_file
 from netgpt.torch_decode import TorchDecodeSession
@@ -52,9 +54,9 @@ class EdgeArtifact:
     metadata: dict[str, str]  # goes into the store manifest
 
 
-def artifact_files(gpt2_dir: Path, export_dir: Path) -> dict[str, Path]:
+def artifact_files(model_dir: Path, export_dir: Path) -> dict[str, Path]:
     """Config, tokenizer and other small files of the checkpoint (not its weights), plus the export."""
-    files = {p.name: p for p in Path(gpt2_dir).iterdir()
+    files = {p.name: p for p in Path(model_dir).iterdir()
              if p.is_file() and not p.name.startswith(".") and p.suffix != ".safetensors" and not is_pickle(p.name)}
     files.update({p.name: p for p in Path(export_dir).iterdir() if p.is_file()})
     return files
@@ -66,9 +68,9 @@ def _greedy(model: OrtGpt2Model, prompt: str) -> list[int]:
     return [p.token_id for p in generate_tokens(model.new_session(), model.tokenizer, ids, params)]
 
 
-def check_greedy(gpt2_dir: Path, model: OrtGpt2Model) -> None:
+def check_greedy(model_dir: Path, model: OrtGpt2Model) -> None:
     """The exported model's greedy tokens equal torch's on a few prompts."""
-    torch_model, _ = load_torch_gpt2(gpt2_dir)
+    torch_model, _ = load_torch_decoder(model_dir)
     params = SamplingParams(max_new_tokens=GREEDY_TOKENS)
     for prompt in GREEDY_PROMPTS:
         ids = model.tokenizer.encode(prompt, add_special_tokens=False)
@@ -79,10 +81,10 @@ def check_greedy(gpt2_dir: Path, model: OrtGpt2Model) -> None:
             raise ModelLoadError(f"ONNX greedy tokens differ from torch for {prompt!r}: {ours} vs {theirs}")
 
 
-def check_same_greedy(gpt2_dir: Path, model: OrtGpt2Model, gated: Path) -> None:
+def check_same_greedy(model_dir: Path, model: OrtGpt2Model, gated: Path) -> None:
     """An unpacked quantised artifact decodes exactly like the gated graph it was packed from."""
     reference = OrtGpt2Model(create_session(gated, "cpu"), model.tokenizer, model.identity,
-                             read_hf_config(gpt2_dir, ("gpt2",)), gated)
+                             read_edge_config(model_dir)[0], gated)
     for prompt in GREEDY_PROMPTS:
         ours, theirs = _greedy(model, prompt), _greedy(reference, prompt)
         if ours != theirs:
@@ -90,27 +92,27 @@ def check_same_greedy(gpt2_dir: Path, model: OrtGpt2Model, gated: Path) -> None:
                                  f"{ours} vs {theirs}")
 
 
-def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOLERANCE,
+def build_edge_artifact(model_dir: Path, out: Path, tolerance: float = PARITY_TOLERANCE,
                         cache_root: Path | None = None, quantization: str = "fp32") -> EdgeArtifact:
     """Export (cached), check parity (and the quantisation gate), pack into ``out``, unpack and check greedy
     tokens; return what to publish."""
-    gpt2_dir, out = Path(gpt2_dir), Path(out)
-    weights = weights_sha256(gpt2_dir)
-    quantization = pick_quantization(gpt2_dir, quantization, cache_root, weights=weights)
-    onnx_path = ensure_onnx_export(gpt2_dir, cache_root, weights=weights)
-    worst = check_parity(gpt2_dir, onnx_path)
-    if worst > tolerance:
-        raise ModelLoadError(f"ONNX export of {gpt2_dir} differs from torch by {worst:.2e} (> {tolerance:g}); "
-                             "not packed")
-    served = ensure_quantized_export(gpt2_dir, quantization, cache_root, weights=weights)
-    pack(artifact_files(gpt2_dir, served.parent), out)
+    model_dir, out = Path(model_dir), Path(out)
+    weights = weights_sha256(model_dir)
+    quantization = pick_quantization(model_dir, quantization, cache_root, weights=weights)
+    onnx_path = ensure_onnx_export(model_dir, cache_root, weights=weights)
+    parity = measure_parity(model_dir, onnx_path)
+    if not parity.within(tolerance):
+        raise ModelLoadError(f"ONNX export of {model_dir} differs from torch by {parity.max_abs_diff:.2e} "
+                             f"(> {tolerance:g}, logits up to {parity.max_abs_logit:.3g}); not packed")
+    served = ensure_quantized_export(model_dir, quantization, cache_root, weights=weights)
+    pack(artifact_files(model_dir, served.parent), out)
     try:
         with TemporaryDirectory(prefix="netgpt-edge-artifact-") as tmp:
             unpacked = OrtGpt2Model.load_exported(unpack(out, Path(tmp) / "unpacked"), providers="cpu")
             if quantization == "fp32":
-                check_greedy(gpt2_dir, unpacked)
+                check_greedy(model_dir, unpacked)
             else:
-                check_same_greedy(gpt2_dir, unpacked, served)
+                check_same_greedy(model_dir, unpacked, served)
     except BaseException:
         out.unlink(missing_ok=True)
         raise
@@ -120,9 +122,11 @@ def build_edge_artifact(gpt2_dir: Path, out: Path, tolerance: float = PARITY_TOL
         "runtime": "onnxruntime",
         "opset": str(max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=0)),
         "export_format_version": str(EXPORT_FORMAT_VERSION),
-        "parity_max_abs_diff": f"{worst:.3e}",
+        "parity_max_abs_diff": f"{parity.max_abs_diff:.3e}",
+        "parity_max_abs_logit": f"{parity.max_abs_logit:.3g}",
         "greedy_tokens_checked": str(GREEDY_TOKENS * len(GREEDY_PROMPTS)),
         "weights_sha256": weights,
+        "model_type": unpacked.spec.model_type,
         "quantization": quantization,
     }
     if quantization != "fp32":

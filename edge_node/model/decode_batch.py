@@ -28,7 +28,7 @@ import onnxruntime as ort
 
 from edge_node.model.onnx_export import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, past_names, present_names
 
-Cache = list[np.ndarray]  # per layer key, value: (1, heads, length, head_dim)
+Cache = list[np.ndarray]  # per layer key, value: (1, kv_heads, length, head_dim)
 
 
 @dataclass(eq=False)
@@ -168,13 +168,13 @@ class DecodeBatcher:
 class BatchedDecodeSession:
     """A single-sequence :class:`~netgpt.generation.DecodeSession` whose decode steps run batched."""
 
-    def __init__(self, session: ort.InferenceSession, batcher: DecodeBatcher, n_layer: int, n_head: int,
+    def __init__(self, session: ort.InferenceSession, batcher: DecodeBatcher, n_layer: int, kv_heads: int,
                  head_dim: int, max_context: int) -> None:
         self._session = session
         self._batcher = batcher
         self._names = past_names(n_layer)
         self._outputs = [LOGITS, *present_names(n_layer)]
-        self._empty = np.zeros((1, n_head, 0, head_dim), np.float32)
+        self._empty = np.zeros((1, kv_heads, 0, head_dim), np.float32)
         self._max_context = max_context
         self.cache: Cache = []
         self.length = 0  # tokens in the cache

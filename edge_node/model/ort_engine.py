@@ -1,4 +1,8 @@
-"""The edge node's GPT-2 engine: a local HF GPT-2 folder, exported once to ONNX, run by ONNX Runtime.
+"""The edge node's engine: a local HF GPT-2 or LLaMA-family folder, exported once to ONNX, run by ONNX Runtime.
+
+Both architectures export to one graph signature (:mod:`edge_node.model.onnx_export`); the engine
+reads the KV cache's shape and the context limit from the folder's
+:class:`~edge_node.model.architecture.DecoderSpec`, so everything below serves either.
 
 Precision: ``quantization`` picks the graph — ``fp32`` (the parity-checked export), ``int8`` or
 ``int4`` (:mod:`edge_node.model.quantize`: produced once from fp32 and only if it passes the quality gate).
@@ -29,6 +33,7 @@ import onnxruntime as ort
 import structlog
 from transformers import AutoTokenizer
 
+from edge_node.model.architecture import DecoderSpec, decoder_spec, read_edge_config
 from edge_node.model.decode_batch import BatchedDecodeSession, DecodeBatcher
 from edge_node.model.onnx_export import (
     ATTENTION_MASK,
@@ -41,7 +46,7 @@ from edge_node.model.onnx_export import (
     weights_sha256,
 )
 from edge_node.model.quantize import BATCH_INVARIANT, ensure_quantized_export, pick_quantization, quality_record
-from netgpt.engine import ModelIdentity, ModelLoadError, read_hf_config
+from netgpt.engine import ModelIdentity, ModelLoadError
 from netgpt.errors import one_line
 from netgpt.generation import DecodeSession, Tokenizer
 from netgpt.hashing import sha256_file
@@ -150,12 +155,12 @@ def create_session(onnx_path: Path, providers: str = "auto", intra_op_threads: i
 class OrtDecodeSession:
     """Batch-1 decoder over a shared InferenceSession; owns its KV cache between steps."""
 
-    def __init__(self, session: ort.InferenceSession, n_layer: int, n_head: int, head_dim: int,
+    def __init__(self, session: ort.InferenceSession, n_layer: int, kv_heads: int, head_dim: int,
                  max_context: int, device: str) -> None:
         self._session = session
         self._past_names = past_names(n_layer)
         self._present_names = present_names(n_layer)
-        self._empty_shape = (1, n_head, 0, head_dim)
+        self._empty_shape = (1, kv_heads, 0, head_dim)
         self._max_context = max_context
         self._device = device  # "cpu" or "cuda": where present/past tensors live
         self._binding = session.io_binding()
@@ -204,7 +209,10 @@ def _load_tokenizer(folder: Path) -> Tokenizer:
 
 
 class OrtGpt2Model:
-    """A GPT-2 served by ONNX Runtime, implementing ``LanguageModel``."""
+    """A GPT-2 or LLaMA-family model served by ONNX Runtime, implementing ``LanguageModel``.
+
+    The name is historical (GPT-2 was the edge's only architecture); :data:`OrtEdgeModel` names it too.
+    """
 
     def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, identity: ModelIdentity,
                  config: dict[str, Any], onnx_path: Path, max_batch: int = 8) -> None:
@@ -212,11 +220,10 @@ class OrtGpt2Model:
         self.tokenizer = tokenizer
         self.identity = identity
         self.onnx_path = onnx_path
-        self.max_context = int(config.get("n_positions") or 1024)
+        self.spec: DecoderSpec = decoder_spec(config, onnx_path.parent)
+        self.max_context = self.spec.max_context
         self.provider = session.get_providers()[0]  # the EP actually used, after any fallback
-        self._n_layer = int(config["n_layer"])
-        self._n_head = int(config["n_head"])
-        self._head_dim = int(config["n_embd"]) // self._n_head
+        self._n_layer = self.spec.n_layer
         self._device = "cuda" if self.provider == CUDA_EP else "cpu"
         quality = quality_record(onnx_path)
         self.quantization = str(quality.get("quantization", "fp32"))
@@ -236,7 +243,8 @@ class OrtGpt2Model:
         quantization: str = "fp32",
         max_batch: int = 8,
     ) -> OrtGpt2Model:
-        """Validate a local GPT-2 folder, export it to ONNX once (cached), open it; ModelLoadError on any problem.
+        """Validate a local GPT-2 or LLaMA folder, export it to ONNX once (cached), open it; ModelLoadError on a
+        problem.
 
         ``intra_op_threads`` caps ORT's CPU thread pool (0: ORT's default); an edge box
         that also runs other work may want fewer than all cores. ``quantization``: auto |
@@ -245,7 +253,7 @@ class OrtGpt2Model:
         ``max_batch``: most concurrent decode steps run as one (1: no batching).
         """
         model_dir = Path(model_dir)
-        config = read_hf_config(model_dir, ("gpt2",))
+        config, _ = read_edge_config(model_dir)
         tokenizer = _load_tokenizer(model_dir)
         sha = weights_sha256(model_dir)
         quantization = pick_quantization(model_dir, quantization, cache_root, weights=sha)
@@ -260,11 +268,11 @@ class OrtGpt2Model:
                       intra_op_threads: int = 0, max_batch: int = 8) -> OrtGpt2Model:
         """Open an already-exported folder (what an edge artifact unpacks to) without torch.
 
-        The folder holds ``model.onnx`` (+ ``export.json``), the GPT-2 ``config.json`` and
+        The folder holds ``model.onnx`` (+ ``export.json``), the checkpoint's ``config.json`` and
         the tokenizer files; ``sha256`` is the artifact's (default: that of model.onnx).
         """
         folder = Path(folder)
-        config = read_hf_config(folder, ("gpt2",), weights=False)
+        config, _ = read_edge_config(folder, weights=False)
         onnx_path = folder / MODEL_FILE
         if not onnx_path.is_file():
             raise ModelLoadError(f"exported model folder {folder} has no {MODEL_FILE}")
@@ -286,7 +294,10 @@ class OrtGpt2Model:
     def new_session(self) -> DecodeSession:
         """A fresh single-sequence decoder with its own KV cache; safe to drive from any worker thread."""
         if self.batcher is not None:
-            return BatchedDecodeSession(self.session, self.batcher, self._n_layer, self._n_head, self._head_dim,
-                                        self.max_context)
-        return OrtDecodeSession(self.session, self._n_layer, self._n_head, self._head_dim,
+            return BatchedDecodeSession(self.session, self.batcher, self._n_layer, self.spec.kv_heads,
+                                        self.spec.head_dim, self.max_context)
+        return OrtDecodeSession(self.session, self._n_layer, self.spec.kv_heads, self.spec.head_dim,
                                 self.max_context, self._device)
+
+
+OrtEdgeModel = OrtGpt2Model

@@ -6,6 +6,9 @@ for a question written here — phrasings of their own, apart from the starter d
 templates (``tests/test_quantize.py`` checks they share no word 4-gram with them) — followed by
 the fp32 model's own greedy answer: the intent line first, then, on the prompt that carries
 that intent, the answer. The gate scores the quantised graph on those positions against fp32.
+
+The held-out texts are text, not token ids: each model's own tokenizer encodes them (and its own fp32
+graph writes the answers), so the same gate serves GPT-2's and a LLaMA's vocabulary alike.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import onnxruntime as ort
 from transformers import AutoTokenizer
 
+from edge_node.model.architecture import DecoderSpec
 from edge_node.model.onnx_export import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, past_names, present_names
 from edge_node.serving.knowledge import KnowledgeBase
 from edge_node.serving.prompt_format import ANSWER_CUE, MAX_FACTS, context_block, intent_prompt
@@ -76,12 +80,11 @@ def gate_prompts(knowledge: KnowledgeBase) -> list[str]:
             for cell, question in GATE_QUESTIONS]
 
 
-def greedy_continuation(session: ort.InferenceSession, config: dict[str, Any], prompt: list[int], limit: int,
+def greedy_continuation(session: ort.InferenceSession, spec: DecoderSpec, prompt: list[int], limit: int,
                         eos: int | None) -> list[int]:
     """Up to ``limit`` greedy tokens after ``prompt`` (EOS excluded), decoding with the KV cache."""
-    n_layer, heads = int(config["n_layer"]), int(config["n_head"])
-    max_context = int(config.get("n_positions") or 1024)
-    past = {name: np.zeros((1, heads, 0, int(config["n_embd"]) // heads), np.float32) for name in past_names(n_layer)}
+    n_layer, max_context = spec.n_layer, spec.max_context
+    past = {name: np.zeros((1, spec.kv_heads, 0, spec.head_dim), np.float32) for name in past_names(n_layer)}
     ids, start = list(prompt), 0
     produced: list[int] = []
     while len(produced) < limit and start + len(ids) < max_context:
@@ -98,7 +101,7 @@ def greedy_continuation(session: ort.InferenceSession, config: dict[str, Any], p
     return produced
 
 
-def gate_sequences(model_dir: Path, reference: ort.InferenceSession, config: dict[str, Any]) -> list[GateSequence]:
+def gate_sequences(model_dir: Path, reference: ort.InferenceSession, spec: DecoderSpec) -> list[GateSequence]:
     """Held-out prompts with the ``reference`` (fp32) graph's greedy intents and answers, as token ids."""
     try:
         # transformers types decode() for batches too (str | list[str]); for one id list it returns str
@@ -109,10 +112,10 @@ def gate_sequences(model_dir: Path, reference: ort.InferenceSession, config: dic
     sequences = []
     for prompt in gate_prompts(bundled_knowledge()):
         intent_ids = tokenizer.encode(prompt, add_special_tokens=False)
-        intent = greedy_continuation(reference, config, intent_ids, INTENT_TOKENS, eos)
+        intent = greedy_continuation(reference, spec, intent_ids, INTENT_TOKENS, eos)
         sequences.append(GateSequence(intent_ids, intent))
         intent_line = tokenizer.decode(intent, skip_special_tokens=True).split("\n", 1)[0].rstrip()
         answer_ids = tokenizer.encode(f"{prompt}{intent_line}{ANSWER_CUE}", add_special_tokens=False)
-        sequences.append(GateSequence(answer_ids, greedy_continuation(reference, config, answer_ids, ANSWER_TOKENS,
+        sequences.append(GateSequence(answer_ids, greedy_continuation(reference, spec, answer_ids, ANSWER_TOKENS,
                                                                       eos)))
     return sequences

@@ -1,4 +1,4 @@
-"""Quantised GPT-2 exports (int8 dynamic, int4 weight-only) behind a quality gate.
+"""Quantised edge exports (GPT-2 or LLaMA; int8 dynamic, int4 weight-only) behind a quality gate.
 
 ``fp32`` is the plain export of :mod:`edge_node.model.onnx_export`. From it:
 
@@ -6,8 +6,8 @@
   output channel; activations quantised per call) — ``DynamicQuantizeMatMul`` kernels.
 - ``int4``: ``MatMulNBits`` (4-bit weights in blocks of 32, int8 compute), weight-only.
 
-The exporter writes linear layers as ``Gemm`` and the tied LM head as ``MatMul`` over a
-``Transpose`` of the embedding; ONNX Runtime's quantisers only take ``MatMul`` with a constant
+The exporter writes GPT-2's linear layers as ``Gemm`` (LLaMA's, bias-free, as ``MatMul``) and a tied LM
+head as ``MatMul`` over a ``Transpose`` of the embedding; ONNX Runtime's quantisers only take ``MatMul`` with a constant
 weight, so :func:`matmul_weights_graph` rewrites those first (same maths; parity-checked).
 
 The gate (:func:`check_gate`) compares the quantised graph with the fp32 one on held-out text
@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -35,6 +35,7 @@ import onnxruntime as ort
 import structlog
 from onnx import helper, numpy_helper
 
+from edge_node.model.architecture import DecoderSpec, read_edge_config
 from edge_node.model.onnx_export import (
     ATTENTION_MASK,
     INPUT_IDS,
@@ -47,7 +48,7 @@ from edge_node.model.onnx_export import (
     past_names,
 )
 from netgpt.config import AUTO_QUANTIZATION, EDGE_QUANTIZATIONS
-from netgpt.engine import ModelLoadError, read_hf_config
+from netgpt.engine import ModelLoadError
 from netgpt.errors import one_line
 from netgpt.tiny_models import default_cache_root
 
@@ -203,15 +204,13 @@ def open_cpu_session(onnx_path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def full_logits(session: ort.InferenceSession, ids: Sequence[int], config: dict[str, Any]) -> np.ndarray:
+def full_logits(session: ort.InferenceSession, ids: Sequence[int], spec: DecoderSpec) -> np.ndarray:
     """Logits of every position of ``ids`` in one prefill (empty past), shape (len, vocab)."""
-    heads = int(config["n_head"])
-    head_dim = int(config["n_embd"]) // heads
-    empty = np.zeros((1, heads, 0, head_dim), np.float32)
+    empty = np.zeros((1, spec.kv_heads, 0, spec.head_dim), np.float32)
     feed: dict[str, np.ndarray] = {INPUT_IDS: np.asarray([ids], np.int64),
                                    ATTENTION_MASK: np.ones((1, len(ids)), np.int64),
                                    POSITION_IDS: np.arange(len(ids), dtype=np.int64)[None]}
-    feed |= {name: empty for name in past_names(int(config["n_layer"]))}
+    feed |= {name: empty for name in past_names(spec.n_layer)}
     logits: np.ndarray = session.run([LOGITS], feed)[0][0]
     return logits
 
@@ -231,7 +230,7 @@ def _scores(nll_ref: list[float], nll_quant: list[float], agree: list[bool]) -> 
 
 
 def measure_quality(reference: ort.InferenceSession, candidate: ort.InferenceSession,
-                    sequences: Sequence[GateSequence], config: dict[str, Any], quantization: str) -> QualityReport:
+                    sequences: Sequence[GateSequence], spec: DecoderSpec, quantization: str) -> QualityReport:
     """Teacher-forced comparison of two graphs over ``sequences``: perplexity of each, arg-max agreement."""
     whole: tuple[list[float], list[float], list[bool]] = ([], [], [])
     answers: tuple[list[float], list[float], list[bool]] = ([], [], [])
@@ -240,8 +239,8 @@ def measure_quality(reference: ort.InferenceSession, candidate: ort.InferenceSes
         if len(ids) < 2:
             continue
         targets = np.asarray(ids[1:], np.int64)
-        ref = full_logits(reference, ids, config)[:-1]
-        quant = full_logits(candidate, ids, config)[:-1]
+        ref = full_logits(reference, ids, spec)[:-1]
+        quant = full_logits(candidate, ids, spec)[:-1]
         nll_ref, nll_quant = _next_token_nll(ref, targets), _next_token_nll(quant, targets)
         agree = ref.argmax(-1) == quant.argmax(-1)
         first_answer = len(seq.prompt) - 1  # logits at this position predict the first answer token
@@ -274,7 +273,7 @@ def _recheck_cached(folder: Path) -> None:
 
 def ensure_quantized_export(model_dir: Path, quantization: str, cache_root: Path | None = None,
                             weights: str | None = None) -> Path:
-    """The gated ``quantization`` export of a GPT-2 folder (``fp32``: the plain export), quantising once.
+    """The gated ``quantization`` export of a GPT-2 or LLaMA folder (``fp32``: the plain export), quantising once.
 
     Raises :class:`QualityGateFailed` (and caches nothing) when the quantised graph misses the
     gate on the held-out texts of :mod:`edge_node.model.quality_gate`.
@@ -293,7 +292,7 @@ def ensure_quantized_export(model_dir: Path, quantization: str, cache_root: Path
     from edge_node.model.quality_gate import gate_sequences  # needs the tokenizer and knowledge base
 
     started = time.perf_counter()
-    config = read_hf_config(model_dir, ("gpt2",))
+    _, spec = read_edge_config(model_dir)
     staging = Path(tempfile.mkdtemp(prefix=".quantize-", dir=final.parent))
     try:
         try:
@@ -304,7 +303,7 @@ def ensure_quantized_export(model_dir: Path, quantization: str, cache_root: Path
             raise ModelLoadError(f"cannot quantize {fp32_path} to {quantization}: {one_line(exc)}") from exc
         reference = open_cpu_session(fp32_path)
         report = measure_quality(reference, open_cpu_session(staging / MODEL_FILE),
-                                 gate_sequences(model_dir, reference, config), config, quantization)
+                                 gate_sequences(model_dir, reference, spec), spec, quantization)
         log.info("onnx.quantize.gate", quantization=quantization, passed=not report.failures(),
                  **{f"{scope}_{k}": round(v, 4) for scope, s in (("whole", report.whole_text),
                                                                  ("answers", report.answers))

@@ -3,7 +3,8 @@ prompt-completion GPT-2: one model slot and one deployer per task.
 
 Each task model is a GPT-2 edge artifact like the main one and is published, deployed and rolled
 back with the same compute-plane commands. A deploy goes to the task whose served model has the
-deploy's model *name* (``gpt2-popularity``, ``gpt2-intent``); every other deploy goes to the main
+deploy's model *name* (``gpt2-popularity``, ``gpt2-intent``); a router version (``MODEL_KIND_ROUTER``)
+to the learned router's slot (``edge_node.model.router_deploy``); every other deploy goes to the main
 model. A rollback undoes the last deploy this node ran, whichever slot it went to.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cmp.deployer import Deployer
 from edge_node.model.deployer import edge_deployer
@@ -89,40 +91,49 @@ def task_slots(models: Mapping[str, OrtGpt2Model]) -> dict[str, ModelSlot]:
 class TaskDeployers:
     """The main deployer and one per task slot, behind the one ``deploy``/``rollback`` handler."""
 
-    def __init__(self, main: Deployer, tasks: Mapping[str, Deployer]) -> None:
+    def __init__(self, main: Deployer, tasks: Mapping[str, Deployer], router: Deployer[Any] | None = None) -> None:
+        """``router``: the learned router's deployer (None: the edge routes by rules and serves no router)."""
         self.main = main
         self.tasks = dict(tasks)
-        self._last = main  # the deployer of the last deploy: a rollback undoes that one
+        self.router = router
+        self._last: Deployer[Any] = main  # the deployer of the last deploy: a rollback undoes that one
 
-    def for_model(self, name: str) -> Deployer:
-        return next((d for d in self.tasks.values() if d.slot.current.ref.name == name), self.main)
+    def for_model(self, ref: common_pb2.ModelRef) -> Deployer[Any]:
+        if ref.kind == common_pb2.MODEL_KIND_ROUTER and self.router is not None:
+            return self.router
+        return next((d for d in self.tasks.values() if d.slot.current.ref.name == ref.name), self.main)
+
+    def others(self) -> list[Deployer[Any]]:
+        """Every deployer but the main one's."""
+        return [*self.tasks.values(), *([self.router] if self.router is not None else [])]
 
     def handle(self, command: cp_pb2.NodeCommand) -> bool:
         if command.WhichOneof("command") == "deploy":
-            self._last = self.for_model(command.deploy.model.name)
+            self._last = self.for_model(command.deploy.model)
         return self._last.handle(command)
 
     def states(self) -> list[common_pb2.DeploymentState]:
         states = self.main.states()
-        for deployer in self.tasks.values():
+        for deployer in self.others():
             states.extend(deployer.states())
         return states
 
     def served(self) -> list[common_pb2.ModelRef]:
         """Main model first: the core reads a node's first served model as the one it serves."""
-        return [self.main.slot.current.ref, *(d.slot.current.ref for d in self.tasks.values())]
+        return [self.main.slot.current.ref, *(d.slot.current.ref for d in self.others())]
 
     async def idle(self) -> None:
-        for deployer in [self.main, *self.tasks.values()]:
+        for deployer in [self.main, *self.others()]:
             await deployer.idle()
 
     async def close(self) -> None:
-        for deployer in self.tasks.values():
+        for deployer in self.others():
             await deployer.close()
 
 
 def task_deployers(config: EdgeConfig, node_id: str, main: Deployer, slots: Mapping[str, ModelSlot],
-                   transport: Transport | None, info: common_pb2.NodeInfo) -> TaskDeployers:
+                   transport: Transport | None, info: common_pb2.NodeInfo,
+                   router: Deployer[Any] | None = None) -> TaskDeployers:
     """A deployer per task slot, in its own folder with its own blob shelf (the main model's shelf is
     the one peers fetch from); after a task model's swap, ``info`` (what the node registers with)
     lists the versions now served."""
@@ -132,5 +143,5 @@ def task_deployers(config: EdgeConfig, node_id: str, main: Deployer, slots: Mapp
     deployers = {task: edge_deployer(config, node_id, slot, advertise, transport=transport, sub_dir=task,
                                      check=SPECS[task].reader)
                  for task, slot in slots.items()}
-    result = TaskDeployers(main, deployers)
+    result = TaskDeployers(main, deployers, router)
     return result

@@ -7,7 +7,8 @@ cancelled when its last subscriber has gone. Finished answers go to the
 :class:`AnswerCache`. Both can be turned off.
 
 Calls and cached answers remember the UEs they served (their owners): :meth:`CloudGateway.forget`
-erases what derives from one user's requests — their cached answers, and the sharing of their
+erases what derives from one user's requests — their cached answers, their distillation samples
+(:mod:`edge_node.serving.distill_samples`, when the edge keeps them), and the sharing of their
 calls in flight (no later request joins such a call, and its answer is not cached).
 """
 
@@ -22,6 +23,7 @@ import structlog
 
 from edge_node.serving.answer_cache import AnswerCache, request_key
 from edge_node.serving.cloud_peers import CloudPeer, CloudPeers
+from edge_node.serving.distill_samples import DistillSamples
 from netgpt.errors import DeadlineExceeded
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from up.convert import decode_event
@@ -119,6 +121,7 @@ class Forgotten:
 
     cached_answers: int = 0
     shared_calls: int = 0
+    distill_samples: int = 0
 
 
 @dataclass
@@ -130,8 +133,10 @@ class CloudAnswer:
 
 
 class CloudGateway:
-    def __init__(self, peers: CloudPeers, token_timeout_s: float, cache: AnswerCache, coalesce: bool = True) -> None:
+    def __init__(self, peers: CloudPeers, token_timeout_s: float, cache: AnswerCache, coalesce: bool = True,
+                 samples: DistillSamples | None = None) -> None:
         self.peers = peers
+        self.samples = samples  # the cloud's answers kept for the edge to learn from; None: off (the default)
         self.token_timeout_s = token_timeout_s
         self.cache = cache
         self.coalesce = coalesce
@@ -170,7 +175,8 @@ class CloudGateway:
         shared = [key for key, call in self._in_flight.items() if owner in call.owners]
         for key in shared:
             self._in_flight.pop(key).cacheable = False
-        return Forgotten(cached_answers=self.cache.forget(owner), shared_calls=len(shared))
+        samples = self.samples.forget(owner) if self.samples is not None else 0
+        return Forgotten(cached_answers=self.cache.forget(owner), shared_calls=len(shared), distill_samples=samples)
 
     def _track(self, key: str, call: CloudCall) -> None:
         if self.coalesce:

@@ -4,7 +4,7 @@ Two sources, combined so that neither can loosen the other's restrictions:
 
 - the edge's own settings (``allowed_cloud_regions``): a legal floor of the site;
 - the policy the core pushes (``RoutingPolicy.residency`` rules per cell,
-  ``RoutingPolicy.verbatim_workflows``), replaced whole by each push.
+  ``RoutingPolicy.verbatim_workflows``, ``RoutingPolicy.distill_samples``), replaced whole by each push.
 
 A request from a cell may be forwarded only to a cloud whose region every applicable
 restriction allows. Every request is desensitised unless the pushed policy names its
@@ -32,6 +32,7 @@ class DataPolicy:
     edge_regions: frozenset[str] | None = None  # the edge's own setting; None: any region
     residency: tuple[ResidencyRule, ...] = ()  # from the core
     verbatim_workflows: frozenset[str] = field(default_factory=frozenset)  # from the core
+    distill_samples: bool = True  # from the core: False stops the edge keeping distillation samples
 
     @classmethod
     def from_settings(cls, allowed_cloud_regions: list[str]) -> DataPolicy:
@@ -49,10 +50,13 @@ class DataPolicy:
         return allowed
 
     def updated(self, message: cp_pb2.RoutingPolicy) -> DataPolicy:
-        """This policy with the core's latest residency rules and verbatim workflows (the edge's own kept)."""
+        """This policy with the core's latest residency rules, verbatim workflows and distillation switch (the
+        edge's own kept)."""
         rules = tuple(ResidencyRule(frozenset(r.cell_ids), frozenset(r.allowed_cloud_regions))
                       for r in message.residency)
-        return replace(self, residency=rules, verbatim_workflows=frozenset(message.verbatim_workflows))
+        distill = not message.HasField("distill_samples") or message.distill_samples
+        return replace(self, residency=rules, verbatim_workflows=frozenset(message.verbatim_workflows),
+                       distill_samples=distill)
 
 
 def residency_detail(cell_id: str, allowed: frozenset[str], clouds: dict[str, str]) -> str:

@@ -7,7 +7,8 @@ UE then gets a FellBack event and a complete edge answer. A cloud that answers R
 is busy, not failed: the request falls back (reason CLOUD_BUSY) and the cloud stays in rotation.
 Cloud calls go through :class:`CloudGateway`, which shares identical in-flight calls and replays
 cached answers. Tokens stream to the UE as they come, tidied on the way when a post_process step
-runs after the generation step.
+runs after the generation step. A new cloud answer to a desensitised prompt is kept as a distillation
+sample when the edge keeps them (:mod:`edge_node.serving.distill_samples`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import structlog
 from cp.workflows import Step
 from edge_node.serving.cloud_calls import CloudFailed
 from edge_node.serving.cloud_peers import CloudPeer
+from edge_node.serving.distill_samples import Sample
 from edge_node.serving.post_process import StreamTidier
 from edge_node.serving.route_step import Router
 from edge_node.serving.step_context import StepContext
@@ -114,6 +116,8 @@ class Generation:
                         stream.send(event)
                     elif isinstance(event, Summary):
                         cloud_summary = event
+            if served.mode == "cloud":
+                self._keep_sample(prompt.text, cloud_summary)
         except CloudFailed as failure:
             reason, detail = self._fell_back(peer, failure)
             stream.send(FellBack(reason=failure.reason, discarded_tokens=failure.discarded_tokens))
@@ -125,6 +129,18 @@ class Generation:
                         first_token_ms=first_token_ms, cloud_ms=clock.ms() - started,
                         bytes_edge_to_cloud=sent, cloud_model=cloud_summary.cloud_model, answer_cached=cached,
                         coalesced=coalesced, tidy=stream.tidy)
+
+    def _keep_sample(self, prompt: str, answer: Summary) -> None:
+        """The cloud's answer as a distillation sample, where the edge keeps them (its setting, and the core's
+        policy does not say otherwise) and the prompt was desensitised."""
+        samples, ran = self.ctx.services.gateway.samples, self.ctx.request.ran
+        policy = self.ctx.services.data_policy
+        if samples is None or not policy.distill_samples or not self.ctx.plan.has("desensitise"):
+            return
+        allowed = policy.allowed_regions(ran.cell_id)
+        model = f"{answer.cloud_model.name}@{answer.cloud_model.version}" if answer.cloud_model else ""
+        if samples.keep(Sample(ran.ue_id, ran.cell_id, allowed, prompt, answer.text, model)):
+            log.debug("edge.distill_sample_kept", cell=ran.cell_id, samples=len(samples))
 
     def _fell_back(self, peer: CloudPeer, failure: CloudFailed) -> tuple[up_pb2.RouteReason, str]:
         """Record a cloud that could not answer; the request goes on at the edge, for this reason."""

@@ -70,6 +70,17 @@ class Venue:
         return f"{self.name} ({self.category}): {self.description}{hours}"
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    """The venues a prompt retrieves; ``decisive``: the knowledge base alone settles what the user wants —
+    one venue matched, every other below ``min_share`` of its relevance, and the prompt names its category
+    (or a word implying it) or one of its keywords. The prompt then lists that venue alone, and the edge skips
+    its model's reading of the intent (:mod:`edge_node.serving.personalise`)."""
+
+    venues: list[Venue]
+    decisive: bool
+
+
 class KnowledgeBase:
     def __init__(self, db: sqlite3.Connection, min_share: float = DEFAULT_MIN_SHARE) -> None:
         if not 0.0 <= min_share <= 1.0:
@@ -110,6 +121,10 @@ class KnowledgeBase:
     def venues(self, cell_id: str, prompt: str, limit: int = 3) -> list[Venue]:
         """The cell's most relevant venues for the prompt, at most ``limit``, none below ``min_share`` of
         the best one's relevance; the cell's first venue if nothing matches."""
+        return self.retrieve(cell_id, prompt, limit).venues
+
+    def retrieve(self, cell_id: str, prompt: str, limit: int = 3) -> Retrieval:
+        """:meth:`venues` and whether they settle what the user wants (:attr:`Retrieval.decisive`)."""
         terms = query_terms(prompt)
         rows: list[tuple[Any, ...]] = []  # sqlite3 rows
         if terms:
@@ -118,13 +133,15 @@ class KnowledgeBase:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS}, {rank} FROM venues_fts f JOIN venues v ON v.id = f.rowid "
                 f"WHERE venues_fts MATCH ? AND v.cell_id = ? ORDER BY {rank}, v.id LIMIT ?",
-                (match, cell_id, limit)).fetchall()
+                (match, cell_id, max(limit, 2))).fetchall()  # the runner-up, even for one, tells the margin
         if rows:  # bm25() is negative, more so the better the match
             best = rows[0][-1]
-            return [_venue_of(row[:-1]) for row in rows if row[-1] <= self.min_share * best]
+            kept = [_venue_of(row[:-1]) for row in rows[:limit] if row[-1] <= self.min_share * best]
+            alone = len(rows) == 1 or rows[1][-1] > self.min_share * best
+            return Retrieval(kept, alone and bool(kept) and _named(kept[0], terms))
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM venues v WHERE cell_id = ? ORDER BY id LIMIT 1",
                                 (cell_id,)).fetchall()
-        return [_venue_of(row) for row in rows]
+        return Retrieval([_venue_of(row) for row in rows], False)
 
     def facts_for(self, cell_id: str, prompt: str, limit: int = 3) -> list[str]:
         return [venue.as_fact() for venue in self.venues(cell_id, prompt, limit)]
@@ -136,6 +153,10 @@ _COLUMNS = "v.cell_id, v.name, v.category, v.description, v.hours, v.keywords"
 def _venue_of(row: tuple[Any, ...]) -> Venue:
     cell_id, name, category, description, hours, keywords = row
     return Venue(cell_id, name, category, description, hours, tuple(keywords.split()))
+
+
+def _named(venue: Venue, terms: list[str]) -> bool:
+    return venue.category in terms or not set(venue.keywords).isdisjoint(terms)
 
 
 def query_terms(prompt: str) -> list[str]:

@@ -146,12 +146,38 @@ class LearnedRouter:
             raise RouterFileError(f"{source}: not a router weights file ({type(e).__name__}: {e})") from e
 
     @classmethod
+    def parse(cls, text: str, source: str = "router") -> LearnedRouter:
+        """A router from the text of its weights file; RouterFileError saying what is wrong with it."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RouterFileError(f"{source}: not JSON ({e})") from e
+        if not isinstance(data, dict):
+            raise RouterFileError(f"{source}: a router weights file is a JSON object, got {type(data).__name__}")
+        return cls.from_json(data, source)
+
+    @classmethod
     def load(cls, path: str | Path = PACKAGED) -> LearnedRouter:
         """A router weights file; ``packaged``: the one shipped in ``netgpt/assets/router``."""
-        if str(path) in (PACKAGED, ""):
-            text = resources.files("netgpt.assets").joinpath("router/learned_router.json").read_text("utf-8")
-            return cls.from_json(json.loads(text), "packaged router")
-        try:
-            return cls.from_json(json.loads(Path(path).read_text("utf-8")), str(path))
-        except (OSError, json.JSONDecodeError) as e:
-            raise RouterFileError(f"router weights {path}: {e}") from e
+        return cls.parse(weights_text(path), "packaged router" if is_packaged(path) else str(path))
+
+    def check(self) -> float:
+        """P(good) of an all-zero feature vector: raises unless the router evaluates to a probability."""
+        p = self.p_good(dict.fromkeys(self.features, 0.0))
+        if not 0.0 <= p <= 1.0:
+            raise RouterFileError(f"router {self.version}: P(good) {p} is not a probability")
+        return p
+
+
+def is_packaged(path: str | Path) -> bool:
+    return str(path) in (PACKAGED, "")
+
+
+def weights_text(path: str | Path = PACKAGED) -> str:
+    """The text of a router weights file (``packaged``: the shipped one); RouterFileError if unreadable."""
+    if is_packaged(path):
+        return resources.files("netgpt.assets").joinpath("router/learned_router.json").read_text("utf-8")
+    try:
+        return Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RouterFileError(f"router weights {path}: {e}") from e

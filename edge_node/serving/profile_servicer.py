@@ -38,7 +38,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
                             context: grpc.aio.ServicerContext) -> profile_pb2.DeleteProfileResponse:
         erased = self.user_data.erase(request.user_id)
         log.info("profile.erased", user_id=request.user_id, profile=erased.profile, prompts=erased.prompts,
-                 cached_answers=erased.cached_answers, shared_calls=erased.shared_calls)
+                 cached_answers=erased.cached_answers, shared_calls=erased.shared_calls,
+                 distill_samples=erased.distill_samples)
         return profile_pb2.DeleteProfileResponse(profile_erased=erased.profile, prompts_erased=erased.prompts,
                                                  cached_answers_erased=erased.cached_answers,
                                                  shared_calls_detached=erased.shared_calls)

@@ -72,6 +72,7 @@ class Router:
         budget_ms = request.latency_budget_ms
         inputs = RoutingInputs(
             task=request.request.task, preference=request.request.route, cloud_available=peer is not None,
+            cell_id=request.ran.cell_id,
             cloud_queue=peer.status.load.queue_depth if peer else 0,
             cloud_estimate_ms=peer.estimate_ms if peer else 0.0,
             budget_left_ms=budget_ms - clock.ms() if budget_ms else None,

@@ -8,6 +8,15 @@ confidence in its own answer — the mean token log-probability against a thresh
 learned router (``edge_node.serving.learned_router``), its P(the edge's answer is good enough)
 from the request's features and the probe. ``probe`` is only awaited when confidence is what
 decides, because it costs a few edge tokens.
+
+Cell load: with ``cell_offload_prb`` set, a request from a cell whose last reported PRB utilisation
+(``edge_node.serving.cell_loads``) is at or above it goes to the cloud where the edge would otherwise
+weigh its own confidence. Why towards the cloud and not the reverse: the answer's tokens cross the same
+air interface whichever side generates them, so the radio's load does not make either side cheaper on
+the radio; what a saturated cell does predict is a crowd of UEs asking the edge that serves it, whose
+few decode slots (``max_concurrency``) serve only its own cells, while the cloud's batches pool every
+cell's requests. Offloading the chat requests keeps the edge's slots for what must stay there (lookups,
+the client's preference, residency, a latency budget the cloud cannot meet: all decided before).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from edge_node.serving.cell_loads import CellLoads
 from edge_node.serving.learned_router import LearnedRouter, ProbedAnswer, routing_features
 from netgpt.v1 import control_plane_pb2 as cp_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
@@ -45,7 +55,8 @@ class RoutingInputs:
     residency: str = ""  # why the data policy keeps the request from every usable cloud; "": it does not
     question: str = ""  # the client's concise prompt (stays at the edge; only numbers derived from it are logged)
     facts: tuple[str, ...] = ()  # the knowledge-base facts the comprehensive prompt lists
-    cell_load: float = 0.0  # PRB utilisation of the UE's cell, 0..1 (0 while the edge is not told it)
+    cell_id: str = ""  # the UE's cell (the session's)
+    cell_load: float | None = None  # PRB utilisation of the UE's cell, 0..1, as last reported; None: none reported
     router_features: dict[str, float] | None = None  # filled in by a learned router
     router_p_good: float | None = None  # the learned router's P(edge answer good enough)
 
@@ -61,6 +72,8 @@ class RoutingInputs:
             out["allowed_cloud_regions"] = ",".join(sorted(self.allowed_regions))
         if self.budget_left_ms is not None:
             out["budget_left_ms"] = f"{self.budget_left_ms:.1f}"
+        if self.cell_load is not None:
+            out["cell_load"] = f"{self.cell_load:.3f}"
         if self.edge_confidence is not None:
             out["edge_confidence"] = f"{self.edge_confidence:.3f}"
         if self.router_p_good is not None:
@@ -83,8 +96,11 @@ class PerformancePolicy:
     router: LearnedRouter | None = None  # replaces the log-probability threshold when set
     router_threshold: float = 0.5  # answer at the edge when the router's P(good) >= this
     router_shadow: bool = False  # score and log the router's features, but route by the rules alone
+    cell_offload_prb: float = 0.0  # forward requests from cells at or above this PRB load to the cloud; 0: off
+    cell_loads: CellLoads = field(default_factory=CellLoads)  # shared: a policy update keeps the edge's copy
 
     async def decide(self, inputs: RoutingInputs, probe: Probe) -> Route:
+        inputs.cell_load = self.cell_loads.prb(inputs.cell_id)
         if inputs.preference == up_pb2.ROUTE_PREFERENCE_EDGE:
             return Route(False, up_pb2.ROUTE_REASON_CLIENT_PREFERENCE, "client asked for an edge answer")
         if inputs.task in self.edge_tasks and inputs.preference != up_pb2.ROUTE_PREFERENCE_CLOUD:
@@ -104,6 +120,10 @@ class PerformancePolicy:
             return Route(False, up_pb2.ROUTE_REASON_LATENCY_BUDGET,
                          f"cloud first token ~{inputs.cloud_estimate_ms:.0f} ms > "
                          f"{max(inputs.budget_left_ms, 0):.0f} ms left of the latency budget")
+        if self.cell_offload_prb and inputs.cell_load is not None and inputs.cell_load >= self.cell_offload_prb:
+            return Route(True, up_pb2.ROUTE_REASON_CELL_LOAD,
+                         f"cell {inputs.cell_id} PRB load {inputs.cell_load:.2f} >= cell_offload_prb "
+                         f"{self.cell_offload_prb:.2f}: the edge keeps its slots for the cell's crowd")
         if self.router is not None:
             route = await self._learned(self.router, inputs, probe)
             if route is not None:
@@ -120,13 +140,17 @@ class PerformancePolicy:
         answer = await probe(router.probe_tokens)
         inputs.edge_confidence = answer.mean_logprob
         inputs.router_features = routing_features(inputs.question, inputs.facts, answer, cloud_queue=inputs.cloud_queue,
-                                                  cell_load=inputs.cell_load)
+                                                  cell_load=inputs.cell_load or 0.0)
         inputs.router_p_good = router.p_good(inputs.router_features)
         if self.router_shadow or inputs.router_p_good < self.router_threshold:
             return None
         return Route(False, up_pb2.ROUTE_REASON_EDGE_CONFIDENT,
                      f"learned router {router.version}: P(edge answer good) {inputs.router_p_good:.2f} >= "
                      f"{self.router_threshold:.2f}")
+
+    def with_router(self, router: LearnedRouter) -> PerformancePolicy:
+        """This policy with another learned router (a router version deployed or rolled back)."""
+        return replace(self, router=router)
 
     def to_proto(self) -> cp_pb2.RoutingPolicy:
         message = cp_pb2.RoutingPolicy(edge_tasks=sorted(self.edge_tasks), confidence_probe_tokens=self.probe_tokens,

@@ -24,6 +24,7 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_LORA_ADAPTER: _ClassVar[ModelKind]
     MODEL_KIND_CHECKPOINT: _ClassVar[ModelKind]
     MODEL_KIND_DATASET: _ClassVar[ModelKind]
+    MODEL_KIND_ROUTER: _ClassVar[ModelKind]
 
 class DeploymentPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,6 +63,7 @@ MODEL_KIND_ONNX_EDGE: ModelKind
 MODEL_KIND_LORA_ADAPTER: ModelKind
 MODEL_KIND_CHECKPOINT: ModelKind
 MODEL_KIND_DATASET: ModelKind
+MODEL_KIND_ROUTER: ModelKind
 DEPLOYMENT_PHASE_UNSPECIFIED: DeploymentPhase
 DEPLOYMENT_PHASE_PENDING: DeploymentPhase
 DEPLOYMENT_PHASE_FETCHING: DeploymentPhase

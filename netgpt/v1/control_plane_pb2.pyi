@@ -45,7 +45,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[NodeCommand, _Mapping]]] = ...) -> None: ...
 
 class NodeCommand(_message.Message):
-    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training", "sessions_moved", "ue_tokens", "certificate_revocations")
+    __slots__ = ("command_id", "peers_update", "routing_policy", "deploy", "rollback", "start_training", "cancel_training", "sessions_moved", "ue_tokens", "certificate_revocations", "cell_loads")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PEERS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class NodeCommand(_message.Message):
     SESSIONS_MOVED_FIELD_NUMBER: _ClassVar[int]
     UE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    CELL_LOADS_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     peers_update: PeersUpdate
     routing_policy: RoutingPolicy
@@ -66,7 +67,21 @@ class NodeCommand(_message.Message):
     sessions_moved: SessionsMoved
     ue_tokens: UeTokenState
     certificate_revocations: CertificateRevocations
-    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ..., sessions_moved: _Optional[_Union[SessionsMoved, _Mapping]] = ..., ue_tokens: _Optional[_Union[UeTokenState, _Mapping]] = ..., certificate_revocations: _Optional[_Union[CertificateRevocations, _Mapping]] = ...) -> None: ...
+    cell_loads: CellLoads
+    def __init__(self, command_id: _Optional[str] = ..., peers_update: _Optional[_Union[PeersUpdate, _Mapping]] = ..., routing_policy: _Optional[_Union[RoutingPolicy, _Mapping]] = ..., deploy: _Optional[_Union[DeployCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., start_training: _Optional[_Union[StartTrainingCommand, _Mapping]] = ..., cancel_training: _Optional[_Union[CancelTrainingCommand, _Mapping]] = ..., sessions_moved: _Optional[_Union[SessionsMoved, _Mapping]] = ..., ue_tokens: _Optional[_Union[UeTokenState, _Mapping]] = ..., certificate_revocations: _Optional[_Union[CertificateRevocations, _Mapping]] = ..., cell_loads: _Optional[_Union[CellLoads, _Mapping]] = ...) -> None: ...
+
+class CellLoads(_message.Message):
+    __slots__ = ("prb_utilization",)
+    class PrbUtilizationEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    PRB_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    prb_utilization: _containers.ScalarMap[str, float]
+    def __init__(self, prb_utilization: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class CertificateRevocations(_message.Message):
     __slots__ = ("crl", "number")
@@ -221,20 +236,22 @@ class ListNodesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[_common_pb2.NodeStatus, _Mapping]]] = ...) -> None: ...
 
 class RoutingPolicy(_message.Message):
-    __slots__ = ("edge_tasks", "confidence_threshold", "confidence_probe_tokens", "max_cloud_queue", "residency", "verbatim_workflows")
+    __slots__ = ("edge_tasks", "confidence_threshold", "confidence_probe_tokens", "max_cloud_queue", "residency", "verbatim_workflows", "distill_samples")
     EDGE_TASKS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_PROBE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_CLOUD_QUEUE_FIELD_NUMBER: _ClassVar[int]
     RESIDENCY_FIELD_NUMBER: _ClassVar[int]
     VERBATIM_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    DISTILL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     edge_tasks: _containers.RepeatedScalarFieldContainer[_user_plane_pb2.TaskClass]
     confidence_threshold: float
     confidence_probe_tokens: int
     max_cloud_queue: int
     residency: _containers.RepeatedCompositeFieldContainer[ResidencyRule]
     verbatim_workflows: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, edge_tasks: _Optional[_Iterable[_Union[_user_plane_pb2.TaskClass, str]]] = ..., confidence_threshold: _Optional[float] = ..., confidence_probe_tokens: _Optional[int] = ..., max_cloud_queue: _Optional[int] = ..., residency: _Optional[_Iterable[_Union[ResidencyRule, _Mapping]]] = ..., verbatim_workflows: _Optional[_Iterable[str]] = ...) -> None: ...
+    distill_samples: bool
+    def __init__(self, edge_tasks: _Optional[_Iterable[_Union[_user_plane_pb2.TaskClass, str]]] = ..., confidence_threshold: _Optional[float] = ..., confidence_probe_tokens: _Optional[int] = ..., max_cloud_queue: _Optional[int] = ..., residency: _Optional[_Iterable[_Union[ResidencyRule, _Mapping]]] = ..., verbatim_workflows: _Optional[_Iterable[str]] = ..., distill_samples: _Optional[bool] = ...) -> None: ...
 
 class ResidencyRule(_message.Message):
     __slots__ = ("cell_ids", "allowed_cloud_regions")

@@ -40,6 +40,7 @@ class RouteReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_REASON_CLOUD_BUSY: _ClassVar[RouteReason]
     ROUTE_REASON_WORKFLOW: _ClassVar[RouteReason]
     ROUTE_REASON_DATA_RESIDENCY: _ClassVar[RouteReason]
+    ROUTE_REASON_CELL_LOAD: _ClassVar[RouteReason]
 
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -67,6 +68,7 @@ ROUTE_REASON_EDGE_CONFIDENT: RouteReason
 ROUTE_REASON_CLOUD_BUSY: RouteReason
 ROUTE_REASON_WORKFLOW: RouteReason
 ROUTE_REASON_DATA_RESIDENCY: RouteReason
+ROUTE_REASON_CELL_LOAD: RouteReason
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_EOS: FinishReason
 FINISH_REASON_MAX_TOKENS: FinishReason

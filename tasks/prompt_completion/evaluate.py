@@ -161,9 +161,22 @@ def retrieval_baseline(questions: Sequence[HeldOut]) -> Report:
 
 
 def evaluate(edge_model: str, cloud_model: str, questions: Sequence[HeldOut],
-             max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None, adapter: str = "") -> Report:
-    """Every question on every route of an all-in-one cluster running these models (``adapter``: the cloud's)."""
-    return asyncio.run(evaluate_async(edge_model, cloud_model, questions, max_new_tokens, progress, adapter))
+             max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None, adapter: str = "",
+             intent: str = "") -> Report:
+    """Every question on every route of an all-in-one cluster running these models (``adapter``: the cloud's;
+    ``intent``: where the edge's intent line comes from, see :func:`intent_settings`)."""
+    return asyncio.run(evaluate_async(edge_model, cloud_model, questions, max_new_tokens, progress, adapter, intent))
+
+
+INTENT_CHOICES = ("knowledge", "model", "none")
+
+
+def intent_settings(intent: str) -> dict[str, Any]:
+    """EdgeConfig fields for an intent behaviour: ``knowledge`` or ``model`` (``intent_from``), ``none`` (no
+    intent line, ``intent_tokens = 0``), "" (the edge's defaults)."""
+    if intent and intent not in INTENT_CHOICES:
+        raise ValueError(f"intent must be one of {', '.join(INTENT_CHOICES)}, got {intent!r}")
+    return {"intent_tokens": 0} if intent == "none" else {"intent_from": intent} if intent else {}
 
 
 def models_label(edge_model: str, cloud_model: str, adapter: str) -> str:
@@ -191,10 +204,10 @@ async def evaluation_cluster(edge_model: str, cloud_model: str, adapter: str = "
 
 async def evaluate_async(edge_model: str, cloud_model: str, questions: Sequence[HeldOut],
                          max_new_tokens: int = MAX_NEW_TOKENS, progress: Progress | None = None,
-                         adapter: str = "") -> Report:
-    models = models_label(edge_model, cloud_model, adapter)
+                         adapter: str = "", intent: str = "") -> Report:
+    models = models_label(edge_model, cloud_model, adapter) + (f" [intent: {intent}]" if intent else "")
     report, venues = Report(max_new_tokens=max_new_tokens), cell_venues()
-    async with evaluation_cluster(edge_model, cloud_model, adapter) as cluster:
+    async with evaluation_cluster(edge_model, cloud_model, adapter, **intent_settings(intent)) as cluster:
         for q in questions:
             others = venues.get(q.cell_id, [])
             for system in EDGE_ROUTES:

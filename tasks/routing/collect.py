@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from appkit.all_in_one import Cluster
 from edge_node.serving.learned_router import FEATURES, LearnedRouter
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from tasks.prompt_completion.evaluate import (
@@ -106,6 +107,26 @@ def features_of(summary: up_pb2.GenerationSummary) -> dict[str, float]:
     return found
 
 
+def shadow_router_file(folder: Path) -> Path:
+    """An untrained router's weights in ``folder``: an edge with ``router = "shadow"`` and these logs the features."""
+    shadow = folder / "untrained_router.json"
+    shadow.write_text(json.dumps(LearnedRouter.untrained(PROBE_TOKENS).to_json()), encoding="utf-8")
+    return shadow
+
+
+async def record_of(cluster: Cluster, split: str, q: HeldOut, others: tuple[str, ...], max_new_tokens: int) -> Record:
+    """``q`` asked twice through a cluster whose edge runs a shadow router: the edge's answer, and the cloud's to
+    the edge's comprehensive prompt with the features the edge logged; both scored."""
+    _, edge = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_EDGE, max_new_tokens)
+    prompt, cloud = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_UNSPECIFIED, max_new_tokens)
+    if cloud.bytes_edge_to_cloud == 0:
+        raise RuntimeError(f"{q.question!r} was not forwarded to the cloud: {cloud.reason_detail}")
+    return Record(split, q.question, q.cell_id, q.expected, others, tuple(prompt.knowledge_used), features_of(cloud),
+                  Answer(edge.text, score_answer(edge.text, q.expected, others), edge.latency.total_ms),
+                  Answer(cloud.text, score_answer(cloud.text, q.expected, others), cloud.latency.total_ms,
+                         cloud.bytes_edge_to_cloud))
+
+
 def collect(questions: Mapping[str, Sequence[HeldOut]], edge_model: str, cloud_model: str, adapter: str = "",
             max_new_tokens: int = MAX_NEW_TOKENS, progress: Callable[[int], None] | None = None) -> Collected:
     return asyncio.run(collect_async(questions, edge_model, cloud_model, adapter, max_new_tokens, progress))
@@ -116,23 +137,12 @@ async def collect_async(questions: Mapping[str, Sequence[HeldOut]], edge_model: 
                         progress: Callable[[int], None] | None = None) -> Collected:
     venues, records = cell_venues(), []
     with tempfile.TemporaryDirectory(prefix="netgpt-routing-") as folder:
-        shadow = Path(folder) / "untrained_router.json"
-        shadow.write_text(json.dumps(LearnedRouter.untrained(PROBE_TOKENS).to_json()), encoding="utf-8")
         async with evaluation_cluster(edge_model, cloud_model, adapter, router="shadow",
-                                      router_weights=str(shadow)) as cluster:
+                                      router_weights=str(shadow_router_file(Path(folder)))) as cluster:
             for split, qs in questions.items():
                 for q in qs:
-                    others = tuple(venues.get(q.cell_id, ()))
-                    _, edge = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_EDGE, max_new_tokens)
-                    prompt, cloud = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_UNSPECIFIED, max_new_tokens)
-                    if cloud.bytes_edge_to_cloud == 0:
-                        raise RuntimeError(f"{q.question!r} was not forwarded to the cloud: {cloud.reason_detail}")
-                    records.append(Record(
-                        split, q.question, q.cell_id, q.expected, others, tuple(prompt.knowledge_used),
-                        features_of(cloud),
-                        Answer(edge.text, score_answer(edge.text, q.expected, others), edge.latency.total_ms),
-                        Answer(cloud.text, score_answer(cloud.text, q.expected, others), cloud.latency.total_ms,
-                               cloud.bytes_edge_to_cloud)))
+                    records.append(await record_of(cluster, split, q, tuple(venues.get(q.cell_id, ())),
+                                                   max_new_tokens))
                     log.debug("routing.collected", split=split, question=q.question, edge_ok=records[-1].edge.ok,
                               cloud_ok=records[-1].cloud.ok)
                     if progress:

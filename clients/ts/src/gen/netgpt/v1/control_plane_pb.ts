@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netgpt/v1/control_plane.proto.
  */
 export const file_netgpt_v1_control_plane: GenFile = /*@__PURE__*/
-  fileDesc("Ch1uZXRncHQvdjEvY29udHJvbF9wbGFuZS5wcm90bxIJbmV0Z3B0LnYxIjgKE1JlZ2lzdGVyTm9kZVJlcXVlc3QSIQoEbm9kZRgBIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbyJGChRSZWdpc3Rlck5vZGVSZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDSJYChBIZWFydGJlYXRSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSIQoEbG9hZBgCIAEoCzITLm5ldGdwdC52MS5Ob2RlTG9hZBIQCghzZXF1ZW5jZRgDIAEoBCI9ChFIZWFydGJlYXRSZXNwb25zZRIoCghjb21tYW5kcxgBIAMoCzIWLm5ldGdwdC52MS5Ob2RlQ29tbWFuZCKMBAoLTm9kZUNvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIuCgxwZWVyc191cGRhdGUYAiABKAsyFi5uZXRncHQudjEuUGVlcnNVcGRhdGVIABIyCg5yb3V0aW5nX3BvbGljeRgDIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5SAASKgoGZGVwbG95GAQgASgLMhgubmV0Z3B0LnYxLkRlcGxveUNvbW1hbmRIABIuCghyb2xsYmFjaxgFIAEoCzIaLm5ldGdwdC52MS5Sb2xsYmFja0NvbW1hbmRIABI5Cg5zdGFydF90cmFpbmluZxgGIAEoCzIfLm5ldGdwdC52MS5TdGFydFRyYWluaW5nQ29tbWFuZEgAEjsKD2NhbmNlbF90cmFpbmluZxgHIAEoCzIgLm5ldGdwdC52MS5DYW5jZWxUcmFpbmluZ0NvbW1hbmRIABIyCg5zZXNzaW9uc19tb3ZlZBgIIAEoCzIYLm5ldGdwdC52MS5TZXNzaW9uc01vdmVkSAASLAoJdWVfdG9rZW5zGAkgASgLMhcubmV0Z3B0LnYxLlVlVG9rZW5TdGF0ZUgAEkQKF2NlcnRpZmljYXRlX3Jldm9jYXRpb25zGAogASgLMiEubmV0Z3B0LnYxLkNlcnRpZmljYXRlUmV2b2NhdGlvbnNIAEIJCgdjb21tYW5kIjUKFkNlcnRpZmljYXRlUmV2b2NhdGlvbnMSCwoDY3JsGAEgASgMEg4KBm51bWJlchgCIAEoBCKsAQoMVWVUb2tlblN0YXRlEhAKCHNuYXBzaG90GAEgASgIEiMKBGtleXMYAiADKAsyFS5uZXRncHQudjEuVWVUb2tlbktleRIxCgtyZXZvY2F0aW9ucxgDIAMoCzIcLm5ldGdwdC52MS5VZVRva2VuUmV2b2NhdGlvbhIyCg5yZXZva2VkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNAoKVWVUb2tlbktleRIOCgZrZXlfaWQYASABKAkSFgoOcHVibGljX2tleV9wZW0YAiABKAkiVQoRVWVUb2tlblJldm9jYXRpb24SDQoFdWVfaWQYASABKAkSMQoNaXNzdWVkX2JlZm9yZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJAoNU2Vzc2lvbnNNb3ZlZBITCgtzZXNzaW9uX2lkcxgBIAMoCSJXCg1EZXBsb3lDb21tYW5kEiIKBW1vZGVsGAEgASgLMhMubmV0Z3B0LnYxLk1vZGVsUmVmEiIKBHBsYW4YAiABKAsyFC5uZXRncHQudjEuRmV0Y2hQbGFuIhEKD1JvbGxiYWNrQ29tbWFuZCKZAQoUU3RhcnRUcmFpbmluZ0NvbW1hbmQSDgoGam9iX2lkGAEgASgJEigKBHNwZWMYAiABKAsyGi5uZXRncHQudjEuVHJhaW5pbmdKb2JTcGVjEiEKBGJhc2UYAyABKAsyEy5uZXRncHQudjEuTW9kZWxSZWYSJAoHZGF0YXNldBgEIAEoCzITLm5ldGdwdC52MS5Nb2RlbFJlZiInChVDYW5jZWxUcmFpbmluZ0NvbW1hbmQSDgoGam9iX2lkGAEgASgJIjkKC1BlZXJzVXBkYXRlEioKC2Nsb3VkX25vZGVzGAEgAygLMhUubmV0Z3B0LnYxLk5vZGVTdGF0dXMiaAoXRXN0YWJsaXNoU2Vzc2lvblJlcXVlc3QSDQoFdWVfaWQYASABKAkSDwoHY2VsbF9pZBgCIAEoCRIQCghzbGljZV9pZBgDIAEoCRIbCgNxb3MYBCABKAsyDi5uZXRncHQudjEuUW9TIkEKGEVzdGFibGlzaFNlc3Npb25SZXNwb25zZRIlCgdzZXNzaW9uGAEgASgLMhQubmV0Z3B0LnYxLkFpU2Vzc2lvbiKJAgoJQWlTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEgoKYWlfZmxvd19pZBgCIAEoCRINCgV1ZV9pZBgDIAEoCRIPCgdjZWxsX2lkGAQgASgJEhAKCHNsaWNlX2lkGAUgASgJEhsKA3FvcxgGIAEoCzIOLm5ldGdwdC52MS5Rb1MSKQoMc2VydmluZ19lZGdlGAcgASgLMhMubmV0Z3B0LnYxLk5vZGVJbmZvEioKDXNlcnZpbmdfY2xvdWQYCCABKAsyEy5uZXRncHQudjEuTm9kZUluZm8SLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSI7ChJHZXRTZXNzaW9uUmVzcG9uc2USJQoHc2Vzc2lvbhgBIAEoCzIULm5ldGdwdC52MS5BaVNlc3Npb24iKwoVUmVsZWFzZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiGAoWUmVsZWFzZVNlc3Npb25SZXNwb25zZSI1ChBMaXN0Tm9kZXNSZXF1ZXN0EiEKBHJvbGUYASABKA4yEy5uZXRncHQudjEuTm9kZVJvbGUiOQoRTGlzdE5vZGVzUmVzcG9uc2USJAoFbm9kZXMYASADKAsyFS5uZXRncHQudjEuTm9kZVN0YXR1cyL4AQoNUm91dGluZ1BvbGljeRIoCgplZGdlX3Rhc2tzGAEgAygOMhQubmV0Z3B0LnYxLlRhc2tDbGFzcxIhChRjb25maWRlbmNlX3RocmVzaG9sZBgCIAEoAUgAiAEBEh8KF2NvbmZpZGVuY2VfcHJvYmVfdG9rZW5zGAMgASgNEhcKD21heF9jbG91ZF9xdWV1ZRgEIAEoDRIrCglyZXNpZGVuY3kYBSADKAsyGC5uZXRncHQudjEuUmVzaWRlbmN5UnVsZRIaChJ2ZXJiYXRpbV93b3JrZmxvd3MYBiADKAlCFwoVX2NvbmZpZGVuY2VfdGhyZXNob2xkIkAKDVJlc2lkZW5jeVJ1bGUSEAoIY2VsbF9pZHMYASADKAkSHQoVYWxsb3dlZF9jbG91ZF9yZWdpb25zGAIgAygJIoYBChdTZXRSb3V0aW5nUG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5uZXRncHQudjEuUm91dGluZ1BvbGljeRIQCghub2RlX2lkcxgCIAMoCRIvCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siLAoYU2V0Um91dGluZ1BvbGljeVJlc3BvbnNlEhAKCG5vZGVfaWRzGAEgAygJIhkKF0dldFJvdXRpbmdQb2xpY3lSZXF1ZXN0IkQKGEdldFJvdXRpbmdQb2xpY3lSZXNwb25zZRIoCgZwb2xpY3kYASABKAsyGC5uZXRncHQudjEuUm91dGluZ1BvbGljeTKzBQoTQ29udHJvbFBsYW5lU2VydmljZRJPCgxSZWdpc3Rlck5vZGUSHi5uZXRncHQudjEuUmVnaXN0ZXJOb2RlUmVxdWVzdBofLm5ldGdwdC52MS5SZWdpc3Rlck5vZGVSZXNwb25zZRJKCglIZWFydGJlYXQSGy5uZXRncHQudjEuSGVhcnRiZWF0UmVxdWVzdBocLm5ldGdwdC52MS5IZWFydGJlYXRSZXNwb25zZSgBMAESWwoQRXN0YWJsaXNoU2Vzc2lvbhIiLm5ldGdwdC52MS5Fc3RhYmxpc2hTZXNzaW9uUmVxdWVzdBojLm5ldGdwdC52MS5Fc3RhYmxpc2hTZXNzaW9uUmVzcG9uc2USSQoKR2V0U2Vzc2lvbhIcLm5ldGdwdC52MS5HZXRTZXNzaW9uUmVxdWVzdBodLm5ldGdwdC52MS5HZXRTZXNzaW9uUmVzcG9uc2USVQoOUmVsZWFzZVNlc3Npb24SIC5uZXRncHQudjEuUmVsZWFzZVNlc3Npb25SZXF1ZXN0GiEubmV0Z3B0LnYxLlJlbGVhc2VTZXNzaW9uUmVzcG9uc2USRgoJTGlzdE5vZGVzEhsubmV0Z3B0LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHC5uZXRncHQudjEuTGlzdE5vZGVzUmVzcG9uc2USWwoQU2V0Um91dGluZ1BvbGljeRIiLm5ldGdwdC52MS5TZXRSb3V0aW5nUG9saWN5UmVxdWVzdBojLm5ldGdwdC52MS5TZXRSb3V0aW5nUG9saWN5UmVzcG9uc2USWwoQR2V0Um91dGluZ1BvbGljeRIiLm5ldGdwdC52MS5HZXRSb3V0aW5nUG9saWN5UmVxdWVzdBojLm5ldGdwdC52MS5HZXRSb3V0aW5nUG9saWN5UmVzcG9uc2VCjQEKDWNvbS5uZXRncHQudjFCEUNvbnRyb2xQbGFuZVByb3RvUAFaNmdpdGh1Yi5jb20vbmV0Z3B0L25ldGdwdC9jbGllbnRzL2dvL25ldGdwdC92MTtuZXRncHR2MaICA05HUKoCCU5ldEdQVC5WMboCA05HUMoCCU5ldEdQVFxWMeoCCk5ldEdQVDo6VjFiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_netgpt_v1_blob, file_netgpt_v1_common, file_netgpt_v1_training, file_netgpt_v1_user_plane]);
+  fileDesc("Ch1uZXRncHQvdjEvY29udHJvbF9wbGFuZS5wcm90bxIJbmV0Z3B0LnYxIjgKE1JlZ2lzdGVyTm9kZVJlcXVlc3QSIQoEbm9kZRgBIAEoCzITLm5ldGdwdC52MS5Ob2RlSW5mbyJGChRSZWdpc3Rlck5vZGVSZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDSJYChBIZWFydGJlYXRSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSIQoEbG9hZBgCIAEoCzITLm5ldGdwdC52MS5Ob2RlTG9hZBIQCghzZXF1ZW5jZRgDIAEoBCI9ChFIZWFydGJlYXRSZXNwb25zZRIoCghjb21tYW5kcxgBIAMoCzIWLm5ldGdwdC52MS5Ob2RlQ29tbWFuZCK4BAoLTm9kZUNvbW1hbmQSEgoKY29tbWFuZF9pZBgBIAEoCRIuCgxwZWVyc191cGRhdGUYAiABKAsyFi5uZXRncHQudjEuUGVlcnNVcGRhdGVIABIyCg5yb3V0aW5nX3BvbGljeRgDIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5SAASKgoGZGVwbG95GAQgASgLMhgubmV0Z3B0LnYxLkRlcGxveUNvbW1hbmRIABIuCghyb2xsYmFjaxgFIAEoCzIaLm5ldGdwdC52MS5Sb2xsYmFja0NvbW1hbmRIABI5Cg5zdGFydF90cmFpbmluZxgGIAEoCzIfLm5ldGdwdC52MS5TdGFydFRyYWluaW5nQ29tbWFuZEgAEjsKD2NhbmNlbF90cmFpbmluZxgHIAEoCzIgLm5ldGdwdC52MS5DYW5jZWxUcmFpbmluZ0NvbW1hbmRIABIyCg5zZXNzaW9uc19tb3ZlZBgIIAEoCzIYLm5ldGdwdC52MS5TZXNzaW9uc01vdmVkSAASLAoJdWVfdG9rZW5zGAkgASgLMhcubmV0Z3B0LnYxLlVlVG9rZW5TdGF0ZUgAEkQKF2NlcnRpZmljYXRlX3Jldm9jYXRpb25zGAogASgLMiEubmV0Z3B0LnYxLkNlcnRpZmljYXRlUmV2b2NhdGlvbnNIABIqCgpjZWxsX2xvYWRzGAsgASgLMhQubmV0Z3B0LnYxLkNlbGxMb2Fkc0gAQgkKB2NvbW1hbmQihQEKCUNlbGxMb2FkcxJBCg9wcmJfdXRpbGl6YXRpb24YASADKAsyKC5uZXRncHQudjEuQ2VsbExvYWRzLlByYlV0aWxpemF0aW9uRW50cnkaNQoTUHJiVXRpbGl6YXRpb25FbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIjUKFkNlcnRpZmljYXRlUmV2b2NhdGlvbnMSCwoDY3JsGAEgASgMEg4KBm51bWJlchgCIAEoBCKsAQoMVWVUb2tlblN0YXRlEhAKCHNuYXBzaG90GAEgASgIEiMKBGtleXMYAiADKAsyFS5uZXRncHQudjEuVWVUb2tlbktleRIxCgtyZXZvY2F0aW9ucxgDIAMoCzIcLm5ldGdwdC52MS5VZVRva2VuUmV2b2NhdGlvbhIyCg5yZXZva2VkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNAoKVWVUb2tlbktleRIOCgZrZXlfaWQYASABKAkSFgoOcHVibGljX2tleV9wZW0YAiABKAkiVQoRVWVUb2tlblJldm9jYXRpb24SDQoFdWVfaWQYASABKAkSMQoNaXNzdWVkX2JlZm9yZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJAoNU2Vzc2lvbnNNb3ZlZBITCgtzZXNzaW9uX2lkcxgBIAMoCSJXCg1EZXBsb3lDb21tYW5kEiIKBW1vZGVsGAEgASgLMhMubmV0Z3B0LnYxLk1vZGVsUmVmEiIKBHBsYW4YAiABKAsyFC5uZXRncHQudjEuRmV0Y2hQbGFuIhEKD1JvbGxiYWNrQ29tbWFuZCKZAQoUU3RhcnRUcmFpbmluZ0NvbW1hbmQSDgoGam9iX2lkGAEgASgJEigKBHNwZWMYAiABKAsyGi5uZXRncHQudjEuVHJhaW5pbmdKb2JTcGVjEiEKBGJhc2UYAyABKAsyEy5uZXRncHQudjEuTW9kZWxSZWYSJAoHZGF0YXNldBgEIAEoCzITLm5ldGdwdC52MS5Nb2RlbFJlZiInChVDYW5jZWxUcmFpbmluZ0NvbW1hbmQSDgoGam9iX2lkGAEgASgJIjkKC1BlZXJzVXBkYXRlEioKC2Nsb3VkX25vZGVzGAEgAygLMhUubmV0Z3B0LnYxLk5vZGVTdGF0dXMiaAoXRXN0YWJsaXNoU2Vzc2lvblJlcXVlc3QSDQoFdWVfaWQYASABKAkSDwoHY2VsbF9pZBgCIAEoCRIQCghzbGljZV9pZBgDIAEoCRIbCgNxb3MYBCABKAsyDi5uZXRncHQudjEuUW9TIkEKGEVzdGFibGlzaFNlc3Npb25SZXNwb25zZRIlCgdzZXNzaW9uGAEgASgLMhQubmV0Z3B0LnYxLkFpU2Vzc2lvbiKJAgoJQWlTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEgoKYWlfZmxvd19pZBgCIAEoCRINCgV1ZV9pZBgDIAEoCRIPCgdjZWxsX2lkGAQgASgJEhAKCHNsaWNlX2lkGAUgASgJEhsKA3FvcxgGIAEoCzIOLm5ldGdwdC52MS5Rb1MSKQoMc2VydmluZ19lZGdlGAcgASgLMhMubmV0Z3B0LnYxLk5vZGVJbmZvEioKDXNlcnZpbmdfY2xvdWQYCCABKAsyEy5uZXRncHQudjEuTm9kZUluZm8SLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJwoRR2V0U2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSI7ChJHZXRTZXNzaW9uUmVzcG9uc2USJQoHc2Vzc2lvbhgBIAEoCzIULm5ldGdwdC52MS5BaVNlc3Npb24iKwoVUmVsZWFzZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiGAoWUmVsZWFzZVNlc3Npb25SZXNwb25zZSI1ChBMaXN0Tm9kZXNSZXF1ZXN0EiEKBHJvbGUYASABKA4yEy5uZXRncHQudjEuTm9kZVJvbGUiOQoRTGlzdE5vZGVzUmVzcG9uc2USJAoFbm9kZXMYASADKAsyFS5uZXRncHQudjEuTm9kZVN0YXR1cyKqAgoNUm91dGluZ1BvbGljeRIoCgplZGdlX3Rhc2tzGAEgAygOMhQubmV0Z3B0LnYxLlRhc2tDbGFzcxIhChRjb25maWRlbmNlX3RocmVzaG9sZBgCIAEoAUgAiAEBEh8KF2NvbmZpZGVuY2VfcHJvYmVfdG9rZW5zGAMgASgNEhcKD21heF9jbG91ZF9xdWV1ZRgEIAEoDRIrCglyZXNpZGVuY3kYBSADKAsyGC5uZXRncHQudjEuUmVzaWRlbmN5UnVsZRIaChJ2ZXJiYXRpbV93b3JrZmxvd3MYBiADKAkSHAoPZGlzdGlsbF9zYW1wbGVzGAcgASgISAGIAQFCFwoVX2NvbmZpZGVuY2VfdGhyZXNob2xkQhIKEF9kaXN0aWxsX3NhbXBsZXMiQAoNUmVzaWRlbmN5UnVsZRIQCghjZWxsX2lkcxgBIAMoCRIdChVhbGxvd2VkX2Nsb3VkX3JlZ2lvbnMYAiADKAkihgEKF1NldFJvdXRpbmdQb2xpY3lSZXF1ZXN0EigKBnBvbGljeRgBIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5EhAKCG5vZGVfaWRzGAIgAygJEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIsChhTZXRSb3V0aW5nUG9saWN5UmVzcG9uc2USEAoIbm9kZV9pZHMYASADKAkiGQoXR2V0Um91dGluZ1BvbGljeVJlcXVlc3QiRAoYR2V0Um91dGluZ1BvbGljeVJlc3BvbnNlEigKBnBvbGljeRgBIAEoCzIYLm5ldGdwdC52MS5Sb3V0aW5nUG9saWN5MrMFChNDb250cm9sUGxhbmVTZXJ2aWNlEk8KDFJlZ2lzdGVyTm9kZRIeLm5ldGdwdC52MS5SZWdpc3Rlck5vZGVSZXF1ZXN0Gh8ubmV0Z3B0LnYxLlJlZ2lzdGVyTm9kZVJlc3BvbnNlEkoKCUhlYXJ0YmVhdBIbLm5ldGdwdC52MS5IZWFydGJlYXRSZXF1ZXN0GhwubmV0Z3B0LnYxLkhlYXJ0YmVhdFJlc3BvbnNlKAEwARJbChBFc3RhYmxpc2hTZXNzaW9uEiIubmV0Z3B0LnYxLkVzdGFibGlzaFNlc3Npb25SZXF1ZXN0GiMubmV0Z3B0LnYxLkVzdGFibGlzaFNlc3Npb25SZXNwb25zZRJJCgpHZXRTZXNzaW9uEhwubmV0Z3B0LnYxLkdldFNlc3Npb25SZXF1ZXN0Gh0ubmV0Z3B0LnYxLkdldFNlc3Npb25SZXNwb25zZRJVCg5SZWxlYXNlU2Vzc2lvbhIgLm5ldGdwdC52MS5SZWxlYXNlU2Vzc2lvblJlcXVlc3QaIS5uZXRncHQudjEuUmVsZWFzZVNlc3Npb25SZXNwb25zZRJGCglMaXN0Tm9kZXMSGy5uZXRncHQudjEuTGlzdE5vZGVzUmVxdWVzdBocLm5ldGdwdC52MS5MaXN0Tm9kZXNSZXNwb25zZRJbChBTZXRSb3V0aW5nUG9saWN5EiIubmV0Z3B0LnYxLlNldFJvdXRpbmdQb2xpY3lSZXF1ZXN0GiMubmV0Z3B0LnYxLlNldFJvdXRpbmdQb2xpY3lSZXNwb25zZRJbChBHZXRSb3V0aW5nUG9saWN5EiIubmV0Z3B0LnYxLkdldFJvdXRpbmdQb2xpY3lSZXF1ZXN0GiMubmV0Z3B0LnYxLkdldFJvdXRpbmdQb2xpY3lSZXNwb25zZUKNAQoNY29tLm5ldGdwdC52MUIRQ29udHJvbFBsYW5lUHJvdG9QAVo2Z2l0aHViLmNvbS9uZXRncHQvbmV0Z3B0L2NsaWVudHMvZ28vbmV0Z3B0L3YxO25ldGdwdHYxogIDTkdQqgIJTmV0R1BULlYxugIDTkdQygIJTmV0R1BUXFYx6gIKTmV0R1BUOjpWMWIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_netgpt_v1_blob, file_netgpt_v1_common, file_netgpt_v1_training, file_netgpt_v1_user_plane]);
 
 /**
  * @generated from message netgpt.v1.RegisterNodeRequest
@@ -177,6 +177,12 @@ export type NodeCommand = Message<"netgpt.v1.NodeCommand"> & {
      */
     value: CertificateRevocations;
     case: "certificateRevocations";
+  } | {
+    /**
+     * @generated from field: netgpt.v1.CellLoads cell_loads = 11;
+     */
+    value: CellLoads;
+    case: "cellLoads";
   } | { case: undefined; value?: undefined };
 };
 
@@ -186,6 +192,30 @@ export type NodeCommand = Message<"netgpt.v1.NodeCommand"> & {
  */
 export const NodeCommandSchema: GenMessage<NodeCommand> = /*@__PURE__*/
   messageDesc(file_netgpt_v1_control_plane, 4);
+
+/**
+ * The RAN's latest PRB load of cells an edge serves (RanService.ReportCellLoad),
+ * forwarded by the core to every edge covering a reported cell with its next
+ * heartbeat. The core's record stays the one source of truth; the edge's
+ * routing reads its copy.
+ *
+ * @generated from message netgpt.v1.CellLoads
+ */
+export type CellLoads = Message<"netgpt.v1.CellLoads"> & {
+  /**
+   * Cell id -> physical resource blocks in use, 0..1.
+   *
+   * @generated from field: map<string, double> prb_utilization = 1;
+   */
+  prbUtilization: { [key: string]: number };
+};
+
+/**
+ * Describes the message netgpt.v1.CellLoads.
+ * Use `create(CellLoadsSchema)` to create a new message.
+ */
+export const CellLoadsSchema: GenMessage<CellLoads> = /*@__PURE__*/
+  messageDesc(file_netgpt_v1_control_plane, 5);
 
 /**
  * The deployment CA's certificate revocation list (`netgpt pki revoke`),
@@ -218,7 +248,7 @@ export type CertificateRevocations = Message<"netgpt.v1.CertificateRevocations">
  * Use `create(CertificateRevocationsSchema)` to create a new message.
  */
 export const CertificateRevocationsSchema: GenMessage<CertificateRevocations> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 5);
+  messageDesc(file_netgpt_v1_control_plane, 6);
 
 /**
  * What a node needs to check UE tokens (RanService hands them out): the keys
@@ -259,7 +289,7 @@ export type UeTokenState = Message<"netgpt.v1.UeTokenState"> & {
  * Use `create(UeTokenStateSchema)` to create a new message.
  */
 export const UeTokenStateSchema: GenMessage<UeTokenState> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 6);
+  messageDesc(file_netgpt_v1_control_plane, 7);
 
 /**
  * A public key that signs UE tokens (ES256: ECDSA P-256 with SHA-256).
@@ -287,7 +317,7 @@ export type UeTokenKey = Message<"netgpt.v1.UeTokenKey"> & {
  * Use `create(UeTokenKeySchema)` to create a new message.
  */
 export const UeTokenKeySchema: GenMessage<UeTokenKey> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 7);
+  messageDesc(file_netgpt_v1_control_plane, 8);
 
 /**
  * The tokens of one UE issued at or before issued_before are refused.
@@ -311,7 +341,7 @@ export type UeTokenRevocation = Message<"netgpt.v1.UeTokenRevocation"> & {
  * Use `create(UeTokenRevocationSchema)` to create a new message.
  */
 export const UeTokenRevocationSchema: GenMessage<UeTokenRevocation> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 8);
+  messageDesc(file_netgpt_v1_control_plane, 9);
 
 /**
  * Sessions a handover moved away from this edge, or to another cell: drop any cached
@@ -331,7 +361,7 @@ export type SessionsMoved = Message<"netgpt.v1.SessionsMoved"> & {
  * Use `create(SessionsMovedSchema)` to create a new message.
  */
 export const SessionsMovedSchema: GenMessage<SessionsMoved> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 9);
+  messageDesc(file_netgpt_v1_control_plane, 10);
 
 /**
  * Fetch a stored version from the core's model store, verify, load and switch to it.
@@ -360,7 +390,7 @@ export type DeployCommand = Message<"netgpt.v1.DeployCommand"> & {
  * Use `create(DeployCommandSchema)` to create a new message.
  */
 export const DeployCommandSchema: GenMessage<DeployCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 10);
+  messageDesc(file_netgpt_v1_control_plane, 11);
 
 /**
  * Switch back to the version served before the last deploy.
@@ -375,7 +405,7 @@ export type RollbackCommand = Message<"netgpt.v1.RollbackCommand"> & {
  * Use `create(RollbackCommandSchema)` to create a new message.
  */
 export const RollbackCommandSchema: GenMessage<RollbackCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 11);
+  messageDesc(file_netgpt_v1_control_plane, 12);
 
 /**
  * Run a fine-tuning job: fetch its inputs from the core's model store, train on
@@ -415,7 +445,7 @@ export type StartTrainingCommand = Message<"netgpt.v1.StartTrainingCommand"> & {
  * Use `create(StartTrainingCommandSchema)` to create a new message.
  */
 export const StartTrainingCommandSchema: GenMessage<StartTrainingCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 12);
+  messageDesc(file_netgpt_v1_control_plane, 13);
 
 /**
  * Stop a fine-tuning job; nothing is published.
@@ -434,7 +464,7 @@ export type CancelTrainingCommand = Message<"netgpt.v1.CancelTrainingCommand"> &
  * Use `create(CancelTrainingCommandSchema)` to create a new message.
  */
 export const CancelTrainingCommandSchema: GenMessage<CancelTrainingCommand> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 13);
+  messageDesc(file_netgpt_v1_control_plane, 14);
 
 /**
  * The cloud nodes an edge may forward to, with their health and load.
@@ -453,7 +483,7 @@ export type PeersUpdate = Message<"netgpt.v1.PeersUpdate"> & {
  * Use `create(PeersUpdateSchema)` to create a new message.
  */
 export const PeersUpdateSchema: GenMessage<PeersUpdate> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 14);
+  messageDesc(file_netgpt_v1_control_plane, 15);
 
 /**
  * @generated from message netgpt.v1.EstablishSessionRequest
@@ -485,7 +515,7 @@ export type EstablishSessionRequest = Message<"netgpt.v1.EstablishSessionRequest
  * Use `create(EstablishSessionRequestSchema)` to create a new message.
  */
 export const EstablishSessionRequestSchema: GenMessage<EstablishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 15);
+  messageDesc(file_netgpt_v1_control_plane, 16);
 
 /**
  * @generated from message netgpt.v1.EstablishSessionResponse
@@ -502,7 +532,7 @@ export type EstablishSessionResponse = Message<"netgpt.v1.EstablishSessionRespon
  * Use `create(EstablishSessionResponseSchema)` to create a new message.
  */
 export const EstablishSessionResponseSchema: GenMessage<EstablishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 16);
+  messageDesc(file_netgpt_v1_control_plane, 17);
 
 /**
  * An AI session binds a UE to a serving edge (and cloud) under one AI flow id.
@@ -563,7 +593,7 @@ export type AiSession = Message<"netgpt.v1.AiSession"> & {
  * Use `create(AiSessionSchema)` to create a new message.
  */
 export const AiSessionSchema: GenMessage<AiSession> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 17);
+  messageDesc(file_netgpt_v1_control_plane, 18);
 
 /**
  * @generated from message netgpt.v1.GetSessionRequest
@@ -580,7 +610,7 @@ export type GetSessionRequest = Message<"netgpt.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 18);
+  messageDesc(file_netgpt_v1_control_plane, 19);
 
 /**
  * @generated from message netgpt.v1.GetSessionResponse
@@ -597,7 +627,7 @@ export type GetSessionResponse = Message<"netgpt.v1.GetSessionResponse"> & {
  * Use `create(GetSessionResponseSchema)` to create a new message.
  */
 export const GetSessionResponseSchema: GenMessage<GetSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 19);
+  messageDesc(file_netgpt_v1_control_plane, 20);
 
 /**
  * @generated from message netgpt.v1.ReleaseSessionRequest
@@ -614,7 +644,7 @@ export type ReleaseSessionRequest = Message<"netgpt.v1.ReleaseSessionRequest"> &
  * Use `create(ReleaseSessionRequestSchema)` to create a new message.
  */
 export const ReleaseSessionRequestSchema: GenMessage<ReleaseSessionRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 20);
+  messageDesc(file_netgpt_v1_control_plane, 21);
 
 /**
  * @generated from message netgpt.v1.ReleaseSessionResponse
@@ -627,7 +657,7 @@ export type ReleaseSessionResponse = Message<"netgpt.v1.ReleaseSessionResponse">
  * Use `create(ReleaseSessionResponseSchema)` to create a new message.
  */
 export const ReleaseSessionResponseSchema: GenMessage<ReleaseSessionResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 21);
+  messageDesc(file_netgpt_v1_control_plane, 22);
 
 /**
  * @generated from message netgpt.v1.ListNodesRequest
@@ -646,7 +676,7 @@ export type ListNodesRequest = Message<"netgpt.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 22);
+  messageDesc(file_netgpt_v1_control_plane, 23);
 
 /**
  * @generated from message netgpt.v1.ListNodesResponse
@@ -663,7 +693,7 @@ export type ListNodesResponse = Message<"netgpt.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 23);
+  messageDesc(file_netgpt_v1_control_plane, 24);
 
 /**
  * How an edge decides between answering itself and forwarding to the cloud.
@@ -719,6 +749,16 @@ export type RoutingPolicy = Message<"netgpt.v1.RoutingPolicy"> & {
    * @generated from field: repeated string verbatim_workflows = 6;
    */
   verbatimWorkflows: string[];
+
+  /**
+   * Whether edges keep the cloud's answers to the (desensitised) requests they
+   * forwarded as distillation samples for their own model to learn from.
+   * Only an edge whose own distill_samples setting is on keeps any; unset:
+   * that setting decides; false: no edge keeps samples.
+   *
+   * @generated from field: optional bool distill_samples = 7;
+   */
+  distillSamples?: boolean | undefined;
 };
 
 /**
@@ -726,7 +766,7 @@ export type RoutingPolicy = Message<"netgpt.v1.RoutingPolicy"> & {
  * Use `create(RoutingPolicySchema)` to create a new message.
  */
 export const RoutingPolicySchema: GenMessage<RoutingPolicy> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 24);
+  messageDesc(file_netgpt_v1_control_plane, 25);
 
 /**
  * Where requests from some cells may be processed outside the edge.
@@ -755,7 +795,7 @@ export type ResidencyRule = Message<"netgpt.v1.ResidencyRule"> & {
  * Use `create(ResidencyRuleSchema)` to create a new message.
  */
 export const ResidencyRuleSchema: GenMessage<ResidencyRule> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 25);
+  messageDesc(file_netgpt_v1_control_plane, 26);
 
 /**
  * @generated from message netgpt.v1.SetRoutingPolicyRequest
@@ -791,7 +831,7 @@ export type SetRoutingPolicyRequest = Message<"netgpt.v1.SetRoutingPolicyRequest
  * Use `create(SetRoutingPolicyRequestSchema)` to create a new message.
  */
 export const SetRoutingPolicyRequestSchema: GenMessage<SetRoutingPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 26);
+  messageDesc(file_netgpt_v1_control_plane, 27);
 
 /**
  * @generated from message netgpt.v1.SetRoutingPolicyResponse
@@ -810,7 +850,7 @@ export type SetRoutingPolicyResponse = Message<"netgpt.v1.SetRoutingPolicyRespon
  * Use `create(SetRoutingPolicyResponseSchema)` to create a new message.
  */
 export const SetRoutingPolicyResponseSchema: GenMessage<SetRoutingPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 27);
+  messageDesc(file_netgpt_v1_control_plane, 28);
 
 /**
  * @generated from message netgpt.v1.GetRoutingPolicyRequest
@@ -823,7 +863,7 @@ export type GetRoutingPolicyRequest = Message<"netgpt.v1.GetRoutingPolicyRequest
  * Use `create(GetRoutingPolicyRequestSchema)` to create a new message.
  */
 export const GetRoutingPolicyRequestSchema: GenMessage<GetRoutingPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 28);
+  messageDesc(file_netgpt_v1_control_plane, 29);
 
 /**
  * @generated from message netgpt.v1.GetRoutingPolicyResponse
@@ -842,7 +882,7 @@ export type GetRoutingPolicyResponse = Message<"netgpt.v1.GetRoutingPolicyRespon
  * Use `create(GetRoutingPolicyResponseSchema)` to create a new message.
  */
 export const GetRoutingPolicyResponseSchema: GenMessage<GetRoutingPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_netgpt_v1_control_plane, 29);
+  messageDesc(file_netgpt_v1_control_plane, 30);
 
 /**
  * Control plane, served by the core controller: nodes, AI sessions, topology.
