@@ -59,7 +59,7 @@ def test_daemons_end_to_end_with_core_restart(tiny):
     ("edge", "missing", "does not exist"),
     ("edge", "no-config", "has no config.json"),
     ("cloud", "gpt2", "expected llama"),
-    ("edge", "", "no edge (GPT-2) model given"),
+    ("edge", "", "no edge (GPT-2 or LLaMA) model given"),
 ])
 def test_invalid_model_folder_refuses_to_start(tmp_path: Path, tiny, role, folder, needle):
     paths = {"missing": tmp_path / "nope", "no-config": tmp_path, "gpt2": tiny.gpt2_dir, "": ""}
