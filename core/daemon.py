@@ -96,8 +96,8 @@ async def start_core(config: CoreConfig) -> CoreHandle:
                                 shared=stores.shared_nodes())
         registry.merge_shared()  # a replica joining replicas knows their nodes at once
         sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s)
-        workflows = WorkflowTable(registry, state=stores.state)
-        policies = PolicyBook(registry, stores.state)
+        workflows = WorkflowTable(registry, state=stores.state, shared=stores.shared)
+        policies = PolicyBook(registry, stores.state, shared=stores.shared)
         store = ModelStore(store_dir)
         uploads = UploadBudget(CORE_UPLOAD_STREAMS)
         lease = stores.lease(SINGLETON_LEASE, lease_ttl_s)

@@ -163,14 +163,28 @@ class WorkflowTable:
     """
 
     def __init__(self, registry: NodeRegistry, wall: Callable[[], float] = time.time,
-                 state: CoreState | None = None) -> None:
+                 state: CoreState | None = None, shared: bool = False) -> None:
+        """``shared``: core replicas share ``state``; it is read again before each use, so a workflow
+        applied or deleted at another replica is seen here."""
         self._registry = registry
         self._wall = wall
         self._state: CoreState = state if state is not None else MemoryState()
-        now = wall()
-        self._workflows: dict[str, AppliedWorkflow] = {
-            s.workflow.name: AppliedWorkflow(workflow=s.workflow, applied_at=s.applied_at, placed_at=now)
+        self._shared = shared
+        self._workflows: dict[str, AppliedWorkflow] = {}
+        self._take_stored()
+
+    def _take_stored(self) -> None:
+        """The stored workflows, keeping this replica's placement of those not applied again since."""
+        now, known = self._wall(), self._workflows
+        self._workflows = {
+            s.workflow.name: (known[s.workflow.name] if s.workflow.name in known
+                              and known[s.workflow.name].applied_at == s.applied_at
+                              else AppliedWorkflow(workflow=s.workflow, applied_at=s.applied_at, placed_at=now))
             for s in self._state.workflows()}
+
+    def _sync(self) -> None:
+        if self._shared:
+            self._take_stored()
 
     def apply(self, workflow: Workflow) -> AppliedWorkflow:
         """Place and store (replacing one of the same name); a workflow that cannot be placed is not stored."""
@@ -188,6 +202,7 @@ class WorkflowTable:
         return applied
 
     def get(self, name: str) -> AppliedWorkflow:
+        self._sync()
         applied = self._workflows.get(name)
         if applied is None:
             raise NotFound(f"workflow {name!r} is not applied; applied: {sorted(self._workflows)}")
@@ -198,12 +213,15 @@ class WorkflowTable:
         return self.get(name).placement
 
     def __len__(self) -> int:
+        self._sync()
         return len(self._workflows)
 
     def list(self) -> list[AppliedWorkflow]:
+        self._sync()
         return [self._refresh(self._workflows[n]) for n in sorted(self._workflows)]
 
     def delete(self, name: str) -> None:
+        self._sync()
         if name not in self._workflows:
             raise NotFound(f"workflow {name!r} is not applied")
         self._state.delete_workflow(name)

@@ -78,18 +78,27 @@ class PolicyBook:
     """The routing policy set for all edges, and per-edge ones set since, kept in the core's state
     so a restarted core reports them and hands them to every edge that registers again."""
 
-    def __init__(self, registry: NodeRegistry, state: CoreState | None = None) -> None:
+    def __init__(self, registry: NodeRegistry, state: CoreState | None = None, shared: bool = False) -> None:
+        """``shared``: core replicas share ``state``, so it is read again before each use (a policy set at
+        another replica is what an edge that moves here must get, not the one this replica started with)."""
         self._registry = registry
         self._state: CoreState = state if state is not None else MemoryState()
+        self._shared = shared
         self._policies = self._state.policies()  # edge node id (or ALL_EDGES) -> policy
+
+    def _current(self) -> dict[str, cp_pb2.RoutingPolicy]:
+        if self._shared:
+            self._policies = self._state.policies()
+        return self._policies
 
     @property
     def for_all_edges(self) -> cp_pb2.RoutingPolicy | None:
-        return self._policies.get(ALL_EDGES)
+        return self._current().get(ALL_EDGES)
 
     def for_edge(self, node_id: str) -> cp_pb2.RoutingPolicy | None:
         """What the edge should apply: the policy set for it since the last one for all edges, else that one."""
-        return self._policies.get(node_id, self._policies.get(ALL_EDGES))
+        policies = self._current()
+        return policies.get(node_id, policies.get(ALL_EDGES))
 
     def set(self, policy: cp_pb2.RoutingPolicy, node_ids: list[str],
             fields: Sequence[str] = ()) -> list[str]:
@@ -102,6 +111,7 @@ class PolicyBook:
             targets = list(dict.fromkeys(node_ids))
         else:
             targets = [s.info.node_id for s in self._registry.statuses(common_pb2.NODE_ROLE_EDGE)]
+        self._current()
         if fields:
             names = check_fields(fields)
             keys = targets if node_ids else list(self._policies.keys() | {ALL_EDGES})

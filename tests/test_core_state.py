@@ -257,6 +257,29 @@ def test_restored_workflows_are_placed_once_their_nodes_are_back(make_state):
     assert WorkflowTable(registry, wall=clock, state=make_state()).list() == []
 
 
+def test_replicas_hand_out_the_policy_and_workflows_set_at_another(make_state):
+    """Core replicas share the state: a policy or workflow set at one is what the other reports and hands to
+    an edge that moves to it, not what it read when it started."""
+    first, second = make_state(), make_state()
+    at_a, at_b = serving_registry(EDGE, CLOUD), serving_registry(EDGE, CLOUD)
+    book_a, book_b = PolicyBook(at_a, first, shared=True), PolicyBook(at_b, second, shared=True)
+    assert book_b.for_all_edges is None
+    book_a.set(cp_pb2.RoutingPolicy(edge_tasks=[LOOKUP, CHAT], max_cloud_queue=7), [])
+    book_b.on_register("edge-s")  # the edge moved to the other replica
+    handed = [c.routing_policy for c in at_b.heartbeat("edge-s", common_pb2.NodeLoad()) if c.HasField("routing_policy")]
+    assert [p.max_cloud_queue for p in handed] == [7]
+
+    clock = Clock()
+    table_a = WorkflowTable(at_a, wall=clock, state=first, shared=True)
+    table_b = WorkflowTable(at_b, wall=clock, state=second, shared=True)
+    assert table_b.list() == []
+    applied = table_a.apply(parse_toml(EXAMPLE.read_text()))
+    assert [w.workflow for w in table_b.list()] == [applied.workflow]
+    assert table_b.get("personalised-chat").placement == applied.placement
+    table_b.delete("personalised-chat")
+    assert len(table_a) == 0
+
+
 # --- in process: a real core, stopped and started again on the same store -----------------------
 
 
