@@ -27,7 +27,7 @@ import grpc
 import structlog
 from cryptography import x509
 
-from netgpt.targets import split_addresses
+from netgpt.targets import host_port, split_addresses
 from netgpt.tls import Identity
 from netgpt.tracing import CLIENT_KINDS
 
@@ -36,14 +36,9 @@ log = structlog.get_logger(__name__)
 HANDSHAKE_TIMEOUT_S = 5.0
 
 
-def _host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 async def served_serial(address: str, identity: Identity) -> int | None:
     """The serial of the certificate the server at ``address`` presents to ``identity`` (None: no handshake)."""
-    host, port = _host_port(address)
+    host, port = host_port(address)
     try:
         _reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=identity.live().ssl_client_context, server_hostname=host or None),

@@ -27,11 +27,12 @@ def split_addresses(spec: str) -> list[str]:
     if not addresses:
         raise StartupError(f"address {spec!r}: give host:port (or several, comma-separated)")
     for address in addresses:
-        _host_port(address)
+        host_port(address)
     return addresses
 
 
-def _host_port(address: str) -> tuple[str, int]:
+def host_port(address: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 in brackets) as (host without brackets, port); StartupError naming it when not."""
     host, sep, port = address.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -56,12 +57,12 @@ def channel_target(spec: str) -> tuple[str, list[tuple[str, object]]]:
     if not resolved:
         raise StartupError(f"none of the addresses {', '.join(addresses)} resolves")
     target = f"ipv4:{','.join(v4)}" if v4 else f"ipv6:{','.join(v6)}"
-    return target, [(AUTHORITY_OPTION, _host_port(addresses[0])[0])]
+    return target, [(AUTHORITY_OPTION, host_port(addresses[0])[0])]
 
 
 def _resolve(address: str) -> list[str]:
     """``address`` as ``ip:port`` entries (IPv6 in brackets); a host that does not resolve gives none."""
-    host, port = _host_port(address)
+    host, port = host_port(address)
     try:
         ip = ipaddress.ip_address(host)
         return [f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"]
