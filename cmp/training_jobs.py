@@ -230,6 +230,7 @@ class JobBook:
         last = b""
         while True:
             self._refresh()
+            job = self._jobs.get(job_id, job)  # take_over() may have replaced the record with the stored one
             now = job_to_proto(job).SerializeToString(deterministic=True)
             if now != last:
                 last = now

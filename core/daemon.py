@@ -93,9 +93,9 @@ async def start_core(config: CoreConfig) -> CoreHandle:
     try:
         registry = NodeRegistry(heartbeat_interval_s=config.heartbeat_interval_s,
                                 lost_after_s=config.node_lost_after_s, retention_s=config.node_retention_s,
-                                shared=stores.shared_nodes())
+                                shared=stores.shared_nodes(), journal=stores.command_journal())
         registry.merge_shared()  # a replica joining replicas knows their nodes at once
-        sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s)
+        sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s, offload=stores.shared)
         workflows = WorkflowTable(registry, state=stores.state, shared=stores.shared)
         policies = PolicyBook(registry, stores.state, shared=stores.shared)
         store = ModelStore(store_dir)

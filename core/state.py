@@ -38,7 +38,7 @@ def migrations(legacy_jobs: Path | None = None, dialect: Dialect = "sqlite") -> 
         revocations_table(dialect),  # 4: UE token revocations (detached UEs)
     )
     if dialect != "postgresql":
-        return steps
+        return (*steps, node_tables(dialect))  # 5: the nodes' command queues (one core journals them; nodes unused)
     return (*steps,
             LEASES_TABLE,  # 5: leases (replicas share PostgreSQL)
             node_tables(dialect))  # 6: the registry replicas share: nodes' last beats, their command queues
@@ -75,6 +75,11 @@ class CoreStores:
     def shared_nodes(self) -> NodeStore | None:
         """The registry replicas share; None for one core, whose registry is its memory."""
         return NodeStore(self.db) if self.shared and self.db is not None else None
+
+    def command_journal(self) -> NodeStore | None:
+        """Where one core journals its nodes' command queues (its SQLite file); None for replicas (their
+        registry is shared) and for a core that keeps nothing."""
+        return NodeStore(self.db) if self.db is not None and not self.shared else None
 
     def close(self) -> None:
         if self.db is not None:

@@ -13,6 +13,11 @@ database server itself crashes, the last beats are lost (the next ones repeat th
 just before may be delivered again.
 Queuing a command waits for the flush, so an acknowledged command is never lost.
 
+One core (SQLite) keeps its registry in memory but journals each node's queue here (the
+``journal`` of :class:`cp.registry.NodeRegistry`: :meth:`NodeStore.queue`, :meth:`NodeStore.pending`,
+:meth:`NodeStore.taken`): a command acknowledged before the core was killed is handed to the node when
+it registers again with the restarted core.
+
 Times are the replicas' wall clocks (unix s): keep replica clocks in sync (NTP), as for any
 lease-based system; a skew shows as a node looking fresher or staler by that much.
 """
@@ -103,6 +108,17 @@ class NodeStore:
             tx.execute("INSERT INTO node_commands (command_id, node_id, kind, queued_at, seq, command) "
                        "VALUES (?, ?, ?, ?, ?, ?)", (command.command_id, node_id, kind, at, next(self._seq),
                                                      command.SerializeToString(deterministic=True)))
+
+    def pending(self, node_id: str) -> list[cp_pb2.NodeCommand]:
+        """The node's undelivered commands, oldest first (a journal read once, when the node registers)."""
+        rows = self._db.query("SELECT command FROM node_commands WHERE node_id = ? ORDER BY queued_at, seq",
+                              (node_id,))
+        return [cp_pb2.NodeCommand.FromString(bytes(blob)) for (blob,) in rows]
+
+    def taken(self, command_ids: list[str]) -> None:
+        """Commands handed to their node (a journal's delivered entries)."""
+        with self._db.transaction() as tx:
+            tx.executemany("DELETE FROM node_commands WHERE command_id = ?", [(c,) for c in command_ids])
 
     def seen_since(self, since: float) -> list[SharedNode]:
         """The nodes whose last beat (or registration) is after ``since``, by node id."""

@@ -60,7 +60,8 @@ class NodeRegistry:
 
     def __init__(self, heartbeat_interval_s: float = 2.0, stale_after_heartbeats: int = 3,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 lost_after_s: float = 0.0, retention_s: float = 0.0, shared: NodeStore | None = None) -> None:
+                 lost_after_s: float = 0.0, retention_s: float = 0.0, shared: NodeStore | None = None,
+                 journal: NodeStore | None = None) -> None:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.stale_after_s = heartbeat_interval_s * stale_after_heartbeats
         self.lost_after_s = max(lost_after_s, self.stale_after_s) if lost_after_s > 0 else 0.0
@@ -76,6 +77,7 @@ class NodeRegistry:
         self._peers_version = -1
         self._peers_command = control_plane_pb2.NodeCommand()
         self._shared = shared
+        self._journal = journal if shared is None else None  # one core's queues, kept across its restarts
         self._merged_until = 0.0  # wall time of the last merge_shared
         # cells whose radio is saturated (``cp.ran.RanView`` installs its own): placement avoids their edges
         self.saturated_cells: Callable[[], frozenset[str]] = frozenset
@@ -98,6 +100,8 @@ class NodeRegistry:
         if previous is not None:
             entry.pending = previous.pending
             self._unindex(previous)
+        elif self._journal is not None:
+            entry.pending = self._journal.pending(stored.node_id)  # queued before this core was restarted
         self._index(entry, previous)
         if self._shared is not None:
             self._shared.put_node(stored, self._wall())
@@ -133,6 +137,8 @@ class NodeRegistry:
         if entry.info.role == common_pb2.NODE_ROLE_EDGE:
             self._refresh_peers(entry)  # the clouds' load as of their last beat, never older
         commands, entry.pending = entry.pending, []
+        if self._journal is not None and commands:
+            self._journal.taken([c.command_id for c in commands])
         if self._shared is not None:
             commands += self._shared.beat(node_id, load, self._wall())
         return commands
@@ -204,6 +210,8 @@ class NodeRegistry:
         if self._shared is not None and not local:
             self._shared.queue(entry.info.node_id, command, self._wall(), replace_kind=replace_kind)
             return
+        if self._journal is not None and not local:
+            self._journal.queue(entry.info.node_id, command, self._wall(), replace_kind=replace_kind)
         if replace_kind:
             kind = command.WhichOneof("command")
             entry.pending = [c for c in entry.pending if c.WhichOneof("command") != kind]
@@ -293,8 +301,9 @@ class NodeRegistry:
                 del self._nodes[node_id]
                 self._unindex(entry)
                 dropped.append(node_id)
-                if self._shared is not None:
-                    self._shared.drop(node_id)
+                for store in (self._shared, self._journal):
+                    if store is not None:
+                        store.drop(node_id)
                 log.warning("cp.node_dropped", node_id=node_id, silent_s=round(silent_s, 1),
                             retention_s=self.retention_s)
             elif not entry.lost and self._health(entry) == common_pb2.NODE_HEALTH_LOST:

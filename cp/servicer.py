@@ -55,7 +55,7 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
 
     async def EstablishSession(self, request: cp_pb2.EstablishSessionRequest,
                                context: grpc.aio.ServicerContext) -> cp_pb2.EstablishSessionResponse:
-        session = self.sessions.establish(request)
+        session = await self.sessions.establish_async(request)
         log.info("session.established", session_id=session.session_id, ai_flow_id=session.ai_flow_id,
                  ue_id=session.ue_id, cell_id=session.cell_id, edge=session.serving_edge.node_id,
                  cloud=session.serving_cloud.node_id)
@@ -63,11 +63,11 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServiceServicer):
 
     async def GetSession(self, request: cp_pb2.GetSessionRequest,
                          context: grpc.aio.ServicerContext) -> cp_pb2.GetSessionResponse:
-        return cp_pb2.GetSessionResponse(session=self.sessions.get(request.session_id))
+        return cp_pb2.GetSessionResponse(session=await self.sessions.get_async(request.session_id))
 
     async def ReleaseSession(self, request: cp_pb2.ReleaseSessionRequest,
                              context: grpc.aio.ServicerContext) -> cp_pb2.ReleaseSessionResponse:
-        self.sessions.release(request.session_id)
+        await self.sessions.release_async(request.session_id)
         log.info("session.released", session_id=request.session_id)
         return cp_pb2.ReleaseSessionResponse()
 

@@ -5,6 +5,11 @@ session not looked up for ``ttl_s`` seconds expires (``0``: never): a lookup aft
 NOT_FOUND, and expired sessions are deleted in bounded batches, a few on every
 establishment and the rest by :func:`sweep_periodically`, so sessions nobody releases do not
 grow the core for ever.
+
+The servicer calls the ``*_async`` methods. With ``offload`` (a database across the network, whose commits
+wait for its disk flush: PostgreSQL) they do their reads and writes on worker threads, so the event loop
+serves other calls meanwhile and concurrent set-ups' commits share flushes; the choice of edge and cloud
+stays on the event loop, which owns the registry. Without it (memory, SQLite: tens of µs) they run inline.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
@@ -26,6 +32,7 @@ from netgpt.v1 import common_pb2, control_plane_pb2
 from netgpt.validate import check_id, check_qos
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 DEFAULT_TTL_S = 3600.0
 ESTABLISH_SWEEP = 8  # expired sessions deleted along with each establishment: more than one, so they cannot pile up
@@ -43,13 +50,14 @@ class UeDefaults:
 
 class SessionTable:
     def __init__(self, registry: NodeRegistry, state: CoreState | None = None, ttl_s: float = DEFAULT_TTL_S,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, offload: bool = False) -> None:
         if ttl_s < 0:
             raise ValueError("ttl_s must be >= 0 (0: sessions never expire)")
         self._registry = registry
         self._state: CoreState = state if state is not None else MemoryState()
         self.ttl_s = ttl_s
         self._wall = wall
+        self.offload = offload
         self.ue_defaults: Callable[[str], UeDefaults | None] = lambda ue_id: None  # set by the RAN view (cp.ran)
 
     @property
@@ -58,6 +66,27 @@ class SessionTable:
         return min(max(self.ttl_s / 4, 1.0), 60.0)
 
     def establish(self, request: control_plane_pb2.EstablishSessionRequest) -> control_plane_pb2.AiSession:
+        session, expires_at = self._new_session(request)
+        self._store_new(session, expires_at)
+        return session
+
+    async def establish_async(self, request: control_plane_pb2.EstablishSessionRequest) -> control_plane_pb2.AiSession:
+        session, expires_at = self._new_session(request)
+        await self._blocking(self._store_new, session, expires_at)
+        return session
+
+    async def get_async(self, session_id: str) -> control_plane_pb2.AiSession:
+        return await self._blocking(self.get, session_id)
+
+    async def release_async(self, session_id: str) -> None:
+        await self._blocking(self.release, session_id)
+
+    async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.to_thread(fn, *args) if self.offload else fn(*args)
+
+    def _new_session(self, request: control_plane_pb2.EstablishSessionRequest
+                     ) -> tuple[control_plane_pb2.AiSession, float | None]:
+        """The session to store (its edge and cloud picked from the registry), with its expiry."""
         check_id(request.ue_id, "ue_id", required=True)
         check_id(request.cell_id, "cell_id (the cell the UE is attached to)", required=True)
         check_id(request.slice_id, "slice_id")
@@ -81,9 +110,11 @@ class SessionTable:
         )
         now = self._wall()
         session.created_at.FromNanoseconds(int(now * 1e9))
+        return session, self._expiry(now)
+
+    def _store_new(self, session: control_plane_pb2.AiSession, expires_at: float | None) -> None:
         self.sweep(ESTABLISH_SWEEP)
-        self._state.put_session(session, self._expiry(now))
-        return session
+        self._state.put_session(session, expires_at)
 
     def get(self, session_id: str) -> control_plane_pb2.AiSession:
         """The session; NotFound when it is unknown or expired (an expired one is deleted). A lookup

@@ -1,17 +1,18 @@
 """The core's state in PostgreSQL (psycopg 3): the :class:`netgpt.database.Database` several core
 replicas share.
 
-One connection per process behind a lock, like :class:`netgpt.sqlite_db.SqliteDb`; every change is one
-transaction, and stores write queries that stay correct when other replicas run them at once. The
-schema version is a row of ``netgpt_schema``; the steps a database lacks run under an advisory lock,
-so replicas starting together migrate it once. A connection that breaks is an
-:class:`netgpt.errors.Unavailable` for the call that found it (the caller sees UNAVAILABLE, the
-daemon goes on) and is opened again by the next call. The password never reaches a log or an error.
+A small pool of connections (``psycopg_pool``), so that calls made from several threads run at once: the
+core hands session writes, which wait for PostgreSQL's disk flush, to threads (``cp.sessions``), and their
+commits then share flushes instead of queuing behind one connection. Every change is one transaction, and
+stores write queries that stay correct when other replicas run them at once. The schema version is a row
+of ``netgpt_schema``; the steps a database lacks run under an advisory lock, so replicas starting together
+migrate it once. A connection that breaks is an :class:`netgpt.errors.Unavailable` for the call that
+found it (the caller sees UNAVAILABLE, the daemon goes on); the pool drops it and opens another. The
+password never reaches a log or an error.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg
 import structlog
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from netgpt.database import Dialect, Migration, run_migrations
 from netgpt.errors import StartupError, Unavailable
@@ -28,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_S = 5
+POOL_SIZE = 4  # connections per process: the threads the core writes sessions from, plus its event loop
 MIGRATION_LOCK = 0x6E6574677074  # pg_advisory_xact_lock key while a schema is brought up to date ("netgpt")
 
 
@@ -79,19 +82,19 @@ class PgDb:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, migrations: Sequence[Migration], label: str) -> None:
-        self._url = url
+    def __init__(self, url: str, migrations: Sequence[Migration], label: str, pool_size: int = POOL_SIZE) -> None:
         self.where = redacted(url)
         self.host = str(conninfo_to_dict(url).get("host") or "the local socket")
         self.label = label
         self.version = len(migrations)
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
-        try:
-            self._conn = self._connect()
+        options = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "netgpt-core"}
+        try:  # one connection first: its error says why, where the pool's would only time out
+            psycopg.connect(url, **options).close()
         except psycopg.Error as exc:
             raise StartupError(f"{label} {self.where}: cannot connect to PostgreSQL on host {self.host}: "
                                f"{_first_line(exc)}") from None
+        self._pool = ConnectionPool(url, kwargs=options, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT_S,
+                                    name="netgpt-core", open=True)
         try:
             self._migrate(migrations)
         except (psycopg.Error, Unavailable) as exc:
@@ -100,10 +103,6 @@ class PgDb:
         except BaseException:
             self.close()
             raise
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                               application_name="netgpt-core")
 
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         with self.transaction() as tx:
@@ -118,33 +117,20 @@ class PgDb:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """The open connection (opened again if the last one broke), under the lock; a lost connection
-        becomes :class:`Unavailable`, and the next call connects anew."""
-        with self._lock:
-            try:
-                if self._conn is None or self._conn.closed:  # a broken connection is closed too
-                    self._drop()
-                    self._conn = self._connect()
-                    log.info("state.db_reconnected", db=self.where)
-                yield self._conn
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # lost, or e.g. a deadlock: retry
-                if self._conn is not None and self._conn.closed:
-                    self._drop()
-                log.warning("state.db_unavailable", db=self.where, error=_first_line(exc))
-                raise Unavailable(f"{self.label} {self.where}: PostgreSQL unavailable "
-                                  f"({_first_line(exc)}); retry") from exc
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-            self._conn = None
+        """A connection of the pool; a lost one (or none within the connect timeout) becomes
+        :class:`Unavailable`, and the pool replaces a broken connection when it comes back."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:  # lost, or e.g. a deadlock
+            log.warning("state.db_unavailable", db=self.where, error=_first_line(exc))
+            self._pool.check()  # the idle connections lost with it are replaced now, not found by the next calls
+            raise Unavailable(f"{self.label} {self.where}: PostgreSQL unavailable "
+                              f"({_first_line(exc)}); retry") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[PgTx]:
-        """One transaction on the connection: committed on leaving, rolled back on any exception."""
+        """One transaction on a connection of the pool: committed on leaving, rolled back on any exception."""
         with self._connection() as conn, conn.transaction():
             yield PgTx(conn)
 
@@ -153,5 +139,4 @@ class PgDb:
             return conn.execute(_pg_sql(sql), args).fetchall()
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        self._pool.close()

@@ -1,18 +1,27 @@
-"""Two core replicas on one PostgreSQL database, as processes: kill -9 one of them under load.
+"""Failover of the core, as processes, killed with SIGKILL under load: the same suite on two replicas
+sharing one PostgreSQL database and one store directory (the survivor takes over), and on one core on
+SQLite (started again on its address, its file and its store: one machine's way back).
 
-The nodes and the clients are given both addresses (``--core a,b``; each node starts at the replica
-its id hashes to: the cloud at the first, the edge at the second). While a session storm runs and a
-UE's answer streams, the first replica is killed with SIGKILL. Then: every
-session the core acknowledged is still there, new sessions succeed within two heartbeat
-intervals of the kill, the stream finishes, both nodes beat to the surviving replica (no node
-restarted), and a command queued after the kill reaches its node.
+The nodes and the clients are given every address (``--core a,b``; each node starts at the replica its
+id hashes to: the cloud at the first, the edge at the second), and the first replica is the one killed:
+- (a) + (d): while a session storm runs and a UE's answer streams. Every session the core acknowledged
+  is still there, new sessions succeed within two heartbeat intervals, the stream finishes, both nodes
+  beat to the survivor (no node restarted), and a command queued after the kill reaches its node.
+- (b): after it acknowledged a deploy that its node had not yet taken (the node is stopped with
+  SIGSTOP meanwhile): the deploy completes through the survivor.
+- (c): while a training job it started runs: the job goes on, on the same node, and its result is
+  published.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -98,23 +107,69 @@ async def _sessions_found(address: str, session_ids: list[str]) -> int:
         return found
 
 
+@dataclass
+class Replicas:
+    """The cores under test and how the first one dies; ``addresses`` is what nodes and clients are given."""
+
+    backend: str
+    cores: list  # of tests/daemons.Daemon
+    store_dir: Path
+    pg_url: str = ""
+
+    @classmethod
+    def start(cls, backend: str, store_dir: Path, pg_url: str = "") -> Replicas:
+        replicas = cls(backend, [], store_dir, pg_url)
+        replicas.cores = [replicas._core("127.0.0.1:0") for _ in range(2 if pg_url else 1)]
+        return replicas
+
+    def _core(self, listen: str):
+        from daemons import Daemon
+
+        state = ("--state-db", self.pg_url) if self.pg_url else ()  # else the SQLite file in the store dir
+        return Daemon("core", "--listen", listen, "--heartbeat-interval-s", str(INTERVAL_S),
+                      "--store-dir", str(self.store_dir), *state)
+
+    @property
+    def addresses(self) -> str:
+        return ",".join(core.address for core in self.cores)
+
+    def kill_first(self):
+        """SIGKILL the first core; returns the one that serves from now on (the other replica, or the one
+        core started again on its address) once it listens."""
+        first = self.cores[0]
+        address = first.address
+        first.proc.kill()  # kill -9: no drain, no goodbye, the lease not released
+        first.proc.wait(timeout=30)
+        if len(self.cores) > 1:
+            return self.cores[1]
+        self.cores.append(self._core(address))
+        self.cores[-1].wait_for("server.started")
+        return self.cores[-1]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def replicas(request, tiny, tmp_path: Path) -> Iterator[Replicas]:
+    from daemons import kill_all
+
+    pg_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    started = Replicas.start(request.param, tmp_path / "store", pg_url)
+    try:
+        yield started
+    finally:
+        kill_all(started.cores)
+
+
 @pytest.mark.e2e
-def test_kill_9_one_of_two_replicas_under_a_session_storm_and_a_stream(tiny, tmp_path: Path, pg_url: str):
-    from daemons import Daemon, cli, kill_all, node_daemons
+def test_kill_9_a_core_under_a_session_storm_and_a_stream(replicas: Replicas):
+    from daemons import cli, kill_all, node_daemons
 
-    def core(name: str) -> Daemon:
-        return Daemon("core", "--listen", "127.0.0.1:0", "--heartbeat-interval-s", str(INTERVAL_S),
-                      "--store-dir", str(tmp_path / name), "--state-db", pg_url)
-
-    first, second = core("a"), core("b")
-    cores = f"{first.address},{second.address}"
+    cores = replicas.addresses
     cloud, edge = node_daemons(cores, "r", CELL)
-    daemons = [first, second, cloud, edge]
     try:
         edge.wait_for("edge.peers", where=lambda item: "cloud-r" in item["clouds"])
-        # the second replica knows the nodes that beat to the first
-        listed = cli("nodes", "--core", second.address)
-        assert "edge-r" in listed.stdout and "cloud-r" in listed.stdout, listed
+        if replicas.backend == "postgresql":  # the second replica knows the nodes that beat to the first
+            listed = cli("nodes", "--core", replicas.cores[1].address)
+            assert "edge-r" in listed.stdout and "cloud-r" in listed.stdout, listed
 
         storm = SessionStorm(cores)
         storm.start()
@@ -123,75 +178,92 @@ def test_kill_9_one_of_two_replicas_under_a_session_storm_and_a_stream(tiny, tmp
         stream = UeStream(edge.address, concise(session, "Where can I eat seafood tonight?", max_new_tokens=48))
         stream.start()
         asyncio.run(eventually(lambda: stream.events, "the UE's stream under way", timeout_s=60))
-        killed_at = time.monotonic()
-        first.proc.kill()  # kill -9: no drain, no goodbye
-        first.proc.wait(timeout=30)
-        asyncio.run(eventually(lambda: any(t > killed_at for t, _ in storm.acknowledged),
+        survivor = replicas.kill_first()
+        ready_at = time.monotonic()  # PostgreSQL: the kill; SQLite: the restarted core listening
+        asyncio.run(eventually(lambda: any(t > ready_at for t, _ in storm.acknowledged),
                                "a new session after the kill", timeout_s=30))
-        asyncio.run(eventually(lambda: sum(t > killed_at for t, _ in storm.acknowledged) >= 20,
+        asyncio.run(eventually(lambda: sum(t > ready_at for t, _ in storm.acknowledged) >= 20,
                                "sessions after the kill", timeout_s=30))
         storm.stop()
         stream.join()
         assert stream.error is None and kinds(stream.events)[-1] == "summary", (stream.error, kinds(stream.events))
 
-        first_after = min(t for t, _ in storm.acknowledged if t > killed_at) - killed_at
+        first_after = min(t for t, _ in storm.acknowledged if t > ready_at) - ready_at
         assert first_after <= 2 * INTERVAL_S + 2.0, first_after  # two intervals, plus a loaded CI machine's slack
         acknowledged = [session_id for _, session_id in storm.acknowledged]
-        assert asyncio.run(_sessions_found(second.address, acknowledged)) == len(acknowledged)
+        assert asyncio.run(_sessions_found(survivor.address, acknowledged)) == len(acknowledged)
 
-        # both nodes moved to the surviving replica on their own, and a new command reaches them there
-        for node_id in ("edge-r", "cloud-r"):
-            second.wait_for("node.registered", where=lambda item, node_id=node_id: item.get("node_id") == node_id)
+        # both nodes moved to the surviving core on their own, and a new command reaches them there
+        survivor.wait_for("node.registered", where=lambda item: item.get("node_id") == "cloud-r")
+        address = survivor.address
+
+        async def both_serving() -> bool:
+            return await _serving(address) >= {"edge-r", "cloud-r"}
+
+        asyncio.run(eventually(both_serving, "both nodes beating to the survivor", timeout_s=30))
         assert all(node.proc.poll() is None for node in (edge, cloud))
         policy = cli("policy", "set", "--core", cores, "--max-cloud-queue", "9")
         assert policy.returncode == 0, policy
         edge.wait_for("edge.policy", where=lambda item: item.get("max_cloud_queue") == "9")
     finally:
-        kill_all(daemons)
+        kill_all([cloud, edge])
 
 
-# --- work that outlives the replica it was started at (in process: the replica "dies" without
-# --- releasing its lease or saying goodbye; the kill -9 above covers processes) ----------------------
+async def _serving(address: str) -> set[str]:
+    from netgpt.v1 import common_pb2
+
+    async with open_channel(address) as channel:
+        reply = await cp_grpc.ControlPlaneServiceStub(channel).ListNodes(cp_pb2.ListNodesRequest(), timeout=5)
+    return {n.info.node_id for n in reply.nodes if n.health == common_pb2.NODE_HEALTH_SERVING}
 
 
-async def _crash(core) -> None:
-    """What kill -9 leaves: the port closed, the lease not released (it runs out), nothing flushed."""
-    for task in (core.sweeper, core.watcher):
-        task.cancel()
-    await core.server.stop(0)
-    core.stores.close()
+@pytest.mark.e2e
+def test_a_deploy_acknowledged_before_the_kill_completes_through_the_survivor(replicas: Replicas, tiny,
+                                                                            tmp_path: Path):
+    from daemons import Daemon, kill_all
+    from deploy_helpers import deploy, lora_artifact, publish, settled
 
+    from netgpt.v1 import common_pb2
+    from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
 
-@pytest.fixture
-async def replicas_and_a_cloud(tiny, tmp_path: Path, pg_url: str):
-    """Two in-process replicas on one database and one store directory (as on a shared volume), and a tiny
-    cloud node given both addresses; the first replica holds the lease."""
-    from throwaway_ca import tls
-
-    from appkit.all_in_one import load_models
-    from cloud_node.daemon import start_cloud
-    from core.daemon import start_core
-    from netgpt.config import CloudConfig, CoreConfig
-
-    def core_config() -> CoreConfig:
-        return CoreConfig(**tls("core", "core"), listen="127.0.0.1:0", heartbeat_interval_s=INTERVAL_S,
-                          store_dir=str(tmp_path / "store"), state_db=pg_url, node_lost_after_s=30.0)
-
-    first = await start_core(core_config())
-    second = await start_core(core_config())
-    assert first.lease.held() and not second.lease.held()
-    cloud = await start_cloud(CloudConfig(**tls("cloud", "cloud-j"), node_id="cloud-j", listen="127.0.0.1:0",
-                                          core=f"{first.address},{second.address}", model="tiny",
-                                          deploy_dir=str(tmp_path / "cloud-j")), load_models("tiny", "tiny")[1])
+    cloud = Daemon("cloud", "--listen", "127.0.0.1:0", "--core", replicas.addresses, "--model", "tiny",
+                   "--node-id", "cloud-r")
+    adapter = lora_artifact(tiny.llama_dir, tmp_path / "adapter", tmp_path / "adapter.tar", seed=3)
     try:
-        await eventually(lambda: cloud.agent.registered.is_set(), "the cloud to register")
-        yield first, second, cloud
+        cloud.wait_for("cp.registered")
+
+        first = replicas.cores[0].address
+
+        async def publish_and_deploy() -> dict[str, str]:
+            async with open_channel(first) as channel:
+                stub = cmp_grpc.ComputePlaneServiceStub(channel)
+                await publish(stub, adapter, "lora-r", "v1", common_pb2.MODEL_KIND_LORA_ADAPTER, base_model="llama")
+                os.kill(cloud.proc.pid, signal.SIGSTOP)  # the node cannot take the command before the kill
+                return await deploy(stub, "lora-r", "v1", ("cloud-r",))
+
+        try:
+            commands = asyncio.run(publish_and_deploy())
+            survivor = replicas.kill_first()
+        finally:
+            os.kill(cloud.proc.pid, signal.SIGCONT)
+
+        at = survivor.address
+        survivor.wait_for("node.registered", where=lambda item: item.get("node_id") == "cloud-r")
+
+        async def through_survivor() -> common_pb2.DeploymentState:
+            async with open_channel(at) as channel:
+                return await settled(cmp_grpc.ComputePlaneServiceStub(channel), "cloud-r", commands["cloud-r"])
+
+        state = asyncio.run(through_survivor())
+        assert state.phase == common_pb2.DEPLOYMENT_PHASE_SERVING, state.error
+        assert cloud.proc.poll() is None  # the node never restarted
     finally:
-        await cloud.stop(0.5)
-        await second.stop(0)
+        kill_all([cloud])
 
 
-async def test_a_training_job_goes_on_when_the_replica_it_started_at_dies(replicas_and_a_cloud, tmp_path: Path):
+@pytest.mark.e2e
+def test_a_training_job_goes_on_when_the_core_it_started_at_is_killed(replicas: Replicas, tmp_path: Path):
+    from daemons import Daemon, kill_all
     from deploy_helpers import publish
     from test_training_jobs import Clients, spec, write_dataset
 
@@ -199,42 +271,38 @@ async def test_a_training_job_goes_on_when_the_replica_it_started_at_dies(replic
     from netgpt.v1 import compute_plane_pb2 as cmp_pb2
     from netgpt.v1 import training_pb2 as tr_pb2
 
-    first, second, _ = replicas_and_a_cloud
-    async with open_channel(first.address) as channel:
-        clients = Clients(channel)
-        await publish(clients.models, write_dataset(tmp_path / "rows.jsonl"), "rows", "v1",
-                      common_pb2.MODEL_KIND_DATASET)
-        hp = tr_pb2.HyperParameters(max_steps=300, batch_size=2, checkpoint_every=50, threads=1, learning_rate=1e-3)
-        job = await clients.start(spec(output_name="outlived", output_version="v1", hyper_parameters=hp))
-        await clients.until(job.id, lambda j: j.step > 0, "the job under way", timeout_s=120)
-    await _crash(first)
+    cloud = Daemon("cloud", "--listen", "127.0.0.1:0", "--core", replicas.addresses, "--model", "tiny",
+                   "--node-id", "cloud-r")
+    hp = tr_pb2.HyperParameters(max_steps=300, batch_size=2, checkpoint_every=50, threads=1, learning_rate=1e-3)
+    try:
+        cloud.wait_for("cp.registered")
 
-    await eventually(lambda: second.lease.held(), "the surviving replica to take the lease", timeout_s=30)
-    async with open_channel(second.address) as channel:
-        clients = Clients(channel)
-        final = (await clients.watch(job.id, timeout_s=300))[-1]
-        assert final.state == common_pb2.TRAINING_STATE_SUCCEEDED, final.error
-        assert final.node_id == "cloud-j" and final.step == 300  # the same node went on, nothing restarted
-        described = await clients.models.DescribeModelVersion(
-            cmp_pb2.DescribeModelVersionRequest(name="outlived", version="v1"), timeout=5)
-        assert described.manifest.metadata["lineage.job_id"] == job.id
+        first = replicas.cores[0].address
 
+        async def started() -> tr_pb2.TrainingJob:
+            async with open_channel(first) as channel:
+                clients = Clients(channel)
+                await publish(clients.models, write_dataset(tmp_path / "rows.jsonl"), "rows", "v1",
+                              common_pb2.MODEL_KIND_DATASET)
+                job = await clients.start(spec(output_name="outlived", output_version="v1", hyper_parameters=hp))
+                return await clients.until(job.id, lambda j: j.step > 0, "the job under way", timeout_s=120)
 
-async def test_a_deploy_queued_at_a_replica_that_dies_completes_through_the_other(
-        replicas_and_a_cloud, tiny, tmp_path: Path):
-    from deploy_helpers import deploy, lora_artifact, publish, settled
+        job = asyncio.run(started())
+        at = replicas.kill_first().address
 
-    from netgpt.v1 import common_pb2
-    from netgpt.v1 import compute_plane_pb2_grpc as cmp_grpc
+        async def finished() -> None:
+            async with open_channel(at) as channel:
+                clients = Clients(channel)
+                final = (await clients.watch(job.id, timeout_s=240))[-1]
+                assert final.state == common_pb2.TRAINING_STATE_SUCCEEDED, final.error
+                assert final.node_id == "cloud-r" and final.step == 300  # the same node went on
+                described = await clients.models.DescribeModelVersion(
+                    cmp_pb2.DescribeModelVersionRequest(name="outlived", version="v1"), timeout=5)
+                assert described.manifest.metadata["lineage.job_id"] == job.id
 
-    first, second, cloud = replicas_and_a_cloud
-    adapter = lora_artifact(tiny.llama_dir, tmp_path / "adapter", tmp_path / "adapter.tar", seed=3)
-    async with open_channel(first.address) as channel:
-        stub = cmp_grpc.ComputePlaneServiceStub(channel)
-        await publish(stub, adapter, "lora-r", "v1", common_pb2.MODEL_KIND_LORA_ADAPTER, base_model="llama")
-        commands = await deploy(stub, "lora-r", "v1", ("cloud-j",))
-    await _crash(first)  # the command waits in the database; the blob is in the shared directory
-    async with open_channel(second.address) as channel:
-        state = await settled(cmp_grpc.ComputePlaneServiceStub(channel), "cloud-j", commands["cloud-j"])
-    assert state.phase == common_pb2.DEPLOYMENT_PHASE_SERVING, state.error
-    assert any(m.name == "lora-r" and m.version == "v1" for m in cloud.agent.current_load().models_served)
+        asyncio.run(finished())
+        starts = [e for e in list(cloud.events) if e.get("event") == "training.job" and e.get("job_id") == job.id
+                  and e.get("state") == "running"]
+        assert len(starts) == 1, starts  # nothing restarted it
+    finally:
+        kill_all([cloud])

@@ -152,6 +152,22 @@ def establish(table: SessionTable, ue_id: str = "ue-1") -> cp_pb2.AiSession:
     return table.establish(cp_pb2.EstablishSessionRequest(ue_id=ue_id, cell_id="cell-1"))
 
 
+async def test_sessions_set_up_at_once_off_the_event_loop_are_all_kept_and_found(make_state):
+    state = make_state()  # the databases' calls on worker threads (as the core does on PostgreSQL), memory inline
+    table = SessionTable(serving_registry(EDGE, CLOUD), state, ttl_s=100, offload=not isinstance(state, MemoryState))
+    sessions = await asyncio.gather(*(table.establish_async(cp_pb2.EstablishSessionRequest(
+        ue_id=f"ue-{k}", cell_id="cell-1")) for k in range(40)))
+    assert len({s.session_id for s in sessions}) == 40 and len(table) == 40
+    assert all(s.serving_edge.node_id == "edge-s" and s.serving_cloud.node_id == "cloud-s" for s in sessions)
+    assert await asyncio.gather(*(table.get_async(s.session_id) for s in sessions)) == sessions
+    await table.release_async(sessions[0].session_id)
+    with pytest.raises(NotFound, match="unknown"):
+        await table.get_async(sessions[0].session_id)
+    with pytest.raises(NotFound, match="unknown"):  # a user mistake comes back from the thread as itself
+        await table.release_async("sess-never")
+    assert len(table) == 39
+
+
 def test_a_session_unused_for_its_ttl_expires_and_a_lookup_keeps_it_alive(make_state):
     clock = Clock()
     table = SessionTable(serving_registry(EDGE, CLOUD), make_state(), ttl_s=100, wall=clock)

@@ -210,14 +210,14 @@ def test_an_older_core_file_and_its_job_files_are_migrated(tmp_path: Path, versi
     session = an_older_core(store_dir, version)
     stores = open_stores("", store_dir)
     try:
-        assert SCHEMA_VERSION == 4 and stores.db is not None and stores.db.version == 4
+        assert SCHEMA_VERSION == 5 and stores.db is not None and stores.db.version == 5
         assert [j.id for j in stores.jobs.load()] == ["job-done", "job-running"]
         assert job_to_proto(stores.jobs.load()[1]) == job_to_proto(a_job("job-running", S.TRAINING_STATE_RUNNING,
                                                                          step=2))
         assert [s.session for s in stores.state.sessions_of_ue("ue-1")] == [session]
     finally:
         stores.close()
-    assert sqlite3.connect(store_dir / STATE_FILE).execute("PRAGMA user_version").fetchone()[0] == 4
+    assert sqlite3.connect(store_dir / STATE_FILE).execute("PRAGMA user_version").fetchone()[0] == 5
 
     # the files were taken in once: the folder is no longer read, a job deleted from it stays
     (store_dir / LEGACY_JOBS_DIR / "job-done.pb").unlink()

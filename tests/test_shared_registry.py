@@ -135,3 +135,29 @@ def test_a_node_registered_at_the_other_replica_is_found_before_the_next_merge(d
     assert a.get("edge-1").remote  # looked up in the shared store on the miss
     a.queue_command("edge-1", cp_pb2.NodeCommand(command_id="c-1", deploy=cp_pb2.DeployCommand()))
     assert "c-1" in [c.command_id for c in b.heartbeat("edge-1", common_pb2.NodeLoad())]  # (with a peers update)
+
+
+def test_one_core_hands_commands_queued_before_its_restart_to_the_node_that_registers_again(tmp_path: Path):
+    """One core on SQLite keeps its registry in memory but journals the queues: what it acknowledged
+    survives a kill -9 (a new registry on the same file stands for the restarted core)."""
+    db = SqliteDb(tmp_path / "core.sqlite", [node_tables("sqlite")], "core state")
+
+    def core() -> NodeRegistry:
+        return NodeRegistry(heartbeat_interval_s=INTERVAL_S, journal=NodeStore(db))
+
+    try:
+        before = core()
+        before.register(CLOUD)
+        before.queue_command("cloud-1", cp_pb2.NodeCommand(command_id="deploy-1", deploy=cp_pb2.DeployCommand()))
+        for number in (1, 2):  # a whole-state command replaces its predecessor in the journal too
+            before.queue_replacing("cloud-1", cp_pb2.NodeCommand(command_id=f"state-{number}",
+                                                                 ue_tokens=cp_pb2.UeTokenState()))
+        after = core()  # restarted: the node is unknown until it registers again
+        after.register(CLOUD)
+        assert [c.command_id for c in after.heartbeat("cloud-1", common_pb2.NodeLoad())] == ["deploy-1", "state-2"]
+        assert after.heartbeat("cloud-1", common_pb2.NodeLoad()) == []
+        again = core()  # delivered commands are not handed out twice
+        again.register(CLOUD)
+        assert again.heartbeat("cloud-1", common_pb2.NodeLoad()) == []
+    finally:
+        db.close()

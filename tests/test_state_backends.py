@@ -113,7 +113,7 @@ def test_a_broken_connection_is_unavailable_once_then_reconnected(pg_server, pg_
     state, jobs = SqlState(db), SqlJobStore(db)
     try:
         state.put_session(cp_pb2.AiSession(session_id="kept"), None)
-        assert terminate_connections(pg_server.admin_url, pg_url.rsplit("/", 1)[1]) == 1
+        assert terminate_connections(pg_server.admin_url, pg_url.rsplit("/", 1)[1]) >= 1
         with pytest.raises(Unavailable, match="PostgreSQL unavailable") as failed:
             state.get_session("kept")
         assert "postgresql://postgres@127.0.0.1" in str(failed.value)
