@@ -19,6 +19,7 @@ from edge_node.model.router_deploy import router_deployer, starting_router
 from edge_node.model.training import edge_trainer
 from edge_node.netmgmt.servicer import NetworkManagementServicer
 from edge_node.netmgmt.task_models import load_task_models, load_view_log, task_deployers, task_slots
+from edge_node.netmgmt.topology import intent_topology
 from edge_node.openai_api.access import HttpAccess
 from edge_node.openai_api.app import OpenAiApi
 from edge_node.openai_api.models import ModelCatalogue
@@ -156,6 +157,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     if not config.cells:
         raise StartupError("an edge node must serve at least one cell: pass --cells CELL[,CELL...]")
     router = learned_router(config)
+    topology = await asyncio.to_thread(intent_topology, config)  # a bad file stops the edge before it opens anything
     cell_loads = CellLoads(frozenset(config.cells))
     policy = routing_policy(config, router.model if router else None, cell_loads)
     runner = GenerationRunner(config.max_concurrency, config.max_queue)
@@ -186,7 +188,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
         Service("netgpt.v1.UserPlaneService", EdgeUserPlane(generate), up_grpc.add_UserPlaneServiceServicer_to_server),
         Service("netgpt.v1.ProfileService", ProfileServicer(profiles, UserData(profiles, gateway)),
                 profile_grpc.add_ProfileServiceServicer_to_server),
-        Service("netgpt.v1.NetworkManagementService", NetworkManagementServicer(tasks, runner, view_log),
+        Service("netgpt.v1.NetworkManagementService", NetworkManagementServicer(tasks, runner, view_log, topology),
                 nm_grpc.add_NetworkManagementServiceServicer_to_server),
     ], security=who.security(config, edge_rules(session_owner(sessions)), tokens), metrics=node_metrics(config))
     info = common_pb2.NodeInfo(

@@ -21,6 +21,8 @@ from edge_node.netmgmt.intent_reader import IntentReader
 from edge_node.netmgmt.intent_request import validate_text
 from edge_node.netmgmt.popularity import DEFAULT_LAGS, PopularityPredictor, ViewLog
 from edge_node.netmgmt.task_models import SPECS
+from edge_node.netmgmt.topology import Topology
+from edge_node.netmgmt.topology_check import check_reading
 from netgpt.errors import FailedPrecondition, InvalidArgument, Unavailable
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.v1 import network_management_pb2 as nm_pb2
@@ -67,10 +69,12 @@ def window_from_proto(window: nm_pb2.HistoryWindow) -> dict[str, list[int]]:
 
 class NetworkManagementServicer(nm_grpc.NetworkManagementServiceServicer):
     def __init__(self, slots: Mapping[str, ModelSlot], runner: GenerationRunner,
-                 view_log: ViewLog | None = None) -> None:
+                 view_log: ViewLog | None = None, topology: Topology | None = None) -> None:
+        """``topology``: the network InferIntent checks intents against (None: no check)."""
         self.slots = slots
         self.runner = runner
         self.view_log = view_log
+        self.topology = topology
         self._readers: dict[str, tuple[Served, object]] = {}  # per task: the reader of the served model
 
     def _reader(self, task: str) -> tuple[Served, object]:
@@ -113,6 +117,8 @@ class NetworkManagementServicer(nm_grpc.NetworkManagementServiceServicer):
         assert isinstance(reader, IntentReader)
         masked = masked_text(validate_text(request.text))  # too long or empty: told before masking
         reading = await self.runner.call(lambda: reader.read(masked.text))
+        if self.topology is not None:  # before the document: an intent the network cannot take is a question
+            reading = check_reading(reading, self.topology)
         log.info("intent.inferred", action=reading.intent.action, fields=sorted(reading.confidence),
                  desensitised=masked.describe(),
                  needs_clarification=reading.needs_clarification, missing=reading.missing_fields,
