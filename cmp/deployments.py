@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from cmp.commands import deploy_command, pending_state, rollback_command
 from cmp.convert import manifest_ref
@@ -64,8 +65,11 @@ def _peer(status: common_pb2.NodeStatus) -> Peer:
 
 class DeploymentBook:
     def __init__(self, nodes: NodeDirectory, store: ModelStore, clock: Callable[[], float] = time.time,
-                 peer_sources: int = MAX_SOURCES) -> None:
+                 peer_sources: int = MAX_SOURCES,
+                 planning: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
+        """``planning``: the lock core replicas plan deploys under, one replica at a time."""
         self._nodes = nodes
+        self._planning = planning
         self._store = store
         self._peer_sources = peer_sources  # peers listed per node; 0: every node fetches from the core only
         self._clock = clock
@@ -82,11 +86,12 @@ class DeploymentBook:
         for status in targets:
             check_fits(status, manifest)
         ref = manifest_ref(manifest)
-        tree = DeployTree(self._holders(manifest.sha256), max_sources=self._sources(manifest))
         pieces = self._store.pieces(manifest.sha256)  # hashed once per blob (the servicer warms it off the loop)
-        for status in targets:
-            plan = tree.plan(_peer(status), manifest.sha256, pieces)
-            self._queue(status.info.node_id, deploy_command(uuid.uuid4().hex, ref, plan))
+        with self._planning():
+            tree = DeployTree(self._holders(manifest.sha256), max_sources=self._sources(manifest))
+            for status in targets:
+                plan = tree.plan(_peer(status), manifest.sha256, pieces)
+                self._queue(status.info.node_id, deploy_command(uuid.uuid4().hex, ref, plan))
         return [self._node(s) for s in targets]
 
     def _sources(self, manifest: Manifest) -> int:

@@ -24,6 +24,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import grpc
 import structlog
@@ -139,13 +140,15 @@ class JobBook:
                  clock: Callable[[], float] = time.time, poll_s: float = WATCH_POLL_S,
                  lost_after_s: float = 0.0, unplaced_timeout_s: float = 300.0, checkpoint_every: int = 0,
                  supervising: Callable[[], bool] = lambda: True, shared: bool = False,
-                 timer: Callable[[], float] = time.monotonic) -> None:
+                 timer: Callable[[], float] = time.monotonic,
+                 placing: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
         """``lost_after_s``: a job whose node is lost (or unregistered this long) moves; 0: jobs never move.
         ``unplaced_timeout_s``: a job with no node this long fails. ``checkpoint_every``: the steps between
         the checkpoints a job uploads to the store, when its spec sets none (0: none). Core replicas:
         ``supervising`` says whether this one moves and fails jobs now (it holds the lease); ``shared``: the
         store is the replicas' common one, so jobs another replica started are taken in when asked for, and
-        :meth:`take_over` takes every unfinished job as stored when this replica starts to supervise."""
+        :meth:`take_over` takes every unfinished job as stored when this replica starts to supervise;
+        ``placing``: the lock replicas place jobs under, so that two never pick from the same picture."""
         self._nodes = nodes
         self._store = store
         self._saved = jobs if jobs is not None else MemoryJobStore()
@@ -156,7 +159,7 @@ class JobBook:
         self.unplaced_timeout_s = unplaced_timeout_s
         self.checkpoint_every = checkpoint_every
         self._jobs: dict[str, Job] = {}
-        self._supervising, self._shared = supervising, shared
+        self._supervising, self._shared, self._placing = supervising, shared, placing
         now = timer()
         for job in self._saved.load():
             job.requeue = not job.done
@@ -174,19 +177,22 @@ class JobBook:
         validate_spec(spec)
         dataset = _resolve(self._store, "spec.dataset", spec.dataset, "dataset")
         base = _resolve(self._store, "spec.base", spec.base, "checkpoint") if spec.HasField("base") else None
-        self._check_output_free(spec)
-        node = self._place(spec)
         if self.checkpoint_every and not spec.hyper_parameters.checkpoint_every:  # so the job can move
             spec = training_pb2.TrainingJobSpec()
             spec.CopyFrom(request_spec)
             spec.hyper_parameters.checkpoint_every = self.checkpoint_every
-        job = Job(id=uuid.uuid4().hex[:16], spec=spec, node_id=node.info.node_id,
-                  base=manifest_ref(base) if base else common_pb2.ModelRef(), dataset=manifest_ref(dataset),
-                  created_at=self._clock(), node_seen_at=self._timer())
-        self._set(job, S.TRAINING_STATE_PLACED)
-        self._jobs[job.id] = job
-        self._nodes.queue_command(job.node_id, start_training_command(job))
-        self._saved.save(job)
+        with self._placing():  # what other replicas placed is in the store before this one looks
+            if self._shared:
+                self._take_in_new()
+            self._check_output_free(spec)
+            node = self._place(spec)
+            job = Job(id=uuid.uuid4().hex[:16], spec=spec, node_id=node.info.node_id,
+                      base=manifest_ref(base) if base else common_pb2.ModelRef(), dataset=manifest_ref(dataset),
+                      created_at=self._clock(), node_seen_at=self._timer())
+            self._set(job, S.TRAINING_STATE_PLACED)
+            self._jobs[job.id] = job
+            self._nodes.queue_command(job.node_id, start_training_command(job))
+            self._saved.save(job)
         log.info("training.placed", job_id=job.id, node_id=job.node_id, role=enum_word(common_pb2.NodeRole, spec.role),
                  method=enum_word(training_pb2.TrainingMethod, spec.method), dataset=f"{dataset.name}@"
                  f"{dataset.version}", base=f"{base.name}@{base.version}" if base else "serving",

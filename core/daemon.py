@@ -24,7 +24,7 @@ from cp.ran_servicer import RanServicer
 from cp.registry import NodeRegistry
 from cp.revocations import RevocationDistributor
 from cp.servicer import ControlPlaneServicer
-from cp.sessions import SessionTable, sweep_periodically
+from cp.sessions import ESTABLISH_SWEEP, SessionTable, sweep_periodically
 from cp.ue_tokens import UeTokenAuthority
 from cp.workflow_servicer import WorkflowServicer
 from netgpt.access import AuditLog
@@ -95,7 +95,8 @@ async def start_core(config: CoreConfig) -> CoreHandle:
                                 lost_after_s=config.node_lost_after_s, retention_s=config.node_retention_s,
                                 shared=stores.shared_nodes(), journal=stores.command_journal())
         registry.merge_shared()  # a replica joining replicas knows their nodes at once
-        sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s, offload=stores.shared)
+        sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s, offload=stores.shared,
+                                establish_sweep=0 if stores.shared else ESTABLISH_SWEEP)
         workflows = WorkflowTable(registry, state=stores.state, shared=stores.shared)
         policies = PolicyBook(registry, stores.state, shared=stores.shared)
         store = ModelStore(store_dir)
@@ -103,12 +104,14 @@ async def start_core(config: CoreConfig) -> CoreHandle:
         lease = stores.lease(SINGLETON_LEASE, lease_ttl_s)
         jobs = JobBook(registry, store, stores.jobs, lost_after_s=registry.lost_after_s,
                        unplaced_timeout_s=config.job_unplaced_timeout_s, checkpoint_every=config.train_checkpoint_every,
-                       supervising=lease.held, shared=stores.shared)
+                       supervising=lease.held, shared=stores.shared, placing=lambda: stores.exclusive("placement"))
         tokens = UeTokenAuthority(signer, registry, config.ue_token_ttl_s, stores.revocations)
         security = _security(config, sessions, store, tokens)
         crls = RevocationDistributor(registry, security.revoked, config.tls_crl)
+        deployments = DeploymentBook(registry, store, peer_sources=config.peer_sources,
+                                     planning=lambda: stores.exclusive("deploy-planning"))
         server = await _serve(config, registry, sessions, workflows, policies, store, uploads, jobs, tokens,
-                              security, crls)
+                              security, crls, deployments)
     except BaseException:
         stores.close()
         raise
@@ -175,7 +178,8 @@ def ue_token_signer(config: CoreConfig, store_dir: Path) -> UeTokenSigner:
 
 async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTable, workflows: WorkflowTable,
                  policies: PolicyBook, store: ModelStore, uploads: UploadBudget, jobs: JobBook,
-                 tokens: UeTokenAuthority, security: Security, crls: RevocationDistributor) -> NetGptServer:
+                 tokens: UeTokenAuthority, security: Security, crls: RevocationDistributor,
+                 deployments: DeploymentBook) -> NetGptServer:
     return await start_server(config.listen, [
         Service("netgpt.v1.ControlPlaneService", ControlPlaneServicer(registry, sessions, policies, tokens, crls),
                 cp_grpc.add_ControlPlaneServiceServicer_to_server),
@@ -183,8 +187,7 @@ async def _serve(config: CoreConfig, registry: NodeRegistry, sessions: SessionTa
                 RanServicer(RanView(registry, sessions, saturated_prb=config.cell_saturated_prb), tokens),
                 ran_pb2_grpc.add_RanServiceServicer_to_server),
         Service("netgpt.v1.ComputePlaneService",
-                ComputePlaneServicer(registry, store,
-                                     DeploymentBook(registry, store, peer_sources=config.peer_sources),
+                ComputePlaneServicer(registry, store, deployments,
                                      node_publish_check=jobs.check_publish),  # no results of jobs a node lost
                 cmp_grpc.add_ComputePlaneServiceServicer_to_server),
         blob_service(store, uploads),  # the origin of node-to-node distribution

@@ -13,6 +13,7 @@ transaction; that includes the jobs cores before schema 3 kept as files under
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,10 @@ class CoreStores:
     def shared_nodes(self) -> NodeStore | None:
         """The registry replicas share; None for one core, whose registry is its memory."""
         return NodeStore(self.db) if self.shared and self.db is not None else None
+
+    def exclusive(self, name: str) -> AbstractContextManager[object]:
+        """The lock ``name`` of decisions replicas take one at a time (placing jobs, planning deploys)."""
+        return self.db.exclusive(name) if self.db is not None else nullcontext()
 
     def command_journal(self) -> NodeStore | None:
         """Where one core journals its nodes' command queues (its SQLite file); None for replicas (their

@@ -6,6 +6,9 @@ NOT_FOUND, and expired sessions are deleted in bounded batches, a few on every
 establishment and the rest by :func:`sweep_periodically`, so sessions nobody releases do not
 grow the core for ever.
 
+Replicas on PostgreSQL leave the sweep to the lease holder's periodic round (``establish_sweep = 0``): a
+sweep with each set-up would be a second transaction per session.
+
 The servicer calls the ``*_async`` methods. With ``offload`` (a database across the network, whose commits
 wait for its disk flush: PostgreSQL) they do their reads and writes on worker threads, so the event loop
 serves other calls meanwhile and concurrent set-ups' commits share flushes; the choice of edge and cloud
@@ -50,7 +53,8 @@ class UeDefaults:
 
 class SessionTable:
     def __init__(self, registry: NodeRegistry, state: CoreState | None = None, ttl_s: float = DEFAULT_TTL_S,
-                 wall: Callable[[], float] = time.time, offload: bool = False) -> None:
+                 wall: Callable[[], float] = time.time, offload: bool = False,
+                 establish_sweep: int = ESTABLISH_SWEEP) -> None:
         if ttl_s < 0:
             raise ValueError("ttl_s must be >= 0 (0: sessions never expire)")
         self._registry = registry
@@ -58,6 +62,7 @@ class SessionTable:
         self.ttl_s = ttl_s
         self._wall = wall
         self.offload = offload
+        self.establish_sweep = establish_sweep
         self.ue_defaults: Callable[[str], UeDefaults | None] = lambda ue_id: None  # set by the RAN view (cp.ran)
 
     @property
@@ -113,7 +118,8 @@ class SessionTable:
         return session, self._expiry(now)
 
     def _store_new(self, session: control_plane_pb2.AiSession, expires_at: float | None) -> None:
-        self.sweep(ESTABLISH_SWEEP)
+        if self.establish_sweep:
+            self.sweep(self.establish_sweep)
         self._state.put_session(session, expires_at)
 
     def get(self, session_id: str) -> control_plane_pb2.AiSession:

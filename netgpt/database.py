@@ -10,8 +10,9 @@ Each database keeps one numbered migration path (:class:`Migration`, :func:`run_
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -60,6 +61,12 @@ class Database(Protocol):
         ...
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]: ...
+
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """Hold the lock ``name`` for a decision that must not interleave with the same decision elsewhere
+        (placing a job, planning a deploy): across replicas on PostgreSQL, within the process on SQLite."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -70,6 +77,18 @@ class Migration:
 
     name: str
     apply: Callable[[Tx], Mapping[str, int]]
+
+
+_NAMED_LOCKS = threading.Lock()
+
+
+@contextmanager
+def named_lock(locks: dict[str, threading.Lock], name: str) -> Iterator[None]:
+    """Hold ``locks[name]`` (made on first use): the process's part of :meth:`Database.exclusive`."""
+    with _NAMED_LOCKS:
+        lock = locks.setdefault(name, threading.Lock())
+    with lock:
+        yield
 
 
 def typed(template: str, dialect: Dialect) -> str:

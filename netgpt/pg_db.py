@@ -13,6 +13,8 @@ password never reaches a log or an error.
 
 from __future__ import annotations
 
+import threading
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -23,7 +25,7 @@ import structlog
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from netgpt.database import Dialect, Migration, run_migrations
+from netgpt.database import Dialect, Migration, named_lock, run_migrations
 from netgpt.errors import StartupError, Unavailable
 
 log = structlog.get_logger(__name__)
@@ -32,6 +34,7 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 4  # connections per process: the threads the core writes sessions from, plus its event loop
 MIGRATION_LOCK = 0x6E6574677074  # pg_advisory_xact_lock key while a schema is brought up to date ("netgpt")
+EXCLUSIVE_LOCKS = 0x6E67 << 32  # pg_advisory_lock keys of exclusive(name): this plus the name's crc32
 
 
 def is_pg_url(text: str) -> bool:
@@ -87,6 +90,7 @@ class PgDb:
         self.host = str(conninfo_to_dict(url).get("host") or "the local socket")
         self.label = label
         self.version = len(migrations)
+        self._exclusive: dict[str, threading.Lock] = {}
         options = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "netgpt-core"}
         try:  # one connection first: its error says why, where the pool's would only time out
             psycopg.connect(url, **options).close()
@@ -137,6 +141,19 @@ class PgDb:
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         with self._connection() as conn:
             return conn.execute(_pg_sql(sql), args).fetchall()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """An advisory lock held on a connection of its own while the caller decides (its writes go through
+        other connections), taken after the process's own lock of the name, so that this process's threads
+        queue without holding connections."""
+        key = EXCLUSIVE_LOCKS + zlib.crc32(name.encode())
+        with named_lock(self._exclusive, name), self._connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     def close(self) -> None:
         self._pool.close()

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from netgpt.database import Dialect, Migration, run_migrations
+from netgpt.database import Dialect, Migration, named_lock, run_migrations
 from netgpt.errors import StartupError
 
 __all__ = ["Migration", "SqliteDb"]
@@ -36,6 +36,7 @@ class SqliteDb:
         self.label = label
         self.version = len(migrations)
         self._lock = threading.Lock()
+        self._exclusive: dict[str, threading.Lock] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -80,6 +81,12 @@ class SqliteDb:
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """One core per file: a lock of this process is enough."""
+        with named_lock(self._exclusive, name):
+            yield
 
     def close(self) -> None:
         with self._lock:
