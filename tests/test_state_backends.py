@@ -252,17 +252,17 @@ def test_two_replicas_starting_the_same_output_at_once_place_one_job(pg_url: str
     books = [JobBook(OneCloud(), store, SqlJobStore(db), shared=True, placing=lambda db=db: db.exclusive("placement"))
              for db in dbs]
     try:
+        def start(book: JobBook, version: str, gate: threading.Barrier, placed: list, refused: list) -> None:
+            gate.wait()
+            try:
+                placed.append(book.start(spec(output_name="same", output_version=version)).id)
+            except AlreadyExists:
+                refused.append(book)
+
         for round_ in range(6):
             gate, placed, refused = threading.Barrier(2), [], []
-
-            def start(book: JobBook, round_: int = round_) -> None:
-                gate.wait()
-                try:
-                    placed.append(book.start(spec(output_name="same", output_version=f"v{round_}")).id)
-                except AlreadyExists:
-                    refused.append(book)
-
-            threads = [threading.Thread(target=start, args=(book,)) for book in books]
+            threads = [threading.Thread(target=start, args=(book, f"v{round_}", gate, placed, refused))
+                       for book in books]
             for thread in threads:
                 thread.start()
             for thread in threads:
