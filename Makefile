@@ -85,6 +85,8 @@ bench: $(STAMP)
 	$(PY) -m bench.http_vs_grpc
 	$(PY) -m bench.as_deployed
 	$(PY) -m bench.prefix_reuse
+	$(PY) -m bench.edge_prefix_reuse
+	$(PY) -m bench.edge_prefix_reuse --quantization int8 --out bench/reports/edge_prefix_reuse_int8.json
 	$(PY) -m bench.fleet_sim --nodes 100,1000
 	$(PY) -m bench.state_backends
 	$(PY) -m bench.core_replicas
@@ -110,6 +112,12 @@ netmgmt-models: $(STAMP)
 # training job on an in-process cluster (the compute plane), ~30 min on 2 cores
 pretrained-adapter: $(STAMP)
 	$(PY) -m tasks.prompt_completion.adapter_recipe --threads 2
+
+# the edge's pretrained intent reader (netgpt/assets/netmgmt/intent_pretrained, committed): a LoRA adapter on the pretrained
+# base, trained on the generated, ambiguous and self-instruct requests (tasks/intent/self_instruct.jsonl), then scored
+.PHONY: intent-pretrained
+intent-pretrained: $(STAMP)
+	$(PY) -m tasks.intent.pretrained_recipe --threads 2
 
 # the bundled knowledge base's venue keywords, written by the pretrained base (document expansion), ~1 min
 venue-keywords: $(STAMP)

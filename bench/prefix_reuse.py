@@ -39,11 +39,15 @@ from up.local import encode_prompt
 REPORT = Path(__file__).parent / "reports" / "prefix_reuse.json"
 
 
-def comprehensive_prompts() -> list[str]:
+def held_out_blocks() -> list[str]:
+    """The context block of each held-out question, as the edge builds it (no user preferences)."""
     knowledge = bundled_knowledge()
-    return [answer_prompt(context_block(q.question, q.cell_id, knowledge.area(q.cell_id),
-                                        knowledge.facts_for(q.cell_id, q.question, 3), []), "")
-            for q in HELD_OUT]
+    return [context_block(q.question, q.cell_id, knowledge.area(q.cell_id),
+                          knowledge.facts_for(q.cell_id, q.question, 3), []) for q in HELD_OUT]
+
+
+def comprehensive_prompts() -> list[str]:
+    return [answer_prompt(block, "") for block in held_out_blocks()]
 
 
 async def first_token_ms(runner: BatchingRunner, model: LanguageModel, ids: list[int], params: SamplingParams) -> float:

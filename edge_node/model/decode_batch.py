@@ -27,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_node.model.onnx_export import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, past_names, present_names
+from edge_node.model.prefix_cache import EdgePrefixCache
 
 Cache = list[np.ndarray]  # per layer key, value: (1, kv_heads, length, head_dim)
 
@@ -169,8 +170,9 @@ class BatchedDecodeSession:
     """A single-sequence :class:`~netgpt.generation.DecodeSession` whose decode steps run batched."""
 
     def __init__(self, session: ort.InferenceSession, batcher: DecodeBatcher, n_layer: int, kv_heads: int,
-                 head_dim: int, max_context: int) -> None:
+                 head_dim: int, max_context: int, prefixes: EdgePrefixCache | None = None) -> None:
         self._session = session
+        self._prefixes = prefixes
         self._batcher = batcher
         self._names = past_names(n_layer)
         self._outputs = [LOGITS, *present_names(n_layer)]
@@ -187,10 +189,17 @@ class BatchedDecodeSession:
         seq = len(input_ids)
         if seq > self._max_context:
             raise ValueError(f"context of {seq} tokens exceeds the model's {self._max_context}")
-        feed = {INPUT_IDS: np.asarray([input_ids], np.int64), ATTENTION_MASK: np.ones((1, seq), np.int64),
-                POSITION_IDS: np.arange(seq, dtype=np.int64)[None], **{name: self._empty for name in self._names}}
-        logits, *present = self._session.run(self._outputs, feed)
+        reused, present = self._prefixes.restore(input_ids) if self._prefixes is not None else (0, [])
+        present = present or [self._empty] * len(self._names)
+        for start, end in self._prefixes.runs(reused, seq) if self._prefixes is not None else [(0, seq)]:
+            feed = {INPUT_IDS: np.asarray([input_ids[start:end]], np.int64),
+                    ATTENTION_MASK: np.ones((1, end), np.int64),
+                    POSITION_IDS: np.arange(start, end, dtype=np.int64)[None],
+                    **dict(zip(self._names, present, strict=True))}
+            logits, *present = self._session.run(self._outputs, feed)
         self.cache, self.length, self.group = present, seq, None
+        if self._prefixes is not None:
+            self._prefixes.store(input_ids, lambda: present)
         if not self._opened:
             self._opened = True
             self._batcher.opened(self)

@@ -45,6 +45,7 @@ from edge_node.model.onnx_export import (
     present_names,
     weights_sha256,
 )
+from edge_node.model.prefix_cache import EdgePrefixCache
 from edge_node.model.quantize import BATCH_INVARIANT, ensure_quantized_export, pick_quantization, quality_record
 from netgpt.engine import ModelIdentity, ModelLoadError
 from netgpt.errors import one_line
@@ -156,8 +157,9 @@ class OrtDecodeSession:
     """Batch-1 decoder over a shared InferenceSession; owns its KV cache between steps."""
 
     def __init__(self, session: ort.InferenceSession, n_layer: int, kv_heads: int, head_dim: int,
-                 max_context: int, device: str) -> None:
+                 max_context: int, device: str, prefixes: EdgePrefixCache | None = None) -> None:
         self._session = session
+        self._prefixes = prefixes
         self._past_names = past_names(n_layer)
         self._present_names = present_names(n_layer)
         self._empty_shape = (1, kv_heads, 0, head_dim)
@@ -170,10 +172,17 @@ class OrtDecodeSession:
     def prefill(self, input_ids: list[int]) -> np.ndarray:
         if not input_ids:
             raise ValueError("prefill needs at least one token")
-        empty = np.zeros(self._empty_shape, np.float32)
-        self._past = [ort.OrtValue.ortvalue_from_numpy(empty, self._device, 0) for _ in self._past_names]
-        self._length = 0
-        return self._forward(input_ids)
+        reused, past = self._prefixes.restore(input_ids) if self._prefixes is not None else (0, [])
+        if not past:
+            past = [np.zeros(self._empty_shape, np.float32) for _ in self._past_names]
+        self._past = [ort.OrtValue.ortvalue_from_numpy(a, self._device, 0) for a in past]
+        self._length = reused
+        runs = self._prefixes.runs(reused, len(input_ids)) if self._prefixes is not None else [(0, len(input_ids))]
+        for start, end in runs:
+            logits = self._forward(input_ids[start:end])
+        if self._prefixes is not None:
+            self._prefixes.store(input_ids, lambda: [v.numpy() for v in self._past or []])
+        return logits
 
     def advance(self, token_id: int) -> np.ndarray:
         if self._past is None:
@@ -215,7 +224,7 @@ class OrtGpt2Model:
     """
 
     def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, identity: ModelIdentity,
-                 config: dict[str, Any], onnx_path: Path, max_batch: int = 8) -> None:
+                 config: dict[str, Any], onnx_path: Path, max_batch: int = 8, prefix_cache_mb: float = 0.0) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.identity = identity
@@ -230,6 +239,9 @@ class OrtGpt2Model:
         self.quality = quality  # the quantisation gate's figures (empty for fp32)
         batch = max_batch if self._device == "cpu" and self.quantization in BATCH_INVARIANT else 1
         self.batcher = DecodeBatcher(session, self._n_layer, batch) if batch > 1 else None
+        kv_bytes_per_token = self._n_layer * 2 * self.spec.kv_heads * self.spec.head_dim * 4  # float32 keys, values
+        self.prefixes = (EdgePrefixCache(kv_bytes_per_token, prefix_cache_mb, chunked=self.quantization not in BATCH_INVARIANT)
+                         if prefix_cache_mb > 0 else None)
 
     @classmethod
     def load(
@@ -242,6 +254,7 @@ class OrtGpt2Model:
         intra_op_threads: int = 0,
         quantization: str = "fp32",
         max_batch: int = 8,
+        prefix_cache_mb: float = 0.0,
     ) -> OrtGpt2Model:
         """Validate a local GPT-2 or LLaMA folder, export it to ONNX once (cached), open it; ModelLoadError on a
         problem.
@@ -250,7 +263,8 @@ class OrtGpt2Model:
         that also runs other work may want fewer than all cores. ``quantization``: auto |
         fp32 | int8 | int4 (auto: int8 where it passes the quality gate, else fp32); a quantised graph
         that fails the quality gate raises QualityGateFailed.
-        ``max_batch``: most concurrent decode steps run as one (1: no batching).
+        ``max_batch``: most concurrent decode steps run as one (1: no batching). ``prefix_cache_mb``: keys and
+        values of prompt beginnings kept for reuse (:mod:`edge_node.model.prefix_cache`; 0: none).
         """
         model_dir = Path(model_dir)
         config, _ = read_edge_config(model_dir)
@@ -260,12 +274,13 @@ class OrtGpt2Model:
         onnx_path = ensure_quantized_export(model_dir, quantization, cache_root, weights=sha)
         default_version = sha[:12] if quantization == "fp32" else f"{sha[:12]}-{quantization}"
         identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or default_version, sha256=sha)
-        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch)
+        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch,
+                         prefix_cache_mb)
 
     @classmethod
     def load_exported(cls, folder: Path, providers: str = "auto", name: str | None = None,
                       version: str | None = None, sha256: str | None = None,
-                      intra_op_threads: int = 0, max_batch: int = 8) -> OrtGpt2Model:
+                      intra_op_threads: int = 0, max_batch: int = 8, prefix_cache_mb: float = 0.0) -> OrtGpt2Model:
         """Open an already-exported folder (what an edge artifact unpacks to) without torch.
 
         The folder holds ``model.onnx`` (+ ``export.json``), the checkpoint's ``config.json`` and
@@ -279,13 +294,14 @@ class OrtGpt2Model:
         tokenizer = _load_tokenizer(folder)
         sha = sha256 or sha256_file(onnx_path)
         identity = ModelIdentity(name=name or folder.name, version=version or sha[:12], sha256=sha)
-        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch)
+        return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch,
+                         prefix_cache_mb)
 
     @classmethod
     def _open(cls, onnx_path: Path, tokenizer: Tokenizer, identity: ModelIdentity, config: dict[str, Any],
-              providers: str, intra_op_threads: int, max_batch: int) -> OrtGpt2Model:
+              providers: str, intra_op_threads: int, max_batch: int, prefix_cache_mb: float) -> OrtGpt2Model:
         session = create_session(onnx_path, providers, intra_op_threads)
-        model = cls(session, tokenizer, identity, config, onnx_path, max_batch)
+        model = cls(session, tokenizer, identity, config, onnx_path, max_batch, prefix_cache_mb)
         log.info("ort.model.loaded", model=identity.name, version=identity.version, provider=model.provider,
                  onnx=str(onnx_path), quantization=model.quantization,
                  max_batch=model.batcher.max_batch if model.batcher else 1)
@@ -295,9 +311,9 @@ class OrtGpt2Model:
         """A fresh single-sequence decoder with its own KV cache; safe to drive from any worker thread."""
         if self.batcher is not None:
             return BatchedDecodeSession(self.session, self.batcher, self._n_layer, self.spec.kv_heads,
-                                        self.spec.head_dim, self.max_context)
+                                        self.spec.head_dim, self.max_context, self.prefixes)
         return OrtDecodeSession(self.session, self._n_layer, self.spec.kv_heads, self.spec.head_dim,
-                                self.max_context, self._device)
+                                self.max_context, self._device, self.prefixes)
 
 
 OrtEdgeModel = OrtGpt2Model
