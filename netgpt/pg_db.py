@@ -91,7 +91,8 @@ class PgDb:
         self.label = label
         self.version = len(migrations)
         self._exclusive: dict[str, threading.Lock] = {}
-        options = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "netgpt-core"}
+        options: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
+                                   "application_name": "netgpt-core"}
         try:  # one connection first: its error says why, where the pool's would only time out
             psycopg.connect(url, **options).close()
         except psycopg.Error as exc:

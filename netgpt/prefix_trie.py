@@ -54,7 +54,7 @@ class PrefixTrie(Generic[P]):
     def longest(self, scope: Hashable, ids: list[int]) -> list[P]:
         """The payloads of the longest cached prefix of ``ids`` in whole blocks, leaving at least one token
         to prefill (the caller needs its logits)."""
-        b, found = self.block, []
+        b, found = self.block, list[P]()
         level = self._roots.get(scope, {})
         while (len(found) + 1) * b < len(ids):
             node = level.get(tuple(ids[len(found) * b:(len(found) + 1) * b]))

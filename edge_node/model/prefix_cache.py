@@ -60,7 +60,7 @@ class EdgePrefixCache:
     def store(self, ids: list[int], present: Callable[[], Cache]) -> None:
         """Keep the whole blocks of prompt ``ids`` the trie lacks; ``present()`` gives the cache after its
         prefill (called at most once, and only when a block is missing)."""
-        b, arrays = self.block, []
+        b, arrays = self.block, Cache()
 
         def block(n: int) -> Cache:
             if not arrays:
