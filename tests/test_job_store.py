@@ -4,11 +4,13 @@ core's file, and the job files it kept beside it, up to the current schema."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import eventually
 from test_training_jobs import spec, write_dataset
 
 from cmp.convert import job_to_proto, manifest_from_proto
@@ -75,25 +77,28 @@ def store_with_dataset(tmp_path: Path) -> tuple[ModelStore, Manifest]:
     return store, manifest
 
 
+class OneCloud:
+    """A node directory of one serving cloud node, ``cloud-1``, keeping what is queued for it."""
+
+    def __init__(self) -> None:
+        self.queued: list = []
+        self.status = S.NodeStatus(info=S.NodeInfo(node_id="cloud-1", role=S.NODE_ROLE_CLOUD),
+                                   health=S.NODE_HEALTH_SERVING)
+
+    def statuses(self, role=0):
+        return [self.status] if role in (0, S.NODE_ROLE_CLOUD) else []
+
+    def node_status(self, node_id):
+        return self.status
+
+    def queue_command(self, node_id, command):
+        self.queued.append(command)
+
+
 def test_jobs_survive_a_core_restart(make_jobs, tmp_path):
     """The book over a store: a restarted core knows its jobs and hands running ones to their node again."""
-    class Nodes:
-        def __init__(self) -> None:
-            self.queued: list = []
-            self.status = S.NodeStatus(info=S.NodeInfo(node_id="cloud-1", role=S.NODE_ROLE_CLOUD),
-                                       health=S.NODE_HEALTH_SERVING)
-
-        def statuses(self, role=0):
-            return [self.status] if role in (0, S.NODE_ROLE_CLOUD) else []
-
-        def node_status(self, node_id):
-            return self.status
-
-        def queue_command(self, node_id, command):
-            self.queued.append(command)
-
     store, manifest = store_with_dataset(tmp_path)
-    nodes = Nodes()
+    nodes = OneCloud()
     book = JobBook(nodes, store, make_jobs())
     job = book.start(spec())
     assert [c.WhichOneof("command") for c in nodes.queued] == ["start_training"]
@@ -109,6 +114,29 @@ def test_jobs_survive_a_core_restart(make_jobs, tmp_path):
     assert [c.start_training.job_id for c in nodes.queued] == [job.id]  # handed to the node again
     again.cancel(job.id)
     assert nodes.queued[-1].cancel_training.job_id == job.id
+
+
+async def test_a_watch_follows_the_job_when_a_take_over_replaces_its_record(tmp_path):
+    """A replica that gets the lease takes every unfinished job as stored (another replica may have ended
+    it): a client watching the job there sees the stored state, not the replaced record for ever."""
+    store, _ = store_with_dataset(tmp_path)
+    saved = MemoryJobStore()
+    book = JobBook(OneCloud(), store, saved, poll_s=0.01)
+    job = book.start(spec())
+    states: list[int] = []
+
+    async def watch() -> None:
+        async for seen in book.watch(job.id):
+            states.append(seen.state)
+
+    watching = asyncio.create_task(watch())
+    await eventually(lambda: states, "the watch's first state")
+    ended = saved.load()[0]  # what another replica stored meanwhile: the job done
+    ended.report.state = S.TRAINING_STATE_SUCCEEDED
+    saved.save(ended)
+    assert book.take_over() == 1
+    await asyncio.wait_for(watching, timeout=5)
+    assert states == [S.TRAINING_STATE_PLACED, S.TRAINING_STATE_SUCCEEDED]
 
 
 def test_a_lost_nodes_job_moves_survives_a_restart_and_fails_with_nowhere_to_go(make_jobs, tmp_path):

@@ -227,25 +227,11 @@ def test_the_backends_bench_times_every_operation_on_both(pg_url: str):
 def test_two_replicas_starting_the_same_output_at_once_place_one_job(pg_url: str, tmp_path: Path):
     """Placing runs under a lock of the database (``exclusive("placement")``): the replica that comes second
     sees the job the first placed and refuses the same output, instead of both placing from their own picture."""
-    from test_job_store import store_with_dataset
+    from test_job_store import OneCloud, store_with_dataset
     from test_training_jobs import spec
 
     from cmp.training_jobs import JobBook
     from netgpt.errors import AlreadyExists
-    from netgpt.v1 import common_pb2
-
-    class OneCloud:
-        status = common_pb2.NodeStatus(info=common_pb2.NodeInfo(node_id="cloud-1", role=common_pb2.NODE_ROLE_CLOUD),
-                                       health=common_pb2.NODE_HEALTH_SERVING)
-
-        def statuses(self, role=0):
-            return [self.status]
-
-        def node_status(self, node_id):
-            return self.status
-
-        def queue_command(self, node_id, command):
-            pass
 
     store, _ = store_with_dataset(tmp_path)
     dbs = [open_pg(pg_url), open_pg(pg_url)]
