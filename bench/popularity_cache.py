@@ -10,6 +10,8 @@ ranking of the window's top-20 titles and keep the other slots LRU:
 
 - ``model``: the popularity model's P(appear) (through ONNX Runtime, as the edge serves it);
 - ``recent counts``: views in the 12 intervals before (no model: the obvious heuristic);
+- ``ceiling``: the generator's true expected views of the interval (``tasks/popularity/ceiling.py``):
+  what a perfect predictor would rank by, short of seeing the interval's random draws;
 - ``oracle``: the interval's true view counts (an upper bound, not achievable).
 
 Reports hit rate per cache size and policy, the ratio to LRU, and the prefetches each policy
@@ -30,6 +32,7 @@ import numpy as np
 
 from bench.content_cache import ContentCache
 from edge_node.netmgmt.popularity import DEFAULT_LAGS, DEFAULT_TOP_K, ViewLog, load_predictor, packaged_model_dir
+from tasks.popularity.ceiling import truth
 from tasks.popularity.intervals import chronological_split
 from tasks.popularity.synth import DEFAULT_SEED, generate
 
@@ -88,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         counts = log.counts[target]
         return [log.titles[i] for i in np.argsort(-counts, kind="stable")[:DEFAULT_TOP_K] if counts[i] > 0]
 
+    assert log.origin == synthetic.config.start, "the generator's hours must line up with the log's intervals"
+    known = truth(args.seed, synthetic.config, log.interval_s)
     rankers: dict[str, Ranker | None] = {"lru": None, "model": model_ranking.__getitem__, "recent counts": recent,
-                                         "oracle": oracle}
+                                         "ceiling": known.ranking, "oracle": oracle}
     results: dict[str, Any] = {}
     for size in (int(text) for text in args.sizes.split(",")):
         row = {name: replay(log, requests, warmup, targets, size, ranker) for name, ranker in rankers.items()}
