@@ -119,7 +119,7 @@ class EdgeConfig(NodeConfig):
     providers: str = "auto"  # auto | cpu | cuda (ONNX Runtime execution provider)
     quantization: str = "auto"  # auto (int8 if it passes the quality gate, else fp32) | fp32 | int8 | int4
     max_batch: int = 8  # concurrent decode steps run as one ONNX Runtime batch (CPU); 1 = no batching
-    prefix_cache_mb: float = 32.0  # keys/values of prompt beginnings the edge model reuses; 0: prefill every prompt
+    prefix_cache_mb: float = 64.0  # keys/values of prompt beginnings the edge model reuses (the cloud's budget); 0: off
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     intent_from: str = "knowledge"  # knowledge (none when the KB decides, else the model) | model
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge

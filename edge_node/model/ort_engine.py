@@ -45,7 +45,7 @@ from edge_node.model.onnx_export import (
     present_names,
     weights_sha256,
 )
-from edge_node.model.prefix_cache import EdgePrefixCache
+from edge_node.model.prefix_cache import CHUNKED_BLOCK, DEFAULT_BLOCK, EdgePrefixCache
 from edge_node.model.quantize import BATCH_INVARIANT, ensure_quantized_export, pick_quantization, quality_record
 from netgpt.engine import ModelIdentity, ModelLoadError
 from netgpt.errors import one_line
@@ -240,8 +240,9 @@ class OrtGpt2Model:
         batch = max_batch if self._device == "cpu" and self.quantization in BATCH_INVARIANT else 1
         self.batcher = DecodeBatcher(session, self._n_layer, batch) if batch > 1 else None
         kv_bytes_per_token = self._n_layer * 2 * self.spec.kv_heads * self.spec.head_dim * 4  # float32 keys, values
-        self.prefixes = (EdgePrefixCache(kv_bytes_per_token, prefix_cache_mb, chunked=self.quantization not in BATCH_INVARIANT)
-                         if prefix_cache_mb > 0 else None)
+        chunked = self.quantization not in BATCH_INVARIANT  # int8: a run per block, so fewer, larger blocks
+        self.prefixes = (EdgePrefixCache(kv_bytes_per_token, prefix_cache_mb, block=CHUNKED_BLOCK if chunked else
+                                         DEFAULT_BLOCK, chunked=chunked) if prefix_cache_mb > 0 else None)
 
     @classmethod
     def load(

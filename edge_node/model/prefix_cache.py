@@ -9,8 +9,9 @@ copies, never a buffer ONNX Runtime reuses.
 
 In float32 a reused prefix gives the one-pass prefill's logits to rounding. A dynamically quantised
 graph (int8) scales activations per run, so there a prompt is always prefilled ``chunked``: one run per
-block, from the first block not found, whatever is cached. A request's tokens then never depend on what
-earlier requests left in the cache (the reason ``int8`` graphs never batch either).
+block (of :data:`CHUNKED_BLOCK` tokens), from the first block not found, whatever is cached. A request's
+tokens then never depend on what earlier requests left in the cache (the reason ``int8`` graphs never
+batch either).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import numpy as np
 from netgpt.prefix_trie import DEFAULT_BLOCK, PrefixStats, PrefixTrie
 
 Cache = list[np.ndarray]  # per layer key, value: (1, kv_heads, length, head_dim)
+CHUNKED_BLOCK = 32  # a chunked graph's block: each run costs ~2 ms more than one pass (gpt2-124m int8, 1 thread)
+
+__all__ = ["CHUNKED_BLOCK", "DEFAULT_BLOCK", "EdgePrefixCache"]
 
 
 class EdgePrefixCache:
