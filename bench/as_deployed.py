@@ -165,7 +165,9 @@ def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Pr
         "--quantization", args.edge_quantization, "--max-concurrency", str(args.edge_concurrency),
         "--max-batch", str(args.edge_concurrency), "--max-queue", "256", "--profiles-db", ":memory:",
         "--cells", ",".join(PROMPTS), "--deploy-dir", str(deployment.folder / f"deploy-{tag}"),
-        *intent_flags(args.edge_intent)), deployment.env)
+        *intent_flags(args.edge_intent),
+        *(["--prefix-cache-mb", str(args.edge_prefix_cache_mb)] if args.edge_prefix_cache_mb is not None else [])),
+        deployment.env)
     deployment.edges.append(edge)
     return edge
 
@@ -495,7 +497,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         "cloud_path": args.cloud_model}
     report["settings"] = {k: getattr(args, k) for k in ("requests", "concurrency", "zipf", "unique_share",
                                                         "max_new_tokens", "seed", "edge_concurrency",
-                                                        "toll_requests")}
+                                                        "toll_requests", "edge_prefix_cache_mb")}
     return report
 
 
@@ -581,6 +583,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the edge's Intent line: from the knowledge base when it decides (the edge's default), "
                              "always the edge model's (as before issue 29), or none")
     parser.add_argument("--edge-concurrency", type=int, default=4, help="edge max_concurrency and max_batch")
+    parser.add_argument("--edge-prefix-cache-mb", type=float, default=None,
+                        help="the edge's prefix_cache_mb (default: the edge's own; 0: off)")
     parser.add_argument("--toll-requests", type=int, default=16, help="pairs measuring the edge's toll")
     parser.add_argument("--per-request", action="store_true", help="every request's times and parts in the JSON")
     parser.add_argument("--note", default="", help="said of the machine in the report (e.g. what else runs on it)")
