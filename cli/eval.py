@@ -53,6 +53,12 @@ def add_commands(sub: Subparsers) -> None:
         parser.add_argument("--model", type=Path, default=None, help="a fine-tuned GPT-2 folder (default: packaged)")
         parser.add_argument("--limit", type=int, default=0, help="only the first N test items (0: all)")
         parser.add_argument("--json", "--out", dest="out", type=Path, help="write the report as JSON here")
+        if task == "intent":
+            parser.description = (f"{text}. --model pretrained: the SmolLM2-135M-Instruct reader (the shipped "
+                                   "LoRA adapter, or --adapter DIR, merged and served through ONNX Runtime), "
+                                   "with the ambiguous-request split")
+            parser.add_argument("--adapter", type=Path, default=None,
+                                help="with --model pretrained: a LoRA adapter folder (default: the shipped one)")
         parser.set_defaults(run=quiet(_netmgmt), task=task)
 
 
@@ -144,7 +150,10 @@ def _netmgmt(args: argparse.Namespace) -> int:
 
     module = importlib.import_module(f"tasks.{args.task}.evaluate")
     with tqdm(desc=f"eval {args.task}", unit="item") as bar:
-        report = module.evaluate(model_dir=args.model, limit=args.limit, progress=bar.update)
+        if args.task == "intent" and str(args.model) == "pretrained":
+            report = module.evaluate_pretrained(args.adapter, limit=args.limit, progress=bar.update)
+        else:
+            report = module.evaluate(model_dir=args.model, limit=args.limit, progress=bar.update)
     _write(report, args.out)
     return 0
 

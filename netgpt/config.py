@@ -139,7 +139,7 @@ class EdgeConfig(NodeConfig):
     distill_max_samples: int = 10000  # most samples kept (the oldest go first)
     session_cache_s: float = 10.0  # sessions and workflows looked up at the core are reused this long
     popularity_model: str = "packaged"  # GPT-2 of PredictPopularity: packaged | a folder | none
-    intent_model: str = "packaged"  # GPT-2 of InferIntent: packaged | a folder | none
+    intent_model: str = "packaged"  # InferIntent's model: packaged (GPT-2) | pretrained (SmolLM2+LoRA) | folder | none
     intent_topology: str = ""  # TOML of sites and links InferIntent checks intents against; empty: no check
     popularity_log: str = ""  # view log CSV (timestamp,title) PredictPopularity reads intervals from; empty: none
     popularity_interval_s: int = 21600  # length of one interval of the view log (the research: 6 h)

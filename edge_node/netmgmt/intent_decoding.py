@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import re
 
-from edge_node.netmgmt.intent_line import NUMBER
+from edge_node.netmgmt.intent_line import ACTIONS, BANDWIDTH_UNITS, KEYS, NOTHING, NUMBER, SLICES, UNCLEAR_VALUE
 
 COPIED_KEYS = ("src", "dst")  # values copied from the request verbatim
 FIGURE_KEYS = ("bw", "lat", "5qi")  # values whose figure the request states
 _FIGURE_BYTES = re.compile(NUMBER.encode())
 _HEAD = re.compile(rb"[\d.]*")
+UNCLEAR = UNCLEAR_VALUE.encode()
+# the value grammar: what may follow a key (a leading space, then the canonical spelling)
+_WORDS = {"act": tuple(f" {a}".encode() for a in ACTIONS), "slice": tuple(f" {s}".encode() for s in SLICES),
+          "prot": (b" yes",)}
+_UNIT_TAILS = {"bw": tuple(f" {u}".encode() for u in BANDWIDTH_UNITS), "lat": (b" ms",), "5qi": (b"",)}
+_KEY_NAMES = tuple(k.encode() for k in (*KEYS, NOTHING))
+_FIGURE_HEAD = re.compile(rb" (\d+(?:\.\d*)?)")
+_TIME_SHAPE = b"00:00-00:00"
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -41,32 +49,77 @@ def token_bytes(tokenizer: object, size: int) -> list[bytes] | None:
 class CopyConstraint:
     """Keeps a decoded value inside what the request says: an endpoint name must be a span of the
     request ending at a word boundary, a bandwidth/latency/5QI figure one of the request's figures.
-    Other fields are not constrained (the parser validates them)."""
+    Other fields are not constrained (the parser validates them).
 
-    def __init__(self, vocab: list[bytes], key_of: dict[int, str], end_ids: set[int], request: str) -> None:
-        self._vocab, self._key_of, self._end_ids = vocab, key_of, end_ids
+    The field being written is read from the line's text (the key before the last ``:`` of the
+    current ``;``-piece), so it works with any byte-level BPE: the intent GPT-2's added key tokens
+    (``; src:`` as one token) and a pretrained tokenizer that spells ``; src:`` in several tokens."""
+
+    def __init__(self, vocab: list[bytes], end_ids: set[int], request: str, grammar: bool = False) -> None:
+        """``grammar``: also keep every key one of the line's keys and every value in its canonical
+        spelling (``bw`` a figure + Kbps/Mbps/Gbps/Tbps, ``lat`` a figure + ms, ``time`` HH:MM-HH:MM, ...)."""
+        self._vocab, self._end_ids, self._grammar = vocab, end_ids, grammar
         self._hay = b" " + request.encode() + b" "
         self._figures = set(_FIGURE_BYTES.findall(request.encode()))
-        self._field, self._value = "", b""
+        self._line = b""
 
     def push(self, token: int) -> None:
-        if token in self._key_of:
-            self._field, self._value = self._key_of[token], b""
-        else:
-            self._value += self._vocab[token]
+        self._line += self._vocab[token]
 
     def allows(self, token: int) -> bool:
-        ends = token in self._end_ids or token in self._key_of
-        if self._field in COPIED_KEYS:
-            return self._ends_at_word(self._value) if ends else self._is_span(self._value + self._vocab[token])
-        if self._field in FIGURE_KEYS and not ends:
-            return self._is_figure(self._value + self._vocab[token])
+        if token in self._end_ids:
+            return self._complete(self._last_piece(self._line))
+        candidate = self._line + self._vocab[token]
+        head, newline, _ = candidate.partition(b"\n")
+        pieces = head.split(b";")
+        done = pieces[:-1] if not newline else pieces
+        for piece in done[self._line.count(b";"):]:  # pieces this token completes
+            if not self._complete(piece):
+                return False
+        return True if newline else self._partial(pieces[-1])
+
+    @staticmethod
+    def _last_piece(line: bytes) -> bytes:
+        return line.split(b"\n", 1)[0].rsplit(b";", 1)[-1]
+
+    @staticmethod
+    def _field(piece: bytes) -> tuple[str, bytes | None]:
+        key, sep, value = piece.partition(b":")
+        return (key.strip().decode("utf-8", "replace"), value) if sep else ("", None)
+
+    def _partial(self, piece: bytes) -> bool:
+        """A piece still being written: its value so far may still become an allowed value."""
+        key, value = self._field(piece)
+        if value is None:
+            return not self._grammar or any(k.startswith(piece.strip()) for k in _KEY_NAMES)
+        if not value or UNCLEAR.startswith(value.strip()):
+            return True
+        if self._grammar and not _shape(key, value, whole=False):
+            return False
+        if key in COPIED_KEYS:
+            return self._is_span(value)
+        if key in FIGURE_KEYS:
+            return self._is_figure(value)
+        return True
+
+    def _complete(self, piece: bytes) -> bool:
+        """A finished piece: an endpoint must end at a word boundary, a figure be a whole figure."""
+        key, value = self._field(piece)
+        if value is None or value.strip() == UNCLEAR:
+            return True
+        if self._grammar and not _shape(key, value, whole=True):
+            return False
+        if key in COPIED_KEYS:
+            return self._ends_at_word(value)
+        if key in FIGURE_KEYS:
+            return self._is_figure(value, whole=True)
         return True
 
     def _is_span(self, value: bytes) -> bool:
         return value.startswith(b" ") and value in self._hay
 
     def _ends_at_word(self, value: bytes) -> bool:
+        value = value.rstrip(b" ")
         if not value.strip():
             return False
         at = self._hay.find(value)
@@ -76,11 +129,39 @@ class CopyConstraint:
             at = self._hay.find(value, at + 1)
         return False
 
-    def _is_figure(self, value: bytes) -> bool:
+    def _is_figure(self, value: bytes, whole: bool = False) -> bool:
         if not value.startswith(b" "):
             return False
         head = _HEAD.match(value[1:])
         figure = head[0] if head else b""
-        if len(figure) == len(value) - 1:  # still writing the figure
+        if len(figure) == len(value) - 1 and not whole:  # still writing the figure
             return any(f.startswith(figure) for f in self._figures)
         return figure in self._figures
+
+
+def _shape(key: str, value: bytes, whole: bool) -> bool:
+    """Whether ``value`` is (``whole``) or may still become (a prefix of) the canonical spelling of ``key``'s value."""
+    def fits(options: tuple[bytes, ...], text: bytes) -> bool:
+        return any(text == o if whole else o.startswith(text) for o in options)
+
+    if key in _WORDS:
+        return fits(_WORDS[key], value)
+    if key in _UNIT_TAILS:
+        if value == b" ":
+            return not whole
+        head = _FIGURE_HEAD.match(value)
+        if head is None:
+            return False
+        figure, tail = head[1], value[head.end():]
+        if figure.endswith(b".") and (whole or tail):
+            return False
+        if not tail:
+            return not whole or _UNIT_TAILS[key] == (b"",)  # a 5QI is complete without a unit
+        return fits(_UNIT_TAILS[key], tail)
+    if key == "time":
+        body = value[1:]
+        if not value.startswith(b" ") or len(body) > len(_TIME_SHAPE) or (whole and len(body) != len(_TIME_SHAPE)):
+            return False
+        shape = _TIME_SHAPE[:len(body)]
+        return all(chr(c).isdigit() if s == ord("0") else c == s for c, s in zip(body, shape, strict=True))
+    return True  # src, dst: the copy constraint

@@ -20,6 +20,7 @@ from netgpt.errors import excerpt
 log = structlog.get_logger(__name__)
 
 NOTHING = "none"  # the keyword line of a text that states no network request
+UNCLEAR_VALUE = "?"  # a field the request states but does not pin down ("bw: ?" for a figure without a unit)
 ACTIONS = ("create", "modify", "delete")
 SLICES = ("embb", "urllc", "miot")
 # keyword-line key → Intent field, in the canonical order of the line
@@ -62,6 +63,7 @@ class ParsedLine:
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # "field: why", one per dropped piece
     dropped: list[str] = field(default_factory=list)  # Intent fields named by a dropped piece
+    unclear: list[str] = field(default_factory=list)  # Intent fields written as ``?``: stated, not pinned down
 
 
 def required_fields(intent: Intent) -> tuple[str, ...]:
@@ -165,9 +167,12 @@ def parse_line(text: str) -> ParsedLine:
         if not sep or name is None:
             parsed.problems.append(f"unknown piece {excerpt(piece, 24)}")
             continue
-        if name in parsed.spans or name in parsed.dropped:
+        if name in parsed.spans or name in parsed.dropped or name in parsed.unclear:
             parsed.problems.append(f"{name}: stated twice")
             parsed.dropped.append(name)
+            continue
+        if raw == UNCLEAR_VALUE:
+            parsed.unclear.append(name)
             continue
         try:
             value = _value(name, raw)

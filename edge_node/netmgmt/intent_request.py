@@ -2,6 +2,10 @@
 
     <|request|>{normalised request}<|intent|>
 
+(the intent GPT-2, whose tokenizer has the two special tokens), or, for a model with its base's
+tokenizer (the pretrained SmolLM2 fine-tune, no added tokens), the plain frame
+``Request: {normalised request}\nIntent:\n``.
+
 :func:`validate_text` refuses what cannot be read (empty, over-long) and normalises the rest the
 way training did; :func:`ungrounded_fields` finds values a reading states that the request does not.
 """
@@ -27,8 +31,12 @@ def normalise(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
-def prompt_text(normalised: str) -> str:
-    return f"{REQUEST_TOKEN}{normalised}{INTENT_TOKEN}"
+PLAIN_FRAME = "Request: {request}\nIntent:\n"  # the prompt of a model without the special tokens
+
+
+def prompt_text(normalised: str, plain: bool = False) -> str:
+    """The prompt of a normalised request: with the special tokens, or the plain frame (``plain``)."""
+    return PLAIN_FRAME.format(request=normalised) if plain else f"{REQUEST_TOKEN}{normalised}{INTENT_TOKEN}"
 
 
 def validate_text(text: str) -> str:

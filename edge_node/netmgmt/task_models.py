@@ -18,12 +18,12 @@ from typing import Any
 from cmp.deployer import Deployer
 from edge_node.model.deployer import edge_deployer
 from edge_node.model.ort_engine import OrtGpt2Model
-from edge_node.netmgmt.intent_reader import IntentReader
+from edge_node.netmgmt.intent_reader import PRETRAINED_INTENT, IntentReader, pretrained_intent_folder
 from edge_node.netmgmt.intent_reader import packaged_model_dir as packaged_intent
 from edge_node.netmgmt.popularity import PopularityPredictor, ViewLog
 from edge_node.netmgmt.popularity import packaged_model_dir as packaged_popularity
 from netgpt.config import EdgeConfig
-from netgpt.engine import LanguageModel
+from netgpt.engine import LanguageModel, ModelLoadError
 from netgpt.errors import StartupError
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.tls import Transport
@@ -50,9 +50,16 @@ SPECS = {spec.name: spec for spec in TASKS}
 
 
 def task_folder(spec: TaskSpec, value: str) -> Path | None:
-    """``<task>_model`` → folder: ``packaged`` (the shipped model), a path, or ``none``/empty (task off)."""
+    """``<task>_model`` → folder: ``packaged`` (the shipped model), a path, or ``none``/empty (task off);
+    for intent also ``pretrained``: SmolLM2-135M-Instruct with the shipped intent LoRA adapter merged in
+    (merged once, cached; the ONNX export is cached too)."""
     if value in ("", "none"):
         return None
+    if spec.name == "intent" and value == PRETRAINED_INTENT:
+        try:
+            return pretrained_intent_folder()
+        except ModelLoadError as exc:
+            raise StartupError(f"intent_model = {PRETRAINED_INTENT}: {exc}") from exc
     folder = spec.packaged() if value == "packaged" else Path(value)
     if not (folder / "config.json").is_file():
         raise StartupError(f"{spec.name}_model: {folder} is not a GPT-2 folder (no config.json); "
@@ -67,7 +74,7 @@ def load_task_models(config: EdgeConfig) -> dict[str, OrtGpt2Model]:
         folder = task_folder(spec, spec.setting(config))
         if folder is not None:
             models[spec.name] = OrtGpt2Model.load(folder, providers=config.providers, name=spec.model_name,
-                                                  max_batch=1)
+                                                  quantization="fp32", max_batch=1)
     return models
 
 
