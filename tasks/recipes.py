@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from netgpt.checkpoint.pretrained import PRETRAINED_NAME
 
 
 def recipe_arguments(doc: str | None, default_out: Path, argv: Sequence[str] | None = None,
@@ -26,3 +31,15 @@ def recipe_arguments(doc: str | None, default_out: Path, argv: Sequence[str] | N
     if seed is not None and args.seed != seed and shipped:
         parser.error("another --seed builds a model to compare: pass --out DIR so the shipped one is kept")
     return args
+
+
+def save_adapter_fp16(trained: Path, out: Path) -> int:
+    """The trained adapter's weights halved (the cloud loads them in its own dtype) and its config naming the
+    base by name, not by this machine's cache path; the run's other files stay behind (recipe.json has them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(trained / "adapter_model.safetensors"))
+    save_file({k: v.half().contiguous() for k, v in weights.items()}, str(out / "adapter_model.safetensors"))
+    config = json.loads((trained / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = PRETRAINED_NAME
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return sum(tensor.numel() for tensor in weights.values())

@@ -39,12 +39,11 @@ import structlog
 import torch
 import transformers
 from peft import LoraConfig, get_peft_model
-from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from edge_node.netmgmt.intent_reader import base_folder_without_chat_template
 from edge_node.netmgmt.intent_request import normalise, prompt_text
-from netgpt.checkpoint.pretrained import PRETRAINED_NAME, pretrained_base
+from netgpt.checkpoint.pretrained import pretrained_base
 from netgpt.logs import configure_logging
 from netgpt.training.batches import IGNORE_INDEX, Tokenised, batch_indices, collate
 from netgpt.training.dataset import file_sha256
@@ -52,7 +51,7 @@ from tasks.intent.ambiguous import generate_ambiguous
 from tasks.intent.dataset import SEED, TRAIN_EXAMPLES
 from tasks.intent.generator import generate
 from tasks.prompt_completion.starter import _replace, folder_bytes
-from tasks.recipes import recipe_arguments
+from tasks.recipes import recipe_arguments, save_adapter_fp16
 
 log = structlog.get_logger("netgpt.intent.pretrained_recipe")
 
@@ -169,16 +168,6 @@ def train_adapter(base: Path, dataset: Path, out: Path, steps: int, seed: int = 
             "final_loss": round(sum(losses[-window:]) / window, 4),
             "loss_every_20": [round(x, 4) for x in losses[::20]], "sequences": len(items),
             "mean_tokens": round(sum(len(i.ids) for i in items) / len(items), 1)}
-
-
-def save_adapter_fp16(trained: Path, out: Path) -> None:
-    """The adapter halved, its config naming the base by name (not this machine's cache path)."""
-    out.mkdir(parents=True, exist_ok=True)
-    weights = load_file(str(trained / "adapter_model.safetensors"))
-    save_file({k: v.half().contiguous() for k, v in weights.items()}, str(out / "adapter_model.safetensors"))
-    config = json.loads((trained / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = PRETRAINED_NAME
-    (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 VALIDATION_SEED = 99  # not the test's 7

@@ -25,17 +25,16 @@ from typing import Any
 import structlog
 import torch
 import transformers
-from safetensors.torch import load_file, save_file
 
 from appkit.training_job import train_cloud_adapter
-from netgpt.checkpoint.pretrained import PRETRAINED, PRETRAINED_NAME, pretrained_base
+from netgpt.checkpoint.pretrained import PRETRAINED, pretrained_base
 from netgpt.logs import configure_logging
 from netgpt.training.dataset import file_sha256
 from netgpt.training.trainer import TrainConfig
 from netgpt.v1.training_pb2 import TrainingJob
 from tasks.prompt_completion.build import build_cloud_dataset
 from tasks.prompt_completion.starter import _replace, folder_bytes
-from tasks.recipes import recipe_arguments
+from tasks.recipes import recipe_arguments, save_adapter_fp16
 
 log = structlog.get_logger("netgpt.adapter.recipe")
 
@@ -47,18 +46,6 @@ DEFAULT_OUT = Path(__file__).resolve().parents[2] / "netgpt" / "assets" / "pretr
 # r16 on the attention projections: 1.84M trainable of 134.5M, 3.7 MB in fp16
 TRAIN = TrainConfig(method="lora", lora_rank=16, lora_alpha=32, lora_dropout=0.05, max_steps=150, batch_size=8,
                     learning_rate=3e-4, warmup_steps=10, weight_decay=0.0, seed=SEED, eval_fraction=0.02)
-
-
-def save_adapter_fp16(trained: Path, out: Path) -> int:
-    """The trained adapter's weights halved (the cloud loads them in its own dtype) and its config naming the
-    base by name, not by this machine's cache path; the run's other files stay behind (recipe.json has them)."""
-    out.mkdir(parents=True, exist_ok=True)
-    weights = load_file(str(trained / "adapter_model.safetensors"))
-    save_file({k: v.half().contiguous() for k, v in weights.items()}, str(out / "adapter_model.safetensors"))
-    config = json.loads((trained / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = PRETRAINED_NAME
-    (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return sum(tensor.numel() for tensor in weights.values())
 
 
 def _job_logger() -> Callable[[TrainingJob], None]:
