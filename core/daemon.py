@@ -24,7 +24,7 @@ from cp.ran_servicer import RanServicer
 from cp.registry import NodeRegistry
 from cp.revocations import RevocationDistributor
 from cp.servicer import ControlPlaneServicer
-from cp.sessions import ESTABLISH_SWEEP, SessionTable, sweep_periodically
+from cp.sessions import SessionTable, sweep_periodically
 from cp.ue_tokens import UeTokenAuthority
 from cp.workflow_servicer import WorkflowServicer
 from netgpt.access import AuditLog
@@ -95,8 +95,7 @@ async def start_core(config: CoreConfig) -> CoreHandle:
                                 lost_after_s=config.node_lost_after_s, retention_s=config.node_retention_s,
                                 shared=stores.shared_nodes(), journal=stores.command_journal())
         registry.merge_shared()  # a replica joining replicas knows their nodes at once
-        sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s, offload=stores.shared,
-                                establish_sweep=0 if stores.shared else ESTABLISH_SWEEP)
+        sessions = SessionTable(registry, stores.state, ttl_s=config.session_ttl_s, shared=stores.shared)
         workflows = WorkflowTable(registry, state=stores.state, shared=stores.shared)
         policies = PolicyBook(registry, stores.state, shared=stores.shared)
         store = ModelStore(store_dir)

@@ -137,8 +137,9 @@ class NodeRegistry:
         if entry.info.role == common_pb2.NODE_ROLE_EDGE:
             self._refresh_peers(entry)  # the clouds' load as of their last beat, never older
         commands, entry.pending = entry.pending, []
-        if self._journal is not None and commands:
-            self._journal.taken([c.command_id for c in commands])
+        journalled = [c.command_id for c in commands if not c.HasField("peers_update")]  # peers: built per beat
+        if self._journal is not None and journalled:
+            self._journal.taken(journalled)
         if self._shared is not None:
             commands += self._shared.beat(node_id, load, self._wall())
         return commands

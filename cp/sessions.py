@@ -6,13 +6,12 @@ NOT_FOUND, and expired sessions are deleted in bounded batches, a few on every
 establishment and the rest by :func:`sweep_periodically`, so sessions nobody releases do not
 grow the core for ever.
 
-Replicas on PostgreSQL leave the sweep to the lease holder's periodic round (``establish_sweep = 0``): a
-sweep with each set-up would be a second transaction per session.
-
-The servicer calls the ``*_async`` methods. With ``offload`` (a database across the network, whose commits
-wait for its disk flush: PostgreSQL) they do their reads and writes on worker threads, so the event loop
-serves other calls meanwhile and concurrent set-ups' commits share flushes; the choice of edge and cloud
-stays on the event loop, which owns the registry. Without it (memory, SQLite: tens of µs) they run inline.
+The servicer calls the ``*_async`` methods. With ``shared`` state (PostgreSQL that core replicas share:
+a database across the network, whose commits wait for its disk flush) they do their reads and writes on
+worker threads, so the event loop serves other calls meanwhile and concurrent set-ups' commits share
+flushes; the choice of edge and cloud stays on the event loop, which owns the registry. Without it (memory,
+SQLite: tens of µs) they run inline. Shared state also leaves the sweep to the lease holder's periodic
+round: a sweep with each set-up would be a second transaction per session.
 """
 
 from __future__ import annotations
@@ -53,16 +52,14 @@ class UeDefaults:
 
 class SessionTable:
     def __init__(self, registry: NodeRegistry, state: CoreState | None = None, ttl_s: float = DEFAULT_TTL_S,
-                 wall: Callable[[], float] = time.time, offload: bool = False,
-                 establish_sweep: int = ESTABLISH_SWEEP) -> None:
+                 wall: Callable[[], float] = time.time, shared: bool = False) -> None:
         if ttl_s < 0:
             raise ValueError("ttl_s must be >= 0 (0: sessions never expire)")
         self._registry = registry
         self._state: CoreState = state if state is not None else MemoryState()
         self.ttl_s = ttl_s
         self._wall = wall
-        self.offload = offload
-        self.establish_sweep = establish_sweep
+        self._shared = shared
         self.ue_defaults: Callable[[str], UeDefaults | None] = lambda ue_id: None  # set by the RAN view (cp.ran)
 
     @property
@@ -87,7 +84,7 @@ class SessionTable:
         await self._blocking(self.release, session_id)
 
     async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.to_thread(fn, *args) if self.offload else fn(*args)
+        return await asyncio.to_thread(fn, *args) if self._shared else fn(*args)
 
     def _new_session(self, request: control_plane_pb2.EstablishSessionRequest
                      ) -> tuple[control_plane_pb2.AiSession, float | None]:
@@ -118,8 +115,8 @@ class SessionTable:
         return session, self._expiry(now)
 
     def _store_new(self, session: control_plane_pb2.AiSession, expires_at: float | None) -> None:
-        if self.establish_sweep:
-            self.sweep(self.establish_sweep)
+        if not self._shared:
+            self.sweep(ESTABLISH_SWEEP)
         self._state.put_session(session, expires_at)
 
     def get(self, session_id: str) -> control_plane_pb2.AiSession:

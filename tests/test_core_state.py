@@ -154,7 +154,7 @@ def establish(table: SessionTable, ue_id: str = "ue-1") -> cp_pb2.AiSession:
 
 async def test_sessions_set_up_at_once_off_the_event_loop_are_all_kept_and_found(make_state):
     state = make_state()  # the databases' calls on worker threads (as the core does on PostgreSQL), memory inline
-    table = SessionTable(serving_registry(EDGE, CLOUD), state, ttl_s=100, offload=not isinstance(state, MemoryState))
+    table = SessionTable(serving_registry(EDGE, CLOUD), state, ttl_s=100, shared=not isinstance(state, MemoryState))
     sessions = await asyncio.gather(*(table.establish_async(cp_pb2.EstablishSessionRequest(
         ue_id=f"ue-{k}", cell_id="cell-1")) for k in range(40)))
     assert len({s.session_id for s in sessions}) == 40 and len(table) == 40

@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_node.model.onnx_export import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, past_names, present_names
-from edge_node.model.prefix_cache import EdgePrefixCache
+from edge_node.model.prefix_cache import EdgePrefixCache, prefill_plan
 
 Cache = list[np.ndarray]  # per layer key, value: (1, kv_heads, length, head_dim)
 
@@ -189,9 +189,9 @@ class BatchedDecodeSession:
         seq = len(input_ids)
         if seq > self._max_context:
             raise ValueError(f"context of {seq} tokens exceeds the model's {self._max_context}")
-        reused, present = self._prefixes.restore(input_ids) if self._prefixes is not None else (0, [])
+        present, runs = prefill_plan(self._prefixes, input_ids)
         present = present or [self._empty] * len(self._names)
-        for start, end in self._prefixes.runs(reused, seq) if self._prefixes is not None else [(0, seq)]:
+        for start, end in runs:
             feed = {INPUT_IDS: np.asarray([input_ids[start:end]], np.int64),
                     ATTENTION_MASK: np.ones((1, end), np.int64),
                     POSITION_IDS: np.arange(start, end, dtype=np.int64)[None],

@@ -45,7 +45,7 @@ from edge_node.model.onnx_export import (
     present_names,
     weights_sha256,
 )
-from edge_node.model.prefix_cache import CHUNKED_BLOCK, DEFAULT_BLOCK, EdgePrefixCache
+from edge_node.model.prefix_cache import CHUNKED_BLOCK, DEFAULT_BLOCK, EdgePrefixCache, prefill_plan
 from edge_node.model.quantize import BATCH_INVARIANT, ensure_quantized_export, pick_quantization, quality_record
 from netgpt.engine import ModelIdentity, ModelLoadError
 from netgpt.errors import one_line
@@ -172,12 +172,10 @@ class OrtDecodeSession:
     def prefill(self, input_ids: list[int]) -> np.ndarray:
         if not input_ids:
             raise ValueError("prefill needs at least one token")
-        reused, past = self._prefixes.restore(input_ids) if self._prefixes is not None else (0, [])
-        if not past:
-            past = [np.zeros(self._empty_shape, np.float32) for _ in self._past_names]
+        past, runs = prefill_plan(self._prefixes, input_ids)
+        past = past or [np.zeros(self._empty_shape, np.float32) for _ in self._past_names]
         self._past = [ort.OrtValue.ortvalue_from_numpy(a, self._device, 0) for a in past]
-        self._length = reused
-        runs = self._prefixes.runs(reused, len(input_ids)) if self._prefixes is not None else [(0, len(input_ids))]
+        self._length = runs[0][0]
         for start, end in runs:
             logits = self._forward(input_ids[start:end])
         if self._prefixes is not None:
