@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import tempfile
 from collections.abc import Sized
 from importlib import resources
@@ -215,6 +214,8 @@ def pretrained_intent_folder(adapter: Path | None = None, cache_root: Path | Non
     the package when the pretrained base is not installed. ``base``: another LLaMA folder to merge into
     (tests use the tiny LLaMA)."""
     from edge_node.model.onnx_export import weights_sha256
+    from edge_node.model.training import merge_lora
+    from netgpt.build_once import build_once
     from netgpt.checkpoint.pretrained import GGUF_SHA256, pretrained_base
     from netgpt.tiny_models import default_cache_root
 
@@ -226,32 +227,16 @@ def pretrained_intent_folder(adapter: Path | None = None, cache_root: Path | Non
     adapter = adapter or packaged_adapter_dir()
     if not (adapter / "adapter_model.safetensors").is_file():
         raise ModelLoadError(f"{adapter} holds no LoRA adapter (adapter_model.safetensors)")
-    root = (cache_root or default_cache_root()) / "intent-pretrained"
-    folder = root / _adapter_key(base_sha, adapter)
-    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file():
-        return folder
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    folder = (cache_root or default_cache_root()) / "intent-pretrained" / _adapter_key(base_sha, adapter)
 
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".merge-", dir=root) as tmp:
-        staging = Path(tmp) / "merged"
-        plain = base_folder_without_chat_template(base_dir, Path(tmp) / "base")
-        model = AutoModelForCausalLM.from_pretrained(plain, dtype=torch.float32)
-        merged = PeftModel.from_pretrained(model, adapter, torch_dtype=torch.float32).merge_and_unload()
-        merged.save_pretrained(staging, safe_serialization=True)
-        for name in _BASE_FILES:
-            if (plain / name).is_file() and name != "config.json":
-                shutil.copyfile(plain / name, staging / name)
+    def merge(staging: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix=".base-") as tmp:
+            merge_lora(base_folder_without_chat_template(base_dir, Path(tmp)), adapter, staging)
         (staging / "intent_adapter.json").write_text(json.dumps(
             {"adapter": str(adapter), "base": lineage, "merge_format": MERGE_FORMAT}, indent=2) + "\n")
-        try:
-            staging.rename(folder)
-        except OSError:  # another process merged it first
-            if not (folder / "model.safetensors").is_file():
-                raise
-    log.info("intent.pretrained.merged", folder=str(folder))
+
+    if build_once(folder, merge):
+        log.info("intent.pretrained.merged", folder=str(folder))
     return folder
 
 
