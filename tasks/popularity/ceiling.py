@@ -37,23 +37,21 @@ import numpy as np
 
 from edge_node.netmgmt.popularity import (
     DEFAULT_INTERVAL_S,
-    DEFAULT_LAGS,
     DEFAULT_TOP_K,
     load_predictor,
     packaged_model_dir,
 )
 from tasks.popularity import baselines, synth
 from tasks.popularity.evaluate import (
-    ALWAYS,
     EVAL_LOGS,
     LOGISTIC,
     MODEL,
-    PERSISTENCE,
-    SAME_TIME,
     Report,
+    baseline_scores,
+    held_out_logs,
     model_scores,
 )
-from tasks.popularity.intervals import LabelledWindow, chronological_split, windows
+from tasks.popularity.intervals import LabelledWindow
 from tasks.popularity.metrics import Metrics, classification, score
 
 BAYES = "Bayes ceiling (generator's true P, >= 0.5)"
@@ -219,26 +217,19 @@ def held_out(seed: int = synth.DEFAULT_SEED, logs: int = EVAL_LOGS, limit: int =
     items: list[LabelledWindow] = []
     keys: list[tuple[int, int]] = []
     parts: dict[str, list[baselines.Scores]] = {}
-    for offset in range(logs):
-        view_log = synth.generate(seed + offset, synth.SynthConfig()).view_log()
-        split = chronological_split(view_log.num_intervals, DEFAULT_LAGS)
-        targets = split.test_targets if limit <= 0 else split.test_targets[:limit]
-        test = list(windows(view_log, targets, DEFAULT_LAGS, DEFAULT_TOP_K))
-        train = list(windows(view_log, split.train_targets, DEFAULT_LAGS, DEFAULT_TOP_K))
-        bayes = bayes_scores(truth(seed + offset, interval_s=view_log.interval_s), test)
-        scored = {BAYES: bayes, HISTORY: history_bayes_scores(seed + offset, test, interval_s=view_log.interval_s),
-                  NOISY: noisy(bayes, 1.5, seed + offset)}
+    for log in held_out_logs(seed, logs, limit):
+        log_seed, interval_s, test = seed + log.offset, log.view_log.interval_s, log.test
+        bayes = bayes_scores(truth(log_seed, interval_s=interval_s), test)
+        scored = {BAYES: bayes, HISTORY: history_bayes_scores(log_seed, test, interval_s=interval_s),
+                  NOISY: noisy(bayes, 1.5, log_seed)}
         if predictor is not None:
             model = model_scores(predictor, test)
             scored[MODEL] = baselines.Scores(model, model)
-        scored.update({LOGISTIC: baselines.logistic_regression(train, test, view_log.intervals_per_day),
-                       SAME_TIME: baselines.same_time_of_day(view_log, test),
-                       PERSISTENCE: baselines.persistence(test),
-                       ALWAYS: baselines.always_appear(test)})
+        scored.update(baseline_scores(log))
         for name, s in scored.items():
             parts.setdefault(name, []).append(s)
         items.extend(test)
-        keys.extend((offset, w.target) for w in test)
+        keys.extend((log.offset, w.target) for w in test)
     scores = {name: baselines.Scores(np.concatenate([s.probability for s in group]),
                                      np.concatenate([s.rank_score for s in group])) for name, group in parts.items()}
     return HeldOut(items, keys, scores)

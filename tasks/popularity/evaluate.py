@@ -11,7 +11,7 @@ regression is fitted on each log's training 95 %.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from edge_node.netmgmt.popularity import (
     DEFAULT_LAGS,
     DEFAULT_TOP_K,
     PopularityPredictor,
+    ViewLog,
     load_predictor,
     packaged_model_dir,
 )
@@ -77,6 +78,36 @@ def model_scores(predictor: PopularityPredictor, items: Sequence[LabelledWindow]
     return probability
 
 
+@dataclass(frozen=True)
+class HeldOutLog:
+    """One seeded log's held-out tail: its test windows, and the windows before them a baseline fits on."""
+
+    offset: int  # the log's seed is ``seed + offset``
+    view_log: ViewLog
+    intervals: int  # held-out intervals
+    test: list[LabelledWindow]
+    train: list[LabelledWindow]
+
+
+def held_out_logs(seed: int = DEFAULT_SEED, logs: int = EVAL_LOGS, limit: int = 0) -> Iterator[HeldOutLog]:
+    """The held-out tails of ``logs`` logs (seeds ``seed``, ``seed + 1``, ...); ``limit`` > 0 keeps the first
+    ``limit`` held-out intervals of each log."""
+    for offset in range(logs):
+        view_log = generate(seed + offset, SynthConfig()).view_log()
+        split = chronological_split(view_log.num_intervals, DEFAULT_LAGS)
+        targets = split.test_targets if limit <= 0 else split.test_targets[:limit]
+        yield HeldOutLog(offset, view_log, len(targets), list(windows(view_log, targets, DEFAULT_LAGS, DEFAULT_TOP_K)),
+                         list(windows(view_log, split.train_targets, DEFAULT_LAGS, DEFAULT_TOP_K)))
+
+
+def baseline_scores(log: HeldOutLog) -> dict[str, baselines.Scores]:
+    """The classical methods' scores of ``log``'s test windows."""
+    return {LOGISTIC: baselines.logistic_regression(log.train, log.test, log.view_log.intervals_per_day),
+            SAME_TIME: baselines.same_time_of_day(log.view_log, log.test),
+            PERSISTENCE: baselines.persistence(log.test),
+            ALWAYS: baselines.always_appear(log.test)}
+
+
 def evaluate(model_dir: Path | None = None, seed: int = DEFAULT_SEED, limit: int = 0,
              progress: Progress | None = None, logs: int = EVAL_LOGS) -> Report:
     """Model + baselines on the held-out tails of ``logs`` logs (seeds ``seed``, ``seed + 1``, ...);
@@ -89,24 +120,15 @@ def evaluate(model_dir: Path | None = None, seed: int = DEFAULT_SEED, limit: int
     everything: list[LabelledWindow] = []
     keys: list[tuple[int, int]] = []
     intervals = 0
-    for offset in range(logs):
-        view_log = generate(seed + offset, SynthConfig()).view_log()
-        split = chronological_split(view_log.num_intervals, DEFAULT_LAGS)
-        targets = split.test_targets if limit <= 0 else split.test_targets[:limit]
-        test = list(windows(view_log, targets, DEFAULT_LAGS, DEFAULT_TOP_K))
-        train = list(windows(view_log, split.train_targets, DEFAULT_LAGS, DEFAULT_TOP_K))
-        model = model_scores(predictor, test, progress, len(everything))
-        scored = {MODEL: baselines.Scores(model, model),
-                  LOGISTIC: baselines.logistic_regression(train, test, view_log.intervals_per_day),
-                  SAME_TIME: baselines.same_time_of_day(view_log, test),
-                  PERSISTENCE: baselines.persistence(test),
-                  ALWAYS: baselines.always_appear(test)}
+    for log in held_out_logs(seed, logs, limit):
+        model = model_scores(predictor, log.test, progress, len(everything))
+        scored = {MODEL: baselines.Scores(model, model), **baseline_scores(log)}
         for name, s in scored.items():
             probabilities[name].append(s.probability)
             ranks[name].append(s.rank_score)
-        everything.extend(test)
-        keys.extend((offset, w.target) for w in test)  # precision@k is per interval of each log
-        intervals += len(targets)
+        everything.extend(log.test)
+        keys.extend((log.offset, w.target) for w in log.test)  # precision@k is per interval of each log
+        intervals += log.intervals
     rows = {name: score(everything, np.concatenate(probabilities[name]), np.concatenate(ranks[name]), keys=keys)
             for name in probabilities}
     meta = {"examples": len(everything), "intervals": intervals, "logs": logs,
