@@ -4,7 +4,8 @@ emulated link (``bench/link.py``, in a process of its own), and what each step o
 
     python -m bench.as_deployed [--requests 40] [--concurrency 4] [--rtt-ms 40] [--mbit-s 50]
                                 [--edge-model starter|tiny|gpt2-124m|DIR] [--cloud-model starter|tiny|DIR]
-                                [--edge-intent knowledge|model|none] [--edge-quantization fp32|int8|int4]
+                                [--edge-intent knowledge|model|none] [--edge-cloud-intent]
+                                [--edge-quantization fp32|int8|int4]
                                 [--toll-requests 16] [--out bench/reports/as_deployed.json]
 
 The workloads are ``bench.netgpt_vs_cloud``'s (``zipf`` and ``long_tail``), each on a fresh edge
@@ -165,7 +166,7 @@ def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Pr
         "--quantization", args.edge_quantization, "--max-concurrency", str(args.edge_concurrency),
         "--max-batch", str(args.edge_concurrency), "--max-queue", "256", "--profiles-db", ":memory:",
         "--cells", ",".join(PROMPTS), "--deploy-dir", str(deployment.folder / f"deploy-{tag}"),
-        *intent_flags(args.edge_intent),
+        *intent_flags(args.edge_intent), "--cloud-intent", str(args.edge_cloud_intent).lower(),
         *(["--prefix-cache-mb", str(args.edge_prefix_cache_mb)] if args.edge_prefix_cache_mb is not None else [])),
         deployment.env)
     deployment.edges.append(edge)
@@ -493,6 +494,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     report["link"] = {"rtt_ms": args.rtt_ms, "mbit_s": args.mbit_s, "bytes": link_stats}
     report["models"] = {"edge": models["edge"], "edge_path": args.edge_model,
                         "edge_quantization": args.edge_quantization, "edge_intent": args.edge_intent,
+                        "edge_cloud_intent": args.edge_cloud_intent,
                         "cloud": models["cloud"],
                         "cloud_path": args.cloud_model}
     report["settings"] = {k: getattr(args, k) for k in ("requests", "concurrency", "zipf", "unique_share",
@@ -516,7 +518,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"- Machine: {m['cpu'] or m['platform']}, {m['cpus']} CPUs, load average at start "
              f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}. {m.get('note') or ''}".rstrip(),
              f"- Models: edge `{models['edge']}` ({models['edge_quantization']}, intent from "
-             f"{models.get('edge_intent', 'model')}), cloud `{models['cloud']}`; "
+             f"{models.get('edge_intent', 'model')}"
+             f"{', also for the cloud route' if models.get('edge_cloud_intent') else ''}), cloud `{models['cloud']}`; "
              f"settings {json.dumps(report['settings'])}.",
              "- **All figures come from one run on one shared machine: compare them with each other (ratios, "
              "differences within the run), not with other runs or machines.**",
@@ -582,6 +585,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edge-intent", default="knowledge", choices=["knowledge", "model", "none"],
                         help="the edge's Intent line: from the knowledge base when it decides (the edge's default), "
                              "always the edge model's (as before issue 29), or none")
+    parser.add_argument("--edge-cloud-intent", action="store_true",
+                        help="the edge reads the Intent line for requests it knows go to the cloud too (cloud_intent; "
+                             "as before this stop)")
     parser.add_argument("--edge-concurrency", type=int, default=4, help="edge max_concurrency and max_batch")
     parser.add_argument("--edge-prefix-cache-mb", type=float, default=None,
                         help="the edge's prefix_cache_mb (default: the edge's own; 0: off)")

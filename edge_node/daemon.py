@@ -173,7 +173,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     sweep = RetentionSweep(profiles)  # retention holds on an idle edge too
     slot: ModelSlot = ModelSlot(Served(model, model_ref(model.identity, common_pb2.MODEL_KIND_ONNX_EDGE)))
     personaliser = Personaliser(knowledge, profiles, runner, intent_tokens=config.intent_tokens,
-                                intent_from=config.intent_from)
+                                intent_from=config.intent_from, cloud_intent=config.cloud_intent)
     pipeline = EdgePipeline(settings, runner, personaliser, policy, gateway,
                             DataPolicy.from_settings(config.allowed_cloud_regions))
     sessions = session_directory(cp_grpc.ControlPlaneServiceStub(core_channel), config.session_cache_s)

@@ -1,7 +1,8 @@
 """Where the edge's "Intent:" line comes from (issue 29): left empty when the knowledge base decides (the
 prompt lists its one venue), so the first token does not wait for the edge model to read the request token
-by token; read by the edge model as before otherwise, or always with ``intent_from = "model"``. Through a
-real edge server."""
+by token; left empty too when the request is known to go to the cloud before it is personalised (unless
+``cloud_intent``); read by the edge model as before otherwise, or always with ``intent_from = "model"``.
+Through a real edge server."""
 
 from __future__ import annotations
 
@@ -65,15 +66,49 @@ async def test_a_decided_request_generates_no_intent_tokens(models, edge_streams
         assert decided[-1].summary.text  # the cloud answered it
 
         undecided = await generate(cluster.edge.address, concise(session, UNDECIDED, route=cloud))
-        assert edge_streams == [12]  # as before: the edge model read the intent (intent_tokens)
+        assert edge_streams == []  # known to go to the cloud before personalising: no reading either
         assert undecided[0].comprehensive_prompt.text.count("\n- ") == 2  # two venues listed
+        assert undecided[0].comprehensive_prompt.text.endswith(KB_INTENT)
+        assert undecided[-1].summary.terminated_at == common_pb2.NODE_ROLE_CLOUD
 
-        answered = await generate(cluster.edge.address, concise(session, DECIDED, route=up_pb2.ROUTE_PREFERENCE_EDGE,
-                                                                max_new_tokens=4))
-        assert edge_streams == [12, 4]  # at the edge: the answer alone
+        edge = up_pb2.ROUTE_PREFERENCE_EDGE
+        read = await generate(cluster.edge.address, concise(session, UNDECIDED, route=edge, max_new_tokens=4))
+        assert edge_streams == [12, 4]  # answered at the edge: the edge model read the intent (intent_tokens)
+        assert not read[0].comprehensive_prompt.text.endswith(KB_INTENT)
+
+        answered = await generate(cluster.edge.address, concise(session, DECIDED, route=edge, max_new_tokens=4))
+        assert edge_streams == [12, 4, 4]  # at the edge: the answer alone
         assert answered[0].comprehensive_prompt.text.endswith(KB_INTENT)
     finally:
         await cluster.stop()
+
+
+async def test_the_intent_is_read_when_a_probe_of_the_prompt_decides_the_route(models, edge_streams: list[int]) -> None:
+    """With a confidence threshold the route depends on the personalised prompt, so it is not known before: the
+    intent is read as it always was, then the probe runs."""
+    edge = {"answer_cache_ttl_s": 0.0, "coalesce": False, "cloud_token_timeout_s": 120.0,
+            "confidence_threshold": -0.0001, "confidence_probe_tokens": 3, "edge_tasks": []}
+    cluster = await start_cluster(*models, edge=edge)
+    try:
+        session = await new_session(cluster.core.address, "cell-harbour-1")
+        await generate(cluster.edge.address, concise(session, UNDECIDED, max_new_tokens=4))
+        assert edge_streams[:2] == [12, 3]  # the intent, then the probe
+    finally:
+        await cluster.stop()
+
+
+async def test_cloud_intent_reads_the_intent_for_the_cloud_route_too(models, edge_streams: list[int]) -> None:
+    def personaliser(cloud_intent: bool) -> Personaliser:
+        return Personaliser(KnowledgeBase.load(BUNDLED), ProfileStore(), GenerationRunner(), intent_tokens=3,
+                            cloud_intent=cloud_intent)
+
+    skipped = await personaliser(False).build(UNDECIDED, "cell-harbour-1", "", 8, models[0], to_cloud=True)
+    assert edge_streams == [] and skipped.intent_from == "cloud-route"
+    assert skipped.text.endswith(KB_INTENT)
+    read = await personaliser(True).build(UNDECIDED, "cell-harbour-1", "", 8, models[0], to_cloud=True)
+    assert edge_streams == [3] and read.intent_from == "model"
+    unknown = await personaliser(False).build(UNDECIDED, "cell-harbour-1", "", 8, models[0], to_cloud=None)
+    assert edge_streams == [3, 3] and unknown.intent_from == "model"
 
 
 async def test_intent_from_model_reads_every_intent(models, edge_streams: list[int], tmp_path: Path) -> None:

@@ -55,6 +55,8 @@ async def test_each_input_flips_the_decision(policy, changes, confidence, reason
     assert probe.calls == probed  # confidence is only paid for when it decides
     if probed:
         assert request.as_strings()["edge_confidence"] == f"{confidence:.3f}"
+    settled = policy.settled(inputs(**changes))  # what the edge knows before it personalises the prompt
+    assert settled is None if probed else settled == route
 
 
 async def test_policy_set_through_the_control_plane_reaches_the_edge(cluster):

@@ -30,9 +30,15 @@ class Router:
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
         self._by_rule: Decision | None = None
+        self._foreseen: Decision | None = None  # made by foresee(), taken by the route step
 
     async def route(self, step: Step, state: RequestState) -> RequestState:
-        """The route step: the policy decides (unless the workflow cannot generate in the cloud)."""
+        """The route step: the policy decides (unless the workflow cannot generate in the cloud); a decision
+        foreseen before personalisation (:meth:`foresee`) stands."""
+        if self._foreseen is not None:
+            decision, self._foreseen = self._foreseen, None
+            decision.inputs.question, decision.inputs.facts = self.ctx.request.prompt, state.prompt.facts
+            return replace(state, route=self._decided(decision.route, decision.inputs, decision.peer))
         inputs, peer = self._inputs()
         inputs.question, inputs.facts = self.ctx.request.prompt, state.prompt.facts
         if self.ctx.plan.has("generate_cloud"):
@@ -40,6 +46,24 @@ class Router:
         else:
             route = self._edge_only()
         return replace(state, route=self._decided(route, inputs, peer))
+
+    def foresee(self, state: RequestState) -> bool | None:
+        """Whether the request will be answered in the cloud, when that is known before its prompt is
+        personalised: the route step ran already, the policy decides without probing the edge model (the
+        route step then takes this decision as it is), or the workflow has no route step. None: a probe of the
+        personalised prompt will decide."""
+        if state.route is not None:
+            return state.route.route.to_cloud
+        if not self.ctx.plan.has("route"):
+            return self.by_rule().route.to_cloud
+        if not self.ctx.plan.has("generate_cloud"):
+            return False
+        inputs, peer = self._inputs()
+        route = self.ctx.services.policy.settled(inputs)
+        if route is None:
+            return None
+        self._foreseen = Decision(route, inputs, peer)
+        return route.to_cloud
 
     def by_rule(self) -> Decision:
         """The decision of a workflow without a route step, made once per request (so that its generation

@@ -83,7 +83,13 @@ class RoutingInputs:
         return out
 
 
+FORWARDED = Route(True, up_pb2.ROUTE_REASON_CLOUD_FORWARDED, "forwarded to the cloud for a full answer")
+
+
 class RoutingPolicy(Protocol):
+    def settled(self, inputs: RoutingInputs) -> Route | None:
+        """The decision when it needs no probe of the edge model; None when a probe decides."""
+
     async def decide(self, inputs: RoutingInputs, probe: Probe) -> Route: ...
 
 
@@ -99,7 +105,9 @@ class PerformancePolicy:
     cell_offload_prb: float = 0.0  # forward requests from cells at or above this PRB load to the cloud; 0: off
     cell_loads: CellLoads = field(default_factory=CellLoads)  # shared: a policy update keeps the edge's copy
 
-    async def decide(self, inputs: RoutingInputs, probe: Probe) -> Route:
+    def settled(self, inputs: RoutingInputs) -> Route | None:
+        """The decision when the rules make it without reading the prompt (no probe of the edge model): the
+        edge then knows where the request goes before it personalises it. None: a probe decides."""
         inputs.cell_load = self.cell_loads.prb(inputs.cell_id)
         if inputs.preference == up_pb2.ROUTE_PREFERENCE_EDGE:
             return Route(False, up_pb2.ROUTE_REASON_CLIENT_PREFERENCE, "client asked for an edge answer")
@@ -124,16 +132,20 @@ class PerformancePolicy:
             return Route(True, up_pb2.ROUTE_REASON_CELL_LOAD,
                          f"cell {inputs.cell_id} PRB load {inputs.cell_load:.2f} >= cell_offload_prb "
                          f"{self.cell_offload_prb:.2f}: the edge keeps its slots for the cell's crowd")
+        if self.router is not None or self.confidence_threshold is not None:
+            return None
+        return FORWARDED
+
+    async def decide(self, inputs: RoutingInputs, probe: Probe) -> Route:
+        if (route := self.settled(inputs)) is not None:
+            return route
         if self.router is not None:
-            route = await self._learned(self.router, inputs, probe)
-            if route is not None:
-                return route
-        elif self.confidence_threshold is not None:
-            inputs.edge_confidence = (await probe(self.probe_tokens)).mean_logprob
-            if inputs.edge_confidence >= self.confidence_threshold:
-                return Route(False, up_pb2.ROUTE_REASON_EDGE_CONFIDENT,
-                             f"edge confidence {inputs.edge_confidence:.2f} >= {self.confidence_threshold:.2f}")
-        return Route(True, up_pb2.ROUTE_REASON_CLOUD_FORWARDED, "forwarded to the cloud for a full answer")
+            return await self._learned(self.router, inputs, probe) or FORWARDED
+        inputs.edge_confidence = (await probe(self.probe_tokens)).mean_logprob
+        if self.confidence_threshold is not None and inputs.edge_confidence >= self.confidence_threshold:
+            return Route(False, up_pb2.ROUTE_REASON_EDGE_CONFIDENT,
+                         f"edge confidence {inputs.edge_confidence:.2f} >= {self.confidence_threshold:.2f}")
+        return FORWARDED
 
     async def _learned(self, router: LearnedRouter, inputs: RoutingInputs, probe: Probe) -> Route | None:
         """The edge's route when the learned router trusts the edge's answer; None: forward (or shadow)."""

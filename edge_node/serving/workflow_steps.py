@@ -40,7 +40,7 @@ class PublishedPrompt:
 class EdgeSteps:
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
-        router = Router(ctx)
+        self.router = router = Router(ctx)
         generation = Generation(ctx, router)
         self.functions: dict[str, StepFunction] = {
             "desensitise": self.desensitise, "personalise": self.personalise, "route": router.route,
@@ -61,7 +61,7 @@ class EdgeSteps:
         request = self.ctx.request
         built = await self.ctx.services.personaliser.build(state.prompt.text, request.ran.cell_id, request.ran.ue_id,
                                                            request.request.params.max_new_tokens,
-                                                           request.served.model)
+                                                           request.served.model, to_cloud=self.router.foresee(state))
         return replace(state, prompt=Prompt(built.text, tuple(built.facts)))
 
     async def post_process(self, step: Step, state: RequestState) -> RequestState | Skipped:
