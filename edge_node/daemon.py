@@ -164,7 +164,7 @@ async def start_edge(config: EdgeConfig, model: OrtGpt2Model, knowledge: Knowled
     who = node_identity(config, "edge")
     peers = CloudPeers(who.transport)
     core_channel = open_channel(config.core, who.transport)
-    settings = EdgeSettings(node_id=who.node_id, cells=frozenset(config.cells))
+    settings = EdgeSettings(node_id=who.node_id, cells=frozenset(config.cells), answer_start=config.answer_start)
     cache = AnswerCache(ttl_s=config.answer_cache_ttl_s, max_entries=config.answer_cache_size)
     gateway = CloudGateway(peers, config.cloud_token_timeout_s, cache, coalesce=config.coalesce,
                            samples=distill_samples(config, settings.node_id))

@@ -122,6 +122,7 @@ class EdgeConfig(NodeConfig):
     prefix_cache_mb: float = 64.0  # keys/values of prompt beginnings the edge model reuses (the cloud's budget); 0: off
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     intent_from: str = "knowledge"  # knowledge (none when the KB decides, else the model) | model
+    answer_start: str = "venue"  # venue: edge answers begin with a listed venue's name (template-less models) | free
     cloud_intent: bool = False  # read the intent for requests known to go to the cloud too (costs them its decode)
     edge_tasks: list[str] = field(default_factory=lambda: ["lookup"])  # task classes answered at the edge
     confidence_threshold: float = 0.0  # answer at the edge when its mean token log-prob >= this; 0: off

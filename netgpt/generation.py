@@ -9,7 +9,7 @@ once, so both planes behave identically.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -106,6 +106,40 @@ class IncrementalDecoder:
         return delta
 
 
+class StartConstraint:
+    """The first tokens spell one of ``starts`` (token-id sequences): at each step only a token that keeps some
+    start possible is picked (the likeliest of them when greedy); once one start is complete, or none can be
+    continued, the rest is free. The edge begins its answers with the name of a venue its prompt lists this way
+    (``edge_node.serving.answer_start``), so it never runs two names together or names one that is not listed."""
+
+    def __init__(self, starts: Sequence[Sequence[int]]) -> None:
+        self._starts = {tuple(start) for start in starts if start}
+        self._written: tuple[int, ...] = ()
+        self.active = bool(self._starts)
+
+    def allowed(self) -> set[int]:
+        """The tokens that keep a start possible (empty once the constraint is over)."""
+        if not self.active:
+            return set()
+        n = len(self._written)
+        return {start[n] for start in self._starts if len(start) > n and start[:n] == self._written}
+
+    def push(self, token: int) -> None:
+        if self.active:
+            self._written += (token,)
+            self.active = self._written not in self._starts and bool(self.allowed())
+
+    def mask(self, logits: np.ndarray) -> np.ndarray:
+        """``logits`` with every token the constraint rules out at -inf (as they are when it is over)."""
+        allowed = self.allowed()
+        if not allowed:
+            return logits
+        masked = np.full_like(logits, -np.inf)
+        index = np.fromiter(allowed, dtype=np.int64)
+        masked[index] = logits[index]
+        return masked
+
+
 class TokenPicker:
     """One request's sampling and stop conditions, fed one logits vector at a time.
 
@@ -113,8 +147,9 @@ class TokenPicker:
     pick through it, so a request samples and stops the same way however it is run.
     """
 
-    def __init__(self, tokenizer: Tokenizer, params: SamplingParams) -> None:
+    def __init__(self, tokenizer: Tokenizer, params: SamplingParams, start: StartConstraint | None = None) -> None:
         self._params = params
+        self._start = start
         self._rng = np.random.default_rng(params.seed)
         self._decoder = IncrementalDecoder(tokenizer)
         self._eos = tokenizer.eos_token_id
@@ -127,8 +162,10 @@ class TokenPicker:
 
     def pick(self, logits: np.ndarray) -> TokenPiece | None:
         """The next token, or None when the model chose EOS (the request is finished)."""
-        token = choose_token(logits, self._params, self._rng)
-        logprob = float(log_softmax(logits)[token])
+        token = choose_token(self._start.mask(logits) if self._start else logits, self._params, self._rng)
+        logprob = float(log_softmax(logits)[token])  # the model's own, before any constraint
+        if self._start is not None:
+            self._start.push(token)
         if self._eos is not None and token == self._eos:
             return None
         self.produced += 1
@@ -141,15 +178,16 @@ def generate_tokens(
     prompt_ids: list[int],
     params: SamplingParams,
     cancel: threading.Event | None = None,
+    start: StartConstraint | None = None,
 ) -> Iterator[TokenPiece]:
-    """Yield tokens until EOS, ``max_new_tokens`` or ``cancel`` is set.
+    """Yield tokens until EOS, ``max_new_tokens`` or ``cancel`` is set (``start``: what the first ones spell).
 
     Cancellation is checked before every forward pass so an abandoned request
     stops consuming compute within one token.
     """
     if not prompt_ids:
         raise ValueError("prompt encodes to zero tokens")
-    picker = TokenPicker(tokenizer, params)
+    picker = TokenPicker(tokenizer, params, start)
     _check(cancel)
     logits = session.prefill(prompt_ids)
     while not picker.done:

@@ -18,7 +18,7 @@ from edge_node.serving.personalise import Personaliser
 from edge_node.serving.profiles import ProfileStore
 from netgpt.engine import LanguageModel
 from netgpt.errors import StartupError
-from netgpt.generation import SamplingParams, TokenPiece
+from netgpt.generation import SamplingParams, StartConstraint, TokenPiece
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from up.runner import GenerationRunner
@@ -36,10 +36,10 @@ def edge_streams(models, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]
     original = GenerationRunner.stream
 
     def spy(self: GenerationRunner, model: LanguageModel, prompt_ids: list[int],
-            params: SamplingParams) -> AsyncGenerator[TokenPiece, None]:
+            params: SamplingParams, start: StartConstraint | None = None) -> AsyncGenerator[TokenPiece, None]:
         if model is models[0]:
             calls.append(params.max_new_tokens)
-        return original(self, model, prompt_ids, params)
+        return original(self, model, prompt_ids, params, start)
 
     monkeypatch.setattr(GenerationRunner, "stream", spy)
     yield calls

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from netgpt.chat_format import as_model_prompt
 from netgpt.engine import LanguageModel
-from netgpt.generation import SamplingParams
+from netgpt.generation import SamplingParams, StartConstraint
 from netgpt.timing import Stopwatch
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
@@ -42,10 +42,11 @@ def encode_prompt(model: LanguageModel, prompt: str, max_new_tokens: int, where:
 
 async def stream_answer(runner: GenerationRunner, model: LanguageModel, prompt_ids: list[int],
                         params: SamplingParams, source: common_pb2.NodeRole, answer: Answer,
-                        clock: Stopwatch) -> AsyncIterator[Tokens]:
-    """Yield one Tokens event per token, filling ``answer`` (and its first-token time) as it goes."""
+                        clock: Stopwatch, start: StartConstraint | None = None) -> AsyncIterator[Tokens]:
+    """Yield one Tokens event per token, filling ``answer`` (and its first-token time) as it goes (``start``:
+    what the first tokens spell)."""
     answer.max_new_tokens = params.max_new_tokens
-    async with aclosing(runner.stream(model, prompt_ids, params)) as pieces:
+    async with aclosing(runner.stream(model, prompt_ids, params, start)) as pieces:
         async for piece in pieces:
             if not answer.token_ids:
                 answer.first_token_ms = clock.ms()

@@ -23,7 +23,7 @@ import structlog
 
 from netgpt.engine import LanguageModel
 from netgpt.errors import ResourceExhausted
-from netgpt.generation import GenerationCancelled, SamplingParams, TokenPiece, generate_tokens
+from netgpt.generation import GenerationCancelled, SamplingParams, StartConstraint, TokenPiece, generate_tokens
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -63,15 +63,15 @@ class GenerationRunner:
         """Median time from admission request to first token over recent requests (queueing included)."""
         return statistics.median(self._first_token_ms) if self._first_token_ms else 0.0
 
-    async def stream(self, model: LanguageModel, prompt_ids: list[int],
-                     params: SamplingParams) -> AsyncGenerator[TokenPiece, None]:
+    async def stream(self, model: LanguageModel, prompt_ids: list[int], params: SamplingParams,
+                     start: StartConstraint | None = None) -> AsyncGenerator[TokenPiece, None]:
         requested = time.perf_counter()
         await self._acquire()
         loop = asyncio.get_running_loop()
         queue: Handoff = asyncio.Queue()
         cancel = threading.Event()
-        worker = loop.run_in_executor(self._executor, in_caller_context(self._work), model, prompt_ids, params, cancel,
-                                      loop, queue)
+        worker = loop.run_in_executor(self._executor, in_caller_context(self._work), model, prompt_ids, params, start,
+                                      cancel, loop, queue)
         worker.add_done_callback(lambda _: self._release(loop))
         first = True
         try:
@@ -95,10 +95,11 @@ class GenerationRunner:
         return await future
 
     def _work(self, model: LanguageModel, prompt_ids: list[int], params: SamplingParams,
-              cancel: threading.Event, loop: asyncio.AbstractEventLoop, queue: Handoff) -> None:
+              start: StartConstraint | None, cancel: threading.Event, loop: asyncio.AbstractEventLoop,
+              queue: Handoff) -> None:
         started, produced = time.perf_counter(), 0
         try:
-            for piece in generate_tokens(model.new_session(), model.tokenizer, prompt_ids, params, cancel):
+            for piece in generate_tokens(model.new_session(), model.tokenizer, prompt_ids, params, cancel, start):
                 produced += 1
                 loop.call_soon_threadsafe(queue.put_nowait, piece)
             self._record_speed(produced, time.perf_counter() - started)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from cp.workflows import Step
+from edge_node.serving.answer_start import venue_start
 from edge_node.serving.cloud_calls import CloudFailed
 from edge_node.serving.cloud_peers import CloudPeer
 from edge_node.serving.distill_samples import Sample
@@ -82,10 +83,10 @@ class Generation:
     async def _at_edge(self, prompt: Prompt, decision: Decision, stream: AnswerStream, reason: up_pb2.RouteReason,
                        detail: str, fallback: bool = False) -> Answered:
         request, clock = self.ctx.request, self.ctx.clock
-        started, answer = clock.ms(), Answer()
-        async for event in stream_answer(self.ctx.services.runner, request.served.model,
-                                         self.ctx.prompt_ids(prompt.text), request.request.params, EDGE, answer,
-                                         clock):
+        started, answer, model = clock.ms(), Answer(), request.served.model
+        start = venue_start(model, prompt.facts, self.ctx.services.answer_start)
+        async for event in stream_answer(self.ctx.services.runner, model, self.ctx.prompt_ids(prompt.text),
+                                         request.request.params, EDGE, answer, clock, start):
             stream.send(event)
         return Answered(decision=decision, terminated_at=EDGE, reason=reason, reason_detail=detail, text=answer.text,
                         completion_tokens=len(answer.token_ids), finish_reason=answer.finish_reason,

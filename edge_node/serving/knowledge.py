@@ -70,6 +70,12 @@ class Venue:
         return f"{self.name} ({self.category}): {self.description}{hours}"
 
 
+def fact_name(fact: str) -> str:
+    """The venue name a fact line (:meth:`Venue.as_fact`) begins with."""
+    head = fact.split("): ", 1)[0]
+    return head.rsplit(" (", 1)[0] if " (" in head else head
+
+
 @dataclass(frozen=True)
 class Retrieval:
     """The venues a prompt retrieves; ``decisive``: the knowledge base alone settles what the user wants —

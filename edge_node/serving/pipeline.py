@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import structlog
 
 from cp.workflows import PROMPT, Step
+from edge_node.serving.answer_start import ANSWER_STARTS
 from edge_node.serving.cloud_calls import CloudGateway
 from edge_node.serving.data_policy import DataPolicy
 from edge_node.serving.desensitise import Desensitised
@@ -32,7 +33,7 @@ from edge_node.serving.workflow_plan import WorkflowPlan
 from edge_node.serving.workflow_run import WorkflowRun
 from edge_node.serving.workflow_state import Prompt, RequestState
 from edge_node.serving.workflow_steps import EdgeSteps, PublishedPrompt
-from netgpt.errors import FailedPrecondition
+from netgpt.errors import FailedPrecondition, StartupError
 from netgpt.timing import Stopwatch
 from netgpt.v1 import common_pb2
 from netgpt.v1 import control_plane_pb2 as cp_pb2
@@ -47,6 +48,11 @@ log = structlog.get_logger(__name__)
 class EdgeSettings:
     node_id: str
     cells: frozenset[str]
+    answer_start: str = "venue"  # what the edge's answers begin with (edge_node.serving.answer_start)
+
+    def __post_init__(self) -> None:
+        if self.answer_start not in ANSWER_STARTS:
+            raise StartupError(f"answer_start must be one of {', '.join(ANSWER_STARTS)}, got {self.answer_start!r}")
 
 
 class EdgePipeline:
@@ -76,7 +82,7 @@ class EdgePipeline:
     async def _workflow(self, request: EdgeRequest, emit: Callable[[Event], None]) -> Summary:
         clock, plan = Stopwatch(), self._plan(request.plan)
         services = EdgeServices(self.settings.node_id, self.runner, self.personaliser, self.policy, self.gateway,
-                                self.data_policy)
+                                self.data_policy, self.settings.answer_start)
         steps = EdgeSteps(StepContext(services, request, plan, clock, emit))
         initial = RequestState(prompt=Prompt(request.prompt))
         final_prompt = plan.last_writer(PROMPT)

@@ -28,6 +28,7 @@ class EdgeServices:
     policy: RoutingPolicy
     gateway: CloudGateway
     data_policy: DataPolicy
+    answer_start: str = "venue"  # EdgeConfig.answer_start
 
 
 @dataclass
