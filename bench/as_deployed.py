@@ -4,7 +4,7 @@ emulated link (``bench/link.py``, in a process of its own), and what each step o
 
     python -m bench.as_deployed [--requests 40] [--concurrency 4] [--rtt-ms 40] [--mbit-s 50]
                                 [--edge-model starter|tiny|gpt2-124m|DIR] [--cloud-model starter|tiny|DIR]
-                                [--edge-intent knowledge|model|none] [--edge-cloud-intent]
+                                [--edge-intent knowledge|model|none] [--edge-cloud-intent] [--split-cores]
                                 [--edge-quantization fp32|int8|int4]
                                 [--toll-requests 16] [--out bench/reports/as_deployed.json]
 
@@ -79,6 +79,8 @@ HEADERS = {"ue_to_edge": "UE→edge", "personalise": "personalise", "route": "ro
            "cloud_decode": "cloud decode", "stream_back": "stream back", "other": "other"}
 SYSTEMS = ("netgpt", "cloud_only", "straight_same_prompt")
 VIA_EDGE = {"netgpt", "toll_via_edge"}
+EDGE_CPU, CLOUD_CPU = 0, 1  # --split-cores
+SPLIT = f" (edge on CPU {EDGE_CPU}, cloud on CPU {CLOUD_CPU}, a thread each)"
 
 
 # --- the processes ----------------------------------------------------------------------------------
@@ -148,7 +150,9 @@ async def deploy(args: argparse.Namespace, folder: Path) -> Deployment:
         cloud = Process("cloud", daemon_argv("cloud", pki, "cloud-1", "--listen", "127.0.0.1:0", "--node-id", "cloud-1",
                                              "--advertise", link.sides["edge_side"], "--core", core_address,
                                              "--model", args.cloud_model, "--max-concurrency", "2",
-                                             "--max-queue", "256"), env)
+                                             "--max-queue", "256"),
+                        {**env, "OMP_NUM_THREADS": "1"} if args.split_cores else env,
+                        cpus={CLOUD_CPU} if args.split_cores else None)
         link.command(f"upstream {(await cloud.wait_for('server.started'))['address']}")
     except BaseException:
         for process in (cloud, core):
@@ -167,8 +171,9 @@ def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Pr
         "--max-batch", str(args.edge_concurrency), "--max-queue", "256", "--profiles-db", ":memory:",
         "--cells", ",".join(PROMPTS), "--deploy-dir", str(deployment.folder / f"deploy-{tag}"),
         *intent_flags(args.edge_intent), "--cloud-intent", str(args.edge_cloud_intent).lower(),
-        *(["--prefix-cache-mb", str(args.edge_prefix_cache_mb)] if args.edge_prefix_cache_mb is not None else [])),
-        deployment.env)
+        *(["--prefix-cache-mb", str(args.edge_prefix_cache_mb)] if args.edge_prefix_cache_mb is not None else []),
+        *(["--intra-op-threads", "1"] if args.split_cores else [])),
+        deployment.env, cpus={EDGE_CPU} if args.split_cores else None)
     deployment.edges.append(edge)
     return edge
 
@@ -494,7 +499,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     report["link"] = {"rtt_ms": args.rtt_ms, "mbit_s": args.mbit_s, "bytes": link_stats}
     report["models"] = {"edge": models["edge"], "edge_path": args.edge_model,
                         "edge_quantization": args.edge_quantization, "edge_intent": args.edge_intent,
-                        "edge_cloud_intent": args.edge_cloud_intent,
+                        "edge_cloud_intent": args.edge_cloud_intent, "split_cores": args.split_cores,
                         "cloud": models["cloud"],
                         "cloud_path": args.cloud_model}
     report["settings"] = {k: getattr(args, k) for k in ("requests", "concurrency", "zipf", "unique_share",
@@ -519,7 +524,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}. {m.get('note') or ''}".rstrip(),
              f"- Models: edge `{models['edge']}` ({models['edge_quantization']}, intent from "
              f"{models.get('edge_intent', 'model')}"
-             f"{', also for the cloud route' if models.get('edge_cloud_intent') else ''}), cloud `{models['cloud']}`; "
+             f"{', also for the cloud route' if models.get('edge_cloud_intent') else ''}), cloud `{models['cloud']}`"
+             f"{SPLIT if models.get('split_cores') else ''}; "
              f"settings {json.dumps(report['settings'])}.",
              "- **All figures come from one run on one shared machine: compare them with each other (ratios, "
              "differences within the run), not with other runs or machines.**",
@@ -588,6 +594,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edge-cloud-intent", action="store_true",
                         help="the edge reads the Intent line for requests it knows go to the cloud too (cloud_intent; "
                              "as before this stop)")
+    parser.add_argument("--split-cores", action="store_true",
+                        help=f"the edge runs on CPU {EDGE_CPU} only and the cloud on CPU {CLOUD_CPU} only, a thread "
+                             "each, as if each had a host of its own (core, link and UE share both)")
     parser.add_argument("--edge-concurrency", type=int, default=4, help="edge max_concurrency and max_batch")
     parser.add_argument("--edge-prefix-cache-mb", type=float, default=None,
                         help="the edge's prefix_cache_mb (default: the edge's own; 0: off)")

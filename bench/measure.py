@@ -68,10 +68,13 @@ def rss_bytes(pid: int) -> int:
 class Process:
     """A child process whose stderr lines (a daemon's JSON log) are collected as they arrive."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT,
+                 cpus: set[int] | None = None) -> None:
+        """``cpus``: the only CPUs it may run on (as if it had a host of its own); None: any."""
         self.name = name
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+                                     stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, preexec_fn=pin)
         self.events: list[dict[str, Any]] = []
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from cloud_node.scheduler import Admitted, BatchRequest, BatchScheduler
 from netgpt.engine import LanguageModel
-from netgpt.generation import SamplingParams, TokenPiece
+from netgpt.generation import SamplingParams, StartConstraint, TokenPiece
 from up.runner import GenerationRunner
 
 Inbox = asyncio.Queue[TokenPiece | Admitted | BaseException | None]
@@ -26,11 +26,13 @@ class BatchingRunner(GenerationRunner):
         self.scheduler = scheduler
 
     async def stream(self, model: LanguageModel, prompt_ids: list[int], params: SamplingParams,
-                     priority: int = 0, admitted: Callable[[], None] | None = None) -> AsyncGenerator[TokenPiece, None]:
+                     priority: int = 0, admitted: Callable[[], None] | None = None, *,
+                     start: StartConstraint | None = None) -> AsyncGenerator[TokenPiece, None]:
         """Tokens of one request; ``priority`` is the session's QoS priority (1 highest, 0 unset);
-        ``admitted`` is called when the scheduler admits it (the end of its queueing)."""
-        if not self.scheduler.accepts(model):
-            async for piece in super().stream(model, prompt_ids, params):
+        ``admitted`` is called when the scheduler admits it (the end of its queueing). A model the batch does
+        not serve, or a ``start`` constraint (which the batch scheduler does not apply), runs on its own."""
+        if start is not None or not self.scheduler.accepts(model):
+            async for piece in super().stream(model, prompt_ids, params, start=start):
                 yield piece
             return
         loop = asyncio.get_running_loop()

@@ -86,7 +86,8 @@ def load_edge_model(config: EdgeConfig) -> OrtGpt2Model:
     folder. ``tiny``/``starter`` pick the GPT-2; a LLaMA folder (or ``pretrained``) is served the same way."""
     model_dir = model_folder(config.model, "edge (GPT-2 or LLaMA)", lambda tiny: tiny.gpt2_dir)
     return OrtGpt2Model.load(model_dir, providers=config.providers, quantization=config.quantization,
-                             max_batch=config.max_batch, prefix_cache_mb=config.prefix_cache_mb)
+                             max_batch=config.max_batch, prefix_cache_mb=config.prefix_cache_mb,
+                             intra_op_threads=config.intra_op_threads)
 
 
 def load_knowledge(config: EdgeConfig) -> KnowledgeBase:

@@ -84,7 +84,7 @@ def test_the_fact_line_gives_back_the_venue_name(name: str) -> None:
 
 def test_only_template_less_models_with_listed_facts_are_constrained(models) -> None:
     gpt2 = models[0]
-    facts = [Venue("c", "Campus Cafe", "cafe", "coffee").as_fact(), Venue("c", "Central Library", "culture", "").as_fact()]
+    facts = [Venue("c", name, "cafe", "coffee").as_fact() for name in ("Campus Cafe", "Central Library")]
     start = venue_start(gpt2, facts, "venue")
     assert start is not None and start.allowed() == {gpt2.tokenizer.encode(" Campus")[0],
                                                      gpt2.tokenizer.encode(" Central")[0]}

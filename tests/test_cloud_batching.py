@@ -24,7 +24,7 @@ from netgpt.channels import open_channel
 from netgpt.config import CloudConfig
 from netgpt.engine import LanguageModel
 from netgpt.errors import ResourceExhausted
-from netgpt.generation import SamplingParams, generate_tokens
+from netgpt.generation import SamplingParams, StartConstraint, generate_tokens
 from netgpt.v1 import common_pb2
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from netgpt.v1 import user_plane_pb2_grpc as up_grpc
@@ -317,3 +317,13 @@ async def _tokens(stub: up_grpc.UserPlaneServiceStub, request: up_pb2.GenerateRe
     except grpc.aio.AioRpcError as exc:  # surfaced with its code in the assertion message
         raise AssertionError(f"{exc.code()}: {exc.details()}") from exc
     return [t for e in events if e.HasField("tokens") for t in e.tokens.token_ids]
+
+
+async def test_a_start_constraint_runs_on_its_own_and_is_applied(base: LlamaModel) -> None:
+    """The batch scheduler applies no start constraint, so a request with one is decoded alone, under it."""
+    runner, prompt = batching(base), PROMPTS[0]
+    free = await collect(runner, base, prompt)
+    forced, steps = [t for t in range(50, 60) if t != free[0]][:2], runner.scheduler.steps
+    async with aclosing(runner.stream(base, ids_of(base, prompt), GREEDY, start=StartConstraint([forced]))) as pieces:
+        constrained = [piece.token_id async for piece in pieces]
+    assert constrained[:2] == forced and runner.scheduler.steps == steps  # decoded, but not by the batch

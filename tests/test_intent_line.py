@@ -36,10 +36,10 @@ def edge_streams(models, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]
     original = GenerationRunner.stream
 
     def spy(self: GenerationRunner, model: LanguageModel, prompt_ids: list[int],
-            params: SamplingParams, start: StartConstraint | None = None) -> AsyncGenerator[TokenPiece, None]:
+            params: SamplingParams, *, start: StartConstraint | None = None) -> AsyncGenerator[TokenPiece, None]:
         if model is models[0]:
             calls.append(params.max_new_tokens)
-        return original(self, model, prompt_ids, params, start)
+        return original(self, model, prompt_ids, params, start=start)
 
     monkeypatch.setattr(GenerationRunner, "stream", spy)
     yield calls

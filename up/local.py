@@ -46,7 +46,7 @@ async def stream_answer(runner: GenerationRunner, model: LanguageModel, prompt_i
     """Yield one Tokens event per token, filling ``answer`` (and its first-token time) as it goes (``start``:
     what the first tokens spell)."""
     answer.max_new_tokens = params.max_new_tokens
-    async with aclosing(runner.stream(model, prompt_ids, params, start)) as pieces:
+    async with aclosing(runner.stream(model, prompt_ids, params, start=start)) as pieces:
         async for piece in pieces:
             if not answer.token_ids:
                 answer.first_token_ms = clock.ms()

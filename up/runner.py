@@ -63,8 +63,9 @@ class GenerationRunner:
         """Median time from admission request to first token over recent requests (queueing included)."""
         return statistics.median(self._first_token_ms) if self._first_token_ms else 0.0
 
-    async def stream(self, model: LanguageModel, prompt_ids: list[int], params: SamplingParams,
+    async def stream(self, model: LanguageModel, prompt_ids: list[int], params: SamplingParams, *,
                      start: StartConstraint | None = None) -> AsyncGenerator[TokenPiece, None]:
+        """Tokens of one request, generated on a worker thread (``start``: what the first ones must spell)."""
         requested = time.perf_counter()
         await self._acquire()
         loop = asyncio.get_running_loop()
