@@ -77,9 +77,10 @@ def _add_routing(tasks: Subparsers) -> None:
     routing.add_argument("--phrasings", type=int, default=80,
                          help="with --collect: self-instruct phrasings added to the dev set as training questions")
     routing.add_argument("--limit", type=int, default=0, help="with --collect: first N questions per split (0: all)")
-    routing.add_argument("--label", choices=("key", "rule"), default="key",
-                         help="what 'edge answer good enough' is trained on: the answer key (evaluation) or the "
-                              "rule a deployment can check (names a listed venue, no other venue of the cell)")
+    routing.add_argument("--label", choices=("key", "rule", "cloud"), default="key",
+                         help="what 'edge answer good enough' is trained on: the answer key (evaluation), the "
+                              "rule a deployment can check (names a listed venue, no other venue of the cell) or "
+                              "the cloud as judge (names the venue the cloud's answer names)")
     routing.add_argument("--router-out", type=Path, metavar="FILE",
                          help="write the trained router's weights here (the edge's router_weights)")
     routing.add_argument("--json", "--out", dest="out", type=Path, help="write the frontier as JSON here")

@@ -4,6 +4,7 @@ on a small collected file, and an edge that routes with it."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from netgpt.v1 import user_plane_pb2 as up_pb2
 from tasks.routing.collect import Answer, Collected, Record
 from tasks.routing.evaluate import evaluate
 from tasks.routing.frontier import best_at, frontier, random_router, routed, sweep
-from tasks.routing.labels import by_rule
+from tasks.routing.labels import by_cloud, by_rule
 from tasks.routing.questions import HELDOUT, TRAIN, questions_by_split
 from tasks.routing.train import fit
 
@@ -100,6 +101,15 @@ def test_training_is_deterministic_and_learns_the_signal():
 def test_rule_labels_need_no_answer_key():
     right, wrong = record(TRAIN, -0.1, True), record(TRAIN, -0.1, False)
     assert by_rule(right) and not by_rule(wrong)  # the museum is a venue of the cell, but not a listed one
+
+
+def test_cloud_labels_take_the_clouds_answer_as_the_reference():
+    agrees, differs = record(TRAIN, -0.1, True), record(TRAIN, -0.1, False)
+    assert by_cloud(agrees) and not by_cloud(differs)  # the cloud named the fish market; the museum is not it
+    cloud_wrong = replace(agrees, cloud=replace(agrees.cloud, text="Try the Maritime Museum."))
+    assert not by_cloud(cloud_wrong)  # no key is read: the judge's mistake is the label's
+    silent = replace(agrees, edge=replace(agrees.edge, text="Sorry, no idea."), cloud=replace(agrees.cloud, text=""))
+    assert not by_cloud(silent)  # naming nothing, like the cloud, is not a good answer
 
 
 def test_frontier_sweep_and_baselines():

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edge_node.serving.knowledge import query_terms
+from edge_node.serving.knowledge import fact_name, query_terms
 
 FEATURES: tuple[str, ...] = (
     "question_words", "facts_listed", "retrieval_overlap", "probe_mean_logprob", "probe_min_logprob",
@@ -47,11 +47,6 @@ class ProbedAnswer:
         return min(self.logprobs) if self.logprobs else float("-inf")
 
 
-def venue_of(fact: str) -> str:
-    """The venue a knowledge-base fact is about (``Name (category): description, open hours``)."""
-    return fact.split(" (", 1)[0].strip()
-
-
 def normalised(text: str) -> str:
     """Lower case words joined by single spaces, padded so that ``f" {name} " in`` finds whole names."""
     return " " + " ".join(_WORD.findall(text.lower())) + " "
@@ -66,7 +61,7 @@ def routing_features(question: str, facts: Sequence[str], answer: ProbedAnswer, 
     """The learned router's inputs, as the edge computes them at routing time (and the collection reads back)."""
     terms = query_terms(question)
     top_words = set(_WORD.findall(facts[0].lower())) if facts else set()
-    listed = [venue_of(fact) for fact in facts]
+    listed = [fact_name(fact) for fact in facts]
     return {
         "question_words": float(len(_WORD.findall(question.lower()))),
         "facts_listed": float(len(facts)),

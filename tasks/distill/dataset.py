@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_node.serving.learned_router import venue_of
+from edge_node.serving.knowledge import fact_name
 from tasks.prompt_completion.build import build_edge_dataset
 from tasks.prompt_completion.evaluate import score_answer
 
@@ -26,7 +26,7 @@ REPLAY_SEED = 0  # the edge's dataset of `netgpt data build edge --seed 0`
 
 def listed_venues(prompt: str) -> tuple[str, ...]:
     """The venues a comprehensive prompt lists (its ``- Name (category): ...`` lines)."""
-    return tuple(venue_of(line[2:]) for line in prompt.splitlines() if line.startswith("- "))
+    return tuple(fact_name(line[2:]) for line in prompt.splitlines() if line.startswith("- "))
 
 
 def grounded(row: Mapping[str, Any], cell_venues: Mapping[str, Sequence[str]]) -> bool:

@@ -32,6 +32,7 @@ from netgpt.logs import configure_logging
 from netgpt.training.dataset import file_sha256
 from netgpt.training.trainer import TrainConfig
 from netgpt.v1.training_pb2 import TrainingJob
+from tasks.prompt_completion.build import NO_INTENT_SHARE as CLOUD_NO_INTENT_SHARE
 from tasks.prompt_completion.build import build_cloud_dataset
 from tasks.prompt_completion.starter import _replace, folder_bytes
 from tasks.recipes import recipe_arguments, save_adapter_fp16
@@ -41,7 +42,7 @@ log = structlog.get_logger("netgpt.adapter.recipe")
 SEED = 2025
 EXAMPLES = 2000
 # chosen on the development set (NetGPT edge+cloud 79.4 -> 88.2 % over the starter LLaMA's half-distractor data):
-DISTRACTOR_SHARE, MISREAD_SHARE = 1.0, 0.2
+DISTRACTOR_SHARE, MISREAD_SHARE, NO_INTENT_SHARE = 1.0, 0.2, CLOUD_NO_INTENT_SHARE
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "netgpt" / "assets" / "pretrained_adapter"
 # r16 on the attention projections: 1.84M trainable of 134.5M, 3.7 MB in fp16
 TRAIN = TrainConfig(method="lora", lora_rank=16, lora_alpha=32, lora_dropout=0.05, max_steps=150, batch_size=8,
@@ -60,7 +61,10 @@ def _job_logger() -> Callable[[TrainingJob], None]:
     return update
 
 
-def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False, threads: int = 0) -> dict[str, Any]:
+def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False, threads: int = 0,
+                  misread_share: float = MISREAD_SHARE, no_intent_share: float = NO_INTENT_SHARE) -> dict[str, Any]:
+    """Train the adapter (``misread_share``/``no_intent_share``: a variant's intent lines, for comparing on the
+    development set)."""
     started = time.perf_counter()
     configure_logging(json=False, level="info")
     base = pretrained_base()
@@ -70,7 +74,7 @@ def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False
         work = Path(tmp)
         examples = 64 if quick else EXAMPLES
         dataset = build_cloud_dataset(work / "cloud.jsonl", seed, examples, distractor_share=DISTRACTOR_SHARE,
-                                      misread_share=MISREAD_SHARE)
+                                      misread_share=misread_share, no_intent_share=no_intent_share)
         job, trained = asyncio.run(train_cloud_adapter(PRETRAINED, dataset, asdict(config), work / "job",
                                                        _job_logger()))
         staging = work / "adapter"
@@ -78,7 +82,8 @@ def build_adapter(out: Path = DEFAULT_OUT, seed: int = SEED, quick: bool = False
         record = {
             "base": base.lineage, "seed": seed,
             "dataset": {"builder": "build_cloud_dataset", "examples": examples, "distractor_share": DISTRACTOR_SHARE,
-                        "misread_share": MISREAD_SHARE, "sha256": file_sha256(dataset)},
+                        "misread_share": misread_share, "no_intent_share": no_intent_share,
+                        "sha256": file_sha256(dataset)},
             "train": {k: v for k, v in asdict(config).items() if k != "threads"},
             "trainable_params": trainable, "job": {"id": job.id, "node": job.node_id, "sha256": job.result.sha256},
             "steps": job.step,

@@ -142,8 +142,8 @@ def cloud_answer(case: Case) -> str:
     return f" Try {venue.name}: {venue.description}{hours}."
 
 
-def _answer_intent(rng: random.Random, case: Case) -> str:
-    return "" if rng.random() < NO_INTENT_SHARE else case.intent
+def _answer_intent(rng: random.Random, case: Case, no_intent_share: float = NO_INTENT_SHARE) -> str:
+    return "" if rng.random() < no_intent_share else case.intent
 
 
 def edge_example(rng: random.Random, case: Case) -> dict[str, object]:
@@ -160,9 +160,10 @@ def _misread_intent(rng: random.Random, case: Case) -> str:
     return f" {rng.choice(other.intents)}."
 
 
-def cloud_example(rng: random.Random, case: Case, misread_share: float = 0.0) -> dict[str, object]:
+def cloud_example(rng: random.Random, case: Case, misread_share: float = 0.0,
+                  no_intent_share: float = NO_INTENT_SHARE) -> dict[str, object]:
     misread = misread_share > 0 and rng.random() < misread_share  # no draw at 0: the same lines as without
-    intent = _misread_intent(rng, case) if misread else _answer_intent(rng, case)
+    intent = _misread_intent(rng, case) if misread else _answer_intent(rng, case, no_intent_share)
     return {"prompt": case.prompt(intent), "completion": cloud_answer(case),
             "meta": {**case.meta("answer"), **({"misread_intent": True} if misread else {})}}
 
@@ -212,10 +213,12 @@ def build_edge_dataset(out: Path, seed: int, n: int, progress: Progress | None =
 
 
 def build_cloud_dataset(out: Path, seed: int, n: int, progress: Progress | None = None,
-                        distractor_share: float = CLOUD_DISTRACTOR_SHARE, misread_share: float = 0.0) -> Path:
+                        distractor_share: float = CLOUD_DISTRACTOR_SHARE, misread_share: float = 0.0,
+                        no_intent_share: float = NO_INTENT_SHARE) -> Path:
     """Dataset (b): comprehensive prompt → grounded answer, as JSONL at ``out``; ``distractor_share`` of the
-    prompts list their facts shuffled, most with distractors, ``misread_share`` carry a misread intent line."""
-    make = partial(cloud_example, misread_share=misread_share)
+    prompts list their facts shuffled, most with distractors, ``misread_share`` carry a misread intent line,
+    ``no_intent_share`` of the others an empty one."""
+    make = partial(cloud_example, misread_share=misread_share, no_intent_share=no_intent_share)
     return write_jsonl(out, examples(seed, n, make, "cloud", progress, distractor_share))
 
 
