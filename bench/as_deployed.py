@@ -172,7 +172,8 @@ def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Pr
         "--cells", ",".join(PROMPTS), "--deploy-dir", str(deployment.folder / f"deploy-{tag}"),
         *intent_flags(args.edge_intent), "--cloud-intent", str(args.edge_cloud_intent).lower(),
         *(["--prefix-cache-mb", str(args.edge_prefix_cache_mb)] if args.edge_prefix_cache_mb is not None else []),
-        *(["--intra-op-threads", "1"] if args.split_cores else [])),
+        *(["--intra-op-threads", str(args.edge_threads or 1 if args.split_cores else args.edge_threads)]
+          if args.split_cores or args.edge_threads else [])),
         deployment.env, cpus={EDGE_CPU} if args.split_cores else None)
     deployment.edges.append(edge)
     return edge
@@ -500,6 +501,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     report["models"] = {"edge": models["edge"], "edge_path": args.edge_model,
                         "edge_quantization": args.edge_quantization, "edge_intent": args.edge_intent,
                         "edge_cloud_intent": args.edge_cloud_intent, "split_cores": args.split_cores,
+                        "edge_threads": args.edge_threads,
                         "cloud": models["cloud"],
                         "cloud_path": args.cloud_model}
     report["settings"] = {k: getattr(args, k) for k in ("requests", "concurrency", "zipf", "unique_share",
@@ -594,6 +596,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edge-cloud-intent", action="store_true",
                         help="the edge reads the Intent line for requests it knows go to the cloud too (cloud_intent; "
                              "as before this stop)")
+    parser.add_argument("--edge-threads", type=int, default=0,
+                        help="the edge's intra_op_threads (0: ONNX Runtime's default; 1 with --split-cores)")
     parser.add_argument("--split-cores", action="store_true",
                         help=f"the edge runs on CPU {EDGE_CPU} only and the cloud on CPU {CLOUD_CPU} only, a thread "
                              "each, as if each had a host of its own (core, link and UE share both)")
