@@ -5,6 +5,7 @@ emulated link (``bench/link.py``, in a process of its own), and what each step o
     python -m bench.as_deployed [--requests 40] [--concurrency 4] [--rtt-ms 40] [--mbit-s 50]
                                 [--edge-model starter|tiny|gpt2-124m|DIR] [--cloud-model starter|tiny|DIR]
                                 [--edge-intent knowledge|model|none] [--edge-cloud-intent] [--split-cores]
+                                [--edge-threads N] [--edge-decode-first]
                                 [--edge-quantization fp32|int8|int4]
                                 [--toll-requests 16] [--out bench/reports/as_deployed.json]
 
@@ -171,6 +172,7 @@ def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Pr
         "--max-batch", str(args.edge_concurrency), "--max-queue", "256", "--profiles-db", ":memory:",
         "--cells", ",".join(PROMPTS), "--deploy-dir", str(deployment.folder / f"deploy-{tag}"),
         *intent_flags(args.edge_intent), "--cloud-intent", str(args.edge_cloud_intent).lower(),
+        "--prefill-first", str(not args.edge_decode_first).lower(),
         *(["--prefix-cache-mb", str(args.edge_prefix_cache_mb)] if args.edge_prefix_cache_mb is not None else []),
         *(["--intra-op-threads", str(args.edge_threads or 1 if args.split_cores else args.edge_threads)]
           if args.split_cores or args.edge_threads else [])),
@@ -501,7 +503,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     report["models"] = {"edge": models["edge"], "edge_path": args.edge_model,
                         "edge_quantization": args.edge_quantization, "edge_intent": args.edge_intent,
                         "edge_cloud_intent": args.edge_cloud_intent, "split_cores": args.split_cores,
-                        "edge_threads": args.edge_threads,
+                        "edge_threads": args.edge_threads, "edge_prefill_first": not args.edge_decode_first,
                         "cloud": models["cloud"],
                         "cloud_path": args.cloud_model}
     report["settings"] = {k: getattr(args, k) for k in ("requests", "concurrency", "zipf", "unique_share",
@@ -596,6 +598,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edge-cloud-intent", action="store_true",
                         help="the edge reads the Intent line for requests it knows go to the cloud too (cloud_intent; "
                              "as before this stop)")
+    parser.add_argument("--edge-decode-first", action="store_true",
+                        help="the edge's decode steps do not wait for prefills (prefill_first = false; as before)")
     parser.add_argument("--edge-threads", type=int, default=0,
                         help="the edge's intra_op_threads (0: ONNX Runtime's default; 1 with --split-cores)")
     parser.add_argument("--split-cores", action="store_true",

@@ -87,7 +87,7 @@ def load_edge_model(config: EdgeConfig) -> OrtGpt2Model:
     model_dir = model_folder(config.model, "edge (GPT-2 or LLaMA)", lambda tiny: tiny.gpt2_dir)
     return OrtGpt2Model.load(model_dir, providers=config.providers, quantization=config.quantization,
                              max_batch=config.max_batch, prefix_cache_mb=config.prefix_cache_mb,
-                             intra_op_threads=config.intra_op_threads)
+                             intra_op_threads=config.intra_op_threads, prefill_first=config.prefill_first)
 
 
 def load_knowledge(config: EdgeConfig) -> KnowledgeBase:

@@ -120,6 +120,7 @@ class EdgeConfig(NodeConfig):
     quantization: str = "auto"  # auto (int8 if it passes the quality gate, else fp32) | fp32 | int8 | int4
     max_batch: int = 8  # concurrent decode steps run as one ONNX Runtime batch (CPU); 1 = no batching
     intra_op_threads: int = 0  # ONNX Runtime's CPU threads per forward pass; 0: its default (one per core)
+    prefill_first: bool = True  # decode steps wait while a new request's prompt is prefilled (its first token sooner)
     prefix_cache_mb: float = 64.0  # keys/values of prompt beginnings the edge model reuses (the cloud's budget); 0: off
     intent_tokens: int = 12  # GPT-2 tokens spent reading the user's intent; 0 disables
     intent_from: str = "knowledge"  # knowledge (none when the KB decides, else the model) | model

@@ -21,12 +21,14 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
 
 from edge_node.model.onnx_export import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, past_names, present_names
+from edge_node.model.prefill_gate import PrefillGate
 from edge_node.model.prefix_cache import EdgePrefixCache, prefill_plan
 
 Cache = list[np.ndarray]  # per layer key, value: (1, kv_heads, length, head_dim)
@@ -170,9 +172,11 @@ class BatchedDecodeSession:
     """A single-sequence :class:`~netgpt.generation.DecodeSession` whose decode steps run batched."""
 
     def __init__(self, session: ort.InferenceSession, batcher: DecodeBatcher, n_layer: int, kv_heads: int,
-                 head_dim: int, max_context: int, prefixes: EdgePrefixCache | None = None) -> None:
+                 head_dim: int, max_context: int, prefixes: EdgePrefixCache | None = None,
+                 gate: PrefillGate | None = None) -> None:
         self._session = session
         self._prefixes = prefixes
+        self._gate = gate
         self._batcher = batcher
         self._names = past_names(n_layer)
         self._outputs = [LOGITS, *present_names(n_layer)]
@@ -191,12 +195,13 @@ class BatchedDecodeSession:
             raise ValueError(f"context of {seq} tokens exceeds the model's {self._max_context}")
         present, runs = prefill_plan(self._prefixes, input_ids)
         present = present or [self._empty] * len(self._names)
-        for start, end in runs:
-            feed = {INPUT_IDS: np.asarray([input_ids[start:end]], np.int64),
-                    ATTENTION_MASK: np.ones((1, end), np.int64),
-                    POSITION_IDS: np.arange(start, end, dtype=np.int64)[None],
-                    **dict(zip(self._names, present, strict=True))}
-            logits, *present = self._session.run(self._outputs, feed)
+        with self._gate.prefill() if self._gate is not None else nullcontext():
+            for start, end in runs:
+                feed = {INPUT_IDS: np.asarray([input_ids[start:end]], np.int64),
+                        ATTENTION_MASK: np.ones((1, end), np.int64),
+                        POSITION_IDS: np.arange(start, end, dtype=np.int64)[None],
+                        **dict(zip(self._names, present, strict=True))}
+                logits, *present = self._session.run(self._outputs, feed)
         self.cache, self.length, self.group = present, seq, None
         if self._prefixes is not None:
             self._prefixes.store(input_ids, lambda: present)
@@ -210,5 +215,7 @@ class BatchedDecodeSession:
             raise RuntimeError("advance() called before prefill()")
         if self.length + 1 > self._max_context:
             raise ValueError(f"context of {self.length + 1} tokens exceeds the model's {self._max_context}")
+        if self._gate is not None:
+            self._gate.before_step()
         return self._batcher.step(self, token_id)
 

@@ -45,6 +45,7 @@ from edge_node.model.onnx_export import (
     present_names,
     weights_sha256,
 )
+from edge_node.model.prefill_gate import PrefillGate
 from edge_node.model.prefix_cache import CHUNKED_BLOCK, DEFAULT_BLOCK, EdgePrefixCache, prefill_plan
 from edge_node.model.quantize import BATCH_INVARIANT, ensure_quantized_export, pick_quantization, quality_record
 from netgpt.engine import ModelIdentity, ModelLoadError
@@ -157,9 +158,11 @@ class OrtDecodeSession:
     """Batch-1 decoder over a shared InferenceSession; owns its KV cache between steps."""
 
     def __init__(self, session: ort.InferenceSession, n_layer: int, kv_heads: int, head_dim: int,
-                 max_context: int, device: str, prefixes: EdgePrefixCache | None = None) -> None:
+                 max_context: int, device: str, prefixes: EdgePrefixCache | None = None,
+                 gate: PrefillGate | None = None) -> None:
         self._session = session
         self._prefixes = prefixes
+        self._gate = gate
         self._past_names = past_names(n_layer)
         self._present_names = present_names(n_layer)
         self._empty_shape = (1, kv_heads, 0, head_dim)
@@ -172,6 +175,10 @@ class OrtDecodeSession:
     def prefill(self, input_ids: list[int]) -> np.ndarray:
         if not input_ids:
             raise ValueError("prefill needs at least one token")
+        with self._gate.prefill() if self._gate is not None else nullcontext():
+            return self._prefill(input_ids)
+
+    def _prefill(self, input_ids: list[int]) -> np.ndarray:
         past, runs = prefill_plan(self._prefixes, input_ids)
         past = past or [np.zeros(self._empty_shape, np.float32) for _ in self._past_names]
         self._past = [ort.OrtValue.ortvalue_from_numpy(a, self._device, 0) for a in past]
@@ -185,6 +192,8 @@ class OrtDecodeSession:
     def advance(self, token_id: int) -> np.ndarray:
         if self._past is None:
             raise RuntimeError("advance() called before prefill()")
+        if self._gate is not None:
+            self._gate.before_step()
         return self._forward([token_id])
 
     def _forward(self, ids: list[int]) -> np.ndarray:
@@ -222,7 +231,8 @@ class OrtGpt2Model:
     """
 
     def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, identity: ModelIdentity,
-                 config: dict[str, Any], onnx_path: Path, max_batch: int = 8, prefix_cache_mb: float = 0.0) -> None:
+                 config: dict[str, Any], onnx_path: Path, max_batch: int = 8, prefix_cache_mb: float = 0.0,
+                 prefill_first: bool = False) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.identity = identity
@@ -239,6 +249,7 @@ class OrtGpt2Model:
         self.batcher = DecodeBatcher(session, self._n_layer, batch) if batch > 1 else None
         kv_bytes_per_token = self._n_layer * 2 * self.spec.kv_heads * self.spec.head_dim * 4  # float32 keys, values
         chunked = self.quantization not in BATCH_INVARIANT  # int8: a run per block, so fewer, larger blocks
+        self.gate = PrefillGate() if prefill_first else None  # decode steps wait while a prompt is prefilled
         self.prefixes = (EdgePrefixCache(kv_bytes_per_token, prefix_cache_mb, block=CHUNKED_BLOCK if chunked else
                                          DEFAULT_BLOCK, chunked=chunked) if prefix_cache_mb > 0 else None)
 
@@ -254,6 +265,7 @@ class OrtGpt2Model:
         quantization: str = "fp32",
         max_batch: int = 8,
         prefix_cache_mb: float = 0.0,
+        prefill_first: bool = False,
     ) -> OrtGpt2Model:
         """Validate a local GPT-2 or LLaMA folder, export it to ONNX once (cached), open it; ModelLoadError on a
         problem.
@@ -264,6 +276,7 @@ class OrtGpt2Model:
         that fails the quality gate raises QualityGateFailed.
         ``max_batch``: most concurrent decode steps run as one (1: no batching). ``prefix_cache_mb``: keys and
         values of prompt beginnings kept for reuse (:mod:`edge_node.model.prefix_cache`; 0: none).
+        ``prefill_first``: decode steps wait while a prompt is prefilled (:mod:`edge_node.model.prefill_gate`).
         """
         model_dir = Path(model_dir)
         config, _ = read_edge_config(model_dir)
@@ -274,12 +287,13 @@ class OrtGpt2Model:
         default_version = sha[:12] if quantization == "fp32" else f"{sha[:12]}-{quantization}"
         identity = ModelIdentity(name=name or model_dir.resolve().name, version=version or default_version, sha256=sha)
         return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch,
-                         prefix_cache_mb)
+                         prefix_cache_mb, prefill_first)
 
     @classmethod
     def load_exported(cls, folder: Path, providers: str = "auto", name: str | None = None,
                       version: str | None = None, sha256: str | None = None,
-                      intra_op_threads: int = 0, max_batch: int = 8, prefix_cache_mb: float = 0.0) -> OrtGpt2Model:
+                      intra_op_threads: int = 0, max_batch: int = 8, prefix_cache_mb: float = 0.0,
+                      prefill_first: bool = False) -> OrtGpt2Model:
         """Open an already-exported folder (what an edge artifact unpacks to) without torch.
 
         The folder holds ``model.onnx`` (+ ``export.json``), the checkpoint's ``config.json`` and
@@ -294,13 +308,14 @@ class OrtGpt2Model:
         sha = sha256 or sha256_file(onnx_path)
         identity = ModelIdentity(name=name or folder.name, version=version or sha[:12], sha256=sha)
         return cls._open(onnx_path, tokenizer, identity, config, providers, intra_op_threads, max_batch,
-                         prefix_cache_mb)
+                         prefix_cache_mb, prefill_first)
 
     @classmethod
     def _open(cls, onnx_path: Path, tokenizer: Tokenizer, identity: ModelIdentity, config: dict[str, Any],
-              providers: str, intra_op_threads: int, max_batch: int, prefix_cache_mb: float) -> OrtGpt2Model:
+              providers: str, intra_op_threads: int, max_batch: int, prefix_cache_mb: float,
+              prefill_first: bool) -> OrtGpt2Model:
         session = create_session(onnx_path, providers, intra_op_threads)
-        model = cls(session, tokenizer, identity, config, onnx_path, max_batch, prefix_cache_mb)
+        model = cls(session, tokenizer, identity, config, onnx_path, max_batch, prefix_cache_mb, prefill_first)
         log.info("ort.model.loaded", model=identity.name, version=identity.version, provider=model.provider,
                  onnx=str(onnx_path), quantization=model.quantization,
                  max_batch=model.batcher.max_batch if model.batcher else 1)
@@ -310,9 +325,9 @@ class OrtGpt2Model:
         """A fresh single-sequence decoder with its own KV cache; safe to drive from any worker thread."""
         if self.batcher is not None:
             return BatchedDecodeSession(self.session, self.batcher, self._n_layer, self.spec.kv_heads,
-                                        self.spec.head_dim, self.max_context, self.prefixes)
+                                        self.spec.head_dim, self.max_context, self.prefixes, self.gate)
         return OrtDecodeSession(self.session, self._n_layer, self.spec.kv_heads, self.spec.head_dim,
-                                self.max_context, self._device, self.prefixes)
+                                self.max_context, self._device, self.prefixes, self.gate)
 
 
 OrtEdgeModel = OrtGpt2Model
