@@ -162,7 +162,7 @@ class TokenPicker:
 
     def pick(self, logits: np.ndarray) -> TokenPiece | None:
         """The next token, or None when the model chose EOS (the request is finished)."""
-        token = choose_token(self._start.mask(logits) if self._start else logits, self._params, self._rng)
+        token = choose_token(self._start.mask(logits) if self._start is not None else logits, self._params, self._rng)
         logprob = float(log_softmax(logits)[token])  # the model's own, before any constraint
         if self._start is not None:
             self._start.push(token)
