@@ -165,6 +165,7 @@ async def deploy(args: argparse.Namespace, folder: Path) -> Deployment:
 
 
 def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Process:
+    threads = args.edge_threads or (1 if args.split_cores else 0)  # a core of its own: one thread
     edge = Process(f"edge-{tag}", daemon_argv(
         "edge", deployment.pki, "edge-1", "--listen", "127.0.0.1:0", "--node-id", "edge-1",
         "--core", deployment.core_address, "--model", args.edge_model, "--providers", "cpu",
@@ -174,8 +175,7 @@ def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Pr
         *intent_flags(args.edge_intent), "--cloud-intent", str(args.edge_cloud_intent).lower(),
         "--prefill-first", str(not args.edge_decode_first).lower(),
         *(["--prefix-cache-mb", str(args.edge_prefix_cache_mb)] if args.edge_prefix_cache_mb is not None else []),
-        *(["--intra-op-threads", str(args.edge_threads or 1 if args.split_cores else args.edge_threads)]
-          if args.split_cores or args.edge_threads else [])),
+        *(["--intra-op-threads", str(threads)] if threads else [])),
         deployment.env, cpus={EDGE_CPU} if args.split_cores else None)
     deployment.edges.append(edge)
     return edge

@@ -21,14 +21,13 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
 
 from edge_node.model.onnx_export import ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS, past_names, present_names
-from edge_node.model.prefill_gate import PrefillGate
+from edge_node.model.prefill_gate import OPEN, PrefillGate
 from edge_node.model.prefix_cache import EdgePrefixCache, prefill_plan
 
 Cache = list[np.ndarray]  # per layer key, value: (1, kv_heads, length, head_dim)
@@ -173,7 +172,7 @@ class BatchedDecodeSession:
 
     def __init__(self, session: ort.InferenceSession, batcher: DecodeBatcher, n_layer: int, kv_heads: int,
                  head_dim: int, max_context: int, prefixes: EdgePrefixCache | None = None,
-                 gate: PrefillGate | None = None) -> None:
+                 gate: PrefillGate = OPEN) -> None:
         self._session = session
         self._prefixes = prefixes
         self._gate = gate
@@ -195,7 +194,7 @@ class BatchedDecodeSession:
             raise ValueError(f"context of {seq} tokens exceeds the model's {self._max_context}")
         present, runs = prefill_plan(self._prefixes, input_ids)
         present = present or [self._empty] * len(self._names)
-        with self._gate.prefill() if self._gate is not None else nullcontext():
+        with self._gate.prefill():
             for start, end in runs:
                 feed = {INPUT_IDS: np.asarray([input_ids[start:end]], np.int64),
                         ATTENTION_MASK: np.ones((1, end), np.int64),
@@ -215,7 +214,6 @@ class BatchedDecodeSession:
             raise RuntimeError("advance() called before prefill()")
         if self.length + 1 > self._max_context:
             raise ValueError(f"context of {self.length + 1} tokens exceeds the model's {self._max_context}")
-        if self._gate is not None:
-            self._gate.before_step()
+        self._gate.before_step()
         return self._batcher.step(self, token_id)
 

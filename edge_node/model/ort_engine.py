@@ -45,7 +45,7 @@ from edge_node.model.onnx_export import (
     present_names,
     weights_sha256,
 )
-from edge_node.model.prefill_gate import PrefillGate
+from edge_node.model.prefill_gate import OPEN, PrefillGate
 from edge_node.model.prefix_cache import CHUNKED_BLOCK, DEFAULT_BLOCK, EdgePrefixCache, prefill_plan
 from edge_node.model.quantize import BATCH_INVARIANT, ensure_quantized_export, pick_quantization, quality_record
 from netgpt.engine import ModelIdentity, ModelLoadError
@@ -159,7 +159,7 @@ class OrtDecodeSession:
 
     def __init__(self, session: ort.InferenceSession, n_layer: int, kv_heads: int, head_dim: int,
                  max_context: int, device: str, prefixes: EdgePrefixCache | None = None,
-                 gate: PrefillGate | None = None) -> None:
+                 gate: PrefillGate = OPEN) -> None:
         self._session = session
         self._prefixes = prefixes
         self._gate = gate
@@ -175,16 +175,13 @@ class OrtDecodeSession:
     def prefill(self, input_ids: list[int]) -> np.ndarray:
         if not input_ids:
             raise ValueError("prefill needs at least one token")
-        with self._gate.prefill() if self._gate is not None else nullcontext():
-            return self._prefill(input_ids)
-
-    def _prefill(self, input_ids: list[int]) -> np.ndarray:
         past, runs = prefill_plan(self._prefixes, input_ids)
         past = past or [np.zeros(self._empty_shape, np.float32) for _ in self._past_names]
         self._past = [ort.OrtValue.ortvalue_from_numpy(a, self._device, 0) for a in past]
         self._length = runs[0][0]
-        for start, end in runs:
-            logits = self._forward(input_ids[start:end])
+        with self._gate.prefill():
+            for start, end in runs:
+                logits = self._forward(input_ids[start:end])
         if self._prefixes is not None:
             self._prefixes.store(input_ids, lambda: [v.numpy() for v in self._past or []])
         return logits
@@ -192,8 +189,7 @@ class OrtDecodeSession:
     def advance(self, token_id: int) -> np.ndarray:
         if self._past is None:
             raise RuntimeError("advance() called before prefill()")
-        if self._gate is not None:
-            self._gate.before_step()
+        self._gate.before_step()
         return self._forward([token_id])
 
     def _forward(self, ids: list[int]) -> np.ndarray:
@@ -249,7 +245,7 @@ class OrtGpt2Model:
         self.batcher = DecodeBatcher(session, self._n_layer, batch) if batch > 1 else None
         kv_bytes_per_token = self._n_layer * 2 * self.spec.kv_heads * self.spec.head_dim * 4  # float32 keys, values
         chunked = self.quantization not in BATCH_INVARIANT  # int8: a run per block, so fewer, larger blocks
-        self.gate = PrefillGate() if prefill_first else None  # decode steps wait while a prompt is prefilled
+        self.gate = PrefillGate(enabled=prefill_first)  # decode steps wait while a prompt is prefilled
         self.prefixes = (EdgePrefixCache(kv_bytes_per_token, prefix_cache_mb, block=CHUNKED_BLOCK if chunked else
                                          DEFAULT_BLOCK, chunked=chunked) if prefix_cache_mb > 0 else None)
 

@@ -16,7 +16,11 @@ from contextlib import contextmanager
 
 
 class PrefillGate:
-    def __init__(self) -> None:
+    """``enabled = False``: a gate that never holds anything back (``prefill_first = false``), so sessions call
+    it the same way either way."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
         self._changed = threading.Condition()
         self._prefilling = 0
         self.held_steps = 0  # decode steps that waited for a prefill (for tests and logs)
@@ -24,6 +28,9 @@ class PrefillGate:
     @contextmanager
     def prefill(self) -> Iterator[None]:
         """Around a prompt's prefill: decode steps that start meanwhile wait until it is done."""
+        if not self.enabled:
+            yield
+            return
         with self._changed:
             self._prefilling += 1
         try:
@@ -36,7 +43,12 @@ class PrefillGate:
 
     def before_step(self) -> None:
         """Before a decode step: wait while any prefill runs."""
+        if not self.enabled:
+            return
         with self._changed:
             if self._prefilling:
                 self.held_steps += 1
                 self._changed.wait_for(lambda: not self._prefilling)
+
+
+OPEN = PrefillGate(enabled=False)  # holds nothing: it keeps no state, so every session may share it

@@ -35,13 +35,12 @@ class Router:
     async def route(self, step: Step, state: RequestState) -> RequestState:
         """The route step: the policy decides (unless the workflow cannot generate in the cloud); a decision
         foreseen before personalisation (:meth:`foresee`) stands."""
-        if self._foreseen is not None:
-            decision, self._foreseen = self._foreseen, None
-            decision.inputs.question, decision.inputs.facts = self.ctx.request.prompt, state.prompt.facts
-            return replace(state, route=self._decided(decision.route, decision.inputs, decision.peer))
-        inputs, peer = self._inputs()
+        foreseen, self._foreseen = self._foreseen, None
+        inputs, peer = (foreseen.inputs, foreseen.peer) if foreseen is not None else self._inputs()
         inputs.question, inputs.facts = self.ctx.request.prompt, state.prompt.facts
-        if self.ctx.plan.has("generate_cloud"):
+        if foreseen is not None:
+            route = foreseen.route
+        elif self.ctx.plan.has("generate_cloud"):
             route = await self.ctx.services.policy.decide(inputs, lambda tokens: self._probe(state.prompt.text, tokens))
         else:
             route = self._edge_only()
