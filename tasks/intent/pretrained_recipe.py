@@ -9,8 +9,8 @@ index, :func:`netgpt.checkpoint.pretrained.pretrained_base`) LoRA-tuned to write
    unit → ``bw: ?``), and the self-instruct rewrites of training requests by the same base
    (:mod:`tasks.intent.self_instruct`, ``self_instruct.jsonl`` beside this file; its filters keep every
    held-out-only word and every evaluation text out). No held-out template or word is trained on.
-3. LoRA r16 (alpha 32, dropout 0.05) on the attention projections of the TOP ``LORA_LAYERS`` decoder
-   layers only, loss on the completion tokens only (the tied 49k-row head is applied to completion
+3. LoRA r16 (alpha 32, dropout 0.05) on the attention and MLP projections of the TOP ``LORA_LAYERS``
+   decoder layers only, loss on the completion tokens only (the tied 49k-row head is applied to completion
    positions only): on this 2-core CPU that makes a step about half as long as the project trainer's
    all-layer LoRA with full-sequence logits, which cannot restrict layers. AdamW, linear decay after
    a warm-up; batch order from :func:`netgpt.training.batches.batch_indices`; seeded.
@@ -60,9 +60,10 @@ DEFAULT_OUT = HERE.parents[1] / "netgpt" / "assets" / "netmgmt" / "intent_pretra
 SELF_INSTRUCT = HERE / "self_instruct.jsonl"  # python -m tasks.intent.self_instruct --n 480 --seed 0 --batch 16
 AMBIGUOUS_EXAMPLES = 450  # ~7 % of the training rows
 LORA_LAYERS = 12  # of 30
-TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 RANK, ALPHA, DROPOUT = 16, 32, 0.05
-STEPS, BATCH, LEARNING_RATE, WARMUP = 200, 12, 1e-3, 15
+STEPS, BATCH, LEARNING_RATE, WARMUP = 900, 12, 1e-3, 15  # 900 steps: 1.6 passes over the rows
+SNAPSHOTS = (300, 600)  # steps at which the adapter is also saved (float32, in the temp folder): the learning curve
 QUICK_STEPS, QUICK_EXAMPLES = 3, 48
 MAX_BYTES = 5_000_000
 
@@ -106,7 +107,7 @@ def _tokenise(path: Path, tokenizer: Any) -> list[Tokenised]:
 
 
 def lora_model(base: Path, layers: int = LORA_LAYERS) -> tuple[Any, Any]:
-    """(tokenizer, the base with LoRA on the top ``layers`` layers' attention projections), float32."""
+    """(tokenizer, the base with LoRA on the top ``layers`` layers' attention and MLP projections), float32."""
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     n = int(model.config.num_hidden_layers)
@@ -125,8 +126,10 @@ def completion_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, labels: t
 
 
 def train_adapter(base: Path, dataset: Path, out: Path, steps: int, seed: int = SEED, threads: int = 0,
-                  batch: int = BATCH, layers: int = LORA_LAYERS) -> dict[str, Any]:
-    """Train and save the adapter (peft format, float32) into ``out``; returns the run's figures."""
+                  batch: int = BATCH, layers: int = LORA_LAYERS,
+                  snapshots: dict[int, Path] | None = None) -> dict[str, Any]:
+    """Train and save the adapter (peft format, float32) into ``out`` (and, at each step N of ``snapshots``,
+    into ``snapshots[N]``); returns the run's figures."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -153,6 +156,8 @@ def train_adapter(base: Path, dataset: Path, out: Path, steps: int, seed: int = 
         schedule.step()
         optimiser.zero_grad(set_to_none=True)
         losses.append(float(loss))
+        if snapshots and step + 1 in snapshots:
+            model.save_pretrained(snapshots[step + 1], safe_serialization=True)
         if step % 10 == 0 or step == steps - 1:
             elapsed = time.perf_counter() - started
             log.info("intent_pretrained.progress", step=step + 1, total=steps, loss=round(sum(losses[-10:]) /
@@ -228,7 +233,8 @@ def build(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0, evalua
     log.info("intent_pretrained.work", folder=str(work))
     plain_base = base_folder_without_chat_template(base.folder, work / "base")
     dataset = write_rows(rows, work / "intent.jsonl")
-    run = train_adapter(plain_base, dataset, work / "trained", steps, seed, threads)
+    snapshots = {n: Path(tempfile.gettempdir()) / f"netgpt-intent-pretrained-step-{n}" for n in SNAPSHOTS if n < steps}
+    run = train_adapter(plain_base, dataset, work / "trained", steps, seed, threads, snapshots)
     staging = work / "adapter"
     save_adapter_fp16(work / "trained", staging)
     record: dict[str, Any] = {
