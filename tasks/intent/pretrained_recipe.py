@@ -234,7 +234,7 @@ def build(out: Path = DEFAULT_OUT, quick: bool = False, threads: int = 0, evalua
     plain_base = base_folder_without_chat_template(base.folder, work / "base")
     dataset = write_rows(rows, work / "intent.jsonl")
     snapshots = {n: Path(tempfile.gettempdir()) / f"netgpt-intent-pretrained-step-{n}" for n in SNAPSHOTS if n < steps}
-    run = train_adapter(plain_base, dataset, work / "trained", steps, seed, threads, snapshots)
+    run = train_adapter(plain_base, dataset, work / "trained", steps, seed, threads, snapshots=snapshots)
     staging = work / "adapter"
     save_adapter_fp16(work / "trained", staging)
     record: dict[str, Any] = {
