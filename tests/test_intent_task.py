@@ -85,6 +85,23 @@ def test_malformed_pieces_are_dropped_and_reported() -> None:
         parse_target("".join(rng.choice("act:src;dst bw=5 Gbps\n\x00é") for _ in range(rng.randint(0, 40))))
 
 
+def test_values_in_the_requests_own_spelling_are_read_by_the_unit_libraries() -> None:
+    parsed = parse_line("act: create; src: Hub-1; dst: PoP Leeds; bw: 10 Mb/s; lat: 5 msec; time: 22h30\u201306h")
+    assert parsed.problems == []
+    assert parsed.intent == Intent("create", "Hub-1", "PoP Leeds", 10.0, 5.0, time_window="22:30-06:00")
+    assert parse_target("bw: 2.5 Gb/s; lat: 3 millis; time: 5pm-8 pm") == Intent(
+        bandwidth_mbps=2500.0, latency_ms=3.0, time_window="17:00-20:00")
+    assert parse_target("bw: 500 kbit/s; time: 10:30am to 5 pm") == Intent(bandwidth_mbps=0.5,
+                                                                             time_window="10:30-17:00")
+
+
+def test_values_no_unit_library_reads_as_that_field_are_dropped() -> None:
+    parsed = parse_line("bw: 10 gig; lat: 10 Mbps; time: 22-06")  # 22 alone is a day of the month to dateutil
+    assert parsed.intent == Intent() and set(parsed.dropped) == {"bandwidth_mbps", "latency_ms", "time_window"}
+    for wrong in ("bw: 10 Hz", "bw: 10 ms", "bw: -5 Mb/s", "lat: 5 kg", "time: monday 5pm-6pm", "time: 5pm"):
+        assert parse_line(wrong).intent == Intent(), wrong
+
+
 def test_normalise_matches_training() -> None:
     assert normalise("  build\ta  link\x00from A\u00a0to B \n") == "build a link from A to B"
     assert prompt_text("x") == "<|request|>x<|intent|>"

@@ -5,19 +5,25 @@
 
 with only the stated fields, in this order, or ``none`` when the text holds no network request.
 :func:`to_target` writes it, :func:`parse_line` reads it back into an :class:`Intent` (bandwidth in
-Mbit/s), dropping what it cannot read.
+Mbit/s), dropping what it cannot read. A bandwidth, latency or time window in another spelling than the
+canonical one (``10 Mb/s``, ``5 msec``, ``22h30-06h``: the model copies the request's on wordings it never
+saw) is read by a unit library (:mod:`edge_node.netmgmt.intent_units`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 import structlog
 
+from edge_node.netmgmt import intent_units
 from netgpt.errors import excerpt
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 NOTHING = "none"  # the keyword line of a text that states no network request
 UNCLEAR_VALUE = "?"  # a field the request states but does not pin down ("bw: ?" for a figure without a unit)
@@ -125,14 +131,14 @@ def _value(name: str, raw: str) -> str | float | int | bool:
         return raw
     if name == "bandwidth_mbps":
         match = re.fullmatch(rf"({NUMBER}) ?({'|'.join(BANDWIDTH_UNITS)})", raw)
-        if not match or float(match[1]) <= 0:
-            raise ValueError("expected a positive figure and Kbps, Mbps, Gbps or Tbps")
-        return float(match[1]) * BANDWIDTH_UNITS[match[2]]
+        if match and float(match[1]) > 0:
+            return float(match[1]) * BANDWIDTH_UNITS[match[2]]
+        return _read(intent_units.bandwidth_mbps, raw, "a positive figure and a data rate (Mbps, Gb/s, ...)")
     if name == "latency_ms":
         match = re.fullmatch(rf"({NUMBER}) ?ms", raw)
-        if not match or float(match[1]) <= 0:
-            raise ValueError("expected a positive figure in ms")
-        return float(match[1])
+        if match and float(match[1]) > 0:
+            return float(match[1])
+        return _read(intent_units.latency_ms, raw, "a positive figure and a time unit (ms, msec, ...)")
     if name == "protection":
         if raw not in ("yes", "no"):
             raise ValueError("expected yes or no")
@@ -141,9 +147,17 @@ def _value(name: str, raw: str) -> str | float | int | bool:
         if not raw.isdigit() or not 1 <= int(raw) <= 255:
             raise ValueError("expected an integer 1-255")
         return int(raw)
-    if not _TIME.fullmatch(raw):  # time_window
-        raise ValueError("expected HH:MM-HH:MM")
-    return raw
+    if _TIME.fullmatch(raw):  # time_window
+        return raw
+    return _read(intent_units.time_window, raw, "HH:MM-HH:MM or two clock times (5pm-8pm, 22h30-06h)")
+
+
+def _read(reader: Callable[[str], T | None], raw: str, expected: str) -> T:
+    """A value that is not in the canonical spelling, read by :mod:`~edge_node.netmgmt.intent_units`."""
+    value = reader(raw)
+    if value is None:
+        raise ValueError(f"expected {expected}")
+    return value
 
 
 def parse_line(text: str) -> ParsedLine:
