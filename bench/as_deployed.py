@@ -5,7 +5,7 @@ emulated link (``bench/link.py``, in a process of its own), and what each step o
     python -m bench.as_deployed [--requests 40] [--concurrency 4] [--rtt-ms 40] [--mbit-s 50]
                                 [--edge-model starter|tiny|gpt2-124m|DIR] [--cloud-model starter|tiny|DIR]
                                 [--edge-intent knowledge|model|none] [--edge-cloud-intent] [--split-cores]
-                                [--edge-threads N] [--edge-decode-first]
+                                [--edge-threads N] [--edge-decode-first] [--du-load SHARE]
                                 [--edge-quantization fp32|int8|int4]
                                 [--toll-requests 16] [--out bench/reports/as_deployed.json]
 
@@ -58,6 +58,7 @@ import grpc
 import numpy as np
 
 from appkit.client import Question, establish
+from bench.du_load import DuLoad
 from bench.measure import Process, daemon_argv, machine, pct, run_concurrently
 from bench.netgpt_vs_cloud import HARBOUR, PROMPTS, STARTER, Item, long_tail_workload, read_stream, zipf_workload
 from netgpt.channels import open_channel
@@ -472,6 +473,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     all_records: list[tuple[str, Record]] = []
     with tempfile.TemporaryDirectory(prefix="netgpt-bench-deployed-") as folder:
         deployment = await deploy(args, Path(folder))
+        du = DuLoad(args.du_load, {EDGE_CPU}) if args.du_load else None
+        if du is not None:
+            report["du_load"] = du.describe()
         try:
             per_workload = {}
             for name, items in workloads.items():
@@ -480,6 +484,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             link_stats = deployment.link.command("stats")
         finally:
             await asyncio.sleep(0.5)  # the cloud's last log lines
+            if du is not None:
+                du.stop()
             deployment.stop()
         cloud_start = by_trace(deployment.cloud.named("cloud.generate.start"))
         cloud_done = by_trace(deployment.cloud.named("cloud.generate.done"))
@@ -531,6 +537,9 @@ def markdown(report: dict[str, Any]) -> str:
              f"{', also for the cloud route' if models.get('edge_cloud_intent') else ''}), cloud `{models['cloud']}`"
              f"{SPLIT if models.get('split_cores') else ''}; "
              f"settings {json.dumps(report['settings'])}.",
+             *([f"- A co-located RAN DU (`bench/du_load.py`) is busy {report['du_load']['duty']:.0%} of the edge's "
+                f"CPU {report['du_load']['cpus']}, priority {report['du_load']['priority']}."]
+               if report.get("du_load") else []),
              "- **All figures come from one run on one shared machine: compare them with each other (ratios, "
              "differences within the run), not with other runs or machines.**",
              "- Cells are p50 / p95 in ms. Each request is cut into consecutive parts that add up to its last-token "
@@ -605,6 +614,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split-cores", action="store_true",
                         help=f"the edge runs on CPU {EDGE_CPU} only and the cloud on CPU {CLOUD_CPU} only, a thread "
                              "each, as if each had a host of its own (core, link and UE share both)")
+    parser.add_argument("--du-load", type=float, default=0.0,
+                        help="with --split-cores: a co-located RAN DU busy this share of the edge's core at real-time "
+                             "priority (bench/du_load.py), as a cell's PRB load would make it; 0: none")
     parser.add_argument("--edge-concurrency", type=int, default=4, help="edge max_concurrency and max_batch")
     parser.add_argument("--edge-prefix-cache-mb", type=float, default=None,
                         help="the edge's prefix_cache_mb (default: the edge's own; 0: off)")
@@ -614,6 +626,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/reports/as_deployed.json"),
                         help="JSON report; the markdown table goes next to it (.md)")
     args = parser.parse_args(argv)
+    if args.du_load and not args.split_cores:
+        parser.error("--du-load needs --split-cores: the DU shares the edge's core, not the cloud's")
     configure_logging(json=False, level="error")
     report = asyncio.run(bench(args))
     text = markdown(report)
