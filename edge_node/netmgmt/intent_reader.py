@@ -38,6 +38,8 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 # the pretrained reader's, chosen on its validation split (never the test) by tasks.intent.pretrained_recipe
 PRETRAINED_MIN_CONFIDENCE = 0.3  # recipe.json "validation": the 900-step adapter (0.1 for the 200-step one)
 CONSTRAINT_SCAN = 256  # most probable tokens tried against the copy constraint before giving up on it
+SOURCE_KEY = "; src:"  # written for the model when its line leaves the source out (IntentReader.decode)
+PRETRAINED_SOURCE_RETRY = 0.7  # the pretrained reader's, chosen on its validation split (tasks/intent/README.md)
 
 
 # --- the reader -----------------------------------------------------------------------------
@@ -49,7 +51,8 @@ class IntentReader:
     base's tokenizer (the pretrained SmolLM2 reader: the plain ``Request: …`` frame)."""
 
     def __init__(self, model: LanguageModel, min_confidence: float | None = None,
-                 copy_constraint: bool = True, value_grammar: bool = False) -> None:
+                 copy_constraint: bool = True, value_grammar: bool = False,
+                 source_retry: float | None = None) -> None:
         """``min_confidence`` None: the default of the model's kind (the GPT-2's, or the pretrained
         reader's, chosen on its validation split). ``value_grammar`` (with the copy constraint): keys and
         values in the line's canonical spelling too (:class:`CopyConstraint`); off by default: on the
@@ -64,6 +67,10 @@ class IntentReader:
         self.plain = any(len(ids) != 1 for ids in special)  # no special tokens: the base's tokenizer, plain frame
         self.min_confidence = (min_confidence if min_confidence is not None
                                else PRETRAINED_MIN_CONFIDENCE if self.plain else DEFAULT_MIN_CONFIDENCE)
+        # the least probability a source written after a forced "src:" may have (1.0: never retried); the
+        # intent GPT-2 is not retried: it asks back on most held-out requests for other reasons
+        self.source_retry = (source_retry if source_retry is not None
+                             else PRETRAINED_SOURCE_RETRY if self.plain else 1.0)
         self._special = set() if self.plain else {ids[0] for ids in special}
         self._end_ids = self._special | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
         size = len(tokenizer) if isinstance(tokenizer, Sized) else 0
@@ -88,16 +95,55 @@ class IntentReader:
     def decode(self, prompt: list[int], budget: int, request: str = "") -> tuple[str, list[tuple[int, int, float]]]:
         """Greedy keyword line and, per generated token, (start, end) in the line and its probability
         (the model's own, before any constraint). With the copy constraint on (and ``request``), the
-        most probable token that :class:`CopyConstraint` allows is chosen instead of the argmax."""
+        most probable token that :class:`CopyConstraint` allows is chosen instead of the argmax.
+
+        A line that states an action and a destination but leaves the source out entirely is decoded once
+        more with ``src:`` written for the model after the action (:meth:`_with_source`). That reading is kept
+        when it states both endpoints, different and each a span of the request, and its source was written
+        with probability ≥ ``source_retry``; its destination may differ from the first line's, which often
+        holds the source. The pretrained reader drops the source under route phrasings it never saw ("for X
+        to reach Y"); a request that truly names one endpoint yields no such pair."""
+        line, probs = self._decode(prompt, budget, request)
+        if request and self.source_retry < 1.0:
+            retried = self._with_source(prompt, budget, request, line)
+            if retried is not None:
+                return retried
+        return line, probs
+
+    def _with_source(self, prompt: list[int], budget: int, request: str,
+                     line: str) -> tuple[str, list[tuple[int, int, float]]] | None:
+        parsed = parse_line(line)
+        intent = parsed.intent
+        if (not intent.action or not intent.destination or "action" not in parsed.spans
+                or "source" in parsed.dropped or "source" in parsed.unclear or intent.source):
+            return None
+        forced = line[:parsed.spans["action"][1]] + SOURCE_KEY
+        retried, probs = self._decode(prompt, budget, request, forced)
+        again = parse_line(retried)
+        source, destination = again.intent.source, again.intent.destination
+        if (not source or not destination or source == destination
+                or {"source", "destination"} & set(ungrounded_fields(again.intent, request))):
+            return None
+        start, end = again.spans["source"]
+        if min((p for a, b, p in probs if a < end and b > start), default=0.0) < self.source_retry:
+            return None
+        return retried, probs
+
+    def _decode(self, prompt: list[int], budget: int, request: str,
+                forced: str = "") -> tuple[str, list[tuple[int, int, float]]]:
+        """Greedy decoding after ``forced`` (line text written for the model: its tokens count as certain)."""
         tokenizer = self.model.tokenizer
         constraint = (CopyConstraint(self._vocab, self._end_ids, request, self.value_grammar)
                       if self._vocab is not None and request else None)
+        ids: list[int] = tokenizer.encode(forced, add_special_tokens=False) if forced else []
+        if constraint is not None:
+            for token in ids:
+                constraint.push(token)
+        text = tokenizer.decode(ids, skip_special_tokens=True) if ids else ""
+        spans: list[tuple[int, int, float]] = [(0, len(text), 1.0)] if ids else []
         session = self.model.new_session()
-        logits = session.prefill(prompt)
-        ids: list[int] = []
-        spans: list[tuple[int, int, float]] = []
-        text = ""
-        for _ in range(budget):
+        logits = session.prefill(prompt + ids)
+        for _ in range(budget - len(ids)):
             logp = log_softmax(np.asarray(logits, dtype=np.float64))
             token = int(np.argmax(logp))
             if constraint is not None and not constraint.allows(token):
