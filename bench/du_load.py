@@ -36,7 +36,7 @@ def real_time() -> bool:
     """Take SCHED_FIFO priority 1 where allowed; whether it was."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except (PermissionError, OSError):
+    except OSError:  # PermissionError without root
         return False
     return True
 

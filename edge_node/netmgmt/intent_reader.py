@@ -124,8 +124,7 @@ class IntentReader:
         if (not source or not destination or source == destination
                 or {"source", "destination"} & set(ungrounded_fields(again.intent, request))):
             return None
-        start, end = again.spans["source"]
-        if min((p for a, b, p in probs if a < end and b > start), default=0.0) < self.source_retry:
+        if field_confidence(probs, again.spans["source"]) < self.source_retry:
             return None
         return retried, probs
 
@@ -167,9 +166,8 @@ class IntentReader:
         figure) is ambiguous whatever the model's confidence: the model must copy, not invent."""
         parsed = parse_line(line)
         intent, confidence = parsed.intent, {}
-        for name, (start, end) in parsed.spans.items():
-            inside = [p for a, b, p in probs if a < end and b > start]
-            confidence[name] = min(inside) if inside else 0.0
+        for name, span in parsed.spans.items():
+            confidence[name] = field_confidence(probs, span)
         ungrounded = set(ungrounded_fields(intent, request)) if request else set()
         ambiguous = [name for name in intent.stated()
                      if confidence.get(name, 0.0) < self.min_confidence or name in ungrounded]
@@ -189,6 +187,12 @@ class IntentReader:
         if needs and line.strip() == NOTHING:
             question = "This does not read as a network request. " + question
         return Reading(intent, confidence, needs, missing, ambiguous, question, line)
+
+
+def field_confidence(probs: list[tuple[int, int, float]], span: tuple[int, int]) -> float:
+    """A field's confidence: the lowest probability among the tokens that overlap its ``span`` of the line."""
+    start, end = span
+    return min((p for a, b, p in probs if a < end and b > start), default=0.0)
 
 
 # --- loading --------------------------------------------------------------------------------

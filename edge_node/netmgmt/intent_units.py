@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 _PER = re.compile(r"\s+per\s+", re.IGNORECASE)
 _WINDOW_SEPARATOR = re.compile(r"\s*(?:-|\u2013|\u2014|\bto\b|\buntil\b)\s*", re.IGNORECASE)
-_DEFAULT_DAY = date(2000, 1, 1)
+_EARLY = datetime(2000, 1, 1)  # two defaults for what a clock time leaves out: the hour differs between them
+_LATE = _EARLY.replace(hour=1)
 
 
 @cache
@@ -64,11 +65,10 @@ def clock(text: str) -> str | None:
     from dateutil import parser
 
     try:
-        early = parser.parse(text, default=datetime.combine(_DEFAULT_DAY, datetime.min.time()))
-        late = parser.parse(text, default=datetime.combine(_DEFAULT_DAY, datetime.min.time()).replace(hour=1))
+        early, late = parser.parse(text, default=_EARLY), parser.parse(text, default=_LATE)
     except (ValueError, OverflowError):
         return None
-    if early != late or early.date() != _DEFAULT_DAY:  # the hour came from the default, or a date was stated
+    if early != late or early.date() != _EARLY.date():  # the hour came from the default, or a date was stated
         return None
     return f"{early.hour:02d}:{early.minute:02d}"
 
