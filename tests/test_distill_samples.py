@@ -210,3 +210,24 @@ def test_only_grounded_cloud_answers_are_trained_on():
     assert not grounded(row | {"completion": " Try Ferry Terminal."}, venues)  # not listed
     assert not grounded(row | {"completion": " Harbour Fish Market or Ferry Terminal."}, venues)  # another venue
     assert not grounded(row | {"completion": " I do not know."}, venues)
+
+
+def test_a_grounded_answer_is_taught_in_the_edges_own_form():
+    from edge_node.serving.knowledge import Venue
+    from tasks.distill.dataset import in_edge_form
+
+    prompt = ("Location: Harbour (cell cell-harbour-1).\nLocal information:\n"
+              "- Harbour Fish Market (restaurant): fresh fish, open 11:00-22:00\n"
+              "- Maritime Museum (museum): ships\nUser request: fish?\nAnswer:")
+    venues = [Venue("cell-harbour-1", "Harbour Fish Market", "restaurant", "fresh fish", "11:00-22:00"),
+              Venue("cell-harbour-1", "Maritime Museum", "museum", "ships")]
+    row = {"prompt": prompt, "completion": " Try Harbour Fish Market: fresh fish, open 11:00-22:00.",
+           "meta": {"cell": "cell-harbour-1"}}
+    taught = in_edge_form(row, venues)
+    assert taught is not None and taught["prompt"] == prompt
+    assert taught["completion"] == " Harbour Fish Market, open 11:00-22:00."
+    assert taught["meta"] == {"cell": "cell-harbour-1", "form": "edge"}
+    assert in_edge_form(row | {"completion": " Maritime Museum has ships."}, venues)["completion"] == \
+        " Maritime Museum, hours not listed."
+    assert in_edge_form(row | {"completion": " Harbour Fish Market or the Maritime Museum."}, venues) is None
+    assert in_edge_form(row | {"completion": " I do not know."}, venues) is None

@@ -4,6 +4,10 @@ grounded, plus a replay share of the edge's own training data.
 - **Grounded** (a rule a deployment can check on every sample, no answer key): the cloud's answer names a venue
   the comprehensive prompt listed and no other venue of the cell. A wrong cloud answer would teach the edge a
   wrong answer; this drops most of them.
+- **The edge's own form** (``form="edge"``): the cloud answers in prose ("Try X: <description>, open ..."), the
+  edge in its short form ("X, open 11:00-22:00."); a grounded answer is rewritten in the edge's form from the
+  knowledge base the edge holds, so the edge learns the cloud's *choice* of venue (what the score and the user
+  need), not a second answer style its 2.2M parameters then split between.
 - **Replay**: fine-tuning a 2.2M-parameter model on a few dozen answers alone makes it forget the rest of its
   task (the intent lines are not in the samples at all), so each round mixes in lines of the edge's seeded
   training set (``tasks/prompt_completion/build.py``), ``replay`` of them per sample.
@@ -17,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_node.serving.knowledge import fact_name
-from tasks.prompt_completion.build import build_edge_dataset
-from tasks.prompt_completion.evaluate import score_answer
+from edge_node.serving.knowledge import Venue, fact_name
+from tasks.prompt_completion.build import build_edge_dataset, venue_answer
+from tasks.prompt_completion.evaluate import names_in, score_answer
 
 REPLAY_SEED = 0  # the edge's dataset of `netgpt data build edge --seed 0`
 
@@ -34,6 +38,16 @@ def grounded(row: Mapping[str, Any], cell_venues: Mapping[str, Sequence[str]]) -
     listed = listed_venues(str(row["prompt"]))
     others = cell_venues.get(str(row.get("meta", {}).get("cell", "")), ())
     return bool(listed) and score_answer(str(row["completion"]), listed, others)
+
+
+def in_edge_form(row: Mapping[str, Any], venues: Sequence[Venue]) -> dict[str, Any] | None:
+    """``row`` with the cloud's answer rewritten in the edge's answer form: the one listed venue it names, with
+    the hours ``venues`` (the cell's knowledge) hold. None when it names no listed venue or more than one."""
+    named = names_in(str(row["completion"]), listed_venues(str(row["prompt"])))
+    venue = next((v for v in venues if v.name in named), None) if len(named) == 1 else None
+    if venue is None:
+        return None
+    return {**row, "completion": venue_answer(venue), "meta": {**row.get("meta", {}), "form": "edge"}}
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

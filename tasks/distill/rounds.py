@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -48,7 +48,8 @@ from netgpt.tiny_models import default_cache_root
 from netgpt.training.trainer import TrainConfig, train
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from node.runtime import starter_models
-from tasks.distill.dataset import grounded, read_rows, replay_rows, write_rows
+from tasks.distill.dataset import grounded, in_edge_form, read_rows, replay_rows, write_rows
+from tasks.prompt_completion.devset import DEV as DEV_QUESTIONS
 from tasks.prompt_completion.evaluate import (
     MAX_NEW_TOKENS,
     ask_via_edge,
@@ -57,9 +58,10 @@ from tasks.prompt_completion.evaluate import (
     score_answer,
 )
 from tasks.prompt_completion.heldout import HELD_OUT, HeldOut
+from tasks.prompt_completion.synth import real_cells
 from tasks.routing.collect import Answer, Collected, Record, features_of, shadow_router_file
 from tasks.routing.frontier import TARGET, best_at, confidence, routed, sweep
-from tasks.routing.questions import HELDOUT, phrasing_questions
+from tasks.routing.questions import HELDOUT, TRAIN, phrasing_questions
 
 log = structlog.get_logger("netgpt.distill")
 T = TypeVar("T")
@@ -70,6 +72,7 @@ EVAL_UE = "ue-eval"  # tasks.prompt_completion.evaluate asks as this UE
 REFERENCE = ROOT / "tasks" / "prompt_completion" / "data" / "routing_data_pretrained.json"
 SEED = 2027  # of the training-style questions (tasks.routing.questions uses 2026 for the router's)
 ROUTER_THRESHOLD = 0.5  # the shipped learned router's recommended threshold
+DEV = "dev"
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,10 @@ class Options:
     max_new_tokens: int = MAX_NEW_TOKENS
     threads: int = 2
     concurrency: int = 1  # requests in flight at once (the cloud batches them)
-    heldout: int = 0  # > 0: only the first that many held-out questions (a smoke test, not a figure)
+    heldout: int = 0  # > 0: only the first that many evaluation questions (a smoke test, not a figure)
+    form: str = "edge"  # "edge": grounded answers rewritten in the edge's answer form; "cloud": the cloud's prose
+    start: str = "starter"  # "starter": each round fine-tunes the starter edge; "latest": the round's own edge
+    split: str = HELDOUT  # questions each round is evaluated on: HELDOUT (the figures) or DEV (choosing settings)
 
 
 @dataclass
@@ -123,10 +129,20 @@ def figures(records: list[Record], router: LearnedRouter) -> dict[str, float]:
             "router_edge_share": learned.edge_share, "router_quality": learned.quality}
 
 
-def reference_cloud(path: Path = REFERENCE) -> dict[str, Answer]:
-    """The cloud's answers to the held-out questions (``netgpt eval routing --collect``, same cloud and adapter,
-    the starter edge's prompts): the fixed cloud side of every round's frontier."""
-    return {r.question: r.cloud for r in Collected.read(path).split(HELDOUT)}
+def evaluation_questions(split: str) -> list[HeldOut]:
+    """HELDOUT: the 71 held-out questions; DEV: the development set's 34 (settings are chosen on these)."""
+    if split not in (HELDOUT, DEV):
+        raise ValueError(f"split must be {HELDOUT!r} or {DEV!r}, not {split!r}")
+    return list(HELD_OUT if split == HELDOUT else DEV_QUESTIONS)
+
+
+def reference_cloud(split: str, path: Path = REFERENCE) -> dict[str, Answer]:
+    """The cloud's answers to the split's questions (``netgpt eval routing --collect``, same cloud and adapter,
+    the starter edge's prompts; the development questions are in its ``train`` split): the fixed cloud side of
+    every round's frontier."""
+    wanted = {q.question for q in evaluation_questions(split)}
+    collected = Collected.read(path)
+    return {r.question: r.cloud for name in (HELDOUT, TRAIN) for r in collected.split(name) if r.question in wanted}
 
 
 async def gathered(items: Sequence[T], ask: Callable[[T], Awaitable[R]], concurrency: int) -> list[R]:
@@ -155,14 +171,15 @@ async def held_out_record(cluster: Cluster, q: HeldOut, cloud: Mapping[str, Answ
 async def run_round(index: int, model_dir: Path, work: Path, questions: list[HeldOut], options: Options,
                     router: LearnedRouter) -> tuple[Round, Path | None]:
     """Evaluate the round's edge, then collect its samples (none in the last round); (figures, samples file)."""
-    db, venues, cloud = work / f"round-{index}.sqlite", cell_venues(), reference_cloud()
+    db, cloud = work / f"round-{index}.sqlite", reference_cloud(options.split)
     db.unlink(missing_ok=True)
     async with evaluation_cluster(str(model_dir), options.cloud_model, options.adapter, router="learned",
                                   router_threshold=0.0, router_weights=str(shadow_router_file(work)),
                                   distill_samples=True, distill_db=str(db),
                                   max_concurrency=options.concurrency) as cluster:
-        held_out = list(HELD_OUT[:options.heldout or len(HELD_OUT)])
-        records = await gathered(held_out, lambda q: held_out_record(cluster, q, cloud, options), options.concurrency)
+        asked = evaluation_questions(options.split)
+        asked = asked[:options.heldout or len(asked)]
+        records = await gathered(asked, lambda q: held_out_record(cluster, q, cloud, options), options.concurrency)
         f = figures(records, router)
         result = Round(index, str(model_dir), f["edge_quality"], f["cloud_quality"], f["edge_share_equal"],
                        f["quality_equal"], f["edge_share_95"], f["router_edge_share"], f["router_quality"])
@@ -186,16 +203,25 @@ async def run_round(index: int, model_dir: Path, work: Path, questions: list[Hel
         samples = DistillSamples(str(db))
         result.samples_kept = samples.export(out)  # what `netgpt data distill export` writes, from the live file
         samples.close()
-        result.grounded = sum(grounded(row, venues) for row in read_rows(out))
+        result.grounded = sum(grounded(row, cell_venues()) for row in read_rows(out))
     return result, out
+
+
+def teaching_rows(sample_files: list[Path], form: str) -> list[dict[str, Any]]:
+    """Every grounded sample so far (the latest per prompt), in ``form`` ("edge" or "cloud", see Options)."""
+    venues, cells = cell_venues(), real_cells()
+    latest = {row["prompt"]: row for path in sample_files for row in read_rows(path) if grounded(row, venues)}
+    if form == "cloud":
+        return list(latest.values())
+    rewritten = (in_edge_form(row, cells[str(row.get("meta", {}).get("cell", ""))][1]) for row in latest.values())
+    return [row for row in rewritten if row is not None]
 
 
 def retrain(index: int, model_dir: Path, sample_files: list[Path], work: Path, options: Options,
             result: Round) -> Path:
     """The next round's edge: ``model_dir`` fine-tuned on every grounded sample so far plus replay."""
-    venues = cell_venues()
-    latest = {row["prompt"]: row for path in sample_files for row in read_rows(path) if grounded(row, venues)}
-    rows = [*latest.values(), *replay_rows(round(options.replay * len(latest)))]
+    taught = teaching_rows(sample_files, options.form)
+    rows = [*taught, *replay_rows(round(options.replay * len(taught)))]
     data = write_rows(rows, work / f"round-{index}-train.jsonl")
     started = time.perf_counter()
     steps = options.steps or math.ceil(options.epochs * len(rows) / options.batch_size)
@@ -223,7 +249,8 @@ def table(rounds: list[Round]) -> str:
 async def run(options: Options, work: Path) -> list[Round]:
     work.mkdir(parents=True, exist_ok=True)
     questions = phrasing_questions(options.questions * options.rounds, SEED)
-    router, model_dir = LearnedRouter.load(), starter_models().gpt2_dir
+    router, starter = LearnedRouter.load(), starter_models().gpt2_dir
+    model_dir = starter
     results: list[Round] = []
     sample_files: list[Path] = []
     for index in range(options.rounds + 1):
@@ -239,7 +266,8 @@ async def run(options: Options, work: Path) -> list[Round]:
         next_model = None
         if samples is not None:
             sample_files.append(samples)
-            next_model = retrain(index, model_dir, sample_files, work, options, result)
+            base = starter if options.start == "starter" else model_dir
+            next_model = retrain(index, base, sample_files, work, options, result)
         saved.write_text(json.dumps({"round": asdict(result), "next_model": str(next_model or ""),
                                      "samples": str(samples or "")}, indent=1), encoding="utf-8")
         results.append(result)
@@ -260,7 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cloud-model", default=Options.cloud_model)
     parser.add_argument("--concurrency", type=int, default=Options.concurrency,
                         help="requests in flight at once (the cloud batches them; on a busy CPU 1)")
-    parser.add_argument("--heldout", type=int, default=0, help="only the first N held-out questions (smoke test)")
+    parser.add_argument("--heldout", type=int, default=0, help="only the first N evaluation questions (smoke test)")
+    parser.add_argument("--form", choices=("edge", "cloud"), default=Options.form,
+                        help="teach the cloud's answers in the edge's answer form, or in the cloud's own words")
+    parser.add_argument("--start", choices=("starter", "latest"), default=Options.start,
+                        help="each round fine-tunes the starter edge (on every sample so far) or the round's edge")
+    parser.add_argument("--split", choices=(HELDOUT, DEV), default=Options.split,
+                        help="evaluate each round on the held-out questions, or on the development set")
     parser.add_argument("--work", type=Path, default=default_cache_root() / "distill-rounds",
                         help="round figures, samples and models (a rerun resumes from it)")
     parser.add_argument("--log-level", default="warning")
@@ -269,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(json=False, level=args.log_level)
     options = Options(rounds=args.rounds, questions=args.questions, steps=args.steps, epochs=args.epochs,
                       learning_rate=args.learning_rate, replay=args.replay, cloud_model=args.cloud_model,
-                      heldout=args.heldout, concurrency=args.concurrency)
+                      heldout=args.heldout, concurrency=args.concurrency, form=args.form, start=args.start,
+                      split=args.split)
     results = asyncio.run(run(options, args.work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"options": asdict(options), "rounds": [asdict(r) for r in results]}, indent=1)

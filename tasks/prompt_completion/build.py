@@ -129,8 +129,13 @@ def _answering(facts: list[Venue], need: Need, named: Venue | None) -> Venue | N
 
 
 def edge_answer(case: Case) -> str:
-    hours = f", open {case.target.hours}" if case.target.hours else ", hours not listed"
-    return f" {case.target.name}{hours}."
+    return venue_answer(case.target)
+
+
+def venue_answer(venue: Venue) -> str:
+    """The edge's answer form: the venue's name and its hours, nothing else (the cloud writes prose)."""
+    hours = f", open {venue.hours}" if venue.hours else ", hours not listed"
+    return f" {venue.name}{hours}."
 
 
 def cloud_answer(case: Case) -> str:
