@@ -49,7 +49,6 @@ from netgpt.training.trainer import TrainConfig, train
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from node.runtime import starter_models
 from tasks.distill.dataset import grounded, in_edge_form, read_rows, replay_rows, write_rows
-from tasks.prompt_completion.devset import DEV as DEV_QUESTIONS
 from tasks.prompt_completion.evaluate import (
     MAX_NEW_TOKENS,
     ask_via_edge,
@@ -61,7 +60,7 @@ from tasks.prompt_completion.heldout import HELD_OUT, HeldOut
 from tasks.prompt_completion.synth import real_cells
 from tasks.routing.collect import Answer, Collected, Record, features_of, shadow_router_file
 from tasks.routing.frontier import TARGET, best_at, confidence, routed, sweep
-from tasks.routing.questions import HELDOUT, TRAIN, phrasing_questions
+from tasks.routing.questions import HELDOUT, TRAIN, phrasing_questions, questions_by_split
 
 log = structlog.get_logger("netgpt.distill")
 T = TypeVar("T")
@@ -130,10 +129,21 @@ def figures(records: list[Record], router: LearnedRouter) -> dict[str, float]:
 
 
 def evaluation_questions(split: str) -> list[HeldOut]:
-    """HELDOUT: the 71 held-out questions; DEV: the development set's 34 (settings are chosen on these)."""
+    """HELDOUT: the 71 held-out questions (the figures); DEV: the router's training questions, the development
+    set's 34 and 80 self-instruct phrasings in real cells (settings are chosen on these)."""
     if split not in (HELDOUT, DEV):
         raise ValueError(f"split must be {HELDOUT!r} or {DEV!r}, not {split!r}")
-    return list(HELD_OUT if split == HELDOUT else DEV_QUESTIONS)
+    return list(HELD_OUT) if split == HELDOUT else questions_by_split()[TRAIN]
+
+
+def collection_questions(count: int) -> list[HeldOut]:
+    """``count`` training-style questions to forward (seeded self-instruct phrasings in real cells): none of the
+    held-out or development questions, so no evaluated question is ever taught."""
+    evaluated = {q.question for split in (HELDOUT, DEV) for q in evaluation_questions(split)}
+    fresh = [q for q in phrasing_questions(10 * count, SEED) if q.question not in evaluated]
+    if len(fresh) < count:
+        raise ValueError(f"only {len(fresh)} fresh questions for {count}: fewer --questions or --rounds")
+    return fresh[:count]
 
 
 def reference_cloud(split: str, path: Path = REFERENCE) -> dict[str, Answer]:
@@ -248,7 +258,7 @@ def table(rounds: list[Round]) -> str:
 
 async def run(options: Options, work: Path) -> list[Round]:
     work.mkdir(parents=True, exist_ok=True)
-    questions = phrasing_questions(options.questions * options.rounds, SEED)
+    questions = collection_questions(options.questions * options.rounds)
     router, starter = LearnedRouter.load(), starter_models().gpt2_dir
     model_dir = starter
     results: list[Round] = []
