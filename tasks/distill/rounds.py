@@ -91,6 +91,7 @@ class Options:
     heldout: int = 0  # > 0: only the first that many evaluation questions (a smoke test, not a figure)
     form: str = "edge"  # "edge": grounded answers rewritten in the edge's answer form; "cloud": the cloud's prose
     start: str = "starter"  # "starter": each round fine-tunes the starter edge; "latest": the round's own edge
+    seed: int = SEED  # of the collected questions and of each round's training
     split: str = HELDOUT  # questions each round is evaluated on: HELDOUT (the figures) or DEV (choosing settings)
 
 
@@ -136,11 +137,11 @@ def evaluation_questions(split: str) -> list[HeldOut]:
     return list(HELD_OUT) if split == HELDOUT else questions_by_split()[TRAIN]
 
 
-def collection_questions(count: int) -> list[HeldOut]:
+def collection_questions(count: int, seed: int = SEED) -> list[HeldOut]:
     """``count`` training-style questions to forward (seeded self-instruct phrasings in real cells): none of the
     held-out or development questions, so no evaluated question is ever taught."""
     evaluated = {q.question for split in (HELDOUT, DEV) for q in evaluation_questions(split)}
-    fresh = [q for q in phrasing_questions(10 * count, SEED) if q.question not in evaluated]
+    fresh = [q for q in phrasing_questions(10 * count, seed) if q.question not in evaluated]
     if len(fresh) < count:
         raise ValueError(f"only {len(fresh)} fresh questions for {count}: fewer --questions or --rounds")
     return fresh[:count]
@@ -237,7 +238,7 @@ def retrain(index: int, model_dir: Path, sample_files: list[Path], work: Path, o
     steps = options.steps or math.ceil(options.epochs * len(rows) / options.batch_size)
     trained = train(model_dir, data, work / f"round-{index}-train", TrainConfig(
         method="full", max_steps=steps, batch_size=options.batch_size, learning_rate=options.learning_rate,
-        warmup_steps=5, seed=SEED + index, threads=options.threads))
+        warmup_steps=5, seed=options.seed + index, threads=options.threads))
     result.train_s, result.train_lines, result.train_steps = time.perf_counter() - started, len(rows), steps
     result.train_loss = trained.metrics.get("train_loss", 0.0)
     return trained.output_dir
@@ -258,7 +259,7 @@ def table(rounds: list[Round]) -> str:
 
 async def run(options: Options, work: Path) -> list[Round]:
     work.mkdir(parents=True, exist_ok=True)
-    questions = collection_questions(options.questions * options.rounds)
+    questions = collection_questions(options.questions * options.rounds, options.seed)
     router, starter = LearnedRouter.load(), starter_models().gpt2_dir
     model_dir = starter
     results: list[Round] = []
@@ -303,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="teach the cloud's answers in the edge's answer form, or in the cloud's own words")
     parser.add_argument("--start", choices=("starter", "latest"), default=Options.start,
                         help="each round fine-tunes the starter edge (on every sample so far) or the round's edge")
+    parser.add_argument("--seed", type=int, default=Options.seed, help="of the questions and the training")
     parser.add_argument("--split", choices=(HELDOUT, DEV), default=Options.split,
                         help="evaluate each round on the held-out questions, or on the development set")
     parser.add_argument("--work", type=Path, default=default_cache_root() / "distill-rounds",
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(rounds=args.rounds, questions=args.questions, steps=args.steps, epochs=args.epochs,
                       learning_rate=args.learning_rate, replay=args.replay, cloud_model=args.cloud_model,
                       heldout=args.heldout, concurrency=args.concurrency, form=args.form, start=args.start,
-                      split=args.split)
+                      split=args.split, seed=args.seed)
     results = asyncio.run(run(options, args.work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"options": asdict(options), "rounds": [asdict(r) for r in results]}, indent=1)
