@@ -231,3 +231,24 @@ def test_a_grounded_answer_is_taught_in_the_edges_own_form():
         " Maritime Museum, hours not listed."
     assert in_edge_form(row | {"completion": " Harbour Fish Market or the Maritime Museum."}, venues) is None
     assert in_edge_form(row | {"completion": " I do not know."}, venues) is None
+
+
+def test_a_retrained_edge_serves_only_when_no_worse_on_the_development_questions():
+    from tasks.distill.evaluation import passes_gate
+
+    serving = {"edge_share_equal": 0.5, "edge_quality": 0.87}
+    assert passes_gate(serving, serving)
+    assert passes_gate({"edge_share_equal": 0.6, "edge_quality": 0.88}, serving)
+    assert not passes_gate({"edge_share_equal": 0.9, "edge_quality": 0.86}, serving)  # answers worse
+    assert not passes_gate({"edge_share_equal": 0.4, "edge_quality": 0.95}, serving)  # ends fewer at equal quality
+
+
+def test_no_collected_question_is_ever_evaluated():
+    from tasks.distill.evaluation import DEV, evaluation_questions
+    from tasks.distill.rounds import collection_questions
+    from tasks.routing.questions import HELDOUT
+
+    evaluated = {q.question for split in (HELDOUT, DEV) for q in evaluation_questions(split)}
+    collected = [q.question for q in collection_questions(180)]
+    assert len(set(collected)) == 180 and not evaluated & set(collected)
+    assert len(evaluation_questions(HELDOUT)) == 71 and len(evaluation_questions(DEV)) == 114

@@ -1,28 +1,25 @@
 """Rounds of the edge learning from the cloud (``python -m tasks.distill.rounds``), measured on held-out questions.
 
-Each round, on a live all-in-one cluster (the round's edge GPT-2, the pretrained cloud with its shipped adapter,
+Each round, on a live all-in-one cluster (the serving edge GPT-2, the pretrained cloud with its shipped adapter,
 the edge keeping distillation samples):
 
-1. **evaluate** the round's edge on the 71 held-out questions: its own answer, with the routing features it
-   computed (a learned router at threshold 0 keeps every request at the edge and logs them: the probe's mean
-   log-probability is today's confidence rule). The cloud side of the frontier is fixed: the same cloud's
-   answers to the same questions, collected by ``netgpt eval routing --collect`` (``REFERENCE``; the cloud does
-   not change between rounds, and asking it 71 questions per round would cost more than the round itself on
-   this CPU). No held-out question reaches the cloud, so none is ever kept as a sample;
+1. **evaluate** the serving edge on the 71 held-out questions (:mod:`tasks.distill.evaluation`): its own answer,
+   with the routing features it computed, next to the fixed reference cloud's. No held-out question reaches the
+   cloud, so none is ever kept as a sample;
 2. **collect**: ``questions`` fresh training-style questions (self-instruct phrasings asked in real cells,
-   never held-out or dev questions; each round its own) forwarded to the cloud (``--concurrency`` at a time);
-   the edge keeps the cloud's answers, and the round's samples are exported from the edge's live file as
-   ``netgpt data distill export`` does;
-3. **retrain**: the round's edge model fine-tuned (full, the project's trainer, in this process: the library a
-   compute-plane job runs, without the job's ONNX packaging and store round trip, which
-   ``tests/test_distill_samples.py`` covers) on every grounded sample so far plus a replay share of its own
-   training data (:mod:`tasks.distill.dataset`); the next round's cluster serves the result ("redeploy").
+   never a held-out or development question; each round its own) forwarded to the cloud (``--concurrency`` at
+   a time); the edge keeps the cloud's answers, and the round's samples are exported from the edge's live file
+   as ``netgpt data distill export`` does;
+3. **retrain**: an edge fine-tuned (full, the project's trainer, in this process: the library a compute-plane
+   job runs, without the job's ONNX packaging and store round trip, which ``tests/test_distill_samples.py``
+   covers) on every grounded sample so far plus a replay share of its own training data
+   (:mod:`tasks.distill.dataset`);
+4. **gate** (``--gate``, on by default): the candidate serves the next round only when it is no worse than the
+   serving edge on the development questions (:func:`tasks.distill.evaluation.passes_gate`), as a deployment
+   with a canary would; otherwise the serving edge stays, and the next round retrains it with more samples.
 
-Per round: edge-only quality, always-cloud quality, the share of requests the edge ends at equal quality (the
-most requests at the edge by today's log-probability threshold, swept on held-out, at no loss against
-always-cloud; and at 95 % of it), the shipped learned router's share and quality at its threshold, and what the
-round cost (cloud calls, training time). Each round's figures are written as soon as they exist (``--work``),
-so a rerun resumes.
+Per round: the held-out figures, what the round cost (cloud calls, training and gate time) and the gate's
+figures and decision. Each round's figures are written as soon as they exist (``--work``), so a rerun resumes.
 """
 
 from __future__ import annotations
@@ -32,10 +29,9 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import structlog
@@ -49,29 +45,16 @@ from netgpt.training.trainer import TrainConfig, train
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from node.runtime import starter_models
 from tasks.distill.dataset import grounded, in_edge_form, read_rows, replay_rows, write_rows
-from tasks.prompt_completion.evaluate import (
-    MAX_NEW_TOKENS,
-    ask_via_edge,
-    cell_venues,
-    evaluation_cluster,
-    score_answer,
-)
-from tasks.prompt_completion.heldout import HELD_OUT, HeldOut
+from tasks.distill.evaluation import DEV, ROOT, evaluate, evaluation_questions, gathered, passes_gate
+from tasks.prompt_completion.evaluate import MAX_NEW_TOKENS, ask_via_edge, cell_venues, evaluation_cluster
+from tasks.prompt_completion.heldout import HeldOut
 from tasks.prompt_completion.synth import real_cells
-from tasks.routing.collect import Answer, Collected, Record, features_of, shadow_router_file
-from tasks.routing.frontier import TARGET, best_at, confidence, routed, sweep
-from tasks.routing.questions import HELDOUT, TRAIN, phrasing_questions, questions_by_split
+from tasks.routing.collect import shadow_router_file
+from tasks.routing.questions import HELDOUT, phrasing_questions
 
 log = structlog.get_logger("netgpt.distill")
-T = TypeVar("T")
-R = TypeVar("R")
 
-ROOT = Path(__file__).resolve().parents[2]
-EVAL_UE = "ue-eval"  # tasks.prompt_completion.evaluate asks as this UE
-REFERENCE = ROOT / "tasks" / "prompt_completion" / "data" / "routing_data_pretrained.json"
 SEED = 2027  # of the training-style questions (tasks.routing.questions uses 2026 for the router's)
-ROUTER_THRESHOLD = 0.5  # the shipped learned router's recommended threshold
-DEV = "dev"
 
 
 @dataclass(frozen=True)
@@ -89,16 +72,17 @@ class Options:
     threads: int = 2
     concurrency: int = 1  # requests in flight at once (the cloud batches them)
     heldout: int = 0  # > 0: only the first that many evaluation questions (a smoke test, not a figure)
-    form: str = "edge"  # "edge": grounded answers rewritten in the edge's answer form; "cloud": the cloud's prose
-    start: str = "starter"  # "starter": each round fine-tunes the starter edge; "latest": the round's own edge
+    form: str = "cloud"  # "cloud": the cloud's own words; "edge": rewritten in the edge's answer form
+    start: str = "latest"  # "latest": the serving edge is fine-tuned; "starter": the starter, every round
     seed: int = SEED  # of the collected questions and of each round's training
     split: str = HELDOUT  # questions each round is evaluated on: HELDOUT (the figures) or DEV (choosing settings)
+    gate: bool = True  # a candidate serves only when no worse on DEV (ignored when the figures are on DEV)
 
 
 @dataclass
 class Round:
     round: int
-    edge_model: str
+    edge_model: str  # the edge serving this round
     edge_quality: float
     cloud_quality: float
     edge_share_equal: float  # log-prob threshold, most at the edge at >= always-cloud quality
@@ -115,26 +99,8 @@ class Round:
     train_s: float = 0.0
     train_steps: int = 0
     train_loss: float = 0.0
-
-
-def figures(records: list[Record], router: LearnedRouter) -> dict[str, float]:
-    """The held-out figures of one round's edge (with the cloud's answers to its prompts)."""
-    edge = routed(records, [True] * len(records), "always edge")
-    cloud = routed(records, [False] * len(records), "always cloud")
-    points = sweep(records, [confidence(r) for r in records], "log-prob")
-    equal, near = best_at(points, cloud.quality), best_at(points, TARGET * cloud.quality)
-    learned = routed(records, [router.p_good(r.features) >= ROUTER_THRESHOLD for r in records], "learned")
-    return {"edge_quality": edge.quality, "cloud_quality": cloud.quality, "edge_share_equal": equal.edge_share,
-            "quality_equal": equal.quality, "edge_share_95": near.edge_share,
-            "router_edge_share": learned.edge_share, "router_quality": learned.quality}
-
-
-def evaluation_questions(split: str) -> list[HeldOut]:
-    """HELDOUT: the 71 held-out questions (the figures); DEV: the router's training questions, the development
-    set's 34 and 80 self-instruct phrasings in real cells (settings are chosen on these)."""
-    if split not in (HELDOUT, DEV):
-        raise ValueError(f"split must be {HELDOUT!r} or {DEV!r}, not {split!r}")
-    return list(HELD_OUT) if split == HELDOUT else questions_by_split()[TRAIN]
+    gate_s: float = 0.0
+    gate: dict[str, Any] | None = None  # the serving edge's and the candidate's DEV figures, and the decision
 
 
 def collection_questions(count: int, seed: int = SEED) -> list[HeldOut]:
@@ -147,75 +113,57 @@ def collection_questions(count: int, seed: int = SEED) -> list[HeldOut]:
     return fresh[:count]
 
 
-def reference_cloud(split: str, path: Path = REFERENCE) -> dict[str, Answer]:
-    """The cloud's answers to the split's questions (``netgpt eval routing --collect``, same cloud and adapter,
-    the starter edge's prompts; the development questions are in its ``train`` split): the fixed cloud side of
-    every round's frontier."""
-    wanted = {q.question for q in evaluation_questions(split)}
-    collected = Collected.read(path)
-    return {r.question: r.cloud for name in (HELDOUT, TRAIN) for r in collected.split(name) if r.question in wanted}
+def _cluster(model_dir: Path, work: Path, options: Options, **edge_settings: Any) -> Any:
+    """An evaluation cluster on ``model_dir`` whose learned router (threshold 0) keeps every request at the
+    edge and logs its features."""
+    return evaluation_cluster(str(model_dir), options.cloud_model, options.adapter, router="learned",
+                              router_threshold=0.0, router_weights=str(shadow_router_file(work)),
+                              max_concurrency=options.concurrency, **edge_settings)
 
 
-async def gathered(items: Sequence[T], ask: Callable[[T], Awaitable[R]], concurrency: int) -> list[R]:
-    """``ask`` for every item, ``concurrency`` at a time (the cloud batches concurrent requests), in order."""
-    gate = asyncio.Semaphore(concurrency)
+async def collect(cluster: Cluster, index: int, db: Path, work: Path, questions: list[HeldOut],
+                  options: Options, result: Round) -> Path:
+    """Forward the round's questions to the cloud through the edge; the samples it kept, exported."""
+    started = time.perf_counter()
 
-    async def one(item: T) -> R:
-        async with gate:
-            return await ask(item)
+    async def forwarded(q: HeldOut) -> bool:
+        try:
+            _, summary = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_CLOUD, options.max_new_tokens)
+        except grpc.aio.AioRpcError as exc:  # a slow cloud on a busy CPU: that question keeps no sample
+            log.warning("distill.question_failed", question=q.question, code=exc.code().name)
+            result.failed += 1
+            return False
+        return summary.bytes_edge_to_cloud > 0
 
-    return list(await asyncio.gather(*(one(item) for item in items)))
-
-
-async def held_out_record(cluster: Cluster, q: HeldOut, cloud: Mapping[str, Answer], options: Options) -> Record:
-    """The edge's own answer to ``q`` with the routing features it computed (a learned router at threshold 0
-    keeps every request at the edge and logs them), next to the reference cloud answer."""
-    others = tuple(cell_venues().get(q.cell_id, ()))
-    prompt, summary = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_UNSPECIFIED, options.max_new_tokens)
-    if summary.bytes_edge_to_cloud:
-        raise RuntimeError(f"{q.question!r} went to the cloud: {summary.reason_detail}")
-    return Record(HELDOUT, q.question, q.cell_id, q.expected, others, tuple(prompt.knowledge_used),
-                  features_of(summary), Answer(summary.text, score_answer(summary.text, q.expected, others),
-                                               summary.latency.total_ms), cloud[q.question])
+    result.cloud_calls = sum(await gathered(questions, forwarded, options.concurrency))
+    result.collect_s = time.perf_counter() - started
+    out = work / f"round-{index}-samples.jsonl"
+    samples = DistillSamples(str(db))
+    result.samples_kept = samples.export(out)  # what `netgpt data distill export` writes, from the live file
+    samples.close()
+    result.grounded = sum(grounded(row, cell_venues()) for row in read_rows(out))
+    return out
 
 
 async def run_round(index: int, model_dir: Path, work: Path, questions: list[HeldOut], options: Options,
                     router: LearnedRouter) -> tuple[Round, Path | None]:
-    """Evaluate the round's edge, then collect its samples (none in the last round); (figures, samples file)."""
-    db, cloud = work / f"round-{index}.sqlite", reference_cloud(options.split)
+    """Evaluate the serving edge, then collect its samples (none in the last round); (figures, samples file)."""
+    db = work / f"round-{index}.sqlite"
     db.unlink(missing_ok=True)
-    async with evaluation_cluster(str(model_dir), options.cloud_model, options.adapter, router="learned",
-                                  router_threshold=0.0, router_weights=str(shadow_router_file(work)),
-                                  distill_samples=True, distill_db=str(db),
-                                  max_concurrency=options.concurrency) as cluster:
-        asked = evaluation_questions(options.split)
-        asked = asked[:options.heldout or len(asked)]
-        records = await gathered(asked, lambda q: held_out_record(cluster, q, cloud, options), options.concurrency)
-        f = figures(records, router)
+    async with _cluster(model_dir, work, options, distill_samples=True, distill_db=str(db)) as cluster:
+        f = await evaluate(cluster, options.split, router, options.max_new_tokens, options.concurrency,
+                           options.heldout)
         result = Round(index, str(model_dir), f["edge_quality"], f["cloud_quality"], f["edge_share_equal"],
                        f["quality_equal"], f["edge_share_95"], f["router_edge_share"], f["router_quality"])
         log.warning("distill.evaluated", **{k: v for k, v in asdict(result).items() if k != "edge_model"})
         if not questions:
             return result, None
-        started = time.perf_counter()
+        return result, await collect(cluster, index, db, work, questions, options, result)
 
-        async def forwarded(q: HeldOut) -> bool:
-            try:
-                _, summary = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_CLOUD, options.max_new_tokens)
-            except grpc.aio.AioRpcError as exc:  # a slow cloud on a busy CPU: that question keeps no sample
-                log.warning("distill.question_failed", question=q.question, code=exc.code().name)
-                result.failed += 1
-                return False
-            return summary.bytes_edge_to_cloud > 0
 
-        result.cloud_calls = sum(await gathered(questions, forwarded, options.concurrency))
-        result.collect_s = time.perf_counter() - started
-        out = work / f"round-{index}-samples.jsonl"
-        samples = DistillSamples(str(db))
-        result.samples_kept = samples.export(out)  # what `netgpt data distill export` writes, from the live file
-        samples.close()
-        result.grounded = sum(grounded(row, cell_venues()) for row in read_rows(out))
-    return result, out
+async def dev_figures(model_dir: Path, work: Path, options: Options, router: LearnedRouter) -> dict[str, float]:
+    async with _cluster(model_dir, work, options) as cluster:
+        return await evaluate(cluster, DEV, router, options.max_new_tokens, options.concurrency, options.heldout)
 
 
 def teaching_rows(sample_files: list[Path], form: str) -> list[dict[str, Any]]:
@@ -230,7 +178,7 @@ def teaching_rows(sample_files: list[Path], form: str) -> list[dict[str, Any]]:
 
 def retrain(index: int, model_dir: Path, sample_files: list[Path], work: Path, options: Options,
             result: Round) -> Path:
-    """The next round's edge: ``model_dir`` fine-tuned on every grounded sample so far plus replay."""
+    """A candidate edge: ``model_dir`` fine-tuned on every grounded sample so far plus replay."""
     taught = teaching_rows(sample_files, options.form)
     rows = [*taught, *replay_rows(round(options.replay * len(taught)))]
     data = write_rows(rows, work / f"round-{index}-train.jsonl")
@@ -246,22 +194,40 @@ def retrain(index: int, model_dir: Path, sample_files: list[Path], work: Path, o
 
 def table(rounds: list[Round]) -> str:
     header = ("round", "edge-only", "always-cloud", "edge share @ equal q", "@ 95 %", "learned router",
-              "cloud calls", "kept / grounded", "train lines", "train s")
+              "cloud calls", "kept / grounded", "train lines", "train s", "gate (dev share, quality)")
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rounds:
+        gate = "" if r.gate is None else (
+            f"{r.gate['candidate']['edge_share_equal']:.1%}, {r.gate['candidate']['edge_quality']:.1%} vs "
+            f"{r.gate['serving']['edge_share_equal']:.1%}, {r.gate['serving']['edge_quality']:.1%}: "
+            f"{'deployed' if r.gate['deployed'] else 'kept the serving edge'}")
         lines.append(" | ".join((
             str(r.round), f"{r.edge_quality:.1%}", f"{r.cloud_quality:.1%}",
             f"{r.edge_share_equal:.1%} ({r.quality_equal:.1%})", f"{r.edge_share_95:.1%}",
             f"{r.router_edge_share:.1%} ({r.router_quality:.1%})", str(r.cloud_calls),
-            f"{r.samples_kept} / {r.grounded}", str(r.train_lines), f"{r.train_s:.0f}")))
+            f"{r.samples_kept} / {r.grounded}", str(r.train_lines), f"{r.train_s:.0f}", gate)))
     return "\n".join(f"| {line} |" for line in lines)
+
+
+async def gated(candidate: Path, serving: Path, serving_dev: dict[str, float] | None, work: Path,
+                options: Options, router: LearnedRouter, result: Round) -> tuple[Path, dict[str, float]]:
+    """The edge that serves next (the candidate or the serving one) and its DEV figures."""
+    started = time.perf_counter()
+    serving_dev = serving_dev or await dev_figures(serving, work, options, router)
+    candidate_dev = await dev_figures(candidate, work, options, router)
+    deployed = passes_gate(candidate_dev, serving_dev)
+    result.gate_s = time.perf_counter() - started
+    result.gate = {"serving": serving_dev, "candidate": candidate_dev, "deployed": deployed}
+    log.warning("distill.gate", round=result.round, deployed=deployed, candidate=candidate_dev, serving=serving_dev)
+    return (candidate, candidate_dev) if deployed else (serving, serving_dev)
 
 
 async def run(options: Options, work: Path) -> list[Round]:
     work.mkdir(parents=True, exist_ok=True)
     questions = collection_questions(options.questions * options.rounds, options.seed)
     router, starter = LearnedRouter.load(), starter_models().gpt2_dir
-    model_dir = starter
+    gate = options.gate and options.split != DEV
+    model_dir, serving_dev = starter, None
     results: list[Round] = []
     sample_files: list[Path] = []
     for index in range(options.rounds + 1):
@@ -270,21 +236,22 @@ async def run(options: Options, work: Path) -> list[Round]:
             data = json.loads(saved.read_text("utf-8"))
             results.append(Round(**data["round"]))
             model_dir = Path(data["next_model"]) if data["next_model"] else model_dir
+            serving_dev = data.get("next_dev") or serving_dev
             sample_files += [Path(data["samples"])] if data["samples"] else []
             continue
         batch = questions[index * options.questions:(index + 1) * options.questions] if index < options.rounds else []
         result, samples = await run_round(index, model_dir, work, batch, options, router)
-        next_model = None
         if samples is not None:
             sample_files.append(samples)
             base = starter if options.start == "starter" else model_dir
-            next_model = retrain(index, base, sample_files, work, options, result)
-        saved.write_text(json.dumps({"round": asdict(result), "next_model": str(next_model or ""),
+            candidate = retrain(index, base, sample_files, work, options, result)
+            model_dir, serving_dev = (await gated(candidate, model_dir, serving_dev, work, options, router, result)
+                                      if gate else (candidate, None))
+        saved.write_text(json.dumps({"round": asdict(result), "next_model": str(model_dir), "next_dev": serving_dev,
                                      "samples": str(samples or "")}, indent=1), encoding="utf-8")
         results.append(result)
         log.warning("distill.round_done", round=index, cloud_calls=result.cloud_calls, grounded=result.grounded,
                     train_s=round(result.train_s, 1))
-        model_dir = next_model or model_dir
     return results
 
 
@@ -301,12 +268,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests in flight at once (the cloud batches them; on a busy CPU 1)")
     parser.add_argument("--heldout", type=int, default=0, help="only the first N evaluation questions (smoke test)")
     parser.add_argument("--form", choices=("edge", "cloud"), default=Options.form,
-                        help="teach the cloud's answers in the edge's answer form, or in the cloud's own words")
+                        help="teach the cloud's answers in its own words, or in the edge's answer form")
     parser.add_argument("--start", choices=("starter", "latest"), default=Options.start,
-                        help="each round fine-tunes the starter edge (on every sample so far) or the round's edge")
+                        help="fine-tune the serving edge, or the starter edge every round (on every sample so far)")
     parser.add_argument("--seed", type=int, default=Options.seed, help="of the questions and the training")
     parser.add_argument("--split", choices=(HELDOUT, DEV), default=Options.split,
                         help="evaluate each round on the held-out questions, or on the development set")
+    parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=Options.gate,
+                        help="a retrained edge serves only when no worse on the development questions")
     parser.add_argument("--work", type=Path, default=default_cache_root() / "distill-rounds",
                         help="round figures, samples and models (a rerun resumes from it)")
     parser.add_argument("--log-level", default="warning")
@@ -316,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(rounds=args.rounds, questions=args.questions, steps=args.steps, epochs=args.epochs,
                       learning_rate=args.learning_rate, replay=args.replay, cloud_model=args.cloud_model,
                       heldout=args.heldout, concurrency=args.concurrency, form=args.form, start=args.start,
-                      split=args.split, seed=args.seed)
+                      split=args.split, seed=args.seed, gate=args.gate)
     results = asyncio.run(run(options, args.work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"options": asdict(options), "rounds": [asdict(r) for r in results]}, indent=1)
