@@ -202,6 +202,8 @@ class Record:
     comprehensive: str
     latency: dict[str, float]
     steps: dict[str, tuple[float, float]]  # function → (started_ms, finished_ms) of the steps that ran
+    prompt_tokens: int = 0  # of the prompt the answering model read
+    answer_tokens: int = 0  # the answer's length: last-token times compare only at like lengths
     parts: dict[str, float] = field(default_factory=dict)  # filled from the logs after the run
 
     @property
@@ -221,7 +223,7 @@ async def timed(system: str, item: Item, call: Callable[[], Any], venues: dict[s
     steps = {s.function: (s.started_ms, s.finished_ms) for s in summary.steps if not s.skipped}
     return Record(system, item, trace_id, read.started, read.first, read.done, read.route,
                   score_answer(summary.text, item.expected, venues.get(item.cell_id, [])), read.comprehensive,
-                  read.latency, steps)
+                  read.latency, steps, summary.prompt_tokens, summary.completion_tokens)
 
 
 async def run_requests(items: list[Item], concurrency: int, send: Callable[[Item], Awaitable[Record]],
@@ -406,6 +408,10 @@ def group_summary(records: list[Record]) -> dict[str, Any]:
             "answer_ok": float(np.mean([r.answer_ok for r in records])) if records else float("nan"),
             "first_token_ms": {"p50": pct(first, 50), "p95": pct(first, 95)},
             "last_token_ms": {"p50": pct(last, 50), "p95": pct(last, 95)},
+            "answer_tokens": {"p50": pct([r.answer_tokens for r in records], 50),
+                              "p95": pct([r.answer_tokens for r in records], 95)},
+            "prompt_tokens": {"p50": pct([r.prompt_tokens for r in records], 50),
+                              "p95": pct([r.prompt_tokens for r in records], 95)},
             "steps_ms": {key: {"p50": pct(parts[key], 50), "p95": pct(parts[key], 95), "requests": len(parts[key])}
                          for key in STEPS if parts.get(key)}}
 
@@ -524,6 +530,20 @@ def cell(summary: dict[str, Any] | None) -> str:
     return f"{summary['p50']:.0f} / {summary['p95']:.0f}"
 
 
+def tokens(row: dict[str, Any]) -> str:
+    """p50 prompt / p50 answer tokens, or — (reports made before tokens were counted)."""
+    if "answer_tokens" not in row or not row["requests"]:
+        return "—"
+    return f"{row['prompt_tokens']['p50']:.0f} / {row['answer_tokens']['p50']:.0f}"
+
+
+def row_cells(row: dict[str, Any]) -> str:
+    """A row's cells after its count: first and last token, tokens, then every step."""
+    cells = [cell(row["first_token_ms"]), cell(row["last_token_ms"]), tokens(row),
+             *(cell(row["steps_ms"].get(s)) for s in STEPS)]
+    return " | ".join(cells)
+
+
 def markdown(report: dict[str, Any]) -> str:
     m, models, link = report["machine"], report["models"], report["link"]
     lines = ["# NetGPT as deployed: where a request's time goes", "",
@@ -547,16 +567,14 @@ def markdown(report: dict[str, Any]) -> str:
              "straight to the cloud, `edge→cloud` is the UE→cloud hop. `queue` is the cloud's batch-scheduler wait; "
              "the edge's own admission wait is inside `edge generate`. On `cache` / `coalesced` rows `edge generate` "
              "is the relay of a cached or shared answer.", ""]
-    columns = ["first token", "last token", *(HEADERS[s] for s in STEPS)]
+    columns = ["first token", "last token", "prompt / answer tokens", *(HEADERS[s] for s in STEPS)]
     for name, part in report["workloads"].items():
         ratios = part["ratios_netgpt_over_cloud_only"]
         lines += [f"## {name}: {part['requests']} requests, {part['distinct_prompts']} distinct prompts", "",
                   "| system / route | n | answer ok | " + " | ".join(columns) + " |",
                   "|---|---:|---:|" + "---:|" * len(columns)]
         for row_name, row in part["rows"].items():
-            steps = row["steps_ms"]
-            lines.append(f"| {row_name} | {row['requests']} | {row['answer_ok']:.0%} | {cell(row['first_token_ms'])} | "
-                         f"{cell(row['last_token_ms'])} | " + " | ".join(cell(steps.get(s)) for s in STEPS) + " |")
+            lines.append(f"| {row_name} | {row['requests']} | {row['answer_ok']:.0%} | {row_cells(row)} |")
         lines += ["", "NetGPT / cloud-only: " + ", ".join(f"{k} ×{v:.2f}" for k, v in ratios.items()) + "."]
         loaded = part["loaded_toll_ms"]
         if loaded:
@@ -570,12 +588,10 @@ def markdown(report: dict[str, Any]) -> str:
               f"{t['pairs']} unseen held-out questions one at a time: through the edge, then its comprehensive prompt "
               f"straight to the cloud ({t['dropped_not_forwarded']} not forwarded, dropped).", ""]
     if t["pairs"]:
-        columns = ["first token", "last token", *(HEADERS[s] for s in STEPS)]
+        columns = ["first token", "last token", "prompt / answer tokens", *(HEADERS[s] for s in STEPS)]
         lines += ["| path | n | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
         for label, row in (("through the edge", t["via_edge"]), ("straight to the cloud", t["straight"])):
-            lines.append(f"| {label} | {row['requests']} | {cell(row['first_token_ms'])} | "
-                         f"{cell(row['last_token_ms'])} | " + " | ".join(cell(row['steps_ms'].get(s)) for s in STEPS)
-                         + " |")
+            lines.append(f"| {label} | {row['requests']} | {row_cells(row)} |")
         d, paired = t["p50_difference_ms"], t["p50_of_paired_differences_ms"]
         lines += ["", f"**Toll: p50 last token {d['p50_last_token_ms']:+.0f} ms, p50 first token "
                   f"{d['p50_first_token_ms']:+.0f} ms** (difference of p50s); median of the paired differences: "

@@ -36,6 +36,8 @@ def test_as_deployed_bench_reports_every_step_for_both_routes(tiny: object, tmp_
     assert set(rows) == {"zipf", "long_tail"}
     for workload, mine in rows.items():
         assert mine["netgpt"]["requests"] == 4 and mine["cloud_only"]["requests"] == 4, workload
+        for system in ("netgpt", "cloud_only"):  # answers of the tiny models, at most --max-new-tokens long
+            assert 1 <= mine[system]["answer_tokens"]["p50"] <= 4 and mine[system]["prompt_tokens"]["p50"] > 0
     assert report["failures"] == {}
     routes = {name for mine in rows.values() for name in mine}
     assert {"netgpt / edge", "netgpt / cloud"} <= routes
