@@ -5,7 +5,7 @@ emulated link (``bench/link.py``, in a process of its own), and what each step o
     python -m bench.as_deployed [--requests 40] [--concurrency 4] [--rtt-ms 40] [--mbit-s 50]
                                 [--edge-model starter|tiny|gpt2-124m|DIR] [--cloud-model starter|tiny|DIR]
                                 [--edge-intent knowledge|model|none] [--edge-cloud-intent] [--split-cores]
-                                [--edge-threads N] [--edge-decode-first] [--du-load SHARE]
+                                [--edge-threads N] [--cloud-threads N] [--edge-decode-first] [--du-load SHARE]
                                 [--edge-quantization fp32|int8|int4]
                                 [--toll-requests 16] [--out bench/reports/as_deployed.json]
 
@@ -152,7 +152,7 @@ async def deploy(args: argparse.Namespace, folder: Path) -> Deployment:
         cloud = Process("cloud", daemon_argv("cloud", pki, "cloud-1", "--listen", "127.0.0.1:0", "--node-id", "cloud-1",
                                              "--advertise", link.sides["edge_side"], "--core", core_address,
                                              "--model", args.cloud_model, "--max-concurrency", "2",
-                                             "--max-queue", "256"),
+                                             "--max-queue", "256", *cloud_threads_flags(args)),
                         {**env, "OMP_NUM_THREADS": "1"} if args.split_cores else env,
                         cpus={CLOUD_CPU} if args.split_cores else None)
         link.command(f"upstream {(await cloud.wait_for('server.started'))['address']}")
@@ -163,6 +163,11 @@ async def deploy(args: argparse.Namespace, folder: Path) -> Deployment:
         link.close()
         raise
     return Deployment(pki, pki.identity("operator", "operator"), folder, env, link, core, core_address, cloud)
+
+
+def cloud_threads_flags(args: argparse.Namespace) -> list[str]:
+    threads = args.cloud_threads or (1 if args.split_cores else 0)  # a core of its own: one thread
+    return ["--torch-threads", str(threads)] if threads else []
 
 
 def start_edge(deployment: Deployment, args: argparse.Namespace, tag: str) -> Process:
@@ -516,8 +521,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         "edge_quantization": args.edge_quantization, "edge_intent": args.edge_intent,
                         "edge_cloud_intent": args.edge_cloud_intent, "split_cores": args.split_cores,
                         "edge_threads": args.edge_threads, "edge_prefill_first": not args.edge_decode_first,
-                        "cloud": models["cloud"],
-                        "cloud_path": args.cloud_model}
+                        "cloud": models["cloud"], "cloud_path": args.cloud_model,
+                        "cloud_threads": args.cloud_threads or (1 if args.split_cores else 0)}
     report["settings"] = {k: getattr(args, k) for k in ("requests", "concurrency", "zipf", "unique_share",
                                                         "max_new_tokens", "seed", "edge_concurrency",
                                                         "toll_requests", "edge_prefix_cache_mb")}
@@ -535,6 +540,11 @@ def tokens(row: dict[str, Any]) -> str:
     if "answer_tokens" not in row or not row["requests"]:
         return "—"
     return f"{row['prompt_tokens']['p50']:.0f} / {row['answer_tokens']['p50']:.0f}"
+
+
+def cloud_threads(models: dict[str, Any]) -> str:
+    threads = models.get("cloud_threads", 0)
+    return f" ({threads} torch thread{'s' if threads > 1 else ''})" if threads and not models.get("split_cores") else ""
 
 
 def row_cells(row: dict[str, Any]) -> str:
@@ -555,6 +565,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"- Models: edge `{models['edge']}` ({models['edge_quantization']}, intent from "
              f"{models.get('edge_intent', 'model')}"
              f"{', also for the cloud route' if models.get('edge_cloud_intent') else ''}), cloud `{models['cloud']}`"
+             f"{cloud_threads(models)}"
              f"{SPLIT if models.get('split_cores') else ''}; "
              f"settings {json.dumps(report['settings'])}.",
              *([f"- A co-located RAN DU (`bench/du_load.py`) is busy {report['du_load']['duty']:.0%} of the edge's "
@@ -627,6 +638,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the edge's decode steps do not wait for prefills (prefill_first = false; as before)")
     parser.add_argument("--edge-threads", type=int, default=0,
                         help="the edge's intra_op_threads (0: ONNX Runtime's default; 1 with --split-cores)")
+    parser.add_argument("--cloud-threads", type=int, default=0,
+                        help="the cloud's torch_threads (0: torch's default, one per core; 1 with --split-cores)")
     parser.add_argument("--split-cores", action="store_true",
                         help=f"the edge runs on CPU {EDGE_CPU} only and the cloud on CPU {CLOUD_CPU} only, a thread "
                              "each, as if each had a host of its own (core, link and UE share both)")

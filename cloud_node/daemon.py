@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+import structlog
+import torch
 
 from cloud_node.batching_runner import BatchingRunner
 from cloud_node.deployer import cloud_deployer
@@ -19,6 +21,7 @@ from netgpt.access_rules import cloud_rules
 from netgpt.checkpoint.pretrained import PRETRAINED, PRETRAINED_NAME, shipped_adapter
 from netgpt.config import CloudConfig
 from netgpt.crl import command_handler as crl_command_handler
+from netgpt.errors import StartupError
 from netgpt.model_slot import ModelSlot, Served
 from netgpt.server import Service, start_server
 from netgpt.v1 import common_pb2
@@ -41,12 +44,25 @@ from node.runtime import (
 from up.convert import model_ref
 from up.runner import GenerationRunner
 
+log = structlog.get_logger(__name__)
+
 
 def load_cloud_model(config: CloudConfig) -> LlamaModel:
     """Load the configured checkpoint (raises ModelLoadError with a one-line reason)."""
+    use_threads(config.torch_threads)
     model_dir = model_folder(config.model, "cloud (LLaMA)", lambda tiny: tiny.llama_dir)
     return LlamaModel.load(model_dir, adapter_dir=startup_adapter(config), device=config.device, dtype=config.dtype,
                            name=PRETRAINED_NAME if config.model == PRETRAINED else None)
+
+
+def use_threads(threads: int) -> None:
+    """``torch_threads`` for this process. A forward pass split over every core stalls whenever another
+    process (an edge on the same host) takes one of them; a cloud sharing its host leaves the others cores."""
+    if threads < 0:
+        raise StartupError(f"[cloud] torch_threads must be 0 (torch's default) or more, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+        log.info("cloud.threads", torch_threads=threads)
 
 
 def startup_adapter(config: CloudConfig) -> Path | None:

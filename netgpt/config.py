@@ -103,6 +103,7 @@ class CloudConfig(NodeConfig):
     max_batch_tokens: int = 256  # tokens in one forward pass: a token per decoding request + prompt chunks
     kv_cache_mb: float = 1024.0  # KV cache the running requests may reserve (prompt + max_new_tokens each)
     prefix_cache_mb: float = 64.0  # keys and values of prompt beginnings kept for later requests; 0: off
+    torch_threads: int = 0  # CPU threads of the model's forward passes; 0: torch's default (one per core)
 
 
 @dataclass

@@ -56,3 +56,21 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [f.name for cls in cfg.SECTIONS.values() for f in dataclasses.fields(cls) if f"`{f.name}`" not in readme]
     assert not missing, f"README config reference lacks: {missing}"
+
+
+def test_cloud_torch_threads_are_applied_and_a_negative_count_refused():
+    import torch
+
+    from cloud_node.daemon import use_threads
+    from netgpt.errors import StartupError
+
+    before = torch.get_num_threads()
+    try:
+        use_threads(1)
+        assert torch.get_num_threads() == 1
+        use_threads(0)  # torch's default: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(StartupError, match="torch_threads must be 0"):
+        use_threads(-1)
