@@ -56,8 +56,8 @@ def load_cloud_model(config: CloudConfig) -> LlamaModel:
 
 
 def use_threads(threads: int) -> None:
-    """``torch_threads`` for this process. A forward pass split over every core stalls whenever another
-    process (an edge on the same host) takes one of them; a cloud sharing its host leaves the others cores."""
+    """``torch_threads`` for this process (0: torch's default, one per core): a cloud sharing its host with
+    other daemons can leave them cores."""
     if threads < 0:
         raise StartupError(f"[cloud] torch_threads must be 0 (torch's default) or more, got {threads}")
     if threads:
