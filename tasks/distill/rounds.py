@@ -29,6 +29,7 @@ import asyncio
 import json
 import math
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,8 @@ def collection_questions(count: int, seed: int = SEED) -> list[HeldOut]:
     return fresh[:count]
 
 
-def _cluster(model_dir: Path, work: Path, options: Options, **edge_settings: Any) -> Any:
+def _cluster(model_dir: Path, work: Path, options: Options,
+             **edge_settings: Any) -> AbstractAsyncContextManager[Cluster]:
     """An evaluation cluster on ``model_dir`` whose learned router (threshold 0) keeps every request at the
     edge and logs its features."""
     return evaluation_cluster(str(model_dir), options.cloud_model, options.adapter, router="learned",
