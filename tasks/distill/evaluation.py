@@ -60,14 +60,15 @@ async def gathered(items: Sequence[T], ask: Callable[[T], Awaitable[R]], concurr
     return list(await asyncio.gather(*(one(item) for item in items)))
 
 
-async def edge_record(cluster: Cluster, q: HeldOut, cloud: Mapping[str, Answer], max_new_tokens: int) -> Record:
+async def edge_record(cluster: Cluster, split: str, q: HeldOut, cloud: Mapping[str, Answer],
+                      max_new_tokens: int) -> Record:
     """The edge's own answer to ``q`` with the routing features it computed (the cluster's learned router at
     threshold 0 keeps every request at the edge and logs them), next to the reference cloud answer."""
     others = tuple(cell_venues().get(q.cell_id, ()))
     prompt, summary = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_UNSPECIFIED, max_new_tokens)
     if summary.bytes_edge_to_cloud:
         raise RuntimeError(f"{q.question!r} went to the cloud: {summary.reason_detail}")
-    return Record(HELDOUT, q.question, q.cell_id, q.expected, others, tuple(prompt.knowledge_used),
+    return Record(split, q.question, q.cell_id, q.expected, others, tuple(prompt.knowledge_used),
                   features_of(summary), Answer(summary.text, score_answer(summary.text, q.expected, others),
                                                summary.latency.total_ms), cloud[q.question])
 
@@ -84,14 +85,14 @@ def figures(records: list[Record], router: LearnedRouter) -> dict[str, float]:
             "router_edge_share": learned.edge_share, "router_quality": learned.quality}
 
 
-async def evaluate(cluster: Cluster, split: str, router: LearnedRouter, max_new_tokens: int, concurrency: int,
-                   limit: int = 0) -> dict[str, float]:
-    """The figures of the cluster's edge on ``split`` (``limit`` > 0: its first questions only, a smoke test)."""
+async def evaluate(cluster: Cluster, split: str, max_new_tokens: int, concurrency: int,
+                   limit: int = 0) -> list[Record]:
+    """The cluster's edge on ``split``, a record per question (``limit`` > 0: its first questions only, a smoke
+    test)."""
     cloud = reference_cloud(split)
     asked = evaluation_questions(split)
     asked = asked[:limit or len(asked)]
-    records = await gathered(asked, lambda q: edge_record(cluster, q, cloud, max_new_tokens), concurrency)
-    return figures(records, router)
+    return await gathered(asked, lambda q: edge_record(cluster, split, q, cloud, max_new_tokens), concurrency)
 
 
 def passes_gate(candidate: Mapping[str, float], serving: Mapping[str, float]) -> bool:

@@ -19,7 +19,8 @@ the edge keeping distillation samples):
    with a canary would; otherwise the serving edge stays, and the next round retrains it with more samples.
 
 Per round: the held-out figures, what the round cost (cloud calls, training and gate time) and the gate's
-figures and decision. Each round's figures are written as soon as they exist (``--work``), so a rerun resumes.
+figures and decision. Each round's figures are written as soon as they exist (``--work``), so a rerun resumes,
+with every answer behind them (``round-N-<split>.json``, the routing-data format).
 """
 
 from __future__ import annotations
@@ -46,11 +47,20 @@ from netgpt.training.trainer import TrainConfig, train
 from netgpt.v1 import user_plane_pb2 as up_pb2
 from node.runtime import starter_models
 from tasks.distill.dataset import grounded, in_edge_form, read_rows, replay_rows, write_rows
-from tasks.distill.evaluation import DEV, ROOT, evaluate, evaluation_questions, gathered, passes_gate
+from tasks.distill.evaluation import (
+    DEV,
+    REFERENCE,
+    ROOT,
+    evaluate,
+    evaluation_questions,
+    figures,
+    gathered,
+    passes_gate,
+)
 from tasks.prompt_completion.evaluate import MAX_NEW_TOKENS, ask_via_edge, cell_venues, evaluation_cluster
 from tasks.prompt_completion.heldout import HeldOut
 from tasks.prompt_completion.synth import real_cells
-from tasks.routing.collect import shadow_router_file
+from tasks.routing.collect import Collected, shadow_router_file
 from tasks.routing.questions import HELDOUT, phrasing_questions
 
 log = structlog.get_logger("netgpt.distill")
@@ -154,8 +164,11 @@ async def run_round(index: int, model_dir: Path, work: Path, questions: list[Hel
     db = work / f"round-{index}.sqlite"
     db.unlink(missing_ok=True)
     async with _cluster(model_dir, work, options, distill_samples=True, distill_db=str(db)) as cluster:
-        f = await evaluate(cluster, options.split, router, options.max_new_tokens, options.concurrency,
-                           options.heldout)
+        records = await evaluate(cluster, options.split, options.max_new_tokens, options.concurrency, options.heldout)
+        # every answer with its confidence and the reference cloud's: which questions decide the round's share
+        Collected(f"edge {model_dir}; {REFERENCE.name}", options.max_new_tokens, router.probe_tokens,
+                  tuple(records)).write(work / f"round-{index}-{options.split}.json")
+        f = figures(records, router)
         result = Round(index, str(model_dir), f["edge_quality"], f["cloud_quality"], f["edge_share_equal"],
                        f["quality_equal"], f["edge_share_95"], f["router_edge_share"], f["router_quality"])
         log.warning("distill.evaluated", **{k: v for k, v in asdict(result).items() if k != "edge_model"})
@@ -166,7 +179,8 @@ async def run_round(index: int, model_dir: Path, work: Path, questions: list[Hel
 
 async def dev_figures(model_dir: Path, work: Path, options: Options, router: LearnedRouter) -> dict[str, float]:
     async with _cluster(model_dir, work, options) as cluster:
-        return await evaluate(cluster, DEV, router, options.max_new_tokens, options.concurrency, options.heldout)
+        return figures(await evaluate(cluster, DEV, options.max_new_tokens, options.concurrency, options.heldout),
+                       router)
 
 
 def teaching_rows(sample_files: list[Path], form: str) -> list[dict[str, Any]]:
