@@ -252,3 +252,23 @@ def test_no_collected_question_is_ever_evaluated():
     collected = [q.question for q in collection_questions(180)]
     assert len(set(collected)) == 180 and not evaluated & set(collected)
     assert len(evaluation_questions(HELDOUT)) == 71 and len(evaluation_questions(DEV)) == 114
+
+
+async def test_a_round_evaluates_collects_and_keeps_every_answer(tiny, tmp_path: Path):
+    """One round through real servers (the starter edge, the tiny cloud): the serving edge's answers to the
+    first held-out questions are kept with its figures, the round's questions reach the cloud, and a candidate
+    is trained only from grounded samples (the tiny cloud's answers name no venue: then the starter stays)."""
+    from node.runtime import starter_models
+    from tasks.distill.rounds import Options, run
+    from tasks.routing.collect import Collected
+
+    options = Options(rounds=1, questions=2, heldout=3, cloud_model="tiny", concurrency=2, max_new_tokens=8)
+    first, last = await run(options, tmp_path)
+    records = Collected.read(tmp_path / "round-0-heldout.json").records
+    assert len(records) == 3 and {r.split for r in records} == {"heldout"}
+    assert all("probe_mean_logprob" in r.features for r in records)
+    assert first.cloud_calls + first.failed == 2 and first.samples_kept == first.cloud_calls
+    assert (first.train_lines > 0) == (first.grounded > 0)
+    if not first.grounded:
+        assert first.gate is None and last.edge_model == str(starter_models().gpt2_dir)
+    assert 0.0 <= last.edge_share_equal <= 1.0 and last.cloud_calls == 0

@@ -194,9 +194,13 @@ def teaching_rows(sample_files: list[Path], form: str) -> list[dict[str, Any]]:
 
 
 def retrain(index: int, model_dir: Path, sample_files: list[Path], work: Path, options: Options,
-            result: Round) -> Path:
-    """A candidate edge: ``model_dir`` fine-tuned on every grounded sample so far plus replay."""
+            result: Round) -> Path | None:
+    """A candidate edge: ``model_dir`` fine-tuned on every grounded sample so far plus replay (None while no
+    sample is grounded: nothing to learn, the serving edge stays)."""
     taught = teaching_rows(sample_files, options.form)
+    if not taught:
+        log.warning("distill.nothing_to_teach", round=index, samples=result.samples_kept)
+        return None
     rows = [*taught, *replay_rows(round(options.replay * len(taught)))]
     data = write_rows(rows, work / f"round-{index}-train.jsonl")
     started = time.perf_counter()
@@ -262,8 +266,9 @@ async def run(options: Options, work: Path) -> list[Round]:
             sample_files.append(samples)
             base = starter if options.start == "starter" else model_dir
             candidate = retrain(index, base, sample_files, work, options, result)
-            model_dir, serving_dev = (await gated(candidate, model_dir, serving_dev, work, options, router, result)
-                                      if gate else (candidate, None))
+            if candidate is not None:
+                model_dir, serving_dev = (await gated(candidate, model_dir, serving_dev, work, options, router,
+                                                      result) if gate else (candidate, None))
         saved.write_text(json.dumps({"round": asdict(result), "next_model": str(model_dir), "next_dev": serving_dev,
                                      "samples": str(samples or "")}, indent=1), encoding="utf-8")
         results.append(result)
