@@ -82,6 +82,27 @@ def test_the_value_grammar_keeps_keys_and_values_canonical() -> None:
     assert not strict.allows(ids[b" delay"]) and strict.allows(ids[b" 5qi"])  # only the line's keys
 
 
+def test_with_the_grammar_a_time_window_is_two_clock_times_the_request_states() -> None:
+    from edge_node.netmgmt.intent_decoding import clock_times
+
+    assert clock_times("from 2 pm to 6 pm") == {b"14:00", b"18:00"}
+    assert clock_times("between 22h30 and 06h, or 12 am to 2:30pm") == {b"22:30", b"06:00", b"00:00", b"14:30"}
+    assert clock_times("5QI 80 at 13 pm") == set()  # neither can be a clock time
+    request = "delete the link to Hub-8 from Hub-7, from 2 pm to 6 pm"
+    vocab = [*VOCAB, b" delete", b" time", b" 14", b":00", b"-", b"17", b"18"]
+    ids = {piece: i for i, piece in enumerate(vocab)}
+    loose, strict = CopyConstraint(vocab, {EOS}, request), CopyConstraint(vocab, {EOS}, request, grammar=True)
+    for c in (loose, strict):
+        for piece in (b"act", b":", b" delete", b";", b" time", b":", b" 14", b":00", b"-"):
+            assert c.allows(ids[piece]), piece
+            c.push(ids[piece])
+    assert loose.allows(ids[b"17"]) and not strict.allows(ids[b"17"])  # 5 pm is not a time the request states
+    strict.push(ids[b"18"])
+    assert not strict.allows(EOS)  # "18" alone is not a clock time yet
+    strict.push(ids[b":00"])
+    assert strict.allows(EOS)
+
+
 def test_the_unclear_marker_is_no_problem_and_always_asks(tiny_reader: IntentReader) -> None:
     parsed = parse_line(f"act: modify; src: Access 1; dst: Cloud 2; bw: {UNCLEAR_VALUE}")
     assert parsed.unclear == ["bandwidth_mbps"] and not parsed.problems and parsed.intent.bandwidth_mbps == 0

@@ -12,6 +12,9 @@ COPIED_KEYS = ("src", "dst")  # values copied from the request verbatim
 FIGURE_KEYS = ("bw", "lat", "5qi")  # values whose figure the request states
 _FIGURE_BYTES = re.compile(NUMBER.encode())
 _HEAD = re.compile(rb"[\d.]*")
+TIME_KEY = "time"
+# a clock time as requests state it: 14:00, 14h, 14h30, 2 pm, 2:30pm (the grammar's time constraint)
+_CLOCK = re.compile(rb"(?<![\w.:])(\d{1,2})(?:[:h](\d{2}))?\s?(am|pm|h)?(?![\w:])", re.IGNORECASE)
 UNCLEAR = UNCLEAR_VALUE.encode()
 # the value grammar: what may follow a key (a leading space, then the canonical spelling)
 _WORDS = {"act": tuple(f" {a}".encode() for a in ACTIONS), "slice": tuple(f" {s}".encode() for s in SLICES),
@@ -61,6 +64,8 @@ class CopyConstraint:
         self._vocab, self._end_ids, self._grammar = vocab, end_ids, grammar
         self._hay = b" " + request.encode() + b" "
         self._figures = set(_FIGURE_BYTES.findall(request.encode()))
+        clocks = clock_times(request) if grammar else set()
+        self._windows = {b" %s-%s" % (a, b) for a in clocks for b in clocks}
         self._line = b""
 
     def push(self, token: int) -> None:
@@ -100,6 +105,8 @@ class CopyConstraint:
             return self._is_span(value)
         if key in FIGURE_KEYS:
             return self._is_figure(value)
+        if key == TIME_KEY and self._windows:
+            return any(w.startswith(value) for w in self._windows)
         return True
 
     def _complete(self, piece: bytes) -> bool:
@@ -113,6 +120,8 @@ class CopyConstraint:
             return self._ends_at_word(value)
         if key in FIGURE_KEYS:
             return self._is_figure(value, whole=True)
+        if key == TIME_KEY and self._windows:
+            return value.rstrip(b" ") in self._windows
         return True
 
     def _is_span(self, value: bytes) -> bool:
@@ -137,6 +146,21 @@ class CopyConstraint:
         if len(figure) == len(value) - 1 and not whole:  # still writing the figure
             return any(f.startswith(figure) for f in self._figures)
         return figure in self._figures
+
+
+def clock_times(request: str) -> set[bytes]:
+    """Every clock time ``request`` states, as ``HH:MM`` (a superset: any figure that can be an hour counts).
+    With the grammar, a time window's two sides must be two of them (the figure copy rule, for clocks)."""
+    times = set()
+    for hour_text, minute_text, suffix in _CLOCK.findall(request.encode()):
+        hour, minute = int(hour_text), int(minute_text or 0)
+        if suffix.lower() in (b"am", b"pm"):
+            if not 1 <= hour <= 12:
+                continue
+            hour = hour % 12 + (12 if suffix.lower() == b"pm" else 0)
+        if hour <= 23 and minute <= 59:
+            times.add(b"%02d:%02d" % (hour, minute))
+    return times
 
 
 def _shape(key: str, value: bytes, whole: bool) -> bool:
