@@ -165,8 +165,12 @@ async def deploy(args: argparse.Namespace, folder: Path) -> Deployment:
     return Deployment(pki, pki.identity("operator", "operator"), folder, env, link, core, core_address, cloud)
 
 
+def cloud_threads_of(args: argparse.Namespace) -> int:
+    return args.cloud_threads or (1 if args.split_cores else 0)  # a core of its own: one thread
+
+
 def cloud_threads_flags(args: argparse.Namespace) -> list[str]:
-    threads = args.cloud_threads or (1 if args.split_cores else 0)  # a core of its own: one thread
+    threads = cloud_threads_of(args)
     return ["--torch-threads", str(threads)] if threads else []
 
 
@@ -408,17 +412,17 @@ def group_summary(records: list[Record]) -> dict[str, Any]:
     for r in records:
         for key, value in r.parts.items():
             parts[key].append(value)
-    first, last = [r.first_token_ms for r in records], [r.last_token_ms for r in records]
     return {"requests": len(records),
             "answer_ok": float(np.mean([r.answer_ok for r in records])) if records else float("nan"),
-            "first_token_ms": {"p50": pct(first, 50), "p95": pct(first, 95)},
-            "last_token_ms": {"p50": pct(last, 50), "p95": pct(last, 95)},
-            "answer_tokens": {"p50": pct([r.answer_tokens for r in records], 50),
-                              "p95": pct([r.answer_tokens for r in records], 95)},
-            "prompt_tokens": {"p50": pct([r.prompt_tokens for r in records], 50),
-                              "p95": pct([r.prompt_tokens for r in records], 95)},
-            "steps_ms": {key: {"p50": pct(parts[key], 50), "p95": pct(parts[key], 95), "requests": len(parts[key])}
-                         for key in STEPS if parts.get(key)}}
+            "first_token_ms": p50_p95([r.first_token_ms for r in records]),
+            "last_token_ms": p50_p95([r.last_token_ms for r in records]),
+            "answer_tokens": p50_p95([r.answer_tokens for r in records]),
+            "prompt_tokens": p50_p95([r.prompt_tokens for r in records]),
+            "steps_ms": {key: {**p50_p95(parts[key]), "requests": len(parts[key])} for key in STEPS if parts.get(key)}}
+
+
+def p50_p95(values: list[float] | list[int]) -> dict[str, float]:
+    return {"p50": pct(values, 50), "p95": pct(values, 95)}
 
 
 def workload_summary(records: list[Record], items: list[Item]) -> dict[str, Any]:
@@ -522,7 +526,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         "edge_cloud_intent": args.edge_cloud_intent, "split_cores": args.split_cores,
                         "edge_threads": args.edge_threads, "edge_prefill_first": not args.edge_decode_first,
                         "cloud": models["cloud"], "cloud_path": args.cloud_model,
-                        "cloud_threads": args.cloud_threads or (1 if args.split_cores else 0)}
+                        "cloud_threads": cloud_threads_of(args)}
     report["settings"] = {k: getattr(args, k) for k in ("requests", "concurrency", "zipf", "unique_share",
                                                         "max_new_tokens", "seed", "edge_concurrency",
                                                         "toll_requests", "edge_prefix_cache_mb")}
@@ -545,6 +549,11 @@ def tokens(row: dict[str, Any]) -> str:
 def cloud_threads(models: dict[str, Any]) -> str:
     threads = models.get("cloud_threads", 0)
     return f" ({threads} torch thread{'s' if threads > 1 else ''})" if threads and not models.get("split_cores") else ""
+
+
+def row_columns() -> list[str]:
+    """The headers of :func:`row_cells`."""
+    return ["first token", "last token", "prompt / answer tokens", *(HEADERS[s] for s in STEPS)]
 
 
 def row_cells(row: dict[str, Any]) -> str:
@@ -578,7 +587,7 @@ def markdown(report: dict[str, Any]) -> str:
              "straight to the cloud, `edge→cloud` is the UE→cloud hop. `queue` is the cloud's batch-scheduler wait; "
              "the edge's own admission wait is inside `edge generate`. On `cache` / `coalesced` rows `edge generate` "
              "is the relay of a cached or shared answer.", ""]
-    columns = ["first token", "last token", "prompt / answer tokens", *(HEADERS[s] for s in STEPS)]
+    columns = row_columns()
     for name, part in report["workloads"].items():
         ratios = part["ratios_netgpt_over_cloud_only"]
         lines += [f"## {name}: {part['requests']} requests, {part['distinct_prompts']} distinct prompts", "",
@@ -599,7 +608,7 @@ def markdown(report: dict[str, Any]) -> str:
               f"{t['pairs']} unseen held-out questions one at a time: through the edge, then its comprehensive prompt "
               f"straight to the cloud ({t['dropped_not_forwarded']} not forwarded, dropped).", ""]
     if t["pairs"]:
-        columns = ["first token", "last token", "prompt / answer tokens", *(HEADERS[s] for s in STEPS)]
+        columns = row_columns()
         lines += ["| path | n | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
         for label, row in (("through the edge", t["via_edge"]), ("straight to the cloud", t["straight"])):
             lines.append(f"| {label} | {row['requests']} | {row_cells(row)} |")

@@ -61,10 +61,11 @@ async def gathered(items: Sequence[T], ask: Callable[[T], Awaitable[R]], concurr
 
 
 async def edge_record(cluster: Cluster, split: str, q: HeldOut, cloud: Mapping[str, Answer],
-                      max_new_tokens: int) -> Record:
+                      venues: Mapping[str, Sequence[str]], max_new_tokens: int) -> Record:
     """The edge's own answer to ``q`` with the routing features it computed (the cluster's learned router at
-    threshold 0 keeps every request at the edge and logs them), next to the reference cloud answer."""
-    others = tuple(cell_venues().get(q.cell_id, ()))
+    threshold 0 keeps every request at the edge and logs them), next to the reference cloud answer; ``venues``:
+    every venue of each cell (:func:`cell_venues`)."""
+    others = tuple(venues.get(q.cell_id, ()))
     prompt, summary = await ask_via_edge(cluster, q, up_pb2.ROUTE_PREFERENCE_UNSPECIFIED, max_new_tokens)
     if summary.bytes_edge_to_cloud:
         raise RuntimeError(f"{q.question!r} went to the cloud: {summary.reason_detail}")
@@ -89,10 +90,11 @@ async def evaluate(cluster: Cluster, split: str, max_new_tokens: int, concurrenc
                    limit: int = 0) -> list[Record]:
     """The cluster's edge on ``split``, a record per question (``limit`` > 0: its first questions only, a smoke
     test)."""
-    cloud = reference_cloud(split)
+    cloud, venues = reference_cloud(split), cell_venues()
     asked = evaluation_questions(split)
     asked = asked[:limit or len(asked)]
-    return await gathered(asked, lambda q: edge_record(cluster, split, q, cloud, max_new_tokens), concurrency)
+    return await gathered(asked, lambda q: edge_record(cluster, split, q, cloud, venues, max_new_tokens),
+                          concurrency)
 
 
 def passes_gate(candidate: Mapping[str, float], serving: Mapping[str, float]) -> bool:

@@ -154,7 +154,8 @@ async def collect(cluster: Cluster, index: int, db: Path, work: Path, questions:
     samples = DistillSamples(str(db))
     result.samples_kept = samples.export(out)  # what `netgpt data distill export` writes, from the live file
     samples.close()
-    result.grounded = sum(grounded(row, cell_venues()) for row in read_rows(out))
+    venues = cell_venues()
+    result.grounded = sum(grounded(row, venues) for row in read_rows(out))
     return out
 
 
